@@ -1,0 +1,45 @@
+"""fastcheck: is d-theta really the gradient of J(theta)? Fast, exact answers.
+
+>>> import fastcheck as fc
+>>> net = fc.MLP([8, 6, 3], hidden="relu", output="softmax", l2=0.1)
+>>> params = net.init(seed=0)
+>>> X, Y = net.random_data(m=16, seed=1)
+>>> net.check(params, net.gradient(params, X, Y), X, Y).passed
+True
+"""
+
+from .api import check
+from .errors import (
+    CostError,
+    DtypeError,
+    FastcheckError,
+    InputError,
+    MutationError,
+    NondeterministicCostError,
+)
+from .finite import DEFAULT_EPS, Bounds, relative_difference
+from .layout import CastWarning, Group, Layout
+from .mlp import MLP
+from .report import EntryRow, GroupRow, Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "check",
+    "MLP",
+    "Report",
+    "GroupRow",
+    "EntryRow",
+    "Layout",
+    "Group",
+    "Bounds",
+    "DEFAULT_EPS",
+    "relative_difference",
+    "FastcheckError",
+    "InputError",
+    "DtypeError",
+    "CostError",
+    "NondeterministicCostError",
+    "MutationError",
+    "CastWarning",
+]

@@ -1,0 +1,40 @@
+"""fastcheck's own exceptions.
+
+Every error raised for bad input is a subclass of :class:`FastcheckError`, itself a
+``ValueError``, so ``except ValueError`` keeps working for callers who do not care
+which check failed. Messages name the argument, what was seen, what was expected and
+the fix.
+"""
+
+__all__ = [
+    "FastcheckError",
+    "InputError",
+    "DtypeError",
+    "CostError",
+    "NondeterministicCostError",
+    "MutationError",
+]
+
+
+class FastcheckError(ValueError):
+    """Base class of every error fastcheck raises for bad input or a bad cost."""
+
+
+class InputError(FastcheckError):
+    """Parameters, gradients or settings that do not fit together."""
+
+
+class DtypeError(InputError, TypeError):
+    """An array that is not float64 where float64 is required."""
+
+
+class CostError(FastcheckError):
+    """The cost function raised, or returned something that is not a finite scalar."""
+
+
+class NondeterministicCostError(CostError):
+    """The cost gave two different values at the same parameters."""
+
+
+class MutationError(CostError):
+    """The cost modified the arrays it was given."""

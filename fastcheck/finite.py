@@ -1,0 +1,89 @@
+"""The finite-difference formula, the step rule, the metric and the verdict bands."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "DEFAULT_EPS",
+    "EPS_RANGE",
+    "Bounds",
+    "validate_eps",
+    "central_difference",
+    "relative_difference",
+    "relative_errors",
+]
+
+#: The method's step: (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps).
+DEFAULT_EPS = 1e-7
+#: Steps outside this range are refused: below it float64 rounding swamps the
+#: difference, above it the truncation error of the central difference does.
+EPS_RANGE = (1e-12, 1e-1)
+
+
+def validate_eps(eps) -> float:
+    """Return ``eps`` as a float, or raise :class:`InputError` if it is out of range."""
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise InputError(f"`eps` must be a number, got {eps!r}") from None
+    lo, hi = EPS_RANGE
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise InputError(
+            f"`eps`={eps!r} is out of range: central differences in float64 need "
+            f"{lo:g} <= eps <= {hi:g} (the method uses {DEFAULT_EPS:g})"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Verdict bands: ``pass`` below ``warn``, ``warn`` below ``fail``, else ``fail``.
+
+    The defaults are the method's: about 1e-7 is great, 1e-3 is worry.
+    """
+
+    warn: float = 1e-6
+    fail: float = 1e-3
+
+    def __post_init__(self):
+        for name in ("warn", "fail"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise InputError(f"verdict bound `{name}`={value!r} must be a positive number")
+        if not self.warn <= self.fail:
+            raise InputError(f"verdict bounds need warn <= fail, got warn={self.warn:g}, fail={self.fail:g}")
+
+    def verdict(self, difference: float) -> str:
+        if not difference < self.fail:  # NaN fails too
+            return "fail"
+        return "pass" if difference < self.warn else "warn"
+
+
+def central_difference(cost_plus, cost_minus, eps: float):
+    """``(J+ - J-) / (2 eps)``, elementwise."""
+    return (np.asarray(cost_plus) - np.asarray(cost_minus)) / (2.0 * eps)
+
+
+def relative_difference(numeric: np.ndarray, analytic: np.ndarray) -> float:
+    """``||numeric - analytic||_2 / (||numeric||_2 + ||analytic||_2)``, with 0/0 = 0."""
+    numeric = np.asarray(numeric, dtype=np.float64)
+    analytic = np.asarray(analytic, dtype=np.float64)
+    denominator = np.linalg.norm(numeric) + np.linalg.norm(analytic)
+    if denominator == 0.0:
+        return 0.0
+    return float(np.linalg.norm(numeric - analytic) / denominator)
+
+
+def relative_errors(numeric: np.ndarray, analytic: np.ndarray) -> np.ndarray:
+    """The same formula per entry: ``|n - a| / (|n| + |a|)``, with 0/0 = 0."""
+    abs_error = np.abs(numeric - analytic)
+    denominator = np.abs(numeric) + np.abs(analytic)
+    out = np.zeros_like(abs_error)
+    np.divide(abs_error, denominator, out=out, where=denominator > 0)
+    return out
