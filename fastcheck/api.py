@@ -35,7 +35,9 @@ def _select(layout: Layout, mode: str, seed: int) -> np.ndarray:
 
 
 def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", seed: int = 0,
-          warn: float = 1e-6, fail: float = 1e-3, cast: bool = False) -> Report:
+          n_jobs: int = 1, batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
+          max_memory: int | None = None, progress: bool | None = None, warn: float = 1e-6,
+          fail: float = 1e-3, cast: bool = False) -> Report:
     """Check an analytic gradient against central differences of ``cost``.
 
     For every checked coordinate i, the numeric gradient is
@@ -59,6 +61,19 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
         ``"full"`` checks every coordinate.
     seed : int
         Seed of the random modes; recorded in the report.
+    n_jobs : int
+        Worker processes for the black-box engine (-1: all cores); 1 runs the reference
+        loop in this process.
+    batch_cost : callable ``batch_cost(thetas) -> costs``, optional
+        A vectorized cost over a (k, n) stack of flat thetas, returning k costs.
+    backend : {"loky", "threading", "dask"}, optional
+        joblib backend of the black-box engine (default: joblib's, loky).
+    chunk_size : int, optional
+        Coordinates per task of the black-box engine (default: chosen from a timing).
+    max_memory : int, optional
+        Bytes of perturbed thetas stacked at once for ``batch_cost``.
+    progress : bool, optional
+        Show a progress bar; default: on a terminal, for runs longer than a few seconds.
     warn, fail : float
         Verdict bounds: ``pass`` below ``warn`` <= ``warn`` < ``fail`` <= ``fail``.
     cast : bool
@@ -94,19 +109,29 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
     objective = CostObjective(cost, layout)
     objective.base(theta)
     indices = _select(layout, mode, seed)
-    evaluations = reference_engine(objective, theta, indices, eps)
-    settings = {"eps": eps, "mode": mode, "engine": "reference", "seed": seed, "kinks": "exclude"}
+    if n_jobs == 1 and batch_cost is None and backend is None:
+        engine = "reference"
+        evaluations = reference_engine(objective, theta, indices, eps)
+    else:
+        from .blackbox import blackbox_engine
+
+        engine = "blackbox"
+        evaluations = blackbox_engine(objective, theta, indices, eps, n_jobs=n_jobs, batch_cost=batch_cost,
+                                      backend=backend, chunk_size=chunk_size, max_memory=max_memory,
+                                      progress=progress)
+    settings = {"eps": eps, "mode": mode, "engine": engine, "seed": seed, "kinks": "exclude", "n_jobs": n_jobs}
     return build_report(layout, analytic, evaluations, bounds=bounds, settings=settings,
                         elapsed=time.perf_counter() - started)
 
 
 def check_mlp(net, params, grads, X, Y, *, engine: str = "reference", eps: float = DEFAULT_EPS,
-              mode: str = "full", seed: int = 0, kinks: str = "exclude", warn: float = 1e-6,
-              fail: float = 1e-3, cast: bool = False) -> Report:
+              mode: str = "full", seed: int = 0, kinks: str = "exclude", max_memory: int | None = None,
+              n_threads: int | None = None, warn: float = 1e-6, fail: float = 1e-3,
+              cast: bool = False) -> Report:
     """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost."""
     started = time.perf_counter()
     eps, bounds = _settings(eps, mode, kinks, seed, warn, fail)
-    engines = ("reference",)
+    engines = ("batched", "reference")
     if engine not in engines:
         raise InputError(f"`engine`={engine!r} is not one of {', '.join(map(repr, engines))}")
     net.validate_params(params)
@@ -114,9 +139,15 @@ def check_mlp(net, params, grads, X, Y, *, engine: str = "reference", eps: float
     X, Y = net.validate_data(X, Y)
     analytic = layout.resolve_grads(grads, params, cast=cast)
     indices = _select(layout, mode, seed)
-    objective = MLPObjective(net, layout, X, Y)
-    objective.base(theta)
-    evaluations = reference_engine(objective, theta, indices, eps)
+    if engine == "reference":
+        objective = MLPObjective(net, layout, X, Y)
+        objective.base(theta)
+        evaluations = reference_engine(objective, theta, indices, eps)
+    else:
+        from .batched import batched_engine
+
+        evaluations = batched_engine(net, layout.unflatten(theta), X, Y, indices, eps, max_memory=max_memory,
+                                     n_threads=n_threads)
     settings = {"eps": eps, "mode": mode, "engine": engine, "seed": seed, "kinks": kinks}
     return build_report(layout, analytic, evaluations, bounds=bounds, settings=settings,
                         elapsed=time.perf_counter() - started)
