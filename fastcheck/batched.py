@@ -1,0 +1,276 @@
+"""The batched engine for the built-in MLP: every coordinate, exact reuse, Numba kernels.
+
+A perturbation of ``Wl[j, k]`` or ``bl[j]`` cannot change anything before layer l and
+changes only row j of Zl, by ``t_e = d * A_{l-1}[k, e]`` (``t_e = d`` for the bias), where
+``d = fl(theta_i +- eps) - theta_i`` is the step the reference engine actually takes. The
+engine caches the base forward pass once and, per coordinate and example, computes only
+what changes:
+
+* **general path** (any activation, any depth): the change of the row is pushed through
+  the later layers as *changes* (``dZ_{h+1} = W_{h+1} dA_h``), each activation change
+  and the loss change evaluated by exact identities without cancellation
+  (:mod:`fastcheck.kernels`);
+* **linear shortcut** (relu, leaky relu, identity): while no hidden unit can change state
+  (certified per example from the margins ``|Z|`` of every later hidden layer, with a
+  factor 2 of safety), the logits change by exactly ``G[j, e] * t`` with
+  ``G[j, e] = W_L diag(s_{L-1}) ... W_{l+1} diag(s_l) e_j``, ``s`` the slopes of the base
+  pass; examples where a relu unit stays off change nothing and are skipped. Examples
+  whose certificate fails take the general path.
+
+The cost changes are summed per coordinate over the examples, in example order, by one
+thread: ``dJ = sum_e dloss_e / m + (lambda / 2m) d (2 w + d)``. The numeric gradient is
+``(dJ+ - dJ-) / (2 eps)`` and ``J +- = J + dJ+-``: no difference of two full costs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numba
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from . import kernels
+from .mlp import LEAKY_SLOPE, example_losses, sigmoid
+from .reference import Evaluations
+
+__all__ = ["batched_engine", "DEFAULT_MAX_MEMORY"]
+
+#: Default bound, in bytes, of the per-chunk temporaries of the kernels.
+DEFAULT_MAX_MEMORY = 256 * 2**20
+
+HIDDEN_CODES = {"relu": kernels.RELU, "leaky_relu": kernels.LEAKY_RELU, "tanh": kernels.TANH,
+                "sigmoid": kernels.SIGMOID, "identity": kernels.IDENTITY}
+OUTPUT_CODES = {"softmax": kernels.SOFTMAX_CE, "sigmoid": kernels.SIGMOID_BCE, "identity": kernels.IDENTITY_MSE}
+PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
+#: Certified changes stay below this fraction of the margin to the nearest kink.
+SAFETY = 0.5
+
+assert kernels.LEAKY == LEAKY_SLOPE, "kernels.LEAKY must equal mlp.LEAKY_SLOPE"
+
+_controller = None
+
+
+def _blas_limited():
+    """BLAS pinned to one thread while the engine runs (numba's threads do the parallel work)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
+@contextlib.contextmanager
+def _numba_threads(n_threads):
+    previous = numba.get_num_threads()
+    try:
+        if n_threads is not None:
+            numba.set_num_threads(int(n_threads))
+        yield numba.get_num_threads()
+    finally:
+        numba.set_num_threads(previous)
+
+
+def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.ndarray, eps: float, *,
+                   max_memory: int | None = None, n_threads: int | None = None) -> Evaluations:
+    """Central differences of ``net``'s cost at ``indices``, exactly, by reuse of the base pass.
+
+    Parameters
+    ----------
+    net : fastcheck.MLP
+    params : dict of str -> ndarray
+        ``W1 (n_1, n_0), b1 (n_1, 1), ...``: C-contiguous float64, already validated.
+    X : ndarray of shape (n_0, m)
+    Y : ndarray of shape (n_L, m)
+    indices : ndarray of int64, shape (k,)
+        Flat coordinates of theta (``W1.ravel(), b1.ravel(), W2.ravel(), ...``), any order.
+    eps : float
+    max_memory : int, optional
+        Bytes of kernel temporaries at once (default :data:`DEFAULT_MAX_MEMORY`); rows of
+        coordinates are split into smaller tasks to fit. Results do not depend on it.
+    n_threads : int, optional
+        Numba threads (default: numba's current setting); restored afterwards.
+
+    Returns
+    -------
+    Evaluations
+        Aligned with ``indices``; ``n_evaluations = 2 * len(indices)``.
+
+    Notes
+    -----
+    Every ``cost_plus[p]``/``cost_minus[p]`` equals ``net.cost`` on the perturbed
+    parameters to float64 rounding; ``numeric = (dJ+ - dJ-) / (2 eps)`` where ``dJ+-`` are
+    the exact cost changes, so the rounding noise of the two full costs never enters.
+    ``kinks[p]`` is true when a relu-like hidden unit changes state (``Z > 0``) for some
+    example under the + or - step, as :class:`fastcheck.objective.MLPObjective` reports.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
+    with _numba_threads(n_threads) as threads, _blas_limited():
+        base = _BasePass(net, params, X, Y)
+        theta = np.concatenate([np.ravel(params[name]) for name in net.shapes])
+        originals = theta[indices]
+        d_plus = (originals + eps) - originals
+        d_minus = (originals - eps) - originals
+        sum_plus, sum_minus = np.zeros(indices.size), np.zeros(indices.size)
+        kinks = np.zeros(indices.size, dtype=bool)
+        layer_of, row_of, col_of = _locate(net, indices)
+        for layer in range(1, net.n_layers + 1):
+            mine = np.flatnonzero(layer_of == layer)
+            if mine.size == 0:
+                continue
+            width = net.layers[layer - 1] + 1
+            order = mine[np.argsort(row_of[mine] * width + col_of[mine], kind="stable")]
+            tasks = _tasks(row_of[order], col_of[order], _max_columns(net, max_memory, threads))
+            results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
+            ain_t = base.inputs_t(layer)
+            kernels.layer_kernel(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
+                                 np.abs(ain_t).max(axis=1), base.linear(layer, max_memory), base.packed,
+                                 base.out, results)
+            sum_plus[order], sum_minus[order], kinks[order] = results
+    m = X.shape[1]
+    is_weight = col_of < np.array(net.layers)[layer_of - 1]
+    l2_scale = net.l2 / (2.0 * m)
+    dj_plus = sum_plus / m + np.where(is_weight, l2_scale * d_plus * (2.0 * originals + d_plus), 0.0)
+    dj_minus = sum_minus / m + np.where(is_weight, l2_scale * d_minus * (2.0 * originals + d_minus), 0.0)
+    if not net.has_kinks:
+        kinks[:] = False
+    numeric = (dj_plus - dj_minus) / (2.0 * eps)
+    return Evaluations(indices, base.cost + dj_plus, base.cost + dj_minus, numeric, kinks, 2 * indices.size)
+
+
+def _locate(net, indices):
+    """Layer (1-based), row j and column k of each flat index; k = n_{l-1} is the bias."""
+    sizes = []
+    for layer in range(1, net.n_layers + 1):
+        n_out, n_in = net.layers[layer], net.layers[layer - 1]
+        sizes += [n_out * n_in, n_out]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    group = np.searchsorted(starts, indices, side="right") - 1
+    if indices.size and (indices.min() < 0 or indices.max() >= starts[-1]):
+        raise IndexError(f"indices must lie in [0, {starts[-1]}) for {net!r}")
+    layer = group // 2 + 1
+    n_in = np.array(net.layers, dtype=np.int64)[layer - 1]
+    offset = indices - starts[group]
+    is_bias = group % 2 == 1
+    row = np.where(is_bias, offset, offset // n_in)
+    col = np.where(is_bias, n_in, offset % n_in)
+    return layer.astype(np.int64), row.astype(np.int64), col.astype(np.int64)
+
+
+def _max_columns(net, max_memory, threads):
+    """Columns per task so that ``threads`` tasks' temporaries fit in ``max_memory`` bytes."""
+    per_column = 8 * (2 * max(net.layers[1:]) + 12)
+    return max(1, max_memory // (max(1, threads) * per_column))
+
+
+def _tasks(rows, cols, max_columns):
+    """CSR of row tasks over coordinates sorted by (row, column), split at ``max_columns``."""
+    n = rows.size
+    new_row = np.ones(n, dtype=bool)
+    new_row[1:] = rows[1:] != rows[:-1]
+    run_start = np.flatnonzero(new_row)
+    position = np.arange(n) - np.repeat(run_start, np.diff(np.append(run_start, n)))
+    starts = np.flatnonzero(new_row | (position % max_columns == 0))
+    return rows[starts].copy(), np.append(starts, n).astype(np.int64), cols.copy()
+
+
+class _BasePass:
+    """The cached base forward pass, packed for the kernels."""
+
+    def __init__(self, net, params, X, Y):
+        self.net = net
+        self.m = X.shape[1]
+        self.weights = [params[f"W{layer}"] for layer in range(1, net.n_layers + 1)]
+        zs, acts = net.forward(params, X)
+        self.zs, self.acts = zs, acts
+        self.cost = float(example_losses(net.output, zs[-1], Y).sum() / self.m) + net.regularization(params, self.m)
+        self.codes = (HIDDEN_CODES[net.hidden], OUTPUT_CODES[net.output])
+        self.packed = self._pack(net, zs)
+        self.out = self._output(net, zs[-1], Y)
+        if net.hidden in ("relu", "leaky_relu"):
+            self.slopes = [np.where(z > 0, 1.0, 0.0 if net.hidden == "relu" else LEAKY_SLOPE) for z in zs[:-1]]
+        else:
+            self.slopes = [np.ones_like(z) for z in zs[:-1]]
+
+    def _pack(self, net, zs):
+        dims = np.array(net.layers, dtype=np.int64)
+        w_off = np.zeros(net.n_layers + 1, dtype=np.int64)
+        w_off[1:] = np.cumsum([0] + [w.size for w in self.weights[:-1]])
+        w_buf = np.concatenate([w.ravel() for w in self.weights])
+        z_off = np.zeros(net.n_layers + 1, dtype=np.int64)
+        z_off[1:] = np.cumsum([0] + [z.size for z in zs[:-1]])
+        z_t = [np.ascontiguousarray(z.T) for z in zs]
+        aux1, aux2 = [], []
+        for z in z_t:
+            if net.hidden == "tanh":
+                aux1.append(np.tanh(z))
+                q = np.exp(-2.0 * np.abs(z))
+                aux2.append(4.0 * q / (1.0 + q) ** 2)  # sech^2, without overflow
+            elif net.hidden == "sigmoid":
+                aux1.append(sigmoid(z))
+                aux2.append(sigmoid(-z))
+            else:
+                aux1.append(np.zeros_like(z))
+                aux2.append(np.zeros_like(z))
+        flat = [np.concatenate([a.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
+        return (dims, w_off, w_buf, z_off, flat[0], flat[1], flat[2])
+
+    @staticmethod
+    def _output(net, z_last, Y):
+        if net.output == "softmax":
+            e = np.exp(z_last - z_last.max(axis=0))
+            aux = e / e.sum(axis=0)
+        elif net.output == "sigmoid":
+            aux = sigmoid(z_last)
+        else:
+            aux = z_last - Y
+        return (np.ascontiguousarray(aux.T), np.ascontiguousarray(Y.T), np.ascontiguousarray(Y.sum(axis=0)))
+
+    def inputs_t(self, layer):
+        """``[A_{l-1}; 1]`` transposed, shape (m, n_{l-1} + 1)."""
+        a = self.acts[layer - 1]
+        out = np.empty((self.m, a.shape[0] + 1))
+        out[:, :-1] = a.T
+        out[:, -1] = 1.0
+        return out
+
+    def linear(self, layer, max_memory):
+        """``(G, bound, slope)`` of the linear shortcut for layer l (see :func:`layer_kernel`)."""
+        net, m = self.net, self.m
+        n_layers, n_out = net.n_layers, net.layers[-1]
+        n_l = net.layers[layer]
+        if layer == n_layers:  # a logit row: dZ_L = e_j t, exactly
+            G = np.zeros((n_out, m, n_out))
+            G[np.arange(n_out), :, np.arange(n_out)] = 1.0
+            return G, np.full((n_out, m), np.inf), np.ones((n_out, m))
+        if net.hidden not in PIECEWISE_LINEAR:
+            return np.zeros((1, 1, n_out)), np.zeros((n_l, m)), np.ones((n_l, m))
+        slope = self.slopes[layer - 1]
+        # J[e] = dZ_L / dA_l at the base state, (m, n_L, n_l)
+        J = np.broadcast_to(self.weights[n_layers - 1], (m, n_out, net.layers[n_layers - 1]))
+        for h in range(n_layers - 1, layer, -1):
+            J = (J * self.slopes[h - 1].T[:, None, :]) @ self.weights[h - 1]
+        G = np.ascontiguousarray(np.transpose(J * slope.T[:, None, :], (2, 0, 1)))
+        radius_t = np.full((m, n_l), np.inf)  # how far a_l[j] may move, per example
+        H = None
+        for h in range(layer + 1, n_layers):
+            abs_z_t = np.ascontiguousarray(np.abs(self.zs[h - 1].T))
+            if H is None:
+                H = self.weights[h - 1]
+                kernels.min_ratio(abs_z_t, np.abs(H), radius_t)
+                continue
+            if H.ndim == 2:
+                H = np.broadcast_to(H, (m,) + H.shape)
+            step = max(1, max_memory // (8 * net.layers[h] * n_l * 2))
+            new_H = []
+            for lo in range(0, m, step):
+                chunk = self.weights[h - 1] @ (self.slopes[h - 2].T[lo:lo + step, :, None] * H[lo:lo + step])
+                kernels.min_ratio_batched(abs_z_t[lo:lo + step], np.abs(chunk), radius_t[lo:lo + step])
+                new_H.append(chunk)
+            H = np.concatenate(new_H)
+        abs_slope = np.abs(slope)
+        with np.errstate(divide="ignore"):
+            bound = np.where(abs_slope > 0, radius_t.T / abs_slope, np.inf)
+        if net.hidden != "identity":
+            bound = np.minimum(bound, np.abs(self.zs[layer - 1]))
+        return G, np.ascontiguousarray(SAFETY * bound), np.ascontiguousarray(slope)

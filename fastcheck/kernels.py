@@ -1,0 +1,446 @@
+"""Numba kernels of the batched MLP engine (loops only; no validation).
+
+Every kernel takes C-contiguous float64 arrays and writes into preallocated outputs.
+The Python side (:mod:`fastcheck.batched`) validates, prepares the caches of the base
+forward pass, packs them and assembles the results.
+
+Packed network (argument ``net``, a tuple)
+    ``(dims, w_off, w_buf, z_off, z_buf, aux1_buf, aux2_buf)``: ``dims`` (L+1,) int64 layer
+    widths; ``w_buf`` holds W1, ..., WL in C order, Wh at ``w_off[h]``; ``z_buf`` holds the
+    base pre-activations transposed, Zh.T of shape (m, n_h) at ``z_off[h]``; ``aux1_buf``
+    and ``aux2_buf`` (same layout) hold what the exact activation differences need:
+    tanh(z) and sech^2(z) for tanh, sigmoid(z) and sigmoid(-z) for sigmoid.
+Packed output (argument ``out``, a tuple)
+    ``(aux (m, n_L), y (m, n_L), y_sum (m,))``: softmax probabilities, sigmoid(z) or the
+    residual z - y (by loss), the targets transposed, and the per-example target sums.
+
+Exactness. A change ``x`` of a pre-activation changes activations and losses through
+identities evaluated without cancellation: ``tanh(z + x) - tanh(z) = tanh(x) sech^2(z) /
+(1 + tanh(z) tanh(x))``, ``sigmoid(z + x) - sigmoid(z) = -expm1(-x) s(-z) s(z) / (1 +
+s(-z) expm1(-x))``, ``lse(z + x) - lse(z) = log1p(sum_c p_c expm1(x_c))``, ``softplus(z + x)
+- softplus(z) = log1p(s(z) expm1(x))``. ``expm1``, ``log1p`` and ``tanh`` are library
+functions, except for tiny arguments (``|x| < SMALL = 2**-16``) where they are evaluated
+by their series truncated far below rounding (relative truncation error < 2**-70), which
+keeps the hot loops free of calls so that they vectorize.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = [
+    "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "IDENTITY", "SOFTMAX_CE", "SIGMOID_BCE", "IDENTITY_MSE",
+    "SMALL", "layer_kernel", "min_ratio", "min_ratio_batched", "expm1_", "log1p_", "tanh_",
+]
+
+#: JIT options, in one place: central differences live on exact cancellation (no fastmath).
+JIT_OPTIONS = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
+jit = numba.njit(**JIT_OPTIONS)
+jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
+
+# hidden activation codes
+RELU, LEAKY_RELU, TANH, SIGMOID, IDENTITY = 0, 1, 2, 3, 4
+# output activation + loss codes
+SOFTMAX_CE, SIGMOID_BCE, IDENTITY_MSE = 0, 1, 2
+
+#: Below this |argument|, expm1/log1p/tanh are evaluated by their truncated series.
+SMALL = 2.0**-16
+#: Output changes larger than this use the direct (two-sided) formula.
+LARGE = 1.0
+LEAKY = 0.01  # must equal fastcheck.mlp.LEAKY_SLOPE (checked in batched.py)
+
+
+# ---------------------------------------------------------------- special functions
+@jit
+def _expm1_series(x):
+    """expm1 for |x| < SMALL: x + x^2/2 + x^3/6 + x^4/24 + x^5/120 (next term < 2**-80 |x|)."""
+    return x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
+
+
+@jit
+def _log1p_series(u):
+    """log1p for |u| < SMALL: u - u^2/2 + ... + u^5/5 (next term < 2**-80 |u|)."""
+    return u * (1.0 - u * (0.5 - u * (1.0 / 3.0 - u * (0.25 - u * 0.2))))
+
+
+@jit
+def _tanh_series(x):
+    """tanh for |x| < SMALL: x - x^3/3 + 2x^5/15 (next term < 2**-96 |x|)."""
+    x2 = x * x
+    return x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0)))
+
+
+@jit
+def expm1_(x):
+    """``expm1(x)`` to rounding: series for tiny |x|, the library otherwise."""
+    if abs(x) < SMALL:
+        return _expm1_series(x)
+    return math.expm1(x)
+
+
+@jit
+def log1p_(u):
+    """``log1p(u)`` to rounding: series for tiny |u|, the library otherwise."""
+    if abs(u) < SMALL:
+        return _log1p_series(u)
+    return math.log1p(u)
+
+
+@jit
+def tanh_(x):
+    """``tanh(x)`` to rounding: series for tiny |x|, the library otherwise."""
+    if abs(x) < SMALL:
+        return _tanh_series(x)
+    return math.tanh(x)
+
+
+@jit
+def _softplus(v):
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+# ---------------------------------------------------------------- activation changes
+@jit
+def act_diff(code, z, a1, a2, x):
+    """``g(z + x) - g(z)`` without cancellation, and whether the state ``z > 0`` changed.
+
+    ``a1``, ``a2`` are the cached aux values of ``z`` (see the module docstring).
+    """
+    if code == TANH:
+        th = tanh_(x)
+        return th * a2 / (1.0 + a1 * th), False
+    if code == SIGMOID:
+        em = expm1_(-x)
+        return -em * a2 * a1 / (1.0 + a2 * em), False
+    if code == IDENTITY:
+        return x, False
+    nz = z + x
+    before, after = z > 0.0, nz > 0.0
+    if before and after:
+        return x, False
+    slope = 0.0 if code == RELU else LEAKY
+    if not before and not after:
+        return slope * x, False
+    g_new = nz if after else slope * nz
+    g_old = z if before else slope * z
+    return g_new - g_old, True
+
+
+@jit
+def _activate_rows(code, net, h, e, block, n_rows, K, kink, nonzero):
+    """Replace ``block[i, :K]`` (changes of Zh[i, e]) by the changes of Ah[i, e] in place."""
+    dims, _, _, z_off, z_buf, aux1, aux2 = net
+    base = z_off[h] + e * dims[h]
+    for i in range(n_rows):
+        z, a1, a2 = z_buf[base + i], aux1[base + i], aux2[base + i]
+        any_nonzero = False
+        for k in range(K):
+            d, crossed = act_diff(code, z, a1, a2, block[i, k])
+            block[i, k] = d
+            if crossed:
+                kink[k] = True
+            if d != 0.0:
+                any_nonzero = True
+        nonzero[i] = any_nonzero
+
+
+@jit
+def _weights(net, h):
+    dims, w_off, w_buf = net[0], net[1], net[2]
+    return w_buf[w_off[h]:w_off[h] + dims[h] * dims[h - 1]].reshape((dims[h], dims[h - 1]))
+
+
+@jit
+def propagate(hidden, layer, j, e, t, K, net, buf_a, buf_b, nonzero, kink):
+    """Change of the logits for example ``e`` when row ``j`` of Z_layer changes by ``t[:K]``.
+
+    Every layer after ``layer`` is recomputed from the changes only (a change that is zero
+    for a unit contributes nothing). Returns a (n_L, K) view of ``buf_a`` or ``buf_b``;
+    sets ``kink[k]`` when a hidden unit changes state.
+    """
+    dims = net[0]
+    n_layers = dims.size - 1
+    if layer == n_layers:
+        dz = buf_a[:dims[n_layers] * K].reshape((dims[n_layers], K))
+        dz[:, :] = 0.0
+        dz[j, :] = t[:K]
+        return dz
+    row = buf_a[:K].reshape((1, K))
+    row[0, :] = t[:K]
+    z_row = net[3][layer] + e * dims[layer] + j
+    z, a1, a2 = net[4][z_row], net[5][z_row], net[6][z_row]
+    for k in range(K):
+        d, crossed = act_diff(hidden, z, a1, a2, row[0, k])
+        row[0, k] = d
+        if crossed:
+            kink[k] = True
+    prev, spare = buf_a, buf_b
+    for h in range(layer + 1, n_layers + 1):
+        W = _weights(net, h)
+        n_h = dims[h]
+        dz = spare[:n_h * K].reshape((n_h, K))
+        if h == layer + 1:
+            for i in range(n_h):
+                w = W[i, j]
+                for k in range(K):
+                    dz[i, k] = w * row[0, k]
+        else:
+            dprev = prev[:dims[h - 1] * K].reshape((dims[h - 1], K))
+            dz[:, :] = 0.0
+            for i in range(n_h):
+                for i2 in range(dims[h - 1]):
+                    w = W[i, i2]
+                    if nonzero[i2] and w != 0.0:
+                        for k in range(K):
+                            dz[i, k] += w * dprev[i2, k]
+        if h < n_layers:
+            _activate_rows(hidden, net, h, e, dz, n_h, K, kink, nonzero)
+        prev, spare = spare, prev
+    return prev[:dims[n_layers] * K].reshape((dims[n_layers], K))
+
+
+# ---------------------------------------------------------------- loss changes
+@jit
+def loss_diff(output, e, dz, K, z_last, out, acc, ya, dl):
+    """Per-column change of example ``e``'s loss for logit changes ``dz[:, :K]``, into ``dl``.
+
+    ``z_last`` is the base logits of example e, shape (n_L,). Same arithmetic, element by
+    element, as :func:`loss_diff_outer` (which it must match bit for bit).
+    """
+    aux, y, y_sum = out
+    n_out = dz.shape[0]
+    acc[:K] = 0.0
+    ya[:K] = 0.0
+    for c in range(n_out):
+        p, yc = aux[e, c], y[e, c]
+        for k in range(K):
+            x = dz[c, k]
+            if output == SOFTMAX_CE:
+                acc[k] += p * expm1_(x)
+            elif output == SIGMOID_BCE:
+                acc[k] += log1p_(p * expm1_(x))
+            else:
+                acc[k] += x * (p + 0.5 * x)
+            ya[k] += yc * x
+    for k in range(K):
+        if output == SOFTMAX_CE:
+            dl[k] = y_sum[e] * log1p_(acc[k]) - ya[k]
+        elif output == SIGMOID_BCE:
+            dl[k] = acc[k] - ya[k]
+        else:
+            dl[k] = acc[k]
+    if output == IDENTITY_MSE:
+        return
+    for k in range(K):  # large changes: the direct, two-sided formula
+        big = False
+        for c in range(n_out):
+            if abs(dz[c, k]) > LARGE:
+                big = True
+        if big:
+            dl[k] = _direct_loss_diff(output, e, dz, k, z_last, out)
+
+
+@jit
+def _direct_loss_diff(output, e, dz, k, z_last, out):
+    aux, y, y_sum = out
+    n_out = dz.shape[0]
+    if output == SOFTMAX_CE:
+        top_old, top_new = -np.inf, -np.inf
+        for c in range(n_out):
+            top_old = max(top_old, z_last[c])
+            top_new = max(top_new, z_last[c] + dz[c, k])
+        s_old, s_new, ya = 0.0, 0.0, 0.0
+        for c in range(n_out):
+            s_old += math.exp(z_last[c] - top_old)
+            s_new += math.exp(z_last[c] + dz[c, k] - top_new)
+            ya += y[e, c] * dz[c, k]
+        return y_sum[e] * ((top_new + math.log(s_new)) - (top_old + math.log(s_old))) - ya
+    total = 0.0
+    for c in range(n_out):
+        total += _softplus(z_last[c] + dz[c, k]) - _softplus(z_last[c]) - y[e, c] * dz[c, k]
+    return total
+
+
+@jit
+def loss_diff_outer(output, e, g, t, K, out, acc, ya, dl):
+    """:func:`loss_diff` for ``dz = outer(g, t)`` when every ``|g_c t_k| < SMALL / 2``.
+
+    The series replace the library calls, so the loops vectorize; results equal
+    :func:`loss_diff`'s bit for bit.
+    """
+    aux, y, y_sum = out
+    acc[:K] = 0.0
+    ya[:K] = 0.0
+    for c in range(g.size):
+        gc, p, yc = g[c], aux[e, c], y[e, c]
+        if output == SOFTMAX_CE:
+            for k in range(K):
+                x = gc * t[k]
+                acc[k] += p * _expm1_series(x)
+                ya[k] += yc * x
+        elif output == SIGMOID_BCE:
+            for k in range(K):
+                x = gc * t[k]
+                acc[k] += _log1p_series(p * _expm1_series(x))
+                ya[k] += yc * x
+        else:
+            for k in range(K):
+                x = gc * t[k]
+                acc[k] += x * (p + 0.5 * x)
+                ya[k] += yc * x
+    if output == SOFTMAX_CE:
+        ys = y_sum[e]
+        for k in range(K):
+            dl[k] = ys * _log1p_series(acc[k]) - ya[k]
+    elif output == SIGMOID_BCE:
+        for k in range(K):
+            dl[k] = acc[k] - ya[k]
+    else:
+        for k in range(K):
+            dl[k] = acc[k]
+
+
+# ---------------------------------------------------------------- the layer kernel
+@jit
+def _row_task(codes, layer, j, ks, d, ain_t, amax, lin, net, out, sums, kinks, work):
+    """All examples of one row task and one sign: ``sums[k] = sum_e change of loss_e``."""
+    hidden, output = codes
+    G, bound, slope = lin
+    t, dl, acc, ya, buf_a, buf_b, nonzero, kink, fail, tf, dlf = work
+    dims, z_off, z_buf = net[0], net[3], net[4]
+    n_layers = dims.size - 1
+    n_out = dims[n_layers]
+    m = ain_t.shape[0]
+    K = ks.size
+    dmax = 0.0
+    for k in range(K):
+        dmax = max(dmax, abs(d[k]))
+    sums[:] = 0.0
+    kink[:K] = False
+    for e in range(m):
+        b, s = bound[j, e], slope[j, e]
+        may_fail = not dmax * amax[e] < b
+        if s == 0.0 and not may_fail:
+            continue  # the unit stays inactive: exactly no change
+        for k in range(K):
+            t[k] = d[k] * ain_t[e, ks[k]]
+        n_fail = 0
+        if may_fail:
+            for k in range(K):
+                if not abs(t[k]) < b:
+                    fail[n_fail] = k
+                    n_fail += 1
+        if n_fail < K:
+            if s == 0.0:
+                dl[:K] = 0.0
+            else:
+                g = G[j, e]
+                gmax, tmax = 0.0, 0.0
+                for c in range(n_out):
+                    gmax = max(gmax, abs(g[c]))
+                for k in range(K):
+                    tmax = max(tmax, abs(t[k]))
+                if gmax * tmax < 0.5 * SMALL:
+                    loss_diff_outer(output, e, g, t, K, out, acc, ya, dl)
+                else:
+                    dz = buf_a[:n_out * K].reshape((n_out, K))
+                    for c in range(n_out):
+                        for k in range(K):
+                            dz[c, k] = g[c] * t[k]
+                    z_last = z_buf[z_off[n_layers] + e * n_out:z_off[n_layers] + (e + 1) * n_out]
+                    loss_diff(output, e, dz, K, z_last, out, acc, ya, dl)
+        if n_fail > 0:
+            for q in range(n_fail):
+                tf[q] = t[fail[q]]
+            kf = kink[K:K + n_fail]
+            kf[:] = False
+            dz = propagate(hidden, layer, j, e, tf, n_fail, net, buf_a, buf_b, nonzero, kf)
+            z_last = z_buf[z_off[n_layers] + e * n_out:z_off[n_layers] + (e + 1) * n_out]
+            loss_diff(output, e, dz, n_fail, z_last, out, acc, ya, dlf)
+            for q in range(n_fail):
+                dl[fail[q]] = dlf[q]
+                if kf[q]:
+                    kink[fail[q]] = True
+        for k in range(K):
+            sums[k] += dl[k]
+    for k in range(K):
+        kinks[k] = kinks[k] or kink[k]
+
+
+@jit_parallel
+def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results):
+    """Loss changes of every requested coordinate of one layer, for both signs.
+
+    Parameters
+    ----------
+    codes : (int, int)
+        Hidden activation code, output/loss code.
+    layer : int
+        l, 1-based: coordinates of W_l and b_l.
+    tasks : (rows (T,), starts (T+1,), ks (N,)) int64
+        Task q is row ``rows[q]`` of ``[W_l | b_l]``, columns ``ks[starts[q]:starts[q+1]]``
+        (column n_{l-1} is the bias).
+    steps : (d_plus (N,), d_minus (N,)) float64
+        The actual steps ``fl(theta_i +- eps) - theta_i``, aligned with ``ks``.
+    ain_t : ndarray (m, n_{l-1} + 1)
+        ``[A_{l-1}; 1]`` transposed: the inputs of layer l, with a column of ones.
+    amax : ndarray (m,)
+        ``max_k |ain_t[e, k]|``.
+    lin : (G (n_l, m, n_L), bound (n_l, m), slope (n_l, m))
+        The linear shortcut: while ``|t| < bound[j, e]`` the logits change by exactly
+        ``G[j, e] * t`` (``G`` holds the slope); ``bound <= 0`` disables it.
+    net, out : tuples
+        The packed network and output caches (module docstring).
+    results : (sum_plus (N,), sum_minus (N,), kinks (N,) bool)
+        Written: sum over examples of the loss change for +eps and -eps; whether a hidden
+        unit changed state. Each task writes only its own slots.
+    """
+    rows, starts, ks = tasks
+    sum_plus, sum_minus, kinks = results
+    dims = net[0]
+    n_max = 1
+    for h in range(1, dims.size):
+        n_max = max(n_max, dims[h])
+    for q in numba.prange(rows.size):
+        lo, hi = starts[q], starts[q + 1]
+        K = hi - lo
+        work = (np.empty(K), np.empty(K), np.empty(K), np.empty(K), np.empty(n_max * K), np.empty(n_max * K),
+                np.empty(n_max, dtype=np.bool_), np.empty(2 * K, dtype=np.bool_), np.empty(K, dtype=np.int64),
+                np.empty(K), np.empty(K))
+        kinks[lo:hi] = False
+        _row_task(codes, layer, rows[q], ks[lo:hi], steps[0][lo:hi], ain_t, amax, lin, net, out,
+                  sum_plus[lo:hi], kinks[lo:hi], work)
+        _row_task(codes, layer, rows[q], ks[lo:hi], steps[1][lo:hi], ain_t, amax, lin, net, out,
+                  sum_minus[lo:hi], kinks[lo:hi], work)
+
+
+# ---------------------------------------------------------------- certificates
+@jit_parallel
+def min_ratio(abs_z_t, abs_h, out):
+    """``out[e, j] = min(out[e, j], min_i abs_z_t[e, i] / abs_h[i, j])`` (0/0 ignored).
+
+    abs_z_t (m, n_h), abs_h (n_h, n_l), out (m, n_l): how far a_l[j] may move before
+    some unit of layer h could change state. Parallel over examples.
+    """
+    for e in numba.prange(abs_z_t.shape[0]):
+        _min_ratio_row(abs_z_t[e], abs_h, out[e])
+
+
+@jit_parallel
+def min_ratio_batched(abs_z_t, abs_h, out):
+    """:func:`min_ratio` with one matrix per example: abs_h (m, n_h, n_l)."""
+    for e in numba.prange(abs_z_t.shape[0]):
+        _min_ratio_row(abs_z_t[e], abs_h[e], out[e])
+
+
+@jit
+def _min_ratio_row(abs_z, abs_h, out):
+    for i in range(abs_z.size):
+        zi = abs_z[i]
+        for j in range(out.size):
+            r = zi / abs_h[i, j]
+            if r < out[j]:
+                out[j] = r
