@@ -1,0 +1,188 @@
+"""The command line: ``fastcheck demo``, ``fastcheck check``.
+
+Exit codes: 0 nothing failed, 1 a gradient check failed, 2 bad usage or input (one
+line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .bugs import BUGS, buggy_gradient
+from .errors import FastcheckError, InputError
+from .mlp import HIDDEN, MLP, OUTPUTS
+from .networks import NETWORKS, network
+
+__all__ = ["main", "get_parser"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line usage; becomes one line on stderr and exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, instead of argparse's usage dump
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastcheck", description="Is d-theta really the gradient of J(theta)?")
+    parser.add_argument("--version", action="version", version=f"fastcheck {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="check a built-in network, correct and with a planted bug")
+    demo.add_argument("--network", choices=sorted(NETWORKS), default="S", help="benchmark network (default S)")
+    demo.add_argument("--bug", choices=sorted(BUGS), default="scaled", help="bug to plant (default scaled)")
+    demo.add_argument("--engine", choices=["batched", "reference"], default="reference")
+    demo.set_defaults(func=run_demo)
+
+    chk = sub.add_parser("check", help="check a built-in MLP or a user problem MODULE:FUNCTION",
+                         description="Check a built-in MLP (give --layers) or a user problem: MODULE:FUNCTION "
+                         "names a function returning (cost, params, grads).")
+    chk.add_argument("problem", nargs="?", help="MODULE:FUNCTION returning (cost, params, grads)")
+    net = chk.add_argument_group("built-in MLP")
+    net.add_argument("--layers", help="comma-separated widths, e.g. 64,32,16,4")
+    net.add_argument("--network", choices=sorted(NETWORKS), help="a benchmark network instead of --layers")
+    net.add_argument("--hidden", choices=list(HIDDEN), default="relu")
+    net.add_argument("--output", choices=list(OUTPUTS), default="softmax")
+    net.add_argument("--l2", type=float, default=0.0, help="L2 strength lambda (default 0)")
+    net.add_argument("--examples", type=int, default=32, help="number of examples m (default 32)")
+    net.add_argument("--params-seed", type=int, default=0, help="seed of net.init (default 0)")
+    net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
+    net.add_argument("--engine", choices=["batched", "reference"], default="reference")
+    net.add_argument("--include-kinks", action="store_true", help="count coordinates that cross a kink")
+    opts = chk.add_argument_group("checking")
+    opts.add_argument("--eps", type=float, default=1e-7, help="step (default 1e-7)")
+    opts.add_argument("--warn", type=float, default=1e-6, help="warn bound (default 1e-6)")
+    opts.add_argument("--fail", type=float, default=1e-3, help="fail bound (default 1e-3)")
+    opts.add_argument("--seed", type=int, default=0, help="seed of the random modes (default 0)")
+    opts.add_argument("--jobs", type=int, default=1, help="worker processes for a user problem (-1: all cores)")
+    opts.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    opts.add_argument("--quiet", action="store_true", help="print only the verdict line")
+    chk.set_defaults(func=run_check)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = get_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except (UsageError, FastcheckError) as exc:
+        print(f"fastcheck: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fastcheck: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc) -> str:
+    return " ".join(str(exc).split())
+
+
+def _exit_code(report) -> int:
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def run_demo(args) -> int:
+    started = time.perf_counter()
+    net, params, X, Y = network(args.network)
+    print(f"fastcheck demo: network {args.network} {net!r}, {X.shape[1]} examples, {net.n_params:,} parameters\n")
+    print("1. the correct backprop")
+    good = net.check(params, net.gradient(params, X, Y), X, Y, engine=args.engine)
+    print(_indent(str(good)))
+    bug = BUGS[args.bug]
+    print(f"\n2. a planted bug: {bug.description}")
+    bad = net.check(params, buggy_gradient(net, args.bug, params, X, Y), X, Y, engine=args.engine)
+    print(_indent(str(bad)))
+    caught = not bad.passed and set(bug.origin(net)) <= set(bad.failing_groups)
+    print(f"\n{'the bug was caught in ' + ', '.join(bad.failing_groups) if caught else 'THE BUG WAS MISSED'}; "
+          f"correct gradient {'passed' if good.passed else 'FAILED'}; "
+          f"{time.perf_counter() - started:.2f} s in all")
+    return EXIT_OK if good.passed and caught else EXIT_FAILED
+
+
+def run_check(args) -> int:
+    if args.problem:
+        if args.layers or args.network or args.bug:
+            raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
+        report = _check_user_problem(args)
+    else:
+        report = _check_builtin(args)
+    if args.quiet:
+        print(str(report).splitlines()[0])
+    else:
+        print(report)
+    if args.json:
+        Path(args.json).write_text(report.to_json())
+    return _exit_code(report)
+
+
+def _check_builtin(args):
+    if args.network and args.layers:
+        raise UsageError("give --layers or --network, not both")
+    if args.network:
+        spec = NETWORKS[args.network]
+        layers, examples = spec.layers, spec.examples
+    elif args.layers:
+        try:
+            layers = [int(v) for v in args.layers.split(",")]
+        except ValueError:
+            raise UsageError(f"--layers {args.layers!r} must be comma-separated integers, e.g. 64,32,16,4") from None
+        examples = args.examples
+    else:
+        raise UsageError("nothing to check: give MODULE:FUNCTION, --layers WIDTHS or --network S|M|L")
+    net = MLP(layers, hidden=args.hidden, output=args.output, l2=args.l2)
+    params = net.init(seed=args.params_seed)
+    X, Y = net.random_data(examples, seed=args.params_seed + 1)
+    grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
+    return net.check(params, grads, X, Y, engine=args.engine, eps=args.eps, warn=args.warn, fail=args.fail,
+                     seed=args.seed, kinks="include" if args.include_kinks else "exclude")
+
+
+def load_problem(spec: str):
+    """Import ``MODULE:FUNCTION`` and call it; it must return ``(cost, params, grads)``."""
+    module_name, sep, func_name = spec.partition(":")
+    if not sep or not module_name or not func_name:
+        raise InputError(f"problem {spec!r} must look like MODULE:FUNCTION, e.g. mypkg.problems:small_net")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`, let the current directory's modules be found
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"cannot import module {module_name!r}: {exc}") from exc
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise InputError(f"module {module_name!r} has no function {func_name!r}")
+    try:
+        result = func()
+    except Exception as exc:
+        raise InputError(f"{spec} raised {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(result, tuple) and len(result) == 3):
+        raise InputError(f"{spec} must return a tuple (cost, params, grads), got {type(result).__name__}")
+    return result
+
+
+def _check_user_problem(args):
+    from .api import check
+
+    cost, params, grads = load_problem(args.problem)
+    return check(cost, params, grads, eps=args.eps, warn=args.warn, fail=args.fail, seed=args.seed,
+                 n_jobs=args.jobs)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("   " + line if line else line for line in text.splitlines())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

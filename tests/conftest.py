@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+import fastcheck as fc
+
+
+@pytest.fixture
+def small_net():
+    """A 2-hidden-layer relu network with its params and data: (net, params, X, Y)."""
+    net = fc.MLP([6, 5, 4, 3], hidden="relu", output="softmax", l2=0.1)
+    params = net.init(seed=0)
+    X, Y = net.random_data(8, seed=1)
+    return net, params, X, Y
+
+
+@pytest.fixture
+def quadratic():
+    """A cost over a dict of two groups with its exact gradient: (cost, params, grads)."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((3, 4))
+    params = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal((3, 1))}
+
+    def cost(p):
+        return float(0.5 * np.sum((p["W"] - A) ** 2) + np.sum(np.sin(p["b"])))
+
+    grads = {"dW": params["W"] - A, "db": np.cos(params["b"])}
+    return cost, params, grads

@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastcheck.cli import main
+
+PROBLEM = '''
+import numpy as np
+
+def good():
+    x = np.arange(1.0, 5.0)
+    return (lambda t: float(np.sum(np.sin(t) * x)), np.ones(4), np.cos(np.ones(4)) * x)
+
+def bad():
+    cost, params, grads = good()
+    grads[2] += 1.0
+    return cost, params, grads
+
+def not_a_tuple():
+    return 3
+'''
+
+
+@pytest.fixture
+def problem_module(tmp_path, monkeypatch):
+    (tmp_path / "userproblem.py").write_text(PROBLEM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "userproblem"
+
+
+def test_demo_catches_the_planted_bug(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "the bug was caught in W2" in out
+    assert "gradient check PASSED" in out and "gradient check FAILED" in out
+
+
+def test_check_builtin_pass_and_bug(tmp_path, capsys):
+    assert main(["check", "--layers", "6,5,4,3", "--l2", "0.1", "--examples", "8"]) == 0
+    path = tmp_path / "r.json"
+    assert main(["check", "--layers", "6,5,4,3", "--examples", "8", "--bug", "bias_axis", "--json", str(path)]) == 1
+    assert "wrong: b2" in capsys.readouterr().out
+    assert json.loads(path.read_text())["groups"][3]["verdict"] == "fail"
+
+
+def test_check_user_problem(problem_module, capsys):
+    assert main(["check", f"{problem_module}:good"]) == 0
+    assert main(["check", f"{problem_module}:bad", "--quiet"]) == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("gradient check FAILED")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check"], "nothing to check"),
+        (["check", "--layers", "6,x"], "must be comma-separated integers"),
+        (["check", "--layers", "6,5", "--eps", "2"], "`eps`=2.0 is out of range"),
+        (["check", "nosuchmodule_xyz:f"], "cannot import module 'nosuchmodule_xyz'"),
+        (["check", "nocolon"], "must look like MODULE:FUNCTION"),
+        (["check", "--layers", "6,5", "--hidden", "gelu"], "invalid choice: 'gelu'"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fastcheck: error: ")
+    assert message in err
+
+
+def test_bad_problem_return(problem_module, capsys):
+    assert main(["check", f"{problem_module}:not_a_tuple"]) == 2
+    assert "must return a tuple (cost, params, grads)" in capsys.readouterr().err
+
+
+def test_console_script_exit_codes_without_traceback():
+    result = subprocess.run([sys.executable, "-m", "fastcheck.cli", "check", "--layers", "3,x"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
