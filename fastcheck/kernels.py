@@ -21,7 +21,8 @@ s(-z) expm1(-x))``, ``lse(z + x) - lse(z) = log1p(sum_c p_c expm1(x_c))``, ``sof
 - softplus(z) = log1p(s(z) expm1(x))``. ``expm1``, ``log1p`` and ``tanh`` are library
 functions, except for tiny arguments (``|x| < SMALL = 2**-16``) where they are evaluated
 by their series truncated far below rounding (relative truncation error < 2**-70), which
-keeps the hot loops free of calls so that they vectorize.
+keeps the hot loops free of calls so that they vectorize (likewise ``1 / (1 + u)`` for
+``|u| < 2 SMALL`` by its geometric series).
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def _tanh_series(x):
 
 
 @jit
+def _recip1p_series(u):
+    """1 / (1 + u) for |u| < 2 SMALL: 1 - u + u^2 - u^3 + u^4 (next term < 2**-75)."""
+    return 1.0 - u * (1.0 - u * (1.0 - u * (1.0 - u)))
+
+
+@jit
 def expm1_(x):
     """``expm1(x)`` to rounding: series for tiny |x|, the library otherwise."""
     if abs(x) < SMALL:
@@ -110,10 +117,16 @@ def act_diff(code, z, a1, a2, x):
     ``a1``, ``a2`` are the cached aux values of ``z`` (see the module docstring).
     """
     if code == TANH:
-        th = tanh_(x)
+        if abs(x) < SMALL:
+            th = _tanh_series(x)
+            return th * a2 * _recip1p_series(a1 * th), False
+        th = math.tanh(x)
         return th * a2 / (1.0 + a1 * th), False
     if code == SIGMOID:
-        em = expm1_(-x)
+        if abs(x) < SMALL:
+            em = _expm1_series(-x)
+            return -em * a2 * a1 * _recip1p_series(a2 * em), False
+        em = math.expm1(-x)
         return -em * a2 * a1 / (1.0 + a2 * em), False
     if code == IDENTITY:
         return x, False
@@ -142,11 +155,11 @@ def activate_vec(code, z, a1, a2, x, K, kink):
     if code == TANH and xmax < SMALL:
         for k in range(K):
             th = _tanh_series(x[k])
-            x[k] = th * a2 / (1.0 + a1 * th)
+            x[k] = th * a2 * _recip1p_series(a1 * th)
     elif code == SIGMOID and xmax < SMALL:
         for k in range(K):
             em = _expm1_series(-x[k])
-            x[k] = -em * a2 * a1 / (1.0 + a2 * em)
+            x[k] = -em * a2 * a1 * _recip1p_series(a2 * em)
     elif code == IDENTITY:
         pass
     else:
