@@ -8,7 +8,7 @@
 True
 """
 
-from .api import check
+from .api import Plan, check, plan
 from .errors import (
     CostError,
     DtypeError,
@@ -20,16 +20,19 @@ from .errors import (
 from .finite import DEFAULT_EPS, Bounds, relative_difference
 from .layout import CastWarning, Group, Layout
 from .mlp import MLP
-from .report import EntryRow, GroupRow, Report
+from .report import DirectionRow, EntryRow, GroupRow, Report
 
 __version__ = "0.1.0"
 
 __all__ = [
     "check",
+    "plan",
+    "Plan",
     "MLP",
     "Report",
     "GroupRow",
     "EntryRow",
+    "DirectionRow",
     "Layout",
     "Group",
     "Bounds",

@@ -1,43 +1,262 @@
-"""The public entry points: :func:`check` for any cost, :func:`check_mlp` for the built-in MLP."""
+"""The public entry points: :func:`check` and :func:`plan` for any cost, and their
+built-in-MLP twins :func:`check_mlp` and :func:`plan_mlp`.
+
+Both sides share one pipeline: validate, pick an engine, choose what to check (every
+coordinate, a stratified subset or random directions), run, escalate flagged groups to
+coordinate checks, build the report.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .directions import DirectionEvaluations, draw_directions, evaluate_directions, mlp_evaluate_directions
 from .errors import InputError
 from .finite import DEFAULT_EPS, Bounds, validate_eps
 from .layout import Layout
 from .objective import CostObjective, MLPObjective
-from .reference import reference_engine
-from .report import Report, build_report
+from .reference import Evaluations, reference_engine
+from .report import GUARANTEE_FRACTION, Report, build_report
+from .selection import DEFAULT_MIN_PER_GROUP, stratified_subset, subset_sizes
 
-__all__ = ["check", "check_mlp", "KINK_POLICIES"]
+__all__ = ["check", "plan", "check_mlp", "plan_mlp", "Plan", "MODES", "KINK_POLICIES"]
 
+MODES = ("full", "subset", "directions")
 KINK_POLICIES = ("exclude", "include")
-MODES = ("full",)
+#: Directions per group (and over all of theta) when ``n_directions`` is not given.
+DEFAULT_DIRECTIONS = 16
+#: Coordinates re-checked per flagged group when escalating, at most.
+DEFAULT_ESCALATE_BUDGET = 20_000
 
 
-def _settings(eps, mode, kinks, seed, warn, fail):
+@dataclass
+class Plan:
+    """What a check will do before it runs: see :func:`plan`.
+
+    Attributes
+    ----------
+    mode : str
+    engine : str
+    n_coordinates : int
+        Coordinates checked one by one.
+    n_directions : int
+        Random directions (per group and global, in all).
+    n_evaluations : int
+        Cost evaluations, or their equivalent for the batched engine.
+    estimated_seconds : float
+        From a timing of this machine (a sample run of the engine, or of the cost).
+    per_group : dict of str -> int
+        Coordinates or directions checked in each group.
+    """
+
+    mode: str
+    engine: str
+    n_coordinates: int
+    n_directions: int
+    n_evaluations: int
+    estimated_seconds: float
+    per_group: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        what = (f"{self.n_directions} directions" if self.mode == "directions"
+                else f"{self.n_coordinates:,} coordinates")
+        groups = ", ".join(f"{k} {v:,}" for k, v in self.per_group.items())
+        return (f"plan: mode {self.mode}, {self.engine} engine: {what} ({groups}), "
+                f"{self.n_evaluations:,} cost evaluations, about {self.estimated_seconds:.3g} s")
+
+
+@dataclass
+class _Engine:
+    """How one kind of problem evaluates coordinates and directions, and how fast."""
+
+    name: str
+    coordinates: Callable[[np.ndarray], Evaluations]
+    directions: Callable[[list], DirectionEvaluations]
+    estimate: Callable[[int], float]  # seconds for n cost evaluations
+
+
+@dataclass
+class _Options:
+    eps: float
+    bounds: Bounds
+    mode: str
+    fraction: float | None
+    n_samples: int | None
+    n_directions: int | None
+    min_per_group: int
+    seed: int
+    kinks: str
+    escalate: bool
+    escalate_budget: int
+    budget: float | None
+
+    def settings(self) -> dict:
+        out = {"eps": self.eps, "mode": self.mode, "seed": self.seed, "kinks": self.kinks}
+        if self.mode == "subset":
+            out.update(fraction=self.fraction, n_samples=self.n_samples, min_per_group=self.min_per_group,
+                       guarantee_fraction=GUARANTEE_FRACTION)
+        if self.mode == "directions":
+            out["n_directions"] = self.n_directions
+        if self.mode != "full":
+            out["escalate"] = self.escalate
+        if self.budget is not None:
+            out["budget"] = self.budget
+        return out
+
+
+def _options(eps, mode, fraction, n_samples, n_directions, min_per_group, seed, kinks, escalate,
+             escalate_budget, budget, warn, fail) -> _Options:
     eps = validate_eps(eps)
     if mode not in MODES:
         raise InputError(f"`mode`={mode!r} is not one of {', '.join(map(repr, MODES))}")
     if kinks not in KINK_POLICIES:
         raise InputError(f"`kinks`={kinks!r} must be 'exclude' (the default) or 'include'")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"`seed`={seed!r} must be a non-negative integer")
-    return eps, Bounds(warn=warn, fail=fail)
+    if mode != "subset" and (fraction is not None or n_samples is not None):
+        raise InputError(f"`fraction` and `n_samples` go with mode='subset', not mode={mode!r}")
+    if mode != "directions" and n_directions is not None:
+        raise InputError(f"`n_directions` goes with mode='directions', not mode={mode!r}")
+    if mode == "directions" and n_directions is None:
+        n_directions = DEFAULT_DIRECTIONS
+    if not isinstance(escalate_budget, (int, np.integer)) or escalate_budget < 1:
+        raise InputError(f"`escalate_budget`={escalate_budget!r} must be a positive integer")
+    if budget is not None:
+        if mode != "full":
+            raise InputError("`budget` picks the widest subset that fits: use it with mode='full' (the default)")
+        if not (isinstance(budget, (int, float)) and budget > 0):
+            raise InputError(f"`budget`={budget!r} must be a positive number of seconds")
+    return _Options(eps, Bounds(warn=warn, fail=fail), mode, fraction, n_samples, n_directions, min_per_group, seed,
+                    kinks, bool(escalate), int(escalate_budget), budget)
 
 
-def _select(layout: Layout, mode: str, seed: int) -> np.ndarray:
-    return np.arange(layout.n_params, dtype=np.int64)
+# ---------------------------------------------------------------------- the pipeline
+def _what_to_check(layout: Layout, opts: _Options):
+    """(indices or None, directions or None) for the mode."""
+    if opts.mode == "full":
+        return np.arange(layout.n_params, dtype=np.int64), None
+    if opts.mode == "subset":
+        return stratified_subset(layout, fraction=opts.fraction, n_samples=opts.n_samples,
+                                 min_per_group=opts.min_per_group, seed=opts.seed), None
+    return None, draw_directions(layout, opts.n_directions, opts.seed)
 
 
-def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", seed: int = 0,
-          n_jobs: int = 1, batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
-          max_memory: int | None = None, progress: bool | None = None, warn: float = 1e-6,
-          fail: float = 1e-3, cast: bool = False) -> Report:
+def _plan(layout: Layout, engine: _Engine, opts: _Options) -> Plan:
+    indices, directions = _what_to_check(layout, opts)
+    if directions is not None:
+        per_group: dict[str, int] = {}
+        for d in directions:
+            per_group[d.group] = per_group.get(d.group, 0) + 1
+        n_evaluations, n_coordinates = 2 * len(directions), 0
+    else:
+        counts = np.bincount(layout.group_ids(indices), minlength=len(layout.groups))
+        per_group = {g.name: int(c) for g, c in zip(layout.groups, counts)}
+        n_evaluations, n_coordinates = 2 * len(indices), len(indices)
+    seconds = engine.estimate(n_evaluations)
+    return Plan(opts.mode, engine.name, n_coordinates, len(directions or ()), n_evaluations, seconds, per_group)
+
+
+def _fit_budget(layout: Layout, engine: _Engine, opts: _Options, started: float) -> _Options:
+    """Turn a full check that would overrun ``opts.budget`` into the widest subset that fits.
+
+    The time already spent (validation, timing the engine) is charged to the budget.
+    """
+    full = engine.estimate(2 * layout.n_params)
+    budget = opts.budget - (time.perf_counter() - started)
+    if full <= budget:
+        return opts
+    fraction = max(budget, 0.0) / full
+    for _ in range(60):  # fixed costs and the per-group minimum add time: shrink until it fits
+        sizes = subset_sizes(layout, fraction=max(fraction, 1e-12), min_per_group=opts.min_per_group)
+        if engine.estimate(2 * sum(sizes)) <= budget or fraction < 1e-9:
+            break
+        fraction *= 0.8
+    opts.mode, opts.fraction = "subset", fraction
+    return opts
+
+
+def _merge(first: Evaluations | None, second: Evaluations) -> Evaluations:
+    if first is None:
+        return second
+    return Evaluations(*(np.concatenate([getattr(first, f), getattr(second, f)])
+                         for f in ("indices", "cost_plus", "cost_minus", "numeric", "kinks")),
+                       first.n_evaluations + second.n_evaluations)
+
+
+def _run(layout: Layout, analytic: np.ndarray, engine: _Engine, opts: _Options, started: float,
+         extra_settings: dict) -> Report:
+    if opts.budget is not None:
+        opts = _fit_budget(layout, engine, opts, started)
+    indices, directions = _what_to_check(layout, opts)
+    coords = engine.coordinates(indices) if indices is not None else None
+    dirs = engine.directions(directions) if directions is not None else None
+    settings = {**opts.settings(), "engine": engine.name, **extra_settings}
+
+    def report(escalated=()):
+        return build_report(layout, analytic, coords, directions=dirs, bounds=opts.bounds, settings=settings,
+                            elapsed=time.perf_counter() - started, escalated=escalated)
+
+    result = report()
+    if opts.mode == "full" or not opts.escalate:
+        return result
+    flagged = [g for g in result.groups if g.verdict != "pass"]
+    if not flagged:
+        return result
+    rng = np.random.default_rng([opts.seed, 1])
+    done = set() if coords is None else set(coords.indices.tolist())
+    extra = []
+    for row in flagged:
+        g = layout.group(row.name)
+        todo = np.array([i for i in range(g.start, g.stop) if i not in done], dtype=np.int64)
+        if len(todo) > opts.escalate_budget:
+            todo = np.sort(rng.choice(todo, size=opts.escalate_budget, replace=False))
+        extra.append(todo)
+    more = np.concatenate(extra)
+    if len(more):
+        coords = _merge(coords, engine.coordinates(more))
+    settings["escalated"] = [g.name for g in flagged]
+    return report(escalated=settings["escalated"])
+
+
+# ---------------------------------------------------------------------- any cost
+def _cost_engine(objective: CostObjective, theta, analytic, eps, base_seconds, *, n_jobs, batch_cost, backend,
+                 chunk_size, max_memory, progress) -> _Engine:
+    if n_jobs == 1 and batch_cost is None and backend is None:
+        return _Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps),
+                       lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps),
+                       lambda n: n * base_seconds)
+
+    def coordinates(idx):
+        from .blackbox import blackbox_engine
+
+        return blackbox_engine(objective, theta, idx, eps, n_jobs=n_jobs, batch_cost=batch_cost, backend=backend,
+                               chunk_size=chunk_size, max_memory=max_memory, progress=progress)
+
+    workers = max(1, n_jobs if n_jobs > 0 else __import__("os").cpu_count() or 1)
+    return _Engine("blackbox", coordinates, lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps),
+                   lambda n: n * base_seconds / workers)
+
+
+def _prepare_cost(cost, params, grads, cast):
+    layout, theta = Layout.from_params(params, cast=cast)
+    analytic = layout.resolve_grads(grads, params, cast=cast) if grads is not None else np.zeros(layout.n_params)
+    objective = CostObjective(cost, layout)
+    tic = time.perf_counter()
+    objective.base(theta)
+    return layout, theta, analytic, objective, (time.perf_counter() - tic) / 2
+
+
+def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
+          n_samples: int | None = None, n_directions: int | None = None,
+          min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = False,
+          escalate_budget: int = DEFAULT_ESCALATE_BUDGET, budget: float | None = None, n_jobs: int = 1,
+          batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
+          max_memory: int | None = None, progress: bool | None = None, warn: float = 1e-6, fail: float = 1e-3,
+          cast: bool = False) -> Report:
     """Check an analytic gradient against central differences of ``cost``.
 
     For every checked coordinate i, the numeric gradient is
@@ -57,10 +276,25 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
         may be named ``"W1"`` or ``"dW1"``. A callable is called as ``grads(params)``.
     eps : float, default 1e-7
         The step, in ``[1e-12, 1e-1]``.
-    mode : {"full"}
-        ``"full"`` checks every coordinate.
+    mode : {"full", "subset", "directions"}
+        ``"full"`` checks every coordinate; ``"subset"`` a seeded random subset,
+        stratified by group (``fraction`` or ``n_samples``; every group gets at least
+        ``min_per_group`` entries); ``"directions"`` compares ``v . grad`` with
+        ``(J(theta + eps v) - J(theta - eps v)) / 2 eps`` for ``n_directions`` random
+        unit directions per group and as many over all of theta.
+    fraction, n_samples, min_per_group : optional
+        Size of the subset (mode ``"subset"``).
+    n_directions : int, optional
+        Directions per group (mode ``"directions"``; default 16).
     seed : int
-        Seed of the random modes; recorded in the report.
+        Seed of the random modes: same seed, same coordinates and directions.
+    escalate : bool
+        After a subset or directions check, re-check every group that is not
+        ``"pass"`` coordinate by coordinate (at most ``escalate_budget`` coordinates
+        per group), so the report names the wrong entries.
+    budget : float, optional
+        Seconds: when a full check would take longer (estimated from a timing of the
+        cost), check the widest stratified subset that fits instead.
     n_jobs : int
         Worker processes for the black-box engine (-1: all cores); 1 runs the reference
         loop in this process.
@@ -103,51 +337,110 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
     'pass'
     """
     started = time.perf_counter()
-    eps, bounds = _settings(eps, mode, "exclude", seed, warn, fail)
-    layout, theta = Layout.from_params(params, cast=cast)
-    analytic = layout.resolve_grads(grads, params, cast=cast)
-    objective = CostObjective(cost, layout)
-    objective.base(theta)
-    indices = _select(layout, mode, seed)
-    if n_jobs == 1 and batch_cost is None and backend is None:
-        engine = "reference"
-        evaluations = reference_engine(objective, theta, indices, eps)
-    else:
-        from .blackbox import blackbox_engine
-
-        engine = "blackbox"
-        evaluations = blackbox_engine(objective, theta, indices, eps, n_jobs=n_jobs, batch_cost=batch_cost,
-                                      backend=backend, chunk_size=chunk_size, max_memory=max_memory,
-                                      progress=progress)
-    settings = {"eps": eps, "mode": mode, "engine": engine, "seed": seed, "kinks": "exclude", "n_jobs": n_jobs}
-    return build_report(layout, analytic, evaluations, bounds=bounds, settings=settings,
-                        elapsed=time.perf_counter() - started)
+    opts = _options(eps, mode, fraction, n_samples, n_directions, min_per_group, seed, "exclude", escalate,
+                    escalate_budget, budget, warn, fail)
+    layout, theta, analytic, objective, base_seconds = _prepare_cost(cost, params, grads, cast)
+    engine = _cost_engine(objective, theta, analytic, opts.eps, base_seconds, n_jobs=n_jobs, batch_cost=batch_cost,
+                          backend=backend, chunk_size=chunk_size, max_memory=max_memory, progress=progress)
+    return _run(layout, analytic, engine, opts, started, {"n_jobs": n_jobs})
 
 
-def check_mlp(net, params, grads, X, Y, *, engine: str = "reference", eps: float = DEFAULT_EPS,
-              mode: str = "full", seed: int = 0, kinks: str = "exclude", max_memory: int | None = None,
-              n_threads: int | None = None, warn: float = 1e-6, fail: float = 1e-3,
-              cast: bool = False) -> Report:
-    """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost."""
-    started = time.perf_counter()
-    eps, bounds = _settings(eps, mode, kinks, seed, warn, fail)
-    engines = ("batched", "reference")
-    if engine not in engines:
-        raise InputError(f"`engine`={engine!r} is not one of {', '.join(map(repr, engines))}")
+def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
+         n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
+         n_jobs: int = 1, cast: bool = False) -> Plan:
+    """What :func:`check` would do with these settings, and about how long it would take.
+
+    The cost is evaluated twice (to time it and to make sure it is deterministic);
+    nothing else runs.
+    """
+    opts = _options(DEFAULT_EPS, mode, fraction, n_samples, n_directions, min_per_group, seed, "exclude", False,
+                    DEFAULT_ESCALATE_BUDGET, None, 1e-6, 1e-3)
+    layout, theta, analytic, objective, base_seconds = _prepare_cost(cost, params, None, cast)
+    engine = _cost_engine(objective, theta, analytic, opts.eps, base_seconds, n_jobs=n_jobs, batch_cost=None,
+                          backend=None, chunk_size=None, max_memory=None, progress=False)
+    return _plan(layout, engine, opts)
+
+
+# ---------------------------------------------------------------------- the built-in MLP
+ENGINES = ("batched", "reference")
+
+
+def _mlp_engine(net, layout, theta, analytic, X, Y, eps, engine, max_memory, n_threads) -> _Engine:
+    from .stacked import BaseState
+
+    if engine not in ENGINES:
+        raise InputError(f"`engine`={engine!r} is not one of {', '.join(map(repr, ENGINES))}")
+    params = layout.unflatten(theta)
+    memory = max_memory or 256 * 2**20
+    if engine == "reference":
+        objective = MLPObjective(net, layout, X, Y)
+        tic = time.perf_counter()
+        objective.base(theta)
+        seconds = time.perf_counter() - tic
+
+        def directions(dirs):
+            costs = CostObjective(lambda p: net.cost(p, X, Y), layout)
+            return evaluate_directions(costs, theta, analytic, dirs, eps)
+
+        return _Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps), directions,
+                       lambda n: n * seconds)
+
+    from .batched import batched_engine
+
+    def coordinates(idx):
+        return batched_engine(net, params, X, Y, idx, eps, max_memory=max_memory, n_threads=n_threads)
+
+    def directions(dirs):
+        return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
+                                       max_memory=memory)
+
+    timings = []
+
+    def estimate(n_evaluations):
+        # the engine has a fixed set-up cost: time two sample sizes, fit fixed + slope * n
+        if not timings:
+            sample = stratified_subset(layout, n_samples=min(layout.n_params, 8000), seed=0)
+            small = sample[:: 4]
+            coordinates(small[:50])  # compile or load the kernels first
+            for part in (small, sample):
+                tic = time.perf_counter()
+                coordinates(part)
+                timings.append((2 * len(part), time.perf_counter() - tic))
+        (n0, t0), (n1, t1) = timings
+        slope = max((t1 - t0) / (n1 - n0), 0.25 * t1 / n1)
+        return max(t0 - slope * n0, 0.0) + slope * n_evaluations
+
+    return _Engine("batched", coordinates, directions, estimate)
+
+
+def _prepare_mlp(net, params, grads, X, Y, cast):
     net.validate_params(params)
     layout, theta = Layout.from_params(params, cast=cast)
     X, Y = net.validate_data(X, Y)
-    analytic = layout.resolve_grads(grads, params, cast=cast)
-    indices = _select(layout, mode, seed)
-    if engine == "reference":
-        objective = MLPObjective(net, layout, X, Y)
-        objective.base(theta)
-        evaluations = reference_engine(objective, theta, indices, eps)
-    else:
-        from .batched import batched_engine
+    analytic = layout.resolve_grads(grads, params, cast=cast) if grads is not None else np.zeros(layout.n_params)
+    return layout, theta, analytic, X, Y
 
-        evaluations = batched_engine(net, layout.unflatten(theta), X, Y, indices, eps, max_memory=max_memory,
-                                     n_threads=n_threads)
-    settings = {"eps": eps, "mode": mode, "engine": engine, "seed": seed, "kinks": kinks}
-    return build_report(layout, analytic, evaluations, bounds=bounds, settings=settings,
-                        elapsed=time.perf_counter() - started)
+
+def check_mlp(net, params, grads, X, Y, *, engine: str = "batched", eps: float = DEFAULT_EPS, mode: str = "full",
+              fraction: float | None = None, n_samples: int | None = None, n_directions: int | None = None,
+              min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, kinks: str = "exclude",
+              escalate: bool = False, escalate_budget: int = DEFAULT_ESCALATE_BUDGET, budget: float | None = None,
+              max_memory: int | None = None, n_threads: int | None = None, warn: float = 1e-6,
+              fail: float = 1e-3, cast: bool = False) -> Report:
+    """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost."""
+    started = time.perf_counter()
+    opts = _options(eps, mode, fraction, n_samples, n_directions, min_per_group, seed, kinks, escalate,
+                    escalate_budget, budget, warn, fail)
+    layout, theta, analytic, X, Y = _prepare_mlp(net, params, grads, X, Y, cast)
+    mlp_engine = _mlp_engine(net, layout, theta, analytic, X, Y, opts.eps, engine, max_memory, n_threads)
+    return _run(layout, analytic, mlp_engine, opts, started, {})
+
+
+def plan_mlp(net, params, X, Y, *, engine: str = "batched", mode: str = "full", fraction: float | None = None,
+             n_samples: int | None = None, n_directions: int | None = None,
+             min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0) -> Plan:
+    """:meth:`fastcheck.MLP.plan`: what :meth:`MLP.check` would do, and about how long it would take."""
+    opts = _options(DEFAULT_EPS, mode, fraction, n_samples, n_directions, min_per_group, seed, "exclude", False,
+                    DEFAULT_ESCALATE_BUDGET, None, 1e-6, 1e-3)
+    layout, theta, analytic, X, Y = _prepare_mlp(net, params, None, X, Y, False)
+    return _plan(layout, _mlp_engine(net, layout, theta, analytic, X, Y, opts.eps, engine, None, None), opts)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
+from .api import Plan
 from .bugs import BUGS, buggy_gradient
 from .errors import FastcheckError, InputError
 from .mlp import HIDDEN, MLP, OUTPUTS
@@ -39,9 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     demo = sub.add_parser("demo", help="check a built-in network, correct and with a planted bug")
-    demo.add_argument("--network", choices=sorted(NETWORKS), default="S", help="benchmark network (default S)")
+    demo.add_argument("--network", choices=sorted(NETWORKS), default="M", help="benchmark network (default M)")
     demo.add_argument("--bug", choices=sorted(BUGS), default="scaled", help="bug to plant (default scaled)")
-    demo.add_argument("--engine", choices=["batched", "reference"], default="reference")
+    demo.add_argument("--engine", choices=["batched", "reference"], default="batched")
     demo.set_defaults(func=run_demo)
 
     chk = sub.add_parser("check", help="check a built-in MLP or a user problem MODULE:FUNCTION",
@@ -53,17 +55,29 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--network", choices=sorted(NETWORKS), help="a benchmark network instead of --layers")
     net.add_argument("--hidden", choices=list(HIDDEN), default="relu")
     net.add_argument("--output", choices=list(OUTPUTS), default="softmax")
-    net.add_argument("--l2", type=float, default=0.0, help="L2 strength lambda (default 0)")
+    net.add_argument("--l2", type=float, help="L2 strength lambda (default 0.1 with --network, else 0)")
     net.add_argument("--examples", type=int, default=32, help="number of examples m (default 32)")
     net.add_argument("--params-seed", type=int, default=0, help="seed of net.init (default 0)")
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
-    net.add_argument("--engine", choices=["batched", "reference"], default="reference")
+    net.add_argument("--engine", choices=["batched", "reference"], default="batched")
     net.add_argument("--include-kinks", action="store_true", help="count coordinates that cross a kink")
     opts = chk.add_argument_group("checking")
     opts.add_argument("--eps", type=float, default=1e-7, help="step (default 1e-7)")
     opts.add_argument("--warn", type=float, default=1e-6, help="warn bound (default 1e-6)")
     opts.add_argument("--fail", type=float, default=1e-3, help="fail bound (default 1e-3)")
-    opts.add_argument("--seed", type=int, default=0, help="seed of the random modes (default 0)")
+    modes = chk.add_argument_group("what to check")
+    modes.add_argument("--mode", choices=["full", "subset", "directions"], default="full",
+                       help="every coordinate (default), a stratified random subset, or random directions")
+    modes.add_argument("--fraction", type=float, help="subset: fraction of each group's entries, in (0, 1]")
+    modes.add_argument("--samples", type=int, help="subset: number of coordinates instead of --fraction")
+    modes.add_argument("--directions", type=int, help="directions: directions per group (default 16)")
+    modes.add_argument("--seed", type=int, default=0, help="seed of the random modes (default 0)")
+    modes.add_argument("--no-escalate", dest="escalate", action="store_false",
+                       help="do not re-check flagged groups coordinate by coordinate after a cheap mode")
+    modes.add_argument("--budget", type=float, metavar="SECONDS",
+                       help="check the widest stratified subset estimated to fit in SECONDS")
+    modes.add_argument("--dry-run", action="store_true",
+                       help="print how many cost evaluations the check needs and an estimated time, then stop")
     opts.add_argument("--jobs", type=int, default=1, help="worker processes for a user problem (-1: all cores)")
     opts.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     opts.add_argument("--quiet", action="store_true", help="print only the verdict line")
@@ -83,6 +97,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("fastcheck: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `fastcheck check ... | head`: the reader left, stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit-time flush quiet
+        return EXIT_OK
 
 
 def _one_line(exc) -> str:
@@ -118,6 +135,9 @@ def run_check(args) -> int:
         report = _check_user_problem(args)
     else:
         report = _check_builtin(args)
+    if isinstance(report, Plan):
+        print(report)
+        return EXIT_OK
     if args.quiet:
         print(str(report).splitlines()[0])
     else:
@@ -141,12 +161,36 @@ def _check_builtin(args):
         examples = args.examples
     else:
         raise UsageError("nothing to check: give MODULE:FUNCTION, --layers WIDTHS or --network S|M|L")
-    net = MLP(layers, hidden=args.hidden, output=args.output, l2=args.l2)
+    l2 = args.l2 if args.l2 is not None else (0.1 if args.network else 0.0)
+    net = MLP(layers, hidden=args.hidden, output=args.output, l2=l2)
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
+    if args.dry_run:
+        return net.plan(params, X, Y, engine=args.engine, **_mode_options(args, plan=True))
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
     return net.check(params, grads, X, Y, engine=args.engine, eps=args.eps, warn=args.warn, fail=args.fail,
-                     seed=args.seed, kinks="include" if args.include_kinks else "exclude")
+                     kinks="include" if args.include_kinks else "exclude", **_mode_options(args))
+
+
+def _mode_options(args, plan=False) -> dict:
+    """The keyword arguments of check/plan for --mode and its options."""
+    options = {"mode": args.mode, "seed": args.seed}
+    if args.fraction is not None or args.samples is not None:
+        if args.mode != "subset":
+            raise UsageError("--fraction and --samples go with --mode subset")
+        options["fraction"], options["n_samples"] = args.fraction, args.samples
+    elif args.mode == "subset":
+        raise UsageError("--mode subset needs --fraction F (e.g. 0.01) or --samples N")
+    if args.directions is not None:
+        if args.mode != "directions":
+            raise UsageError("--directions goes with --mode directions")
+        options["n_directions"] = args.directions
+    if not plan:
+        if args.mode != "full":
+            options["escalate"] = args.escalate
+        if args.budget is not None:
+            options["budget"] = args.budget
+    return options
 
 
 def load_problem(spec: str):
@@ -173,11 +217,13 @@ def load_problem(spec: str):
 
 
 def _check_user_problem(args):
-    from .api import check
+    from .api import check, plan
 
     cost, params, grads = load_problem(args.problem)
-    return check(cost, params, grads, eps=args.eps, warn=args.warn, fail=args.fail, seed=args.seed,
-                 n_jobs=args.jobs)
+    if args.dry_run:
+        return plan(cost, params, n_jobs=args.jobs, **_mode_options(args, plan=True))
+    return check(cost, params, grads, eps=args.eps, warn=args.warn, fail=args.fail, n_jobs=args.jobs,
+                 **_mode_options(args))
 
 
 def _indent(text: str) -> str:

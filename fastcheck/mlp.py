@@ -284,7 +284,7 @@ class MLP:
             if isinstance(arr, np.ndarray) and arr.shape != shape:
                 raise InputError(f"`params[{name!r}]` has shape {arr.shape} but this network needs {shape}")
 
-    def check(self, params, grads, X, Y, *, engine: str = "reference", **options):
+    def check(self, params, grads, X, Y, *, engine: str = "batched", **options):
         """Check ``grads`` against central differences of this network's cost.
 
         Parameters
@@ -296,12 +296,16 @@ class MLP:
             with ``params``.
         X : ndarray of shape (n_x, m)
         Y : ndarray of shape (n_y, m)
-        engine : {"reference"}
-            ``"reference"`` is the literal loop: one full forward pass per +eps and
-            per -eps.
+        engine : {"batched", "reference"}
+            ``"batched"`` (the default) stacks many perturbations into one pass and
+            reuses exactly what a perturbation cannot change; ``"reference"`` is the
+            literal loop, one full forward pass per +eps and per -eps.
         **options
-            ``eps``, ``warn``, ``fail``, ``kinks`` ("exclude" or "include"), ``cast``:
-            as in :func:`fastcheck.check`.
+            ``eps``, ``mode``, ``fraction``, ``n_samples``, ``n_directions``,
+            ``min_per_group``, ``seed``, ``escalate``, ``escalate_budget``, ``budget``,
+            ``warn``, ``fail``, ``cast``: as in :func:`fastcheck.check`; ``kinks``
+            ("exclude", the default, or "include"); ``max_memory`` (bytes per chunk)
+            and ``n_threads`` for the batched engine.
 
         Returns
         -------
@@ -310,3 +314,9 @@ class MLP:
         from .api import check_mlp
 
         return check_mlp(self, params, grads, X, Y, engine=engine, **options)
+
+    def plan(self, params, X, Y, **options):
+        """What :meth:`check` would do with ``options``, and about how long it would take."""
+        from .api import plan_mlp
+
+        return plan_mlp(self, params, X, Y, **options)

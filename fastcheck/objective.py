@@ -62,9 +62,12 @@ class CostObjective:
         self.cost = cost
         self.layout = layout
 
-    def evaluate(self, theta: np.ndarray, coordinate: int | None = None, sign: int = 0) -> float:
+    def evaluate(self, theta: np.ndarray, coordinate: int | None = None, sign: int = 0,
+                 where: str | None = None) -> float:
+        """J at ``theta``; errors name ``where``, or the coordinate and sign being evaluated."""
         params = self.layout.unflatten(theta, readonly=True)
-        where = perturbation_label(self.layout, coordinate, sign)
+        if where is None:
+            where = perturbation_label(self.layout, coordinate, sign)
         try:
             value = self.cost(params)
         except ValueError as exc:

@@ -1,4 +1,5 @@
-"""The report: overall and per-group differences, verdicts, worst entries, kinks."""
+"""The report: overall and per-group differences, verdicts, worst entries, kinks,
+directions, coverage and the guarantee of a subset check."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 
 from .finite import Bounds, relative_difference, relative_errors
 from .layout import Layout
+from .selection import escape_probability
 
-__all__ = ["Report", "GroupRow", "EntryRow", "build_report"]
+__all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "build_report"]
 
 #: How many worst entries ``to_json`` keeps.
 JSON_WORST = 20
@@ -21,16 +23,21 @@ JSON_KINKS = 1000
 NOISE_FACTOR = 1000.0
 #: ... and this many times the median absolute error of its group.
 MEDIAN_FACTOR = 100.0
+#: The corrupted fraction the subset guarantee is stated for, by default.
+GUARANTEE_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
 class GroupRow:
     """One parameter group's result.
 
-    ``checked`` counts the coordinates compared, ``kinks`` those whose perturbation
-    crossed a kink; ``difference`` covers the checked coordinates less the kinks,
-    unless kinks were included. ``wrong_entries`` counts entries wrong beyond any
-    rounding (see :func:`build_report`); one is enough for ``verdict`` to be ``"fail"``.
+    ``method`` is ``"coordinates"`` (``checked`` coordinates compared one by one) or
+    ``"directions"`` (``checked`` random directions supported on the group);
+    ``escalated`` says the group was re-checked coordinate by coordinate after a cheap
+    mode flagged it. ``kinks`` counts the coordinates (or directions) whose
+    perturbation crossed a kink; ``difference`` leaves them out unless kinks were
+    included. ``wrong_entries`` counts entries wrong beyond any rounding (see
+    :func:`build_report`); one is enough for ``verdict`` to be ``"fail"``.
     """
 
     name: str
@@ -41,6 +48,8 @@ class GroupRow:
     difference: float
     verdict: str
     wrong_entries: int = 0
+    method: str = "coordinates"
+    escalated: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,19 @@ class EntryRow:
         return f"{self.group}[{', '.join(map(str, self.index))}]"
 
 
+@dataclass(frozen=True)
+class DirectionRow:
+    """One random direction: its group (or ``"(all)"``), number, ``u . grad`` and the central difference."""
+
+    group: str
+    number: int
+    analytic: float
+    numeric: float
+    abs_error: float
+    rel_error: float
+    kink: bool
+
+
 class Report:
     """The result of a gradient check; see :func:`fastcheck.check`.
 
@@ -68,23 +90,27 @@ class Report:
     ----------
     difference : float
         ``||numeric - analytic|| / (||numeric|| + ||analytic||)`` over the checked
-        coordinates (less kinks, unless included).
+        coordinates (less kinks, unless included); in directions mode, over the
+        directional derivatives.
     verdict : {"pass", "warn", "fail"}
-        Overall verdict: the worst of the overall and per-group verdicts.
+        Overall verdict: the worst of the overall, per-group and global-direction verdicts.
     passed : bool
         True when nothing is ``"fail"``.
     groups : list of GroupRow
+    overall_directions : GroupRow or None
+        In directions mode, the row of the directions over all of theta.
+    directions : list of DirectionRow
     kinks : list of EntryRow
         Coordinates whose perturbation crossed a kink.
     settings : dict
-        eps, mode, engine, seed, bounds and the kink policy used.
+        eps, mode, engine, seed, bounds, kink policy and the mode's options.
     n_params, n_checked, n_evaluations, n_kinks : int
     elapsed : float
         Seconds spent, validation included.
     """
 
     def __init__(self, *, difference, verdict, groups, entries, settings, n_params, n_checked,
-                 n_evaluations, elapsed, n_kinks=None):
+                 n_evaluations, elapsed, n_kinks=None, directions=(), overall_directions=None):
         self.difference = float(difference)
         self.verdict = verdict
         self.groups = list(groups)
@@ -93,6 +119,8 @@ class Report:
         self.n_checked = int(n_checked)
         self.n_evaluations = int(n_evaluations)
         self.elapsed = float(elapsed)
+        self.directions = list(directions)
+        self.overall_directions = overall_directions
         # entries: flat_index, analytic, numeric, kink as arrays sorted by flat_index
         self._index, self._analytic, self._numeric, self._kink = (np.asarray(a) for a in entries)
         self._starts = np.cumsum([0] + [g.size for g in self.groups])
@@ -115,7 +143,10 @@ class Report:
         return EntryRow(g.name, index, i, a, n, abs(n - a), rel, bool(self._kink[p]))
 
     def worst(self, k: int = 10) -> list[EntryRow]:
-        """The k coordinates with the largest relative error (kinks left out when excluded)."""
+        """The k coordinates with the largest relative error (kinks left out when excluded).
+
+        In directions mode only escalated groups have coordinates; see :meth:`worst_directions`.
+        """
         candidates = np.arange(len(self._index))
         if self.settings.get("kinks") != "include":
             candidates = candidates[~self._kink]
@@ -123,6 +154,11 @@ class Report:
         absolute = np.abs(self._numeric[candidates] - self._analytic[candidates])
         order = np.lexsort((self._index[candidates], -absolute, -rel))[:k]
         return [self._row(int(p)) for p in candidates[order]]
+
+    def worst_directions(self, k: int = 10) -> list[DirectionRow]:
+        """The k directions with the largest relative error."""
+        rows = [d for d in self.directions if self.settings.get("kinks") == "include" or not d.kink]
+        return sorted(rows, key=lambda d: -d.rel_error)[:k]
 
     @property
     def kinks(self) -> list[EntryRow]:
@@ -138,6 +174,16 @@ class Report:
     def failing_groups(self) -> list[str]:
         return [g.name for g in self.groups if g.verdict == "fail"]
 
+    def guarantee(self, fraction: float = GUARANTEE_FRACTION) -> dict[str, float]:
+        """Per group checked coordinate by coordinate: the probability that a bug making at
+        least ``fraction`` of the group's entries wrong would have been caught.
+
+        Sampling is without replacement, so it is at least ``1 - (1 - fraction)^checked``
+        (1 when the whole group was checked). Groups checked only by directions are left out.
+        """
+        return {g.name: 1.0 - escape_probability(g.checked, g.size, fraction)
+                for g in self.groups if g.method == "coordinates"}
+
     # ------------------------------------------------------------------ text
     def __str__(self) -> str:
         s = self.settings
@@ -145,15 +191,17 @@ class Report:
         lines = [
             f"gradient check {head}: difference {self.difference:.2e} "
             f"(pass < {s['warn']:.0e} <= warn < {s['fail']:.0e} <= fail)",
-            f"  {s['engine']} engine, mode {s['mode']}, eps {s['eps']:.0e}: "
-            f"{self.n_checked:,} of {self.n_params:,} coordinates, "
-            f"{self.n_evaluations:,} cost evaluations, {self.elapsed:.3g} s",
+            f"  {s['engine']} engine, mode {s['mode']}, eps {s['eps']:.0e}: " + self._coverage_line()
+            + f", {self.n_evaluations:,} cost evaluations, {self.elapsed:.3g} s",
         ]
         rows = [("group", "shape", "checked", "kinks", "wrong", "difference", "verdict")]
-        for g in self.groups:
-            rows.append((g.name, "x".join(map(str, g.shape)) or "()", f"{g.checked}/{g.size}",
-                         str(g.kinks), str(g.wrong_entries), f"{g.difference:.2e}", g.verdict))
+        for g in self.groups + ([self.overall_directions] if self.overall_directions else []):
+            checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked}/{g.size}"
+            verdict = g.verdict + (" (escalated)" if g.escalated else "")
+            rows.append((g.name, "x".join(map(str, g.shape)) or "()", checked, str(g.kinks),
+                         str(g.wrong_entries), f"{g.difference:.2e}", verdict))
         lines += [""] + _table(rows)
+        lines += self._guarantee_lines()
         worst = self.worst(5)
         if worst and worst[0].rel_error > 0:
             lines += ["", "worst entries:"]
@@ -173,9 +221,34 @@ class Report:
             lines.append("  ('wrong' counts entries off by more than the fail bound and far beyond rounding)")
         return "\n".join(lines)
 
+    def _coverage_line(self) -> str:
+        if self.settings["mode"] == "directions":
+            n = self.settings["n_directions"]
+            text = f"{n} random directions per group and {n} over all of theta"
+            return text + (f", then {self.n_checked:,} coordinates" if self.n_checked else "")
+        return f"{self.n_checked:,} of {self.n_params:,} coordinates ({self.n_checked / self.n_params:.2%})"
+
+    def _guarantee_lines(self) -> list[str]:
+        if self.settings["mode"] == "full":
+            return []
+        f = self.settings.get("guarantee_fraction", GUARANTEE_FRACTION)
+        lines = [""]
+        probabilities = self.guarantee(f)
+        partial = {name: p for name, p in probabilities.items() if p < 1.0}
+        if partial:
+            shown = "; ".join(f"{name} {p:.1%}" for name, p in partial.items())
+            lines.append(f"guarantee: a bug making >= {f:.0%} of a group's entries wrong would have been caught "
+                         f"with probability at least: {shown} (other groups were checked in full)")
+        if self.settings["mode"] == "directions":
+            unescalated = [g.name for g in self.groups if g.method == "directions"]
+            if unescalated:
+                lines.append(f"directions only: {', '.join(unescalated)} (a wrong group shows in its directional "
+                             "difference; its entries are named once escalated)")
+        return lines if len(lines) > 1 else []
+
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
-        return {
+        data = {
             "difference": self.difference,
             "verdict": self.verdict,
             "passed": self.passed,
@@ -185,10 +258,16 @@ class Report:
             "n_evaluations": self.n_evaluations,
             "elapsed": self.elapsed,
             "groups": [asdict(g) for g in self.groups],
+            "overall_directions": asdict(self.overall_directions) if self.overall_directions else None,
             "worst": [asdict(e) for e in self.worst(JSON_WORST)],
             "n_kinks": self.n_kinks,
             "kinks": [asdict(e) for e in self.kinks[:JSON_KINKS]],
+            "directions": [asdict(d) for d in self.directions],
         }
+        if self.settings["mode"] != "full":
+            f = self.settings.get("guarantee_fraction", GUARANTEE_FRACTION)
+            data["guarantee"] = {"corrupted_fraction": f, "detection_probability": self.guarantee(f)}
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -197,7 +276,10 @@ class Report:
     def from_json(cls, text: str) -> Report:
         """Rebuild a report from :meth:`to_json`; it keeps the worst entries and kinks stored."""
         data = json.loads(text)
-        groups = [GroupRow(**{**g, "shape": tuple(g["shape"])}) for g in data["groups"]]
+
+        def group_row(g):
+            return GroupRow(**{**g, "shape": tuple(g["shape"])})
+
         rows = {e["flat_index"]: e for e in data["worst"] + data["kinks"]}
         ordered = [rows[i] for i in sorted(rows)]
         entries = (
@@ -206,9 +288,13 @@ class Report:
             np.array([e["numeric"] for e in ordered], dtype=np.float64),
             np.array([e["kink"] for e in ordered], dtype=bool),
         )
-        return cls(difference=data["difference"], verdict=data["verdict"], groups=groups, entries=entries,
-                   settings=data["settings"], n_params=data["n_params"], n_checked=data["n_checked"],
-                   n_evaluations=data["n_evaluations"], elapsed=data["elapsed"], n_kinks=data["n_kinks"])
+        overall = data.get("overall_directions")
+        return cls(difference=data["difference"], verdict=data["verdict"],
+                   groups=[group_row(g) for g in data["groups"]], entries=entries, settings=data["settings"],
+                   n_params=data["n_params"], n_checked=data["n_checked"], n_evaluations=data["n_evaluations"],
+                   elapsed=data["elapsed"], n_kinks=data["n_kinks"],
+                   directions=[DirectionRow(**d) for d in data.get("directions", [])],
+                   overall_directions=group_row(overall) if overall else None)
 
 
 def _table(rows) -> list[str]:
@@ -220,35 +306,73 @@ def _table(rows) -> list[str]:
     return out
 
 
-def build_report(layout: Layout, analytic: np.ndarray, evaluations, *, bounds: Bounds, settings: dict,
-                 elapsed: float) -> Report:
-    """Compare ``analytic`` (flat, all of theta) with the engine's central differences.
+def _worst_verdict(verdicts) -> str:
+    verdicts = list(verdicts)
+    return "fail" if "fail" in verdicts else "warn" if "warn" in verdicts else "pass"
 
-    A group's verdict is its difference's band, except that a group with an entry
-    wrong beyond rounding fails: an entry whose relative error is at least the fail
-    bound and whose absolute error exceeds both ``NOISE_FACTOR`` times the rounding
-    scale of its central difference and ``MEDIAN_FACTOR`` times its group's median
-    absolute error. Without it one wrong entry of a large group (W2[3, 7] off by 10%)
-    would be diluted by the norm into a ``warn``. Kinks are left out of the
+
+def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,
+                 elapsed: float, directions=None, escalated=()) -> Report:
+    """Compare ``analytic`` (flat, all of theta) with an engine's central differences.
+
+    ``evaluations`` holds coordinate results (any subset of theta), ``directions``
+    directional ones. A group with coordinate results gets a coordinate row, otherwise
+    a directions row.
+
+    A coordinate row's verdict is its difference's band, except that a group with an
+    entry wrong beyond rounding fails: an entry whose relative error is at least the
+    fail bound and whose absolute error exceeds both ``NOISE_FACTOR`` times the
+    rounding scale of its central difference and ``MEDIAN_FACTOR`` times its group's
+    median absolute error. Without it one wrong entry of a large group (W2[3, 7] off by
+    10%) would be diluted by the norm into a ``warn``. Kinks are left out of the
     differences unless ``settings["kinks"] == "include"``.
     """
-    idx = np.asarray(evaluations.indices, dtype=np.int64)
-    order = np.argsort(idx, kind="stable")
-    idx = idx[order]
-    numeric = np.asarray(evaluations.numeric)[order]
-    kinks = np.asarray(evaluations.kinks, dtype=bool)[order]
+    include = settings.get("kinks") == "include"
+    if evaluations is None:
+        idx = np.zeros(0, dtype=np.int64)
+        numeric = cost_plus = cost_minus = np.zeros(0)
+        kinks = np.zeros(0, dtype=bool)
+        n_evaluations = 0
+    else:
+        idx = np.asarray(evaluations.indices, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        idx = idx[order]
+        numeric = np.asarray(evaluations.numeric)[order]
+        kinks = np.asarray(evaluations.kinks, dtype=bool)[order]
+        cost_plus = np.asarray(evaluations.cost_plus)[order]
+        cost_minus = np.asarray(evaluations.cost_minus)[order]
+        n_evaluations = evaluations.n_evaluations
     an = analytic[idx]
-    counted = np.ones_like(kinks) if settings.get("kinks") == "include" else ~kinks
+    counted = np.ones_like(kinks) if include else ~kinks
     gid = layout.group_ids(idx)
-
     abs_error = np.abs(numeric - an)
-    rounding = np.maximum(np.abs(evaluations.cost_plus), np.abs(evaluations.cost_minus))[order]
-    rounding = rounding * np.finfo(np.float64).eps / settings["eps"]
+    rounding = np.maximum(np.abs(cost_plus), np.abs(cost_minus)) * np.finfo(np.float64).eps / settings["eps"]
     suspect = counted & (relative_errors(numeric, an) >= bounds.fail) & (abs_error > NOISE_FACTOR * rounding)
 
-    groups, verdicts = [], []
+    direction_rows, direction_groups = [], np.zeros(0, dtype=object)
+    if directions is not None:
+        n_evaluations += directions.n_evaluations
+        d_abs = np.abs(directions.numeric - directions.analytic)
+        d_rel = relative_errors(directions.numeric, directions.analytic)
+        direction_rows = [DirectionRow(d.group, d.number, float(a), float(n), float(e), float(r), bool(k))
+                          for d, a, n, e, r, k in zip(directions.directions, directions.analytic,
+                                                      directions.numeric, d_abs, d_rel, directions.kinks)]
+        direction_groups = np.array([d.group for d in directions.directions], dtype=object)
+        d_counted = np.ones(len(direction_rows), dtype=bool) if include else ~directions.kinks
+
+    def directions_row(name, shape, size):
+        mine = direction_groups == name
+        use = mine & d_counted
+        d = relative_difference(directions.numeric[use], directions.analytic[use])
+        return GroupRow(name, shape, size, int(mine.sum()), int((mine & directions.kinks).sum()), d,
+                        bounds.verdict(d), 0, "directions")
+
+    groups = []
     for position, g in enumerate(layout.groups):
         mine = gid == position
+        if not mine.any() and directions is not None:
+            groups.append(directions_row(g.name, g.shape, g.size))
+            continue
         use = mine & counted
         d = relative_difference(numeric[use], an[use])
         wrong = 0
@@ -256,13 +380,20 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations, *, bounds: B
             wrong = int((suspect & mine & (abs_error > MEDIAN_FACTOR * np.median(abs_error[use]))).sum())
         verdict = "fail" if wrong else bounds.verdict(d) if mine.any() else "pass"
         groups.append(GroupRow(g.name, g.shape, g.size, int(mine.sum()), int((mine & kinks).sum()), d, verdict,
-                               wrong))
-        verdicts.append(verdict)
-    difference = relative_difference(numeric[counted], an[counted])
-    verdicts.append(bounds.verdict(difference))
-    verdict = "fail" if "fail" in verdicts else "warn" if "warn" in verdicts else "pass"
+                               wrong, "coordinates", g.name in escalated))
 
+    overall = None
+    if directions is not None:
+        from .directions import GLOBAL
+
+        if (direction_groups == GLOBAL).any():
+            overall = directions_row(GLOBAL, (layout.n_params,), layout.n_params)
+        difference = relative_difference(directions.numeric[d_counted], directions.analytic[d_counted])
+    else:
+        difference = relative_difference(numeric[counted], an[counted])
+    verdicts = [g.verdict for g in groups] + [bounds.verdict(difference)] + ([overall.verdict] if overall else [])
     settings = {**settings, "warn": bounds.warn, "fail": bounds.fail}
-    return Report(difference=difference, verdict=verdict, groups=groups, entries=(idx, an, numeric, kinks),
-                  settings=settings, n_params=layout.n_params, n_checked=len(idx),
-                  n_evaluations=evaluations.n_evaluations, elapsed=elapsed)
+    return Report(difference=difference, verdict=_worst_verdict(verdicts), groups=groups,
+                  entries=(idx, an, numeric, kinks), settings=settings, n_params=layout.n_params,
+                  n_checked=len(idx), n_evaluations=n_evaluations, elapsed=elapsed, directions=direction_rows,
+                  overall_directions=overall)

@@ -1,0 +1,213 @@
+"""Subset and directions modes, escalation, plans and budgets (batched engine and user costs)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import fastcheck as fc
+from fastcheck.bugs import BUGS, buggy_gradient
+from fastcheck.directions import GLOBAL
+from fastcheck.layout import Layout
+from fastcheck.networks import network
+from fastcheck.selection import escape_probability, stratified_subset, subset_sizes
+
+
+@pytest.fixture(scope="module")
+def net_s():
+    net, params, X, Y = network("S")
+    return net, params, X, Y, net.gradient(params, X, Y)
+
+
+def test_stratified_subset_represents_every_group():
+    layout, _ = Layout.from_params({"W": np.zeros((100, 100)), "b": np.zeros(5), "c": np.zeros(50)})
+    sizes = subset_sizes(layout, fraction=0.01, min_per_group=8)
+    assert sizes == [100, 5, 8]
+    idx = stratified_subset(layout, fraction=0.01, min_per_group=8, seed=3)
+    assert len(idx) == 113 and len(np.unique(idx)) == 113
+    counts = np.bincount(layout.group_ids(idx), minlength=3)
+    assert counts.tolist() == sizes
+    np.testing.assert_array_equal(idx, stratified_subset(layout, fraction=0.01, min_per_group=8, seed=3))
+    assert not np.array_equal(idx, stratified_subset(layout, fraction=0.01, min_per_group=8, seed=4))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"fraction": 0.0}, "`fraction`=0.0 must be in (0, 1]"),
+    ({"fraction": 1.5}, "`fraction`=1.5 must be in (0, 1]"),
+    ({"n_samples": 0}, "`n_samples`=0 must be a positive integer"),
+    ({"fraction": 0.1, "n_samples": 3}, "exactly one of"),
+    ({}, "exactly one of"),
+])
+def test_bad_subset_sizes(kwargs, message):
+    layout, _ = Layout.from_params(np.zeros(10))
+    with pytest.raises(fc.InputError) as info:
+        subset_sizes(layout, **kwargs)
+    assert message in str(info.value)
+
+
+def test_escape_probability_bound():
+    assert escape_probability(10, 10, 0.5) == 0.0
+    assert escape_probability(100, 1000, 0.01) == pytest.approx(0.99**100)
+
+
+@pytest.mark.parametrize("mode", ["subset", "directions"])
+def test_same_seed_same_result_different_seed_differs(net_s, mode):
+    net, params, X, Y, grads = net_s
+    kw = {"fraction": 0.05} if mode == "subset" else {"n_directions": 4}
+    a = net.check(params, grads, X, Y, mode=mode, seed=1, **kw)
+    b = net.check(params, grads, X, Y, mode=mode, seed=1, **kw)
+    c = net.check(params, grads, X, Y, mode=mode, seed=2, **kw)
+    assert a.difference == b.difference and a.groups == b.groups
+    assert a.difference != c.difference
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_directions_mode_fails_every_bug_in_the_right_groups(net_s, bug):
+    net, params, X, Y, _ = net_s
+    report = net.check(params, buggy_gradient(net, bug, params, X, Y), X, Y, mode="directions", n_directions=8)
+    assert not report.passed
+    assert set(BUGS[bug].origin(net)) <= set(report.failing_groups) <= set(BUGS[bug].touches(net))
+
+
+def test_directions_agree_between_engines(net_s):
+    """The stacked change propagation matches full cost evaluations direction by direction."""
+    net, params, X, Y, grads = net_s
+    fast = net.check(params, grads, X, Y, mode="directions", n_directions=3, seed=5)
+    slow = net.check(params, grads, X, Y, mode="directions", n_directions=3, seed=5, engine="reference")
+    assert [(d.group, d.number) for d in fast.directions] == [(d.group, d.number) for d in slow.directions]
+    # the reference's central differences of full costs carry rounding of order ulp(J) / eps
+    noise = 50 * np.spacing(net.cost(params, X, Y)) / 1e-7
+    for f, s in zip(fast.directions, slow.directions):
+        assert f.analytic == s.analytic
+        assert abs(f.numeric - s.numeric) < noise
+
+
+def test_small_group_bug_is_missed_by_a_global_projection_but_not_per_group():
+    net, params, X, Y = network("M")
+    grads = net.gradient(params, X, Y)
+    grads["db2"] = grads["db2"] * 1.02  # only b2 is wrong, and only by 2%
+    global_fails = 0
+    for seed in range(6):
+        report = net.check(params, grads, X, Y, mode="directions", n_directions=8, seed=seed)
+        assert report.group("b2").verdict == "fail"
+        assert report.failing_groups == ["b2"]
+        global_fails += report.overall_directions.verdict == "fail"
+    assert global_fails <= 1  # one projection over all of theta mostly misses it
+
+
+def test_subset_detection_rate_meets_its_stated_bound(net_s):
+    """A bug corrupting 2% of W1 (41 of 2,048 entries, off by 50%) over many seeds."""
+    net, params, X, Y, grads = net_s
+    rng = np.random.default_rng(0)
+    bad = {k: v.copy() for k, v in grads.items()}
+    wrong = rng.choice(bad["dW1"].size, size=41, replace=False)
+    bad["dW1"].flat[wrong] *= 1.5
+    seeds = range(300)
+    caught = 0
+    for seed in seeds:
+        report = net.check(params, bad, X, Y, mode="subset", fraction=0.01, seed=seed)
+        caught += "W1" in report.failing_groups
+    checked = report.group("W1").checked
+    bound = 1 - escape_probability(checked, 2048, 41 / 2048)
+    assert report.guarantee(41 / 2048)["W1"] == pytest.approx(bound)
+    rate = caught / len(seeds)
+    slack = 3 * np.sqrt(bound * (1 - bound) / len(seeds))
+    assert rate >= bound - slack, (rate, bound)
+    assert rate < 1.0  # a subset can miss: the test would be vacuous otherwise
+
+
+def test_subset_report_states_coverage_and_guarantee(net_s):
+    net, params, X, Y, grads = net_s
+    report = net.check(params, grads, X, Y, mode="subset", fraction=0.02, seed=0)
+    assert report.settings["mode"] == "subset" and report.settings["fraction"] == 0.02
+    assert report.group("b3").checked == 4 and report.group("W1").checked == 41
+    text = str(report)
+    assert "of 2,676 coordinates" in text
+    assert "a bug making >= 1% of a group's entries wrong would have been caught" in text
+    assert "W1 33.8%" in text  # 1 - 0.99**41
+    data = json.loads(report.to_json())
+    assert data["guarantee"]["detection_probability"]["b3"] == 1.0
+    assert fc.Report.from_json(report.to_json()).to_json() == report.to_json()
+
+
+@pytest.mark.parametrize("mode", ["subset", "directions"])
+def test_escalation_names_the_wrong_entry(net_s, mode):
+    net, params, X, Y, grads = net_s
+    bad = {k: v.copy() for k, v in grads.items()}
+    bad["dW2"][3, 7] *= 1.1
+    kw = {"fraction": 0.5} if mode == "subset" else {"n_directions": 8}
+    seed = 0
+    if mode == "subset":  # a seed whose subset holds the wrong entry (a subset may miss it)
+        layout, _ = Layout.from_params(params)
+        target = layout.group("W2").start + 3 * 32 + 7
+        seed = next(s for s in range(100) if target in stratified_subset(layout, fraction=0.5, seed=s))
+    plain = net.check(params, bad, X, Y, mode=mode, seed=seed, **kw)
+    assert plain.group("W2").verdict != "pass"
+    report = net.check(params, bad, X, Y, mode=mode, seed=seed, escalate=True, **kw)
+    assert report.failing_groups == ["W2"]
+    assert report.group("W2").escalated and report.group("W2").checked == 512
+    assert report.worst(1)[0].label == "W2[3, 7]"
+    assert report.settings["escalated"] == ["W2"]
+
+
+def test_directions_report_round_trips_and_reads(net_s):
+    net, params, X, Y, _ = net_s
+    report = net.check(params, buggy_gradient(net, "scaled", params, X, Y), X, Y, mode="directions",
+                       n_directions=4)
+    assert report.overall_directions.name == GLOBAL
+    assert len(report.directions) == 4 * 7
+    assert "4 random directions per group and 4 over all of theta" in str(report)
+    assert report.worst_directions(1)[0].group in ("W2", GLOBAL)
+    assert fc.Report.from_json(report.to_json()).to_json() == report.to_json()
+
+
+def test_user_cost_modes_name_the_group(quadratic):
+    cost, params, grads = quadratic
+    grads["db"] = grads["db"] * 1.5
+    sub = fc.check(cost, params, grads, mode="subset", n_samples=4, min_per_group=2)
+    assert sub.failing_groups == ["b"]
+    dirs = fc.check(cost, params, grads, mode="directions", n_directions=3, escalate=True)
+    assert dirs.failing_groups == ["b"] and dirs.group("b").escalated
+    assert dirs.worst(1)[0].group == "b"
+
+
+def test_plan_counts_evaluations(net_s, quadratic):
+    net, params, X, Y, _ = net_s
+    full = net.plan(params, X, Y)
+    assert full.n_evaluations == 2 * 2676 and full.estimated_seconds > 0
+    sub = net.plan(params, X, Y, mode="subset", fraction=0.1)
+    assert sub.n_coordinates == sum(sub.per_group.values()) == 2 * sub.n_evaluations // 4
+    dirs = net.plan(params, X, Y, mode="directions", n_directions=5)
+    assert dirs.n_directions == 5 * 7 and dirs.n_evaluations == 70
+    cost, p, _ = quadratic
+    assert fc.plan(cost, p).n_evaluations == 2 * 15
+    assert "cost evaluations, about" in str(full)
+
+
+def test_budget_picks_a_subset_when_a_full_check_would_not_fit(quadratic):
+    cost, params, grads = quadratic
+
+    def slow_cost(p):
+        import time
+
+        time.sleep(0.002)
+        return cost(p)
+
+    report = fc.check(slow_cost, params, grads, budget=0.02, min_per_group=1)
+    assert report.settings["mode"] == "subset" and report.settings["budget"] == 0.02
+    assert report.n_checked < 15
+    assert fc.check(cost, params, grads, budget=60).settings["mode"] == "full"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"fraction": 0.1}, "go with mode='subset'"),
+    ({"mode": "full", "n_directions": 3}, "goes with mode='directions'"),
+    ({"mode": "directions", "n_directions": 0}, "`n_directions`=0"),
+    ({"mode": "subset", "fraction": 0.5, "budget": 1.0}, "use it with mode='full'"),
+    ({"budget": -1}, "`budget`=-1"),
+])
+def test_bad_mode_options(quadratic, kwargs, message):
+    cost, params, grads = quadratic
+    with pytest.raises(fc.InputError) as info:
+        fc.check(cost, params, grads, **kwargs)
+    assert message in str(info.value)
