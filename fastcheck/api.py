@@ -23,7 +23,8 @@ from .reference import Evaluations, reference_engine
 from .report import GUARANTEE_FRACTION, Report, build_report
 from .selection import DEFAULT_MIN_PER_GROUP, stratified_subset, subset_sizes
 
-__all__ = ["check", "plan", "check_mlp", "plan_mlp", "Plan", "MODES", "KINK_POLICIES"]
+__all__ = ["check", "plan", "check_mlp", "plan_mlp", "Plan", "Prepared", "prepare_check", "prepare_mlp",
+           "merge_evaluations", "MODES", "KINK_POLICIES"]
 
 MODES = ("full", "subset", "directions")
 KINK_POLICIES = ("exclude", "include")
@@ -187,6 +188,50 @@ def _merge(first: Evaluations | None, second: Evaluations) -> Evaluations:
                        first.n_evaluations + second.n_evaluations)
 
 
+@dataclass
+class Prepared:
+    """A validated check, ready to run in pieces: what resumable runs build on.
+
+    ``indices()`` lists the coordinates the mode checks; ``evaluate(chunk)`` runs the
+    engine on any chunk of them; ``report(evaluations)`` builds the report from the
+    merged chunks (use :func:`merge_evaluations`). Running every chunk and reporting
+    gives the same numbers as :func:`check` (for the coordinate modes, without
+    escalation or budget).
+    """
+
+    layout: Layout
+    analytic: np.ndarray
+    engine: _Engine
+    opts: _Options
+    extra_settings: dict
+    started: float
+
+    def indices(self) -> np.ndarray:
+        indices, directions = _what_to_check(self.layout, self.opts)
+        if indices is None:
+            raise InputError("a prepared check runs in chunks of coordinates: use mode 'full' or 'subset'")
+        return indices
+
+    def evaluate(self, indices: np.ndarray) -> Evaluations:
+        return self.engine.coordinates(np.asarray(indices, dtype=np.int64))
+
+    def report(self, evaluations: Evaluations, elapsed: float | None = None) -> Report:
+        settings = {**self.opts.settings(), "engine": self.engine.name, **self.extra_settings}
+        elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
+        return build_report(self.layout, self.analytic, evaluations, bounds=self.opts.bounds, settings=settings,
+                            elapsed=elapsed)
+
+
+def merge_evaluations(parts) -> Evaluations:
+    """One :class:`Evaluations` from chunks, in the order given."""
+    merged = None
+    for part in parts:
+        merged = _merge(merged, part)
+    if merged is None:
+        raise InputError("no evaluations to merge")
+    return merged
+
+
 def _run(layout: Layout, analytic: np.ndarray, engine: _Engine, opts: _Options, started: float,
          extra_settings: dict) -> Report:
     if opts.budget is not None:
@@ -336,13 +381,26 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
     >>> report.verdict
     'pass'
     """
+    p = prepare_check(cost, params, grads, eps=eps, mode=mode, fraction=fraction, n_samples=n_samples,
+                      n_directions=n_directions, min_per_group=min_per_group, seed=seed, escalate=escalate,
+                      escalate_budget=escalate_budget, budget=budget, n_jobs=n_jobs, batch_cost=batch_cost,
+                      backend=backend, chunk_size=chunk_size, max_memory=max_memory, progress=progress, warn=warn,
+                      fail=fail, cast=cast)
+    return _run(p.layout, p.analytic, p.engine, p.opts, p.started, p.extra_settings)
+
+
+def prepare_check(cost, params, grads, *, eps=DEFAULT_EPS, mode="full", fraction=None, n_samples=None,
+                  n_directions=None, min_per_group=DEFAULT_MIN_PER_GROUP, seed=0, escalate=False,
+                  escalate_budget=DEFAULT_ESCALATE_BUDGET, budget=None, n_jobs=1, batch_cost=None, backend=None,
+                  chunk_size=None, max_memory=None, progress=None, warn=1e-6, fail=1e-3, cast=False) -> Prepared:
+    """Validate everything :func:`check` takes and return a :class:`Prepared` check."""
     started = time.perf_counter()
     opts = _options(eps, mode, fraction, n_samples, n_directions, min_per_group, seed, "exclude", escalate,
                     escalate_budget, budget, warn, fail)
     layout, theta, analytic, objective, base_seconds = _prepare_cost(cost, params, grads, cast)
     engine = _cost_engine(objective, theta, analytic, opts.eps, base_seconds, n_jobs=n_jobs, batch_cost=batch_cost,
                           backend=backend, chunk_size=chunk_size, max_memory=max_memory, progress=progress)
-    return _run(layout, analytic, engine, opts, started, {"n_jobs": n_jobs})
+    return Prepared(layout, analytic, engine, opts, {"n_jobs": n_jobs}, started)
 
 
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
@@ -428,12 +486,24 @@ def check_mlp(net, params, grads, X, Y, *, engine: str = "batched", eps: float =
               max_memory: int | None = None, n_threads: int | None = None, warn: float = 1e-6,
               fail: float = 1e-3, cast: bool = False) -> Report:
     """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost."""
+    p = prepare_mlp(net, params, grads, X, Y, engine=engine, eps=eps, mode=mode, fraction=fraction,
+                    n_samples=n_samples, n_directions=n_directions, min_per_group=min_per_group, seed=seed,
+                    kinks=kinks, escalate=escalate, escalate_budget=escalate_budget, budget=budget,
+                    max_memory=max_memory, n_threads=n_threads, warn=warn, fail=fail, cast=cast)
+    return _run(p.layout, p.analytic, p.engine, p.opts, p.started, p.extra_settings)
+
+
+def prepare_mlp(net, params, grads, X, Y, *, engine="batched", eps=DEFAULT_EPS, mode="full", fraction=None,
+                n_samples=None, n_directions=None, min_per_group=DEFAULT_MIN_PER_GROUP, seed=0, kinks="exclude",
+                escalate=False, escalate_budget=DEFAULT_ESCALATE_BUDGET, budget=None, max_memory=None,
+                n_threads=None, warn=1e-6, fail=1e-3, cast=False) -> Prepared:
+    """Validate everything :func:`check_mlp` takes and return a :class:`Prepared` check."""
     started = time.perf_counter()
     opts = _options(eps, mode, fraction, n_samples, n_directions, min_per_group, seed, kinks, escalate,
                     escalate_budget, budget, warn, fail)
     layout, theta, analytic, X, Y = _prepare_mlp(net, params, grads, X, Y, cast)
     mlp_engine = _mlp_engine(net, layout, theta, analytic, X, Y, opts.eps, engine, max_memory, n_threads)
-    return _run(layout, analytic, mlp_engine, opts, started, {})
+    return Prepared(layout, analytic, mlp_engine, opts, {}, started)
 
 
 def plan_mlp(net, params, X, Y, *, engine: str = "batched", mode: str = "full", fraction: float | None = None,
