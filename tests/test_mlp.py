@@ -127,3 +127,18 @@ def test_bad_data_and_params(small_net):
         net.check(dict(reversed(params.items())), grads, X, Y)
     with pytest.raises(fc.InputError, match="`engine`='fast'"):
         net.check(params, grads, X, Y, engine="fast")
+
+
+@pytest.mark.parametrize("engine", ["batched", "reference"])
+@pytest.mark.parametrize("mode", ["full", "directions"])
+def test_callers_arrays_are_unchanged(small_net, engine, mode):
+    net, params, X, Y = small_net
+    grads = net.gradient(params, X, Y)
+    before = [{k: v.copy() for k, v in d.items()} for d in (params, grads)] + [X.copy(), Y.copy()]
+    net.check(params, grads, X, Y, engine=engine, mode=mode)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[0][k])
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], before[1][k])
+    np.testing.assert_array_equal(X, before[2])
+    np.testing.assert_array_equal(Y, before[3])
