@@ -375,10 +375,9 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
             continue
         use = mine & counted
         d = relative_difference(numeric[use], an[use])
-        wrong = 0
-        if (suspect & mine).any():
-            wrong = int((suspect & mine & (abs_error > MEDIAN_FACTOR * np.median(abs_error[use]))).sum())
-        verdict = "fail" if wrong else bounds.verdict(d) if mine.any() else "pass"
+        wrong = int((suspect & mine).sum())
+        outlier = wrong > 0 and (suspect & mine & (abs_error > MEDIAN_FACTOR * np.median(abs_error[use]))).any()
+        verdict = "fail" if outlier else bounds.verdict(d) if mine.any() else "pass"
         groups.append(GroupRow(g.name, g.shape, g.size, int(mine.sum()), int((mine & kinks).sum()), d, verdict,
                                wrong, "coordinates", g.name in escalated))
 
