@@ -205,6 +205,13 @@ class Prepared:
     opts: _Options
     extra_settings: dict
     started: float
+    theta: np.ndarray
+    context: dict = field(default_factory=dict)
+
+    def run(self) -> Report:
+        """The whole check at once, escalation and budget included."""
+        return _run(self.layout, self.analytic, self.engine, self.opts, self.started, self.extra_settings,
+                    self.theta, self.context)
 
     def indices(self) -> np.ndarray:
         indices, directions = _what_to_check(self.layout, self.opts)
@@ -219,7 +226,7 @@ class Prepared:
         settings = {**self.opts.settings(), "engine": self.engine.name, **self.extra_settings}
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
         return build_report(self.layout, self.analytic, evaluations, bounds=self.opts.bounds, settings=settings,
-                            elapsed=elapsed)
+                            elapsed=elapsed, theta=self.theta, context=self.context)
 
 
 def merge_evaluations(parts) -> Evaluations:
@@ -233,7 +240,7 @@ def merge_evaluations(parts) -> Evaluations:
 
 
 def _run(layout: Layout, analytic: np.ndarray, engine: _Engine, opts: _Options, started: float,
-         extra_settings: dict) -> Report:
+         extra_settings: dict, theta: np.ndarray, context: dict) -> Report:
     if opts.budget is not None:
         opts = _fit_budget(layout, engine, opts, started)
     indices, directions = _what_to_check(layout, opts)
@@ -243,7 +250,8 @@ def _run(layout: Layout, analytic: np.ndarray, engine: _Engine, opts: _Options, 
 
     def report(escalated=()):
         return build_report(layout, analytic, coords, directions=dirs, bounds=opts.bounds, settings=settings,
-                            elapsed=time.perf_counter() - started, escalated=escalated)
+                            elapsed=time.perf_counter() - started, escalated=escalated, theta=theta,
+                            context=context)
 
     result = report()
     if opts.mode == "full" or not opts.escalate:
@@ -386,7 +394,7 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
                       escalate_budget=escalate_budget, budget=budget, n_jobs=n_jobs, batch_cost=batch_cost,
                       backend=backend, chunk_size=chunk_size, max_memory=max_memory, progress=progress, warn=warn,
                       fail=fail, cast=cast)
-    return _run(p.layout, p.analytic, p.engine, p.opts, p.started, p.extra_settings)
+    return p.run()
 
 
 def prepare_check(cost, params, grads, *, eps=DEFAULT_EPS, mode="full", fraction=None, n_samples=None,
@@ -400,7 +408,7 @@ def prepare_check(cost, params, grads, *, eps=DEFAULT_EPS, mode="full", fraction
     layout, theta, analytic, objective, base_seconds = _prepare_cost(cost, params, grads, cast)
     engine = _cost_engine(objective, theta, analytic, opts.eps, base_seconds, n_jobs=n_jobs, batch_cost=batch_cost,
                           backend=backend, chunk_size=chunk_size, max_memory=max_memory, progress=progress)
-    return Prepared(layout, analytic, engine, opts, {"n_jobs": n_jobs}, started)
+    return Prepared(layout, analytic, engine, opts, {"n_jobs": n_jobs}, started, theta)
 
 
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
@@ -490,7 +498,7 @@ def check_mlp(net, params, grads, X, Y, *, engine: str = "batched", eps: float =
                     n_samples=n_samples, n_directions=n_directions, min_per_group=min_per_group, seed=seed,
                     kinks=kinks, escalate=escalate, escalate_budget=escalate_budget, budget=budget,
                     max_memory=max_memory, n_threads=n_threads, warn=warn, fail=fail, cast=cast)
-    return _run(p.layout, p.analytic, p.engine, p.opts, p.started, p.extra_settings)
+    return p.run()
 
 
 def prepare_mlp(net, params, grads, X, Y, *, engine="batched", eps=DEFAULT_EPS, mode="full", fraction=None,
@@ -503,7 +511,7 @@ def prepare_mlp(net, params, grads, X, Y, *, engine="batched", eps=DEFAULT_EPS, 
                     escalate_budget, budget, warn, fail)
     layout, theta, analytic, X, Y = _prepare_mlp(net, params, grads, X, Y, cast)
     mlp_engine = _mlp_engine(net, layout, theta, analytic, X, Y, opts.eps, engine, max_memory, n_threads)
-    return Prepared(layout, analytic, mlp_engine, opts, {}, started)
+    return Prepared(layout, analytic, mlp_engine, opts, {}, started, theta, {"m": X.shape[1], "l2": net.l2})
 
 
 def plan_mlp(net, params, X, Y, *, engine: str = "batched", mode: str = "full", fraction: float | None = None,

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .diagnose import diagnose_group
 from .finite import Bounds, relative_difference, relative_errors
 from .layout import Layout
 from .selection import escape_probability
@@ -100,6 +101,9 @@ class Report:
     overall_directions : GroupRow or None
         In directions mode, the row of the directions over all of theta.
     directions : list of DirectionRow
+    diagnoses : dict of str -> str
+        For groups that are not ``pass``, what the error looks like when a known
+        pattern explains it (a constant factor, a missing L2 term, a transpose, ...).
     kinks : list of EntryRow
         Coordinates whose perturbation crossed a kink.
     settings : dict
@@ -110,7 +114,7 @@ class Report:
     """
 
     def __init__(self, *, difference, verdict, groups, entries, settings, n_params, n_checked,
-                 n_evaluations, elapsed, n_kinks=None, directions=(), overall_directions=None):
+                 n_evaluations, elapsed, n_kinks=None, directions=(), overall_directions=None, diagnoses=None):
         self.difference = float(difference)
         self.verdict = verdict
         self.groups = list(groups)
@@ -121,6 +125,7 @@ class Report:
         self.elapsed = float(elapsed)
         self.directions = list(directions)
         self.overall_directions = overall_directions
+        self.diagnoses = dict(diagnoses or {})
         # entries: flat_index, analytic, numeric, kink as arrays sorted by flat_index
         self._index, self._analytic, self._numeric, self._kink = (np.asarray(a) for a in entries)
         self._starts = np.cumsum([0] + [g.size for g in self.groups])
@@ -215,6 +220,8 @@ class Report:
             shown = ", ".join(e.label for e in self.kinks[:5])
             more = f" and {self.n_kinks - 5} more" if self.n_kinks > 5 else ""
             lines += ["", f"{self.n_kinks} coordinate(s) crossed a kink ({policy} the verdict): {shown}{more}"]
+        if self.diagnoses:
+            lines += ["", "diagnosis:"] + [f"  {name}: {text}" for name, text in self.diagnoses.items()]
         if self.failing_groups:
             lines += ["", f"wrong: {', '.join(self.failing_groups)}"]
         if any(g.wrong_entries for g in self.groups):
@@ -263,6 +270,7 @@ class Report:
             "n_kinks": self.n_kinks,
             "kinks": [asdict(e) for e in self.kinks[:JSON_KINKS]],
             "directions": [asdict(d) for d in self.directions],
+            "diagnoses": self.diagnoses,
         }
         if self.settings["mode"] != "full":
             f = self.settings.get("guarantee_fraction", GUARANTEE_FRACTION)
@@ -294,6 +302,7 @@ class Report:
                    n_params=data["n_params"], n_checked=data["n_checked"], n_evaluations=data["n_evaluations"],
                    elapsed=data["elapsed"], n_kinks=data["n_kinks"],
                    directions=[DirectionRow(**d) for d in data.get("directions", [])],
+                   diagnoses=data.get("diagnoses"),
                    overall_directions=group_row(overall) if overall else None)
 
 
@@ -312,7 +321,8 @@ def _worst_verdict(verdicts) -> str:
 
 
 def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,
-                 elapsed: float, directions=None, escalated=()) -> Report:
+                 elapsed: float, directions=None, escalated=(), theta: np.ndarray | None = None,
+                 context: dict | None = None) -> Report:
     """Compare ``analytic`` (flat, all of theta) with an engine's central differences.
 
     ``evaluations`` holds coordinate results (any subset of theta), ``directions``
@@ -326,6 +336,10 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     median absolute error. Without it one wrong entry of a large group (W2[3, 7] off by
     10%) would be diluted by the norm into a ``warn``. Kinks are left out of the
     differences unless ``settings["kinks"] == "include"``.
+
+    With ``theta`` (the parameter values) every coordinate group that is not ``pass``
+    gets a diagnosis of the error's shape when one fits (:mod:`fastcheck.diagnose`);
+    ``context`` may give ``m`` and ``l2`` to name a missing 1/m or L2 term.
     """
     include = settings.get("kinks") == "include"
     if evaluations is None:
@@ -367,7 +381,7 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
         return GroupRow(name, shape, size, int(mine.sum()), int((mine & directions.kinks).sum()), d,
                         bounds.verdict(d), 0, "directions")
 
-    groups = []
+    groups, diagnoses = [], {}
     for position, g in enumerate(layout.groups):
         mine = gid == position
         if not mine.any() and directions is not None:
@@ -380,6 +394,16 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
         verdict = "fail" if outlier else bounds.verdict(d) if mine.any() else "pass"
         groups.append(GroupRow(g.name, g.shape, g.size, int(mine.sum()), int((mine & kinks).sum()), d, verdict,
                                wrong, "coordinates", g.name in escalated))
+        if verdict != "pass" and theta is not None:
+            where = np.flatnonzero(use)
+
+            def labels(positions, where=where):
+                return [layout.describe(int(idx[where[p]])) for p in positions]
+
+            sentence = diagnose_group(g.shape, theta[idx[where]], an[where], numeric[where], suspect[where], labels,
+                                      is_weight=g.name.startswith("W"), **(context or {}))
+            if sentence:
+                diagnoses[g.name] = sentence
 
     overall = None
     if directions is not None:
@@ -395,4 +419,4 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     return Report(difference=difference, verdict=_worst_verdict(verdicts), groups=groups,
                   entries=(idx, an, numeric, kinks), settings=settings, n_params=layout.n_params,
                   n_checked=len(idx), n_evaluations=n_evaluations, elapsed=elapsed, directions=direction_rows,
-                  overall_directions=overall)
+                  overall_directions=overall, diagnoses=diagnoses)

@@ -1,0 +1,52 @@
+"""Diagnoses name the shape of each catalogued bug, and stay silent on correct gradients."""
+
+import numpy as np
+import pytest
+
+import fastcheck as fc
+from fastcheck.bugs import buggy_gradient
+from fastcheck.networks import network
+
+EXPECTED = {
+    "scaled": {"W2": "2 times the numeric one"},
+    "missing_l2": {"W1": "the L2 term is missing", "W2": "the L2 term is missing", "W3": "the L2 term is missing"},
+    "missing_mean": {"W2": "a missing 1/m", "b2": "a missing 1/m"},
+    "transposed": {"W2": "transpose of the right one"},
+    "sign_flip": {"W1": "a sign flip", "b3": "a sign flip"},
+    "bias_axis": {"b2": "sum over the wrong axis"},
+}
+
+
+@pytest.fixture(scope="module")
+def net_s():
+    return network("S")
+
+
+@pytest.mark.parametrize("bug", sorted(EXPECTED))
+def test_each_bug_is_diagnosed(net_s, bug):
+    net, params, X, Y = net_s
+    report = net.check(params, buggy_gradient(net, bug, params, X, Y), X, Y)
+    for group, phrase in EXPECTED[bug].items():
+        assert phrase in report.diagnoses[group], report.diagnoses
+    assert "diagnosis:" in str(report)
+    assert fc.Report.from_json(report.to_json()).diagnoses == report.diagnoses
+
+
+def test_a_few_wrong_entries_are_named(net_s):
+    net, params, X, Y = net_s
+    grads = net.gradient(params, X, Y)
+    grads["dW1"][5, 9] *= 1.1
+    grads["dW1"][7, 3] *= -1.0
+    report = net.check(params, grads, X, Y)
+    assert report.diagnoses["W1"] == "only 2 of 2048 checked entries are wrong: W1[5, 9], W1[7, 3]"
+
+
+def test_correct_gradients_get_no_diagnosis(net_s):
+    net, params, X, Y = net_s
+    assert net.check(params, net.gradient(params, X, Y), X, Y).diagnoses == {}
+
+
+def test_user_costs_are_diagnosed_without_mlp_context():
+    x = np.linspace(1.0, 2.0, 8)
+    report = fc.check(lambda t: float(np.sum(np.cos(t) * x)), np.ones(8), 3.0 * (-np.sin(np.ones(8)) * x))
+    assert "3 times the numeric one" in report.diagnoses["theta"]
