@@ -141,7 +141,7 @@ METHODS = {m.name: m for m in [
     Method("fastcheck reference", "exhaustive", _reference, samples={"M": (200, 2000), "L": (100, 1000)},
            repeats=1),
     Method("torch gradcheck", "exhaustive", _peer("torch_gradcheck"), peer="torch",
-           samples={"M": (20, 200), "L": (10, 100)}, repeats=1, overhead=_torch_wrapper_overhead,
+           samples={"M": (100, 1000), "L": (50, 500)}, repeats=1, overhead=_torch_wrapper_overhead,
            note="slow mode"),
     Method("scipy check_grad", "exhaustive", _peer("scipy_check_grad"), peer="scipy",
            samples={"M": (200, 2000), "L": (100, 1000)}, repeats=1, calls_per_coordinate=1,
