@@ -1,4 +1,4 @@
-"""The command line: ``fastcheck demo``, ``fastcheck check``.
+"""The command line: ``fastcheck demo``, ``check``, ``bench``, ``nightly`` and ``history``.
 
 Exit codes: 0 nothing failed, 1 a gradient check failed, 2 bad usage or input (one
 line on stderr, never a traceback).
@@ -82,6 +82,11 @@ def get_parser() -> argparse.ArgumentParser:
     opts.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     opts.add_argument("--quiet", action="store_true", help="print only the verdict line")
     chk.set_defaults(func=run_check)
+
+    from . import bench, nightly
+
+    bench.register(sub)
+    nightly.register(sub)
     return parser
 
 
