@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["History", "Regression", "REGRESSION_FACTOR", "REGRESSION_FLOOR", "format_history"]
+__all__ = ["History", "Regression", "REGRESSION_FACTOR", "REGRESSION_FLOOR", "format_history", "text_table"]
 
 #: A group regressed when its difference exceeds this many times its last passing one ...
 REGRESSION_FACTOR = 10.0
@@ -103,6 +103,9 @@ class History:
         try:
             self._db = sqlite3.connect(self.path, timeout=60)
             self._db.execute("PRAGMA foreign_keys = ON")
+            if create:  # a commit without a full fsync: one row per unit must not slow the run down
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"history file {str(self.path)!r} is not a fastcheck history database: {exc}") from exc
@@ -189,6 +192,12 @@ class History:
         return rows
 
 
+def text_table(rows) -> list[str]:
+    """Rows of cells as lines, columns left-aligned and two spaces apart."""
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.2e}"
 
@@ -203,8 +212,6 @@ def format_history(history: History, problem: str | None = None, last: int = 10)
     if not units:
         where = f" for problem {problem!r}" if problem else ""
         raise InputError(f"no results{where} in history file {str(history.path)!r}")
-    from .report import _table
-
     lines = []
     for name, point in units:
         rows = history.results(name, point, last)
@@ -218,5 +225,5 @@ def format_history(history: History, problem: str | None = None, last: int = 10)
             table.append((r["timestamp"].replace("+00:00", "").replace("T", " "), r["version"], r["config_hash"][:8],
                           r["verdict"], _fmt(r["difference"]), *(_fmt(per_group.get(g)) for g in group_names),
                           str(r["n_kinks"]), f"{r['elapsed']:.3g} s", str(r["cores"]), flags or "-"))
-        lines += [f"{name} @ {point}: {len(rows)} run(s)"] + _table(table) + [""]
+        lines += [f"{name} @ {point}: {len(rows)} run(s)"] + text_table(table) + [""]
     return "\n".join(lines).rstrip() + "\n"

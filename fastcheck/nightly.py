@@ -622,11 +622,13 @@ class ChunkStore:
         return kept
 
     def clear(self) -> None:
+        """Remove the unit's chunks (once its report is written), and ``chunks/`` when empty."""
         if self.directory.is_dir():
             for path in self.directory.iterdir():
                 path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 self.directory.rmdir()
+                self.directory.parent.rmdir()
 
 
 def _gaps(chunks: list[_Chunk], n: int) -> list[tuple[int, int]]:
@@ -910,9 +912,9 @@ def _headline(results: list[UnitResult]) -> str:
 
 def format_summary(results: list[UnitResult]) -> str:
     """The end-of-run table, as text."""
-    from .report import _table
+    from .history import text_table
 
-    return "\n".join([_headline(results), ""] + _table(_summary_rows(results)))
+    return "\n".join([_headline(results), ""] + text_table(_summary_rows(results)))
 
 
 def format_markdown(results: list[UnitResult]) -> str:

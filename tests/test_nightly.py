@@ -75,7 +75,7 @@ BLACKBOX_SUITE = """
 name = "box"
 factory = "nightly_user:slow"
 chunk_size = 4
-points = [{seed = 0}, {seed = 1}]
+points = [{seed = 0}, {seed = 1}, {seed = 2}]
 """
 
 CALL = "import sys; from fastcheck.nightly import main; sys.exit(main(sys.argv[1:]))"
@@ -124,22 +124,25 @@ def _assert_same_report(comp: Report, ref: Report):
 def _kill_mid_run(tmp_path, suite, run_dir, seed, env=None):
     """Start a nightly, SIGKILL it at a random moment after its first chunk is written."""
     proc = _spawn(tmp_path, ["nightly", suite, "--run-dir", str(run_dir)], env)
-    deadline = time.monotonic() + 60
-    while not _chunk_files(run_dir):
-        assert proc.poll() is None, f"the run ended before writing a chunk: {proc.communicate()}"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    time.sleep(random.Random(seed).uniform(0.0, 0.4))
-    assert proc.poll() is None, "the run finished before the kill: make the test problem slower"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    try:
+        deadline = time.monotonic() + 60
+        while not _chunk_files(run_dir):
+            assert proc.poll() is None, "the run ended before writing a chunk"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(random.Random(seed).uniform(0.0, 0.25))
+        assert proc.poll() is None, "the run finished before the kill: make the test problem slower"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate()
     assert proc.returncode == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("kind", ["mlp", "blackbox"])
 def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, user_module, kind, seed):
-    text, env = (MLP_SUITE, None) if kind == "mlp" else (BLACKBOX_SUITE, {"NIGHTLY_TEST_SLEEP": "0.002"})
+    text, env = (MLP_SUITE, None) if kind == "mlp" else (BLACKBOX_SUITE, {"NIGHTLY_TEST_SLEEP": "0.004"})
     suite = _suite(tmp_path, text)
     killed, clean = tmp_path / "runs" / "killed", tmp_path / "runs" / "clean"
     _kill_mid_run(tmp_path, suite, killed, seed, env)
