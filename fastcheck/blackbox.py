@@ -55,6 +55,7 @@ __all__ = [
     "blackbox_engine",
     "evaluate_chunk",
     "DEFAULT_MAX_MEMORY",
+    "MAX_ROWS",
     "TASK_SECONDS",
     "PROBE_SECONDS",
     "MIN_PARALLEL_SECONDS",
@@ -62,6 +63,9 @@ __all__ = [
 
 #: Bytes of perturbed thetas stacked at once for ``batch_cost`` (over all workers).
 DEFAULT_MAX_MEMORY = 256 * 2**20
+#: Rows per call of ``batch_cost`` at most: its own intermediates (activations...) are
+#: unknown here, so they are bounded to this many times one evaluation's.
+MAX_ROWS = 256
 #: Target duration of one task (one chunk of coordinates).
 TASK_SECONDS = 0.25
 #: Time spent evaluating the first coordinates in this process to size the chunks.
@@ -241,7 +245,7 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
         and a small job runs in this process; given, every chunk goes to the workers.
     max_memory : int, optional
         Bytes of stacked thetas for ``batch_cost`` at any time (default 256 MiB),
-        shared between the workers.
+        shared between the workers. A stack also has at most :data:`MAX_ROWS` rows.
     progress : bool, optional
         True: always show a progress line on stderr; None: on a terminal, for runs
         longer than about 2 s; False: never.
@@ -466,8 +470,8 @@ def _scatter(client, objects) -> list:
 
 
 def _rows(memory: int, n: int) -> int:
-    """Rows per stack under ``memory`` bytes: even, at least 2 (one coordinate, both signs)."""
-    return max(2, 2 * (memory // (16 * max(1, n))))
+    """Rows per stack under ``memory`` bytes and MAX_ROWS: even, at least 2 (one coordinate, both signs)."""
+    return max(2, min(MAX_ROWS, 2 * (memory // (16 * max(1, n)))))
 
 
 class _NullWriter:
