@@ -421,3 +421,59 @@ def test_example_suite_runs(tmp_path, monkeypatch, capsys):
     assert markdown.read_text().count("| pass |") == 6
     assert main(["history", "--history", str(tmp_path / "runs" / "history.sqlite")]) == 0
     assert "logistic @ seed1+train10-lr0.5: 1 run(s)" in capsys.readouterr().out
+
+
+def test_regression_baseline_is_the_last_passing_run(tmp_path, user_module, monkeypatch, capsys):
+    suite = _suite(tmp_path, "[[problems]]\nname = 'drift'\nfactory = 'nightly_user:drifting'\n")
+    runs = tmp_path / "runs"
+    for night, (error, code) in enumerate([("1e-9", 0), ("0.5", 1), ("5e-8", 1)]):
+        monkeypatch.setenv("NIGHTLY_TEST_GRAD_ERROR", error)
+        assert main(["nightly", suite, "--run-dir", str(runs / f"night{night}")]) == code
+    # the third night compares with the first (the last passing run), not with the failing second
+    assert "REGRESSION W 1.2e-09 -> 2.5e-08" in capsys.readouterr().out.splitlines()[-1]
+    with History(runs / "history.sqlite") as db:
+        verdicts = [(r["verdict"], [x.group for x in r["regressions"]]) for r in db.results("drift", "default")]
+    assert verdicts == [("pass", []), ("fail", ["W"]), ("pass", ["W"])]
+
+
+def test_progress_line_and_the_cli(tmp_path, user_module, capsys):
+    from fastcheck import cli
+
+    suite = parse_suite({"problems": [{"name": "box", "factory": f"{user_module}:slow", "chunk_size": 7}]})
+    run_suite(suite, tmp_path / "r", progress=True)
+    err = capsys.readouterr().err
+    assert "box@default: 7/30 coordinates (23%), ETA" in err and "box@default: pass, difference" in err
+    path = _suite(tmp_path, f"[[problems]]\nname = 'box'\nfactory = '{user_module}:slow'\n")
+    assert cli.main(["nightly", path, "--run-dir", str(tmp_path / "r2")]) == 0
+    assert "1 check(s), 1 passed" in capsys.readouterr().out
+    assert cli.main(["history", "box", "--history", str(tmp_path / "history.sqlite")]) == 0
+    assert "box @ default: 2 run(s)" in capsys.readouterr().out
+
+
+def test_parallel_and_dask_backends_give_the_same_report(tmp_path, user_module):
+    pytest.importorskip("fastcheck.blackbox")
+    distributed = pytest.importorskip("distributed")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                           dashboard_address=None)
+    try:
+        base = {"factory": f"{user_module}:slow", "chunk_size": 9}
+        suite = parse_suite({"problems": [
+            {"name": "serial", **base},
+            {"name": "loky", "n_jobs": 2, **base},
+            {"name": "dask", "n_jobs": 2, "backend": "dask", "scheduler": cluster.scheduler_address, **base}]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            serial, loky, dask = run_suite(suite, tmp_path / "r")
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cluster.close()
+    for other in (loky, dask):
+        assert other.error is None, other.error
+        assert other.report.difference == serial.report.difference
+        assert other.report.groups == serial.report.groups
+        assert other.report.worst(20) == serial.report.worst(20)
