@@ -25,6 +25,7 @@ import time
 
 import pytest
 from conftest import FAST_SAMPLE
+from threadpoolctl import threadpool_limits
 
 from fastcheck import bench
 from fastcheck.peers import PEERS
@@ -41,14 +42,16 @@ CASES = [pytest.param(name, method.name,
 
 
 @pytest.mark.parametrize(("name", "method_name"), CASES)
-def test_peer(benchmark, problem, sample_size, name, method_name):
+def test_peer(benchmark, problem, sample_size, request, name, method_name):
     method = bench.METHODS[method_name]
     if method.peer is not None:
         pytest.importorskip(PEERS[method.peer])
     if method.peer == "torch":
         import torch
 
-        torch.set_num_threads(bench.DEFAULT_TORCH_THREADS)
+        torch.set_num_threads(bench.DEFAULT_THREADS)
+    blas = threadpool_limits(limits=bench.DEFAULT_THREADS, user_api="blas")  # as `fastcheck bench` does
+    request.addfinalizer(blas.restore_original_limits)
     data = problem(name)
     net = data[0]
     indices = None

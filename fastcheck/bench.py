@@ -46,9 +46,11 @@ __all__ = ["METHODS", "Method", "Row", "run_method", "run_bench", "scaling_run",
 
 #: Methods that count as fast are timed this many times (median); at least 3.
 DEFAULT_REPEATS = 5
-#: PyTorch's intra-op threads in the torch rows: on small ops its default (one per core)
-#: was several times slower than one thread here, so one thread is the fair comparison.
-DEFAULT_TORCH_THREADS = 1
+#: BLAS threads (threadpoolctl) and PyTorch intra-op threads in every run: on these small
+#: products the libraries' defaults (one thread per core) were several times slower than
+#: one thread on the shared 2-core machine, so one thread is the fair comparison. The
+#: batched engine limits BLAS to one thread itself and runs its numba kernels on all cores.
+DEFAULT_THREADS = 1
 #: Seed of the coordinate samples.
 SAMPLE_SEED = 0
 #: Parameter counts of the scaling run (8 sizes, about 10^3 to 10^6).
@@ -199,20 +201,33 @@ def _peak_rss_bytes() -> int:
 
 
 def run_method(method_name: str, network_name: str, k: int | None = None, repeats: int = DEFAULT_REPEATS,
-               torch_threads: int | None = DEFAULT_TORCH_THREADS) -> dict:
+               threads: int | None = DEFAULT_THREADS) -> dict:
     """Measure one method on one network in this process (the worker of :func:`run_bench`).
 
     Warms the method up on a tiny network, then runs it once on ``network_name`` (on a
     seeded sample of ``k`` coordinates if given) to read the growth of the peak RSS, then
     ``repeats`` more times, and returns the median of those; with ``repeats=1`` the first
-    run is the timed one. ``torch_threads`` sets PyTorch's intra-op
-    threads for the torch methods (None: PyTorch's default).
+    run is the timed one. ``threads`` limits BLAS threads and, for the torch methods,
+    PyTorch's intra-op threads (None: the libraries' defaults).
     """
-    method = METHODS[method_name]
-    if method.peer == "torch" and torch_threads is not None:
+    if threads is None:
+        return _run_method(method_name, network_name, k, repeats)
+    from threadpoolctl import threadpool_limits
+
+    peer = METHODS[method_name].peer
+    if peer == "torch":
         import torch
 
-        torch.set_num_threads(torch_threads)
+        torch.set_num_threads(threads)
+    if peer == "jax" and "jax" not in sys.modules:  # XLA reads its thread settings at import
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                                   f" intra_op_parallelism_threads={threads}").strip()
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _run_method(method_name, network_name, k, repeats)
+
+
+def _run_method(method_name, network_name, k, repeats) -> dict:
+    method = METHODS[method_name]
     method.run(_problem("tiny"), None)
     problem = _problem(network_name)
     indices = None if k is None else _sample(problem[0].n_params, k)
@@ -233,10 +248,10 @@ def run_method(method_name: str, network_name: str, k: int | None = None, repeat
             "repeats": len(timed)}
 
 
-def _isolated(method_name, network_name, k, repeats, torch_threads) -> dict:
+def _isolated(method_name, network_name, k, repeats, threads) -> dict:
     """:func:`run_method` in a fresh spawned process, so ``ru_maxrss`` is its own."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(run_method, method_name, network_name, k, repeats, torch_threads).result()
+        return pool.submit(run_method, method_name, network_name, k, repeats, threads).result()
 
 
 def _extrapolate(n: int, k0: int, y0: float, k: int, y: float) -> float:
@@ -248,22 +263,22 @@ def _extrapolate(n: int, k0: int, y0: float, k: int, y: float) -> float:
 
 
 def measure(method: Method, network_name: str, repeats: int = DEFAULT_REPEATS,
-            torch_threads: int | None = DEFAULT_TORCH_THREADS) -> Row:
+            threads: int | None = DEFAULT_THREADS) -> Row:
     """One :class:`Row`: the method run (or sampled and extrapolated) on the network."""
     n = NETWORKS[network_name]
     n_params = n.build().n_params
     reps = method.repeats or repeats
     if network_name in method.samples:
         k0, k = method.samples[network_name]
-        first = _isolated(method.name, network_name, k0, reps, torch_threads)
-        second = _isolated(method.name, network_name, k, reps, torch_threads)
+        first = _isolated(method.name, network_name, k0, reps, threads)
+        second = _isolated(method.name, network_name, k, reps, threads)
         seconds = _extrapolate(n_params, k0, first["seconds"], k, second["seconds"])
         extra = _extrapolate(n_params, k0, first["extra_bytes"], k, second["extra_bytes"])
         note = f"extrapolated from seeded samples of {k0:,} and {k:,} coordinates"
         return Row(network_name, n_params, method.kind, method.name, seconds, second["passed"],
                    second["difference"], extra / 2**20, second["repeats"], True, [k0, k],
                    [first["seconds"], second["seconds"]], note=_join(method.note, note))
-    out = _isolated(method.name, network_name, None, reps, torch_threads)
+    out = _isolated(method.name, network_name, None, reps, threads)
     return Row(network_name, n_params, method.kind, method.name, out["seconds"], out["passed"], out["difference"],
                out["extra_bytes"] / 2**20, out["repeats"], note=method.note)
 
@@ -280,7 +295,7 @@ def _peer_available(peer: str) -> bool:
 
 
 def run_bench(networks=("S", "M"), *, peers: bool = False, repeats: int = DEFAULT_REPEATS,
-              torch_threads: int | None = DEFAULT_TORCH_THREADS, log=print) -> dict:
+              threads: int | None = DEFAULT_THREADS, log=print) -> dict:
     """Measure every method on every network; returns the JSON-ready result.
 
     Peers run only with ``peers=True`` and when installed (a skipped peer is listed
@@ -300,9 +315,7 @@ def run_bench(networks=("S", "M"), *, peers: bool = False, repeats: int = DEFAUL
                         skipped.append(method.peer)
                         log(f"  {method.peer} is not installed: its rows are skipped")
                     continue
-            row = measure(method, name, repeats, torch_threads)
-            if method.peer == "torch":
-                row.note = _join(row.note, f"torch threads {torch_threads or 'default'}")
+            row = measure(method, name, repeats, threads)
             if method.name == "fastcheck batched":
                 batched = row.seconds
             row.ratio_to_batched = row.seconds / batched if batched else None
@@ -310,7 +323,7 @@ def run_bench(networks=("S", "M"), *, peers: bool = False, repeats: int = DEFAUL
             rows.append(row)
     return {"rows": [asdict(r) for r in rows], "skipped_peers": skipped, "environment": environment(),
             "settings": {"networks": list(networks), "peers": peers, "repeats": repeats,
-                         "torch_threads": torch_threads, "sample_seed": SAMPLE_SEED}}
+                         "threads": threads, "sample_seed": SAMPLE_SEED}}
 
 
 def environment() -> dict:
@@ -411,7 +424,11 @@ def format_table(result: dict) -> str:
 
 
 def plot(result: dict, path: str) -> None:
-    """Log-log plot of check time against parameters, one line per method; PNG at ``path``."""
+    """Log-log plots of check time against parameters, one line per method; PNG at ``path``.
+
+    Left: checks of every coordinate (and the scaling run); right: random directions and
+    subsets. Hollow markers are extrapolated; a cross marks a failure on the correct gradient.
+    """
     try:
         import matplotlib
 
@@ -419,29 +436,35 @@ def plot(result: dict, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install 'fastcheck[plots]'") from None
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    panels = {"exhaustive": 0, "richardson": 0, "directions": 1, "subset": 1}
     methods = list(dict.fromkeys(r["method"] for r in result["rows"]))
     for i, name in enumerate(methods):
         rows = sorted((r for r in result["rows"] if r["method"] == name), key=lambda r: r["n_params"])
-        x = [r["n_params"] for r in rows]
-        y = [r["seconds"] for r in rows]
-        line, = ax.plot(x, y, "-", color=f"C{i % 10}", label=name)
+        ax, color = axes[panels.get(rows[0]["kind"], 1)], f"C{i % 10}"
+        failed = any(not r["passed"] for r in rows)
+        ax.plot([r["n_params"] for r in rows], [r["seconds"] for r in rows], "-", color=color,
+                label=name + (" (FAILS on the correct gradient)" if failed else ""))
         for r in rows:
-            ax.plot(r["n_params"], r["seconds"], "o", color=line.get_color(),
-                    markerfacecolor="none" if r["extrapolated"] else line.get_color())
+            ax.plot(r["n_params"], r["seconds"], "o", color=color, markersize=7,
+                    markerfacecolor="none" if r["extrapolated"] else color)
+            if not r["passed"]:
+                ax.plot(r["n_params"], r["seconds"], "x", color="k", markersize=9)
     scaling = result.get("scaling")
     if scaling:
-        ax.plot([p["n_params"] for p in scaling["points"]], [p["seconds"] for p in scaling["points"]], "k--s",
-                markersize=4, label=f"fastcheck batched, scaling run (~n^{scaling['exponent']:.2f})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("parameters n")
-    ax.set_ylabel("check time (s)")
-    ax.set_title("Gradient check time (hollow markers: extrapolated from samples)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+        axes[0].plot([p["n_params"] for p in scaling["points"]], [p["seconds"] for p in scaling["points"]], "k--s",
+                     markersize=4, label=f"fastcheck batched, scaling run (time ~ n^{scaling['exponent']:.2f})")
+    for ax, title in zip(axes, ("every coordinate", "random directions and subsets")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("parameters n")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("check time (s)")
+    fig.suptitle("Gradient check time, correct gradient (hollow: extrapolated from samples; x: failed)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -456,9 +479,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     bench.add_argument("--peers", action="store_true", help="also time the installed peers")
     bench.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
                        help=f"timed runs of each fast method, median reported (default {DEFAULT_REPEATS}, min 3)")
-    bench.add_argument("--torch-threads", type=int, default=DEFAULT_TORCH_THREADS,
-                       help=f"PyTorch intra-op threads for the torch rows (default {DEFAULT_TORCH_THREADS}; "
-                       "0: PyTorch's default)")
+    bench.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                       help=f"BLAS and PyTorch threads in every row (default {DEFAULT_THREADS}; 0: the libraries' "
+                       "defaults); the batched engine's numba kernels use all cores either way")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="FILE.png", help="draw time against parameters (needs matplotlib)")
     bench.add_argument("--scaling", action="store_true",
@@ -489,9 +512,9 @@ def run_bench_command(args) -> int:
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install 'fastcheck[plots]'") from None
     print(f"fastcheck bench: networks {', '.join(names)}{', with peers' if args.peers else ''}")
-    if args.torch_threads < 0:
-        raise InputError(f"--torch-threads {args.torch_threads} must be >= 0 (0: PyTorch's default)")
-    result = run_bench(names, peers=args.peers, repeats=args.repeats, torch_threads=args.torch_threads or None)
+    if args.threads < 0:
+        raise InputError(f"--threads {args.threads} must be >= 0 (0: the libraries' defaults)")
+    result = run_bench(names, peers=args.peers, repeats=args.repeats, threads=args.threads or None)
     if args.scaling:
         result["scaling"] = scaling_run()
     print()
