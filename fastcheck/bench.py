@@ -460,7 +460,8 @@ def plot(result: dict, path: str) -> None:
         ax.set_xlabel("parameters n")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     axes[0].set_ylabel("check time (s)")
     fig.suptitle("Gradient check time, correct gradient (hollow: extrapolated from samples; x: failed)")
     fig.tight_layout()
