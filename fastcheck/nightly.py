@@ -853,6 +853,8 @@ def run_suite(suite: Suite, run_dir, *, history=None, chunk_size: int | None = N
     history_path = Path(history) if history is not None else run_dir.resolve().parent / "history.sqlite"
     fd = _lock(run_dir)
     try:
+        for leftover in run_dir.glob(".*.tmp"):  # a report being written when a run was killed
+            leftover.unlink(missing_ok=True)
         run_id = _run_id(run_dir)
         shown = _Progress(progress)
         results = []
@@ -975,22 +977,11 @@ def register(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    """``fastcheck {nightly,history} ...`` until :mod:`fastcheck.cli` registers them; same error handling."""
-    from .cli import EXIT_USAGE, UsageError, _one_line, _Parser
+    """``fastcheck nightly|history ...``: :func:`fastcheck.cli.main`, which registers them
+    (one-line errors, exit code 2 for bad usage or a bad suite)."""
+    from .cli import main as cli_main
 
-    parser = _Parser(prog="fastcheck")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    sub.required = True
-    register(sub)
-    try:
-        args = parser.parse_args(argv)
-        return args.func(args)
-    except (UsageError, FastcheckError) as exc:
-        print(f"fastcheck: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("fastcheck: interrupted", file=sys.stderr)
-        return 130
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
