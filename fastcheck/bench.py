@@ -393,24 +393,34 @@ def _mb(x: float) -> str:
     return f"{x:,.0f}" if x >= 10 else f"{x:.1f}"
 
 
+def _verdict(row: dict) -> str:
+    """``pass``/``warn``/``FAIL`` on the correct gradient; ``warn`` when the error measure is past 1e-6."""
+    if not row["passed"]:
+        return "FAIL"
+    difference = row.get("difference")
+    return "warn" if difference is not None and difference >= 1e-6 else "pass"
+
+
 def format_table(result: dict) -> str:
-    """The rows as a text table: time, ratio to batched, extra peak memory, verdict."""
-    header = ("network", "params", "kind", "method", "seconds", "x batched", "extra MB", "verdict", "note")
+    """The rows as a text table: time, ratio to batched, extra peak memory, verdict, error measure."""
+    header = ("network", "params", "kind", "method", "seconds", "x batched", "extra MB", "verdict", "difference",
+              "note")
     lines = [header]
     for r in result["rows"]:
         ratio = r["ratio_to_batched"]
-        verdict = "pass" if r["passed"] else "FAIL"
-        if r["extrapolated"]:
-            verdict += " (sample)"
+        verdict = _verdict(r) + (" (sample)" if r["extrapolated"] else "")
+        difference = "" if r.get("difference") is None else f"{r['difference']:.1e}"
         lines.append((r["network"], f"{r['n_params']:,}", r["kind"], r["method"],
                       f"{r['seconds']:.3g}" + ("*" if r["extrapolated"] else ""),
-                      "" if ratio is None else f"{ratio:,.3g}", _mb(r["extra_memory_mb"]), verdict, r["note"]))
+                      "" if ratio is None else f"{ratio:,.3g}", _mb(r["extra_memory_mb"]), verdict, difference,
+                      r["note"]))
     widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
-    out = ["  ".join(cell.ljust(w) if c in (0, 2, 3, 7, 8) else cell.rjust(w)
+    out = ["  ".join(cell.ljust(w) if c in (0, 2, 3, 7, 9) else cell.rjust(w)
                      for c, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in lines]
     out.insert(1, "-" * len(out[0]))
     if any(r["extrapolated"] for r in result["rows"]):
         out.append("* extrapolated from seeded samples (see note); verdict on the sample")
+    out.append("difference: fastcheck's relative difference; scipy: err / ||grad||; torch, jax: their own verdict")
     if result.get("skipped_peers"):
         out.append(f"not installed, skipped: {', '.join(result['skipped_peers'])}")
     scaling = result.get("scaling")
