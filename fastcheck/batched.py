@@ -213,7 +213,8 @@ class _BasePass:
                 aux1.append(np.zeros_like(z))
                 aux2.append(np.zeros_like(z))
         flat = [np.concatenate([a.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
-        return (dims, w_off, w_buf, z_off, flat[0], flat[1], flat[2])
+        flat_nt = [np.concatenate([a.T.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
+        return (dims, w_off, w_buf, z_off, flat[0], flat[1], flat[2], flat_nt[0], flat_nt[1], flat_nt[2])
 
     @staticmethod
     def _output(net, z_last, Y):
@@ -224,7 +225,8 @@ class _BasePass:
             aux = sigmoid(z_last)
         else:
             aux = z_last - Y
-        return (np.ascontiguousarray(aux.T), np.ascontiguousarray(Y.T), np.ascontiguousarray(Y.sum(axis=0)))
+        return (np.ascontiguousarray(aux.T), np.ascontiguousarray(Y.T), np.ascontiguousarray(Y.sum(axis=0)),
+                np.ascontiguousarray(aux), np.ascontiguousarray(Y))
 
     def inputs_t(self, layer):
         """``[A_{l-1}; 1]`` transposed, shape (m, n_{l-1} + 1)."""

@@ -177,7 +177,7 @@ def activate_vec(code, z, a1, a2, x, K, kink):
 @jit
 def _activate_rows(code, net, h, e, block, n_rows, K, kink, nonzero):
     """Replace ``block[i, :K]`` (changes of Zh[i, e]) by the changes of Ah[i, e] in place."""
-    dims, _, _, z_off, z_buf, aux1, aux2 = net
+    dims, z_off, z_buf, aux1, aux2 = net[0], net[3], net[4], net[5], net[6]
     base = z_off[h] + e * dims[h]
     for i in range(n_rows):
         nonzero[i] = activate_vec(code, z_buf[base + i], aux1[base + i], aux2[base + i], block[i], K, kink)
@@ -242,7 +242,7 @@ def loss_diff(output, e, dz, K, z_last, out, acc, ya, dl):
     ``z_last`` is the base logits of example e, shape (n_L,). Same arithmetic, element by
     element, as :func:`loss_diff_outer` (which it must match bit for bit).
     """
-    aux, y, y_sum = out
+    aux, y, y_sum = out[0], out[1], out[2]
     n_out = dz.shape[0]
     xmax = 0.0
     for c in range(n_out):
@@ -284,7 +284,7 @@ def loss_diff(output, e, dz, K, z_last, out, acc, ya, dl):
 
 @jit
 def _direct_loss_diff(output, e, dz, k, z_last, out):
-    aux, y, y_sum = out
+    y, y_sum = out[1], out[2]
     n_out = dz.shape[0]
     if output == SOFTMAX_CE:
         top_old, top_new = -np.inf, -np.inf
@@ -306,7 +306,7 @@ def _direct_loss_diff(output, e, dz, k, z_last, out):
 @jit
 def _loss_diff_series(output, e, dz, K, out, acc, ya, dl):
     """:func:`loss_diff` when every ``|dz| < SMALL / 2``: call-free loops, same results."""
-    aux, y, y_sum = out
+    aux, y, y_sum = out[0], out[1], out[2]
     acc[:K] = 0.0
     ya[:K] = 0.0
     for c in range(dz.shape[0]):
@@ -347,7 +347,7 @@ def loss_diff_outer(output, e, g, t, K, out, acc, ya, dl):
     The series replace the library calls, so the loops vectorize; results equal
     :func:`loss_diff`'s bit for bit.
     """
-    aux, y, y_sum = out
+    aux, y, y_sum = out[0], out[1], out[2]
     acc[:K] = 0.0
     ya[:K] = 0.0
     for c in range(g.size):
@@ -367,6 +367,206 @@ def loss_diff_outer(output, e, g, t, K, out, acc, ya, dl):
                 x = gc * t[k]
                 acc[k] += x * (p + 0.5 * x)
     _finish_loss(output, e, K, y_sum, acc, ya, dl)
+
+
+# ---------------------------------------------------------------- smooth hidden layers
+@jit
+def _activate_lanes(code, net, h, dz, n_rows, m, nonzero):
+    """Replace ``dz[i, :m]`` (changes of Zh[i, e], one lane per example) by those of Ah[i, e].
+
+    For tanh and sigmoid. Element by element the arithmetic of :func:`act_diff`: the
+    call-free series when the row's largest |change| is below SMALL, ``act_diff`` otherwise.
+    """
+    z_off, z_nt, aux1_nt, aux2_nt = net[3], net[7], net[8], net[9]
+    for i in range(n_rows):
+        base = z_off[h] + i * m
+        xmax = 0.0
+        for e in range(m):
+            xmax = max(xmax, abs(dz[i, e]))
+        if xmax < SMALL:
+            _series_lanes(code, dz, i, aux1_nt, aux2_nt, base, 1.0, dz, i, m)
+        else:
+            for e in range(m):
+                dz[i, e] = act_diff(code, z_nt[base + e], aux1_nt[base + e], aux2_nt[base + e], dz[i, e])[0]
+        any_nonzero = False
+        for e in range(m):
+            any_nonzero |= dz[i, e] != 0.0
+        nonzero[i] = any_nonzero
+
+
+@jit
+def _series_lanes(code, src, i_src, aux1_nt, aux2_nt, base, w, dst, i_dst, m):
+    """``dst[i_dst, e] = g(z + x) - g(z)`` for ``x = w * src[i_src, e]``, every |x| < SMALL.
+
+    Row views indexed by the loop counter (no offset arithmetic) let the loops vectorize.
+    """
+    x_in, out = src[i_src], dst[i_dst]
+    aux1, aux2 = aux1_nt[base:base + m], aux2_nt[base:base + m]
+    if code == TANH:
+        for e in range(m):
+            th = _tanh_series(w * x_in[e])
+            out[e] = th * aux2[e] * _recip1p_series(aux1[e] * th)
+    else:
+        for e in range(m):
+            em = _expm1_series(-(w * x_in[e]))
+            a2 = aux2[e]
+            out[e] = -em * a2 * aux1[e] * _recip1p_series(a2 * em)
+
+
+@jit
+def _fused_last_hidden(code, net, h, j, a_row, m, y, dz):
+    """Logit changes ``dz`` (n_L, m) when A_{h-1}[j, :] changes by ``a_row[0, :m]``, h = L - 1.
+
+    Unit i of the last hidden layer h changes by ``g(W_h[i, j] a_row[e])`` and is added at
+    once into the logits (``dz[c, e] += W_L[c, i] dA_h[i, e]``, i ascending), so that no
+    (n_h, m) block is stored; lanes are examples, so every inner loop is m long.
+    """
+    dims, z_off, z_nt, aux1_nt, aux2_nt = net[0], net[3], net[7], net[8], net[9]
+    W_h = _weights(net, h)
+    W_out = _weights(net, h + 1)
+    n_h, n_out = dims[h], dims[h + 1]
+    amax = 0.0
+    for e in range(m):
+        amax = max(amax, abs(a_row[0, e]))
+    for c in range(n_out):
+        for e in range(m):
+            dz[c, e] = 0.0
+    for i in range(n_h):
+        w = W_h[i, j]
+        if w == 0.0:
+            continue
+        base = z_off[h] + i * m
+        if abs(w) * amax < SMALL:  # then every |fl(w a_e)| < SMALL
+            _series_lanes(code, a_row, 0, net[8], net[9], base, w, y, 0, m)
+        else:
+            for e in range(m):
+                y[0, e] = act_diff(code, z_nt[base + e], aux1_nt[base + e], aux2_nt[base + e], w * a_row[0, e])[0]
+        for c in range(n_out):
+            v = W_out[c, i]
+            if v != 0.0:
+                for e in range(m):
+                    dz[c, e] += v * y[0, e]
+
+
+@jit
+def _propagate_lanes(code, layer, j, a_row, m, net, buf_a, buf_b, y, nonzero):
+    """:func:`propagate` for tanh/sigmoid with one lane per example: (n_L, m) logit changes.
+
+    ``a_row[0, :m]`` holds the changes of A_layer[j, e]. Every later layer is recomputed
+    from the changes only, ``dZ_{h+1}[i, e] = sum_{i2} W[i, i2] dA_h[i2, e]`` summed over
+    i2 in ascending order (zero changes skipped) for each lane on its own.
+    """
+    dims = net[0]
+    n_layers = dims.size - 1
+    n_out = dims[n_layers]
+    if layer + 2 == n_layers:
+        dz = buf_a[:n_out * m].reshape((n_out, m))
+        _fused_last_hidden(code, net, layer + 1, j, a_row, m, y, dz)
+        return dz
+    prev, spare = buf_a, buf_b
+    for h in range(layer + 1, n_layers + 1):
+        W = _weights(net, h)
+        n_h = dims[h]
+        dz = spare[:n_h * m].reshape((n_h, m))
+        if h == layer + 1:
+            for i in range(n_h):
+                w = W[i, j]
+                for e in range(m):
+                    dz[i, e] = w * a_row[0, e]
+        else:
+            dprev = prev[:dims[h - 1] * m].reshape((dims[h - 1], m))
+            for i in range(n_h):
+                for e in range(m):
+                    dz[i, e] = 0.0
+            for i2 in range(dims[h - 1]):
+                if not nonzero[i2]:
+                    continue
+                for i in range(n_h):
+                    w = W[i, i2]
+                    if w != 0.0:
+                        for e in range(m):
+                            dz[i, e] += w * dprev[i2, e]
+        if h < n_layers:
+            _activate_lanes(code, net, h, dz, n_h, m, nonzero)
+        prev, spare = spare, prev
+    return prev[:n_out * m].reshape((n_out, m))
+
+
+@jit
+def _loss_lanes(output, dz, m, net, out, acc, ya, col, dl):
+    """``dl[e]`` = change of example e's loss for logit changes ``dz[:, e]`` (n_L, m).
+
+    Element by element the arithmetic of :func:`loss_diff` (which this calls, one example
+    at a time, unless every |change| is below SMALL / 2, where the call-free series run
+    with one lane per example).
+    """
+    aux_nt, y_nt, y_sum = out[3], out[4], out[2]
+    n_out = dz.shape[0]
+    xmax = 0.0
+    for c in range(n_out):
+        for e in range(m):
+            xmax = max(xmax, abs(dz[c, e]))
+    if xmax < 0.5 * SMALL:
+        for e in range(m):
+            acc[e] = 0.0
+            ya[e] = 0.0
+        for c in range(n_out):
+            if output == SOFTMAX_CE:
+                for e in range(m):
+                    x = dz[c, e]
+                    acc[e] += aux_nt[c, e] * _expm1_series(x)
+                    ya[e] += y_nt[c, e] * x
+            elif output == SIGMOID_BCE:
+                for e in range(m):
+                    x = dz[c, e]
+                    acc[e] += _log1p_series(aux_nt[c, e] * _expm1_series(x))
+                    ya[e] += y_nt[c, e] * x
+            else:
+                for e in range(m):
+                    x = dz[c, e]
+                    acc[e] += x * (aux_nt[c, e] + 0.5 * x)
+        if output == SOFTMAX_CE:
+            for e in range(m):
+                dl[e] = y_sum[e] * _log1p_series(acc[e]) - ya[e]
+        elif output == SIGMOID_BCE:
+            for e in range(m):
+                dl[e] = acc[e] - ya[e]
+        else:
+            for e in range(m):
+                dl[e] = acc[e]
+        return
+    dims, z_off, z_buf = net[0], net[3], net[4]
+    n_layers = dims.size - 1
+    one = col[:n_out].reshape((n_out, 1))
+    for e in range(m):
+        for c in range(n_out):
+            one[c, 0] = dz[c, e]
+        z_last = z_buf[z_off[n_layers] + e * n_out:z_off[n_layers] + (e + 1) * n_out]
+        loss_diff(output, e, one, 1, z_last, out, acc[m:], ya[m:], dl[m:])
+        dl[e] = dl[m]
+
+
+@jit
+def _row_task_lanes(codes, layer, j, ks, d, ain_t, net, out, sums, work):
+    """:func:`_row_task` for tanh/sigmoid hidden layers (every example takes the general
+    path), one coordinate at a time with one lane per example; ``sums[k] = sum_e dl[e]``
+    in example order, as there."""
+    hidden, output = codes
+    a_row, buf_a, buf_b, y, nonzero, acc, ya, col, dl = work
+    dims, z_off, z_buf, aux1, aux2 = net[0], net[3], net[4], net[5], net[6]
+    m = ain_t.shape[0]
+    for q in range(ks.size):
+        k = ks[q]
+        for e in range(m):
+            x = d[q] * ain_t[e, k]
+            z_row = z_off[layer] + e * dims[layer] + j
+            a_row[0, e] = act_diff(hidden, z_buf[z_row], aux1[z_row], aux2[z_row], x)[0]
+        dz = _propagate_lanes(hidden, layer, j, a_row, m, net, buf_a, buf_b, y, nonzero)
+        _loss_lanes(output, dz, m, net, out, acc, ya, col, dl)
+        total = 0.0
+        for e in range(m):
+            total += dl[e]
+        sums[q] = total
 
 
 # ---------------------------------------------------------------- the layer kernel
@@ -470,6 +670,17 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     n_max = 1
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
+    hidden = codes[0]
+    m = ain_t.shape[0]
+    if (hidden == TANH or hidden == SIGMOID) and layer < dims.size - 1:
+        for q in numba.prange(rows.size):
+            lo, hi = starts[q], starts[q + 1]
+            work = (np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((1, m)),
+                    np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max), np.empty(m + 1))
+            kinks[lo:hi] = False
+            _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[0][lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
+            _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[1][lo:hi], ain_t, net, out, sum_minus[lo:hi], work)
+        return
     for q in numba.prange(rows.size):
         lo, hi = starts[q], starts[q + 1]
         K = hi - lo
