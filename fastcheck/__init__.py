@@ -16,6 +16,7 @@ from .errors import (
     InputError,
     MutationError,
     NondeterministicCostError,
+    WorkerError,
 )
 from .finite import DEFAULT_EPS, Bounds, relative_difference
 from .layout import CastWarning, Group, Layout
@@ -44,5 +45,6 @@ __all__ = [
     "CostError",
     "NondeterministicCostError",
     "MutationError",
+    "WorkerError",
     "CastWarning",
 ]

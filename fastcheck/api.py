@@ -350,7 +350,9 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
         cost), check the widest stratified subset that fits instead.
     n_jobs : int
         Worker processes for the black-box engine (-1: all cores); 1 runs the reference
-        loop in this process.
+        loop in this process. Small jobs stay in-process unless ``chunk_size`` is given.
+        With ``joblib.parallel_config(backend="dask")`` around the call, pass
+        ``n_jobs=-1``.
     batch_cost : callable ``batch_cost(thetas) -> costs``, optional
         A vectorized cost over a (k, n) stack of flat thetas, returning k costs.
     backend : {"loky", "threading", "dask"}, optional
@@ -358,7 +360,8 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
     chunk_size : int, optional
         Coordinates per task of the black-box engine (default: chosen from a timing).
     max_memory : int, optional
-        Bytes of perturbed thetas stacked at once for ``batch_cost``.
+        Bytes of perturbed thetas stacked at once for ``batch_cost`` (a stack has at
+        most 256 rows).
     progress : bool, optional
         Show a progress bar; default: on a terminal, for runs longer than a few seconds.
     warn, fail : float

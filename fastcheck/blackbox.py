@@ -46,7 +46,7 @@ import joblib
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .errors import CostError, DtypeError, InputError
+from .errors import CostError, DtypeError, InputError, WorkerError
 from .finite import central_difference
 from .objective import perturbation_label, require_deterministic
 from .reference import Evaluations, reference_engine
@@ -389,7 +389,7 @@ class _Run:
                 where = (f"coordinates {spans[0]}" if len(spans) == 1
                          else f"one of the chunks of coordinates {', '.join(spans)} (one per running worker)")
                 detail = str(exc).strip().split(". ")[0]
-                raise CostError(
+                raise WorkerError(
                     f"a worker process died while evaluating {where}: {type(exc).__name__}: {detail}. "
                     "The cost may have called os._exit, crashed in native code or run out of memory; "
                     "run with n_jobs=1 to see the failure in this process"

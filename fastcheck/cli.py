@@ -79,6 +79,9 @@ def get_parser() -> argparse.ArgumentParser:
     modes.add_argument("--dry-run", action="store_true",
                        help="print how many cost evaluations the check needs and an estimated time, then stop")
     opts.add_argument("--jobs", type=int, default=1, help="worker processes for a user problem (-1: all cores)")
+    opts.add_argument("--backend", choices=["loky", "threading", "dask"],
+                      help="joblib backend for a user problem (default loky with --jobs)")
+    opts.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler to run a user problem on")
     opts.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     opts.add_argument("--quiet", action="store_true", help="print only the verdict line")
     chk.set_defaults(func=run_check)
@@ -139,6 +142,9 @@ def run_check(args) -> int:
             raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
         report = _check_user_problem(args)
     else:
+        if args.jobs != 1 or args.backend or args.scheduler:
+            raise UsageError("--jobs, --backend and --scheduler are for a user problem MODULE:FUNCTION; "
+                             "the built-in network uses the batched engine")
         report = _check_builtin(args)
     if isinstance(report, Plan):
         print(report)
@@ -227,8 +233,22 @@ def _check_user_problem(args):
     cost, params, grads = load_problem(args.problem)
     if args.dry_run:
         return plan(cost, params, n_jobs=args.jobs, **_mode_options(args, plan=True))
-    return check(cost, params, grads, eps=args.eps, warn=args.warn, fail=args.fail, n_jobs=args.jobs,
-                 **_mode_options(args))
+    options = {"eps": args.eps, "warn": args.warn, "fail": args.fail, "n_jobs": args.jobs, "backend": args.backend,
+               **_mode_options(args)}
+    if args.scheduler is None:
+        if args.backend == "dask":
+            raise UsageError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")
+        return check(cost, params, grads, **options)
+    if args.backend not in (None, "dask"):
+        raise UsageError(f"--scheduler runs on Dask: drop --backend {args.backend}")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask: pip install 'fastcheck[distributed]'") from None
+    with Client(args.scheduler, timeout="10s") as client:
+        del client  # joblib's dask backend finds the client through distributed's default
+        options.update(backend="dask", n_jobs=-1 if args.jobs == 1 else args.jobs)
+        return check(cost, params, grads, **options)
 
 
 def _indent(text: str) -> str:

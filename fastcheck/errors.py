@@ -13,6 +13,7 @@ __all__ = [
     "CostError",
     "NondeterministicCostError",
     "MutationError",
+    "WorkerError",
 ]
 
 
@@ -38,3 +39,7 @@ class NondeterministicCostError(CostError):
 
 class MutationError(CostError):
     """The cost modified the arrays it was given."""
+
+
+class WorkerError(CostError):
+    """A worker process died during a check (killed, crashed in native code, out of memory)."""

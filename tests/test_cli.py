@@ -80,3 +80,31 @@ def test_console_script_exit_codes_without_traceback():
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_user_problem_on_two_workers(problem_module, capsys):
+    assert main(["check", f"{problem_module}:bad", "--jobs", "2", "--backend", "threading", "--quiet"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "--network", "S", "--jobs", "2"], "are for a user problem"),
+        (["check", "userproblem:good", "--backend", "dask"], "--backend dask needs --scheduler"),
+        (["check", "userproblem:good", "--scheduler", "tcp://127.0.0.1:1", "--backend", "loky"],
+         "--scheduler runs on Dask"),
+    ],
+)
+def test_parallel_usage_errors(problem_module, argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_user_problem_on_a_dask_scheduler(problem_module, tmp_path, monkeypatch, capsys):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the workers import the user's module too
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster:
+        assert main(["check", f"{problem_module}:bad", "--scheduler", cluster.scheduler_address, "--quiet"]) == 1
+    assert "FAILED" in capsys.readouterr().out
