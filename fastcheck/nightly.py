@@ -7,7 +7,12 @@ directory with a checksum and the unit's key (a hash of its settings, its theta 
 gradient, and fastcheck's version). A run killed at any moment and started again with
 the same command merges the chunks already written and computes only the rest; a
 corrupted chunk, or one computed for another key, is recomputed, never merged. The
-report of a unit is the same, number for number, as an uninterrupted run's.
+report of a unit is the same, number for number, as an uninterrupted run's; its
+``elapsed`` is the unit's compute time: the seconds spent evaluating its chunks, summed
+over every session that contributed one, plus the last session's preparation (time
+lost to an interruption is not counted). The last chunk of a unit is not written as a
+chunk: the report it completes is written instead, so a unit that fits in one chunk
+costs no checkpoint at all.
 
 Run directory layout::
 

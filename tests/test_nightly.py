@@ -477,3 +477,16 @@ def test_parallel_and_dask_backends_give_the_same_report(tmp_path, user_module):
         assert other.report.difference == serial.report.difference
         assert other.report.groups == serial.report.groups
         assert other.report.worst(20) == serial.report.worst(20)
+
+
+def test_chunks_of_another_configuration_are_never_merged(tmp_path, user_module, capsys):
+    suite, run_dir = _interrupted(tmp_path, user_module, limit=2 + 2 * 4 * 3)
+    assert len(_chunk_files(run_dir)) == 3
+    changed = parse_suite({"problems": [{"name": "box", "factory": f"{user_module}:slow", "chunk_size": 4,
+                                         "eps": 1e-6, "points": [{"seed": 0}]}]})
+    capsys.readouterr()
+    [result] = run_suite(changed, run_dir)
+    assert capsys.readouterr().err.count("key mismatch") == 3
+    assert result.status == "run" and result.chunks_reused == 0
+    [clean] = run_suite(changed, tmp_path / "runs" / "clean")
+    _assert_same_report(result.report, clean.report)
