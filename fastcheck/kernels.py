@@ -52,6 +52,8 @@ SMALL = 2.0**-16
 #: Output changes larger than this use the direct (two-sided) formula.
 LARGE = 1.0
 LEAKY = 0.01  # must equal fastcheck.mlp.LEAKY_SLOPE (checked in batched.py)
+#: Hidden units per pass of the fused last-hidden-layer loop (:func:`_fused_last_hidden`).
+UNITS = 4
 
 
 # ---------------------------------------------------------------- special functions
@@ -418,8 +420,10 @@ def _fused_last_hidden(code, net, h, j, a_row, m, y, dz):
     """Logit changes ``dz`` (n_L, m) when A_{h-1}[j, :] changes by ``a_row[0, :m]``, h = L - 1.
 
     Unit i of the last hidden layer h changes by ``g(W_h[i, j] a_row[e])`` and is added at
-    once into the logits (``dz[c, e] += W_L[c, i] dA_h[i, e]``, i ascending), so that no
-    (n_h, m) block is stored; lanes are examples, so every inner loop is m long.
+    once into the logits, ``dz[c, e] += W_L[c, i] dA_h[i, e]`` in ascending i, so that no
+    (n_h, m) block is stored; lanes are examples, so every inner loop is m long. Units go
+    UNITS at a time through ``y`` (UNITS, m) so that ``dz`` is loaded and stored once per
+    UNITS terms; the additions stay in ascending i (a unit past n_h adds an exact zero).
     """
     dims, z_off, z_nt, aux1_nt, aux2_nt = net[0], net[3], net[7], net[8], net[9]
     W_h = _weights(net, h)
@@ -431,21 +435,29 @@ def _fused_last_hidden(code, net, h, j, a_row, m, y, dz):
     for c in range(n_out):
         for e in range(m):
             dz[c, e] = 0.0
-    for i in range(n_h):
-        w = W_h[i, j]
-        if w == 0.0:
-            continue
-        base = z_off[h] + i * m
-        if abs(w) * amax < SMALL:  # then every |fl(w a_e)| < SMALL
-            _series_lanes(code, a_row, 0, net[8], net[9], base, w, y, 0, m)
-        else:
-            for e in range(m):
-                y[0, e] = act_diff(code, z_nt[base + e], aux1_nt[base + e], aux2_nt[base + e], w * a_row[0, e])[0]
-        for c in range(n_out):
-            v = W_out[c, i]
-            if v != 0.0:
+    for i0 in range(0, n_h, UNITS):
+        for r in range(UNITS):
+            i = i0 + r
+            w = W_h[i, j] if i < n_h else 0.0
+            if w == 0.0:
                 for e in range(m):
-                    dz[c, e] += v * y[0, e]
+                    y[r, e] = 0.0
+                continue
+            base = z_off[h] + i * m
+            if abs(w) * amax < SMALL:  # then every |fl(w a_e)| < SMALL
+                _series_lanes(code, a_row, 0, aux1_nt, aux2_nt, base, w, y, r, m)
+            else:
+                for e in range(m):
+                    y[r, e] = act_diff(code, z_nt[base + e], aux1_nt[base + e], aux2_nt[base + e], w * a_row[0, e])[0]
+        y0, y1, y2, y3 = y[0], y[1], y[2], y[3]
+        for c in range(n_out):
+            v0 = W_out[c, i0]
+            v1 = W_out[c, i0 + 1] if i0 + 1 < n_h else 0.0
+            v2 = W_out[c, i0 + 2] if i0 + 2 < n_h else 0.0
+            v3 = W_out[c, i0 + 3] if i0 + 3 < n_h else 0.0
+            row = dz[c]
+            for e in range(m):
+                row[e] = (((row[e] + v0 * y0[e]) + v1 * y1[e]) + v2 * y2[e]) + v3 * y3[e]
 
 
 @jit
@@ -675,7 +687,7 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     if (hidden == TANH or hidden == SIGMOID) and layer < dims.size - 1:
         for q in numba.prange(rows.size):
             lo, hi = starts[q], starts[q + 1]
-            work = (np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((1, m)),
+            work = (np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
                     np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max), np.empty(m + 1))
             kinks[lo:hi] = False
             _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[0][lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
