@@ -520,15 +520,20 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that it is either the old file or the whole new one."""
+def _write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Write ``data`` to ``path`` so that it is either the old file or the whole new one.
+
+    The data is fsynced before the rename; ``sync_dir`` also fsyncs the rename itself
+    (chunks skip it: a rename lost to a power cut only means the chunk is recomputed).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
 
 
 @dataclass
@@ -569,7 +574,7 @@ class ChunkStore:
         header = {"key": self.key, "start": start, "stop": stop, "n_evaluations": n_evaluations,
                   "seconds": float(seconds), "sha256": self._digest(self.key, start, stop, n_evaluations, payload)}
         path = self._path(start, stop)
-        _write_atomic(path, _MAGIC + _canonical(header).encode() + b"\n" + payload)
+        _write_atomic(path, _MAGIC + _canonical(header).encode() + b"\n" + payload, sync_dir=False)
         return path
 
     def _read(self, path: Path, indices: np.ndarray):
