@@ -110,7 +110,7 @@ class Suite:
 
 _MISSING = object()
 _CHECK_DEFAULTS = {"mode": "full", "fraction": None, "n_samples": None, "subset_seed": 0, "eps": 1e-7,
-                   "warn": 1e-6, "fail": 1e-3, "n_jobs": 1, "backend": "loky", "scheduler": None,
+                   "warn": 1e-6, "fail": 1e-3, "n_jobs": None, "backend": "loky", "scheduler": None,
                    "chunk_size": None}
 _MLP_DEFAULTS = {"network": None, "layers": None, "hidden": "relu", "output": "softmax", "l2": 0.0,
                  "examples": 32, "data_seed": 1, "bug": None, "engine": "batched", "kinks": "exclude"}
@@ -351,7 +351,10 @@ def parse_suite(data: dict, path: str = "<string>") -> Suite:
         spec = _factory_spec(table, path) if kind == "factory" else _mlp_spec(table, path)
         options = _check_options(table, path, defaults)
         _finish_options(options, path)
-        if kind == "factory" and options["backend"] == "dask" and options["n_jobs"] == 1:
+        if kind == "mlp" and options["backend"] == "dask":
+            raise ConfigError(f"{path}.backend: 'dask' is for user factories; a built-in MLP runs on this "
+                              "machine's cores (set n_jobs for its threads)")
+        if kind == "factory" and options["backend"] == "dask" and options["n_jobs"] in (None, 1):
             raise ConfigError(f"{path}.n_jobs: backend 'dask' runs workers: set n_jobs to the number of tasks "
                               "at once (or -1)")
         out.append(Problem(name, kind, spec, options, _points(table.get("points", _MISSING), f"{path}.points",
@@ -484,13 +487,14 @@ def _prepare(problem: Problem, point: Point) -> _Unit:
                   seed=o["subset_seed"], warn=o["warn"], fail=o["fail"])
     if problem.kind == "mlp":
         net, params, grads, X, Y = _build_mlp(problem, point)
+        threads = None if o["n_jobs"] in (None, -1) else o["n_jobs"]  # default: numba's, every core
         prepared = prepare_mlp(net, params, grads, X, Y, engine=problem.spec["engine"], kinks=problem.spec["kinks"],
-                               **common)
+                               n_threads=threads, **common)
         extra = (X, Y)
     else:
         cost, params, grads, batch_cost, source = _build_factory(problem, point)
         backend = "dask" if o["backend"] == "dask" else None
-        prepared = prepare_check(cost, params, grads, n_jobs=o["n_jobs"], batch_cost=batch_cost, backend=backend,
+        prepared = prepare_check(cost, params, grads, n_jobs=o["n_jobs"] or 1, batch_cost=batch_cost, backend=backend,
                                  progress=False, **common)
         extra = (source,)
     from .layout import Layout

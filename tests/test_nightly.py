@@ -276,6 +276,8 @@ CONFIG_ERRORS = [
     ("[[problems]]\nname='a'\nlayers=[3,2]\nn_jobs=0", "problems[0].n_jobs: expected a positive integer or -1"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nbackend='spark'", "problems[0].backend: expected one of"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nbackend='dask'", "problems[0].scheduler: backend 'dask' needs"),
+    ("[[problems]]\nname='a'\nlayers=[3,2]\nbackend='dask'\nscheduler='tcp://h:1'",
+     "problems[0].backend: 'dask' is for user factories"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nscheduler='tcp://x:1'", "problems[0].scheduler: goes with"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nchunk_size=0", "problems[0].chunk_size: expected an integer >= 1"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\npoints={seed=0}", "problems[0].points: expected a non-empty array"),
