@@ -12,7 +12,8 @@ methods (the reference engine, ``torch.autograd.gradcheck`` in its default slow 
 seconds; elsewhere they are timed on two seeded samples of coordinates (``k0`` and ``k``
 coordinates, each in its own process), and time and memory are extrapolated linearly to
 all n coordinates through those two points. Such rows are labelled ``extrapolated``;
-their verdict is the one on the sample.
+their verdict and their memory are the ones measured on the larger sample (memory
+readings are too coarse to extrapolate: both samples' are recorded).
 
 ``--scaling`` times the batched engine on relu/softmax MLPs ``[w, w, w, 10]`` from about
 10^3 to 10^6 parameters and fits the growth exponent of time against parameters by least
@@ -174,6 +175,7 @@ class Row:
     extrapolated: bool = False
     sample: list | None = None  # [k0, k] when extrapolated
     sample_seconds: list | None = None
+    sample_memory_mb: list | None = None  # extra peak memory on the two samples (not extrapolated)
     ratio_to_batched: float | None = None
     note: str = ""
 
@@ -273,11 +275,12 @@ def measure(method: Method, network_name: str, repeats: int = DEFAULT_REPEATS,
         first = _isolated(method.name, network_name, k0, reps, threads)
         second = _isolated(method.name, network_name, k, reps, threads)
         seconds = _extrapolate(n_params, k0, first["seconds"], k, second["seconds"])
-        extra = _extrapolate(n_params, k0, first["extra_bytes"], k, second["extra_bytes"])
-        note = f"extrapolated from seeded samples of {k0:,} and {k:,} coordinates"
+        note = f"time extrapolated from seeded samples of {k0:,} and {k:,} coordinates; memory of the {k:,}"
         return Row(network_name, n_params, method.kind, method.name, seconds, second["passed"],
-                   second["difference"], extra / 2**20, second["repeats"], True, [k0, k],
-                   [first["seconds"], second["seconds"]], note=_join(method.note, note))
+                   second["difference"], second["extra_bytes"] / 2**20, second["repeats"], True, [k0, k],
+                   [first["seconds"], second["seconds"]],
+                   sample_memory_mb=[first["extra_bytes"] / 2**20, second["extra_bytes"] / 2**20],
+                   note=_join(method.note, note))
     out = _isolated(method.name, network_name, None, reps, threads)
     return Row(network_name, n_params, method.kind, method.name, out["seconds"], out["passed"], out["difference"],
                out["extra_bytes"] / 2**20, out["repeats"], note=method.note)
@@ -352,7 +355,7 @@ def _scaling_width(target: int) -> int:
     return max(2, int(round((-12 + math.sqrt(144 + 8 * (target - 10))) / 4)))
 
 
-def scaling_run(targets=SCALING_TARGETS, *, repeats: int = 3, log=print) -> dict:
+def scaling_run(targets=SCALING_TARGETS, *, repeats: int = DEFAULT_REPEATS, log=print) -> dict:
     """Time the batched engine on relu/softmax MLPs of growing width; fit the growth exponent."""
     from .mlp import MLP
 
@@ -368,7 +371,7 @@ def scaling_run(targets=SCALING_TARGETS, *, repeats: int = 3, log=print) -> dict
         X, Y = net.random_data(SCALING_EXAMPLES, seed=1)
         grads = net.gradient(params, X, Y)
         times = []
-        for _ in range(repeats):
+        for _ in range(repeats):  # median of `repeats`, fewer for runs longer than 20 s
             tic = time.perf_counter()
             report = net.check(params, grads, X, Y)
             times.append(time.perf_counter() - tic)
@@ -419,7 +422,7 @@ def format_table(result: dict) -> str:
                      for c, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in lines]
     out.insert(1, "-" * len(out[0]))
     if any(r["extrapolated"] for r in result["rows"]):
-        out.append("* extrapolated from seeded samples (see note); verdict on the sample")
+        out.append("* time extrapolated from seeded samples (see note); verdict and extra MB on the sample")
     out.append("difference: fastcheck's relative difference; scipy: err / ||grad||; torch, jax: their own verdict")
     if result.get("skipped_peers"):
         out.append(f"not installed, skipped: {', '.join(result['skipped_peers'])}")
@@ -527,7 +530,7 @@ def run_bench_command(args) -> int:
         raise InputError(f"--threads {args.threads} must be >= 0 (0: the libraries' defaults)")
     result = run_bench(names, peers=args.peers, repeats=args.repeats, threads=args.threads or None)
     if args.scaling:
-        result["scaling"] = scaling_run()
+        result["scaling"] = scaling_run(repeats=args.repeats)
     print()
     print(format_table(result))
     if args.json:
