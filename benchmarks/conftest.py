@@ -11,7 +11,7 @@ random sample of coordinates and extrapolated to all of them (``reference_extrap
 floors (the difference reached by the correct gradient) of both engines.
 
 Quick mode, for CI smoke runs: with ``--fast-bench``, or automatically with
-``--benchmark-disable``, network L is skipped and the reference sample shrinks to
+``--benchmark-disable``, network L and benchmarks marked ``heavy`` are skipped and the reference sample shrinks to
 ``FAST_SAMPLE`` coordinates, so ``pytest benchmarks/ --benchmark-disable`` takes seconds.
 """
 
@@ -39,6 +39,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "network_L: a benchmark of network L (skipped in quick mode)")
+    config.addinivalue_line("markers", "heavy: a benchmark taking tens of seconds (skipped in quick mode)")
 
 
 def _fast(config) -> bool:
@@ -48,10 +49,13 @@ def _fast(config) -> bool:
 def pytest_collection_modifyitems(config, items):
     if not _fast(config):
         return
-    skip = pytest.mark.skip(reason="network L is skipped in quick mode (--fast-bench / --benchmark-disable)")
+    skip_l = pytest.mark.skip(reason="network L is skipped in quick mode (--fast-bench / --benchmark-disable)")
+    skip_heavy = pytest.mark.skip(reason="heavy benchmarks are skipped in quick mode")
     for item in items:
         if "network_L" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(skip_l)
+        elif "heavy" in item.keywords:
+            item.add_marker(skip_heavy)
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,7 @@ def _median(benchmark) -> float:
 
 
 @pytest.mark.benchmark(group="blackbox-workers")
+@pytest.mark.heavy
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_workers_on_a_1ms_cost(benchmark, n_jobs):
     theta = np.random.default_rng(1).standard_normal(2000) * 0.01
@@ -129,6 +130,7 @@ def mlp_problem():
 
 
 @pytest.mark.benchmark(group="blackbox-batch")
+@pytest.mark.heavy
 def test_batch_cost_vs_the_loop_on_an_mlp(benchmark, mlp_problem):
     objective, theta, sample = mlp_problem
     loop_sample = sample[:: 8]  # 256 coordinates, seeded
@@ -161,7 +163,7 @@ def tiny_cost(theta):
 
 
 @pytest.mark.benchmark(group="blackbox-overhead")
-@pytest.mark.parametrize("n_params", [2000, 50_000])
+@pytest.mark.parametrize("n_params", [2000, pytest.param(50_000, marks=pytest.mark.heavy)])
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_overhead_on_a_10us_cost(benchmark, n_params, n_jobs):
     theta = np.random.default_rng(5).standard_normal(n_params)
