@@ -157,6 +157,10 @@ class Report:
             candidates = candidates[~self._kink]
         rel = relative_errors(self._numeric[candidates], self._analytic[candidates])
         absolute = np.abs(self._numeric[candidates] - self._analytic[candidates])
+        if 0 < k < len(rel):  # only the top k matter: keep all >= the k-th largest (ties included)
+            cut = np.partition(rel, len(rel) - k)[len(rel) - k]
+            keep = rel >= cut
+            candidates, rel, absolute = candidates[keep], rel[keep], absolute[keep]
         order = np.lexsort((self._index[candidates], -absolute, -rel))[:k]
         return [self._row(int(p)) for p in candidates[order]]
 
