@@ -6,6 +6,8 @@ points after training (``train_steps``), ``grads`` must be a callable ``grads(pa
 fastcheck trains with it, then checks it at the trained point.
 """
 
+import os
+
 import numpy as np
 
 
@@ -29,8 +31,11 @@ def logistic_regression(seed=0, n_features=5, n_classes=3, m=40, l2=0.01):
         lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
         return float(np.mean(lse - z[np.arange(m), y]) + 0.5 * l2 * np.sum(p["W"] ** 2))
 
+    # NIGHTLY_EXAMPLE_DRIFT=3e-7 makes dW that much too large: how the README's regression was made
+    drift = float(os.environ.get("NIGHTLY_EXAMPLE_DRIFT", "0"))
+
     def grads(p):
         delta = (probabilities(p) - Y) / m
-        return {"W": delta.T @ X + l2 * p["W"], "b": delta.sum(axis=0)}
+        return {"W": (1.0 + drift) * (delta.T @ X) + l2 * p["W"], "b": delta.sum(axis=0)}
 
     return cost, params, grads
