@@ -125,7 +125,7 @@ def test_planted_bugs_fail_in_their_groups(hidden, bug):
     assert report.verdict == reference.verdict
 
 
-@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+@pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid"])
 def test_independent_of_threads_and_chunking(hidden):
     net, params, X, Y = problem([12, 9, 7, 4], hidden, "softmax", 0.1, m=10)
     base = run_batched(net, params, X, Y, n_threads=2)
@@ -179,3 +179,22 @@ def test_series_match_the_library_to_an_ulp(fast, exact):
     x = np.append(x, [0.0, kernels.SMALL * 0.999, -kernels.SMALL * 0.999, 0.3, -0.7])
     for value in x:
         assert abs(fast(value) - exact(value)) <= np.spacing(abs(exact(value)))
+
+
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("eps", [1e-3, 0.7])
+def test_large_steps_equal_full_forward_passes(hidden, output, depth, eps):
+    """Steps large enough for the library branches (activations, losses, two-sided formula)."""
+    net, params, X, Y = problem(DEPTHS[depth], hidden, output, 0.2)
+    params = {name: 4.0 * value for name, value in params.items()}
+    indices = sample_per_group(net, np.random.default_rng(depth), per_group=4)
+    comp = batched_engine(net, params, X, Y, indices, eps)
+    layout, theta = Layout.from_params(params)
+    for p, i in enumerate(indices):
+        for sign, got in ((+1, comp.cost_plus[p]), (-1, comp.cost_minus[p])):
+            work = theta.copy()
+            work[i] = theta[i] + sign * eps
+            ref = net.cost(layout.unflatten(work), X, Y)
+            assert got == pytest.approx(ref, rel=1e-12, abs=8 * np.spacing(ref))
