@@ -411,8 +411,8 @@ def _series_lanes(code, src, i_src, aux1_nt, aux2_nt, base, w, dst, i_dst, m):
     else:
         for e in range(m):
             em = _expm1_series(-(w * x_in[e]))
-            a2 = aux2[e]
-            out[e] = -em * a2 * aux1[e] * _recip1p_series(a2 * em)
+            u = aux2[e] * em  # -em * a2 == -(a2 * em) exactly: act_diff's product, one multiply less
+            out[e] = -u * aux1[e] * _recip1p_series(u)
 
 
 @jit
