@@ -5,14 +5,24 @@ The Python side (:mod:`fastcheck.batched`) validates, prepares the caches of the
 forward pass, packs them and assembles the results.
 
 Packed network (argument ``net``, a tuple)
-    ``(dims, w_off, w_buf, z_off, z_buf, aux1_buf, aux2_buf)``: ``dims`` (L+1,) int64 layer
-    widths; ``w_buf`` holds W1, ..., WL in C order, Wh at ``w_off[h]``; ``z_buf`` holds the
-    base pre-activations transposed, Zh.T of shape (m, n_h) at ``z_off[h]``; ``aux1_buf``
-    and ``aux2_buf`` (same layout) hold what the exact activation differences need:
-    tanh(z) and sech^2(z) for tanh, sigmoid(z) and sigmoid(-z) for sigmoid.
+    ``(dims, w_off, w_buf, z_off, z_buf, aux1_buf, aux2_buf, z_nt, aux1_nt, aux2_nt)``:
+    ``dims`` (L+1,) int64 layer widths; ``w_buf`` holds W1, ..., WL in C order, Wh at
+    ``w_off[h]``; ``z_buf`` holds the base pre-activations transposed, Zh.T of shape
+    (m, n_h) at ``z_off[h]``; ``aux1_buf`` and ``aux2_buf`` (same layout) hold what the
+    exact activation differences need: tanh(z) and sech^2(z) for tanh, sigmoid(z) and
+    sigmoid(-z) for sigmoid. ``z_nt``, ``aux1_nt``, ``aux2_nt`` hold the same values
+    untransposed, Zh of shape (n_h, m) at ``z_off[h]``, for the loops whose lanes are
+    examples.
 Packed output (argument ``out``, a tuple)
-    ``(aux (m, n_L), y (m, n_L), y_sum (m,))``: softmax probabilities, sigmoid(z) or the
-    residual z - y (by loss), the targets transposed, and the per-example target sums.
+    ``(aux (m, n_L), y (m, n_L), y_sum (m,), aux_nt (n_L, m), y_nt (n_L, m))``: softmax
+    probabilities, sigmoid(z) or the residual z - y (by loss), the targets transposed, the
+    per-example target sums, and the first two untransposed.
+
+Tanh and sigmoid hidden layers (no linear shortcut: every example takes the general path)
+run one coordinate at a time with one SIMD lane per example (:func:`_row_task_lanes`),
+and the last hidden layer is fused with the logits (:func:`_fused_last_hidden`): that is
+where nearly all the work is. Each lane does exactly the arithmetic, in the same order, of
+the per-example path (:func:`propagate`, :func:`loss_diff`).
 
 Exactness. A change ``x`` of a pre-activation changes activations and losses through
 identities evaluated without cancellation: ``tanh(z + x) - tanh(z) = tanh(x) sech^2(z) /
@@ -52,7 +62,8 @@ SMALL = 2.0**-16
 #: Output changes larger than this use the direct (two-sided) formula.
 LARGE = 1.0
 LEAKY = 0.01  # must equal fastcheck.mlp.LEAKY_SLOPE (checked in batched.py)
-#: Hidden units per pass of the fused last-hidden-layer loop (:func:`_fused_last_hidden`).
+#: Hidden units per pass of the fused last-hidden-layer loop (:func:`_fused_last_hidden`,
+#: which is written for exactly 4).
 UNITS = 4
 
 
@@ -675,6 +686,12 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     results : (sum_plus (N,), sum_minus (N,), kinks (N,) bool)
         Written: sum over examples of the loss change for +eps and -eps; whether a hidden
         unit changed state. Each task writes only its own slots.
+
+    Notes
+    -----
+    For tanh and sigmoid hidden layers and l < L the tasks run :func:`_row_task_lanes`
+    (lanes over examples); otherwise :func:`_row_task` (per example, linear shortcut).
+    Either way each coordinate's loss changes are summed in example order by one thread.
     """
     rows, starts, ks = tasks
     sum_plus, sum_minus, kinks = results
