@@ -9,7 +9,8 @@ what changes:
 * **general path** (any activation, any depth): the change of the row is pushed through
   the later layers as *changes* (``dZ_{h+1} = W_{h+1} dA_h``), each activation change
   and the loss change evaluated by exact identities without cancellation
-  (:mod:`fastcheck.kernels`);
+  (:mod:`fastcheck.kernels`); for tanh and sigmoid it runs one SIMD lane per example,
+  the last hidden layer fused with the logits;
 * **linear shortcut** (relu, leaky relu, identity): while no hidden unit can change state
   (certified per example from the margins ``|Z|`` of every later hidden layer, with a
   factor 2 of safety), the logits change by exactly ``G[j, e] * t`` with
