@@ -63,8 +63,8 @@ SMALL = 2.0**-16
 LARGE = 1.0
 LEAKY = 0.01  # must equal fastcheck.mlp.LEAKY_SLOPE (checked in batched.py)
 #: Hidden units per pass of the fused last-hidden-layer loop (:func:`_fused_last_hidden`,
-#: which is written for exactly 4).
-UNITS = 4
+#: which is written for exactly 8).
+UNITS = 8
 
 
 # ---------------------------------------------------------------- special functions
@@ -460,15 +460,20 @@ def _fused_last_hidden(code, net, h, j, a_row, m, y, dz):
             else:
                 for e in range(m):
                     y[r, e] = act_diff(code, z_nt[base + e], aux1_nt[base + e], aux2_nt[base + e], w * a_row[0, e])[0]
-        y0, y1, y2, y3 = y[0], y[1], y[2], y[3]
+        y0, y1, y2, y3, y4, y5, y6, y7 = y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]
         for c in range(n_out):
             v0 = W_out[c, i0]
             v1 = W_out[c, i0 + 1] if i0 + 1 < n_h else 0.0
             v2 = W_out[c, i0 + 2] if i0 + 2 < n_h else 0.0
             v3 = W_out[c, i0 + 3] if i0 + 3 < n_h else 0.0
+            v4 = W_out[c, i0 + 4] if i0 + 4 < n_h else 0.0
+            v5 = W_out[c, i0 + 5] if i0 + 5 < n_h else 0.0
+            v6 = W_out[c, i0 + 6] if i0 + 6 < n_h else 0.0
+            v7 = W_out[c, i0 + 7] if i0 + 7 < n_h else 0.0
             row = dz[c]
             for e in range(m):
-                row[e] = (((row[e] + v0 * y0[e]) + v1 * y1[e]) + v2 * y2[e]) + v3 * y3[e]
+                row[e] = (((((((row[e] + v0 * y0[e]) + v1 * y1[e]) + v2 * y2[e]) + v3 * y3[e]) + v4 * y4[e])
+                           + v5 * y5[e]) + v6 * y6[e]) + v7 * y7[e]
 
 
 @jit
