@@ -454,10 +454,15 @@ def _mlp_engine(net, layout, theta, analytic, X, Y, eps, engine, max_memory, n_t
         return _Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps), directions,
                        lambda n: n * seconds)
 
-    from .batched import batched_engine
+    from .batched import base_pass, batched_engine
 
-    def coordinates(idx):
-        return batched_engine(net, params, X, Y, idx, eps, max_memory=max_memory, n_threads=n_threads)
+    cache = {}
+
+    def coordinates(idx):  # the base pass is built once, however many chunks are evaluated
+        if "base" not in cache:
+            cache["base"] = base_pass(net, params, X, Y)
+        return batched_engine(net, params, X, Y, idx, eps, max_memory=max_memory, n_threads=n_threads,
+                              base=cache["base"])
 
     def directions(dirs):
         return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,

@@ -72,7 +72,7 @@ def _numba_threads(n_threads):
 
 
 def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.ndarray, eps: float, *,
-                   max_memory: int | None = None, n_threads: int | None = None) -> Evaluations:
+                   max_memory: int | None = None, n_threads: int | None = None, base=None) -> Evaluations:
     """Central differences of ``net``'s cost at ``indices``, exactly, by reuse of the base pass.
 
     Parameters
@@ -90,6 +90,9 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
         coordinates are split into smaller tasks to fit. Results do not depend on it.
     n_threads : int, optional
         Numba threads (default: numba's current setting); restored afterwards.
+    base : optional
+        The base pass from :func:`base_pass` for these ``net, params, X, Y``, to reuse
+        across calls on chunks of coordinates (it keeps what it derives per layer).
 
     Returns
     -------
@@ -107,7 +110,8 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     indices = np.asarray(indices, dtype=np.int64)
     max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
     with _numba_threads(n_threads) as threads, _blas_limited():
-        base = _BasePass(net, params, X, Y)
+        if base is None:
+            base = _BasePass(net, params, X, Y)
         theta = np.concatenate([np.ravel(params[name]) for name in net.shapes])
         originals = theta[indices]
         d_plus = (originals + eps) - originals
@@ -175,10 +179,17 @@ def _tasks(rows, cols, max_columns):
     return rows[starts].copy(), np.append(starts, n).astype(np.int64), cols.copy()
 
 
+def base_pass(net, params, X, Y):
+    """The base forward pass of ``net``, packed for the kernels, for :func:`batched_engine`'s ``base``."""
+    with _blas_limited():
+        return _BasePass(net, params, X, Y)
+
+
 class _BasePass:
     """The cached base forward pass, packed for the kernels."""
 
     def __init__(self, net, params, X, Y):
+        self._memo = {}
         self.net = net
         self.m = X.shape[1]
         self.weights = [params[f"W{layer}"] for layer in range(1, net.n_layers + 1)]
@@ -230,14 +241,27 @@ class _BasePass:
                 np.ascontiguousarray(aux), np.ascontiguousarray(Y))
 
     def inputs_t(self, layer):
-        """``[A_{l-1}; 1]`` transposed, shape (m, n_{l-1} + 1)."""
+        """``[A_{l-1}; 1]`` transposed, shape (m, n_{l-1} + 1); computed once per layer."""
+        key = ("inputs", layer)
+        if key not in self._memo:
+            self._memo[key] = self._inputs_t(layer)
+        return self._memo[key]
+
+    def linear(self, layer, max_memory):
+        """``(G, bound, slope)`` of the linear shortcut for layer l; computed once per layer."""
+        key = ("linear", layer, max_memory)
+        if key not in self._memo:
+            self._memo[key] = self._linear(layer, max_memory)
+        return self._memo[key]
+
+    def _inputs_t(self, layer):
         a = self.acts[layer - 1]
         out = np.empty((self.m, a.shape[0] + 1))
         out[:, :-1] = a.T
         out[:, -1] = 1.0
         return out
 
-    def linear(self, layer, max_memory):
+    def _linear(self, layer, max_memory):
         """``(G, bound, slope)`` of the linear shortcut for layer l (see :func:`layer_kernel`)."""
         net, m = self.net, self.m
         n_layers, n_out = net.n_layers, net.layers[-1]

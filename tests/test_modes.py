@@ -211,3 +211,17 @@ def test_bad_mode_options(quadratic, kwargs, message):
     with pytest.raises(fc.InputError) as info:
         fc.check(cost, params, grads, **kwargs)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+def test_prepared_chunks_equal_one_check(hidden):
+    from fastcheck.api import merge_evaluations, prepare_mlp
+
+    net, params, X, Y = network("S", hidden=hidden)
+    grads = net.gradient(params, X, Y)
+    prepared = prepare_mlp(net, params, grads, X, Y)
+    chunks = np.array_split(prepared.indices(), 7)
+    report = prepared.report(merge_evaluations([prepared.evaluate(c) for c in chunks[::-1]]))
+    whole = net.check(params, grads, X, Y)
+    assert report.difference == whole.difference and report.groups == whole.groups
+    assert report.worst(10) == whole.worst(10)
