@@ -7,7 +7,6 @@ line on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ from .bugs import BUGS, buggy_gradient
 from .errors import FastcheckError, InputError
 from .mlp import HIDDEN, MLP, OUTPUTS
 from .networks import NETWORKS, network
+from .problems import import_function
 
 __all__ = ["main", "get_parser"]
 
@@ -206,18 +206,7 @@ def _mode_options(args, plan=False) -> dict:
 
 def load_problem(spec: str):
     """Import ``MODULE:FUNCTION`` and call it; it must return ``(cost, params, grads)``."""
-    module_name, sep, func_name = spec.partition(":")
-    if not sep or not module_name or not func_name:
-        raise InputError(f"problem {spec!r} must look like MODULE:FUNCTION, e.g. mypkg.problems:small_net")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")  # like `python -m`, let the current directory's modules be found
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"cannot import module {module_name!r}: {exc}") from exc
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise InputError(f"module {module_name!r} has no function {func_name!r}")
+    func = import_function(spec)
     try:
         result = func()
     except Exception as exc:

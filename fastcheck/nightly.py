@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import inspect
 import json
 import math
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FastcheckError, InputError
+from .problems import import_function
 
 __all__ = ["ConfigError", "RunLockedError", "Point", "Problem", "Suite", "load_suite", "parse_suite",
            "ChunkStore", "UnitResult", "run_suite", "register", "main", "TARGET_CHUNK_SECONDS"]
@@ -256,17 +256,10 @@ def _factory_spec(table: dict, path: str) -> dict:
 
 
 def _import_factory(spec: str, where: str):
-    module_name, _, func_name = spec.partition(":")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")  # like `python -m`, let the current directory's modules be found
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import module {module_name!r}: {exc}") from exc
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise ConfigError(f"{where}: module {module_name!r} has no function {func_name!r}")
-    return module, func
+        return import_function(spec)
+    except InputError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _points(value, path: str, kind: str) -> tuple[Point, ...]:
@@ -444,7 +437,7 @@ def _build_factory(problem: Problem, point: Point):
     from .layout import Layout
 
     spec = problem.spec["factory"]
-    module, func = _import_factory(spec, f"problem {problem.name!r} factory")
+    func = _import_factory(spec, f"problem {problem.name!r} factory")
     try:
         result = func(seed=point.seed) if point.seed is not None else func()
     except TypeError as exc:
@@ -471,7 +464,7 @@ def _build_factory(problem: Problem, point: Point):
         layout, theta = Layout.from_params(params)
         params = _train(layout, theta, grads, point.train_steps, point.learning_rate)
     try:
-        source = Path(inspect.getsourcefile(module) or "").read_bytes()
+        source = Path(inspect.getsourcefile(func) or "").read_bytes()
     except (OSError, TypeError):
         source = b""
     return cost, params, grads, batch_cost, source
@@ -757,7 +750,8 @@ def _run_unit(unit: _Unit, run_dir: Path, chunk_size: int | None, progress: _Pro
     result = UnitResult(unit.problem.name, unit.point.name, "run")
     result.report_path = run_dir / f"{unit.label}.json"
     report = _finished_report(result.report_path, unit.key)
-    if report is not None:
+    if report is not None:  # a run killed between writing the report and clearing the chunks leaves some
+        ChunkStore(run_dir / "chunks" / unit.label, unit.key).clear()
         result.status, result.report = "done", report
         return result
     prepared = unit.prepared
