@@ -78,7 +78,19 @@ chunk_size = 4
 points = [{seed = 0}, {seed = 1}, {seed = 2}]
 """
 
-CALL = "import sys; from fastcheck.nightly import main; sys.exit(main(sys.argv[1:]))"
+# The child process: `fastcheck nightly`, with each chunk's computation made slower by
+# NIGHTLY_TEST_CHUNK_SLEEP seconds, so a run lasts seconds however fast the machine and a
+# kill at a random moment lands mid-run, inside a chunk's computation or between chunks.
+CALL = """
+import os, sys, time
+from fastcheck import nightly
+delay, save = float(os.environ.get("NIGHTLY_TEST_CHUNK_SLEEP", "0")), nightly.ChunkStore.save
+def slow_save(self, *args, **kwargs):
+    time.sleep(delay)
+    return save(self, *args, **kwargs)
+nightly.ChunkStore.save = slow_save
+sys.exit(nightly.main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture
@@ -130,7 +142,7 @@ def _kill_mid_run(tmp_path, suite, run_dir, seed, env=None):
             assert proc.poll() is None, "the run ended before writing a chunk"
             assert time.monotonic() < deadline
             time.sleep(0.005)
-        time.sleep(random.Random(seed).uniform(0.0, 0.25))
+        time.sleep(random.Random(seed).uniform(0.0, 0.5))
         while not _chunk_files(run_dir):  # between two points: kill in the middle of the next one
             assert proc.poll() is None, "the run finished before the kill: make the test problem slower"
             time.sleep(0.001)
@@ -144,7 +156,10 @@ def _kill_mid_run(tmp_path, suite, run_dir, seed, env=None):
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("kind", ["mlp", "blackbox"])
 def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, user_module, kind, seed):
-    text, env = (MLP_SUITE, None) if kind == "mlp" else (BLACKBOX_SUITE, {"NIGHTLY_TEST_SLEEP": "0.004"})
+    # Each run lasts >= 1.5 s (MLP: 3 x 95 saved chunks; black box: 3 x 7), and the kill
+    # comes <= 0.5 s after the first chunk: it lands mid-run on any machine.
+    text, env = ((MLP_SUITE, {"NIGHTLY_TEST_CHUNK_SLEEP": "0.01"}) if kind == "mlp" else
+                 (BLACKBOX_SUITE, {"NIGHTLY_TEST_SLEEP": "0.004", "NIGHTLY_TEST_CHUNK_SLEEP": "0.05"}))
     suite = _suite(tmp_path, text)
     killed, clean = tmp_path / "runs" / "killed", tmp_path / "runs" / "clean"
     _kill_mid_run(tmp_path, suite, killed, seed, env)
@@ -230,7 +245,7 @@ def test_chunk_store_roundtrip_and_checksum(tmp_path):
 def test_concurrent_run_refuses(tmp_path, user_module, capsys):
     suite = _suite(tmp_path, BLACKBOX_SUITE)
     run_dir = tmp_path / "runs" / "night"
-    proc = _spawn(tmp_path, ["nightly", suite, "--run-dir", str(run_dir)], {"NIGHTLY_TEST_SLEEP": "0.005"})
+    proc = _spawn(tmp_path, ["nightly", suite, "--run-dir", str(run_dir)], {"NIGHTLY_TEST_SLEEP": "0.005", "NIGHTLY_TEST_CHUNK_SLEEP": "0.05"})
     try:
         deadline = time.monotonic() + 60
         while not (run_dir / "run.json").exists():
