@@ -6,14 +6,21 @@ instead of being drowned by a large one in a single global projection. Each dire
 is drawn from its own seeded stream, ``default_rng([seed, group position, number])``,
 so a direction does not depend on how many others are drawn or in which chunk.
 
-The analytic side uses the step actually taken: with ``theta+ = fl(theta + eps v)`` and
-``theta- = fl(theta - eps v)``, it compares ``u . d-theta`` where
-``u = (theta+ - theta-) / 2 eps``, so rounding of the perturbed parameters is not
-mistaken for a gradient error.
+Steps are symmetric and exact. The step of an entry is the one its rounded perturbed
+value takes, ``s = fl(theta + eps v) - theta``; where ``theta + s`` and ``theta - s`` are
+both exact in float64 (TwoSum says so), ``theta+ = theta + s`` and ``theta- = theta - s``
+exactly, the analytic side compares ``u . d-theta`` with ``u = s / eps`` (rounding of the
+perturbed parameters is not mistaken for a gradient error), and an engine may compute
+the change a linear layer sees for ``-s`` as the negative of the one for ``+s``. A
+direction with an entry where that fails (next to a power of two, or far smaller than
+its step) takes the plain rounded steps instead, ``fl(theta + eps v) - theta`` and
+``theta - fl(theta - eps v)``, with ``u`` their mean over ``eps``.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,26 +28,107 @@ import numpy as np
 from .errors import InputError
 from .layout import Layout
 
-__all__ = ["Direction", "DirectionEvaluations", "draw_directions", "evaluate_directions",
+__all__ = ["Direction", "DirectionEvaluations", "Steps", "direction_steps", "draw_directions", "evaluate_directions",
            "mlp_evaluate_directions", "GLOBAL"]
 
 #: Name of the pseudo-group of directions over all of theta.
 GLOBAL = "(all)"
+#: Directions whose Gaussian draws together exceed this many entries are drawn on threads.
+THREADED_DRAWS = 200_000
 
 
 @dataclass(frozen=True)
 class Direction:
-    """A unit direction supported on ``theta[start:stop]``; ``group`` is a name or GLOBAL."""
+    """A unit direction supported on ``theta[start:stop]``; ``group`` is a name or GLOBAL.
+
+    Its Gaussian draw is made of ``parts``, ``(start, stop, seed)``: each slice of theta
+    drawn from ``default_rng(seed)``. A group's direction has one part; a global direction
+    has one per group, with that group's seeds, so direction j over all of theta is
+    drawn from the same numbers as the groups' directions j (normalized over all of
+    theta instead of over each group): drawn once, used twice.
+    """
 
     group: str
     number: int
     start: int
     stop: int
-    seed: tuple[int, int, int]
+    parts: tuple[tuple[int, int, tuple[int, int, int]], ...]
+
+    def draw(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The Gaussian draw (not normalized) of this direction, written into ``out`` if given."""
+        out = np.empty(self.stop - self.start) if out is None else out
+        for start, stop, seed in self.parts:
+            np.random.default_rng(list(seed)).standard_normal(out=out[start - self.start:stop - self.start])
+        return out
 
     def vector(self) -> np.ndarray:
-        v = np.random.default_rng(list(self.seed)).standard_normal(self.stop - self.start)
+        """The unit direction (the draw over its norm)."""
+        v = self.draw()
         return v / np.linalg.norm(v)
+
+
+@dataclass
+class Steps:
+    """Steps of k directions on one span: ``theta+ = theta + plus[j]``, ``theta- = theta - minus[j]``.
+
+    ``minus is plus`` when every direction's steps are symmetric; ``symmetric[j]`` says
+    whether direction j's are. ``analytic[j] = u_j . grad`` with ``u_j = (plus[j] +
+    minus[j]) / 2 eps``.
+    """
+
+    plus: np.ndarray
+    minus: np.ndarray
+    symmetric: np.ndarray
+    analytic: np.ndarray
+
+
+def _draw_all(directions: list, out: np.ndarray) -> None:
+    """Each direction's Gaussian draw into a row of ``out``, on threads when there is much to draw."""
+    tasks = [(row, part) for row, d in enumerate(directions) for part in d.parts]
+
+    def draw(task):
+        row, (start, stop, seed) = task
+        first = directions[row].start
+        np.random.default_rng(list(seed)).standard_normal(out=out[row, start - first:stop - first])
+
+    if len(tasks) > 1 and out.size > THREADED_DRAWS:  # numpy's generators release the GIL while they fill
+        with ThreadPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
+            list(pool.map(draw, tasks))
+    else:
+        for task in tasks:
+            draw(task)
+
+
+def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: float,
+                    draws: np.ndarray | None = None) -> Steps:
+    """The exact steps of ``directions`` (all on the same span of ``theta``), and ``u . grad``.
+
+    ``draws``, if given, holds the directions' Gaussian draws (k, span size); it is
+    overwritten with the steps.
+    """
+    from .kernels import symmetric_steps
+
+    start, stop = directions[0].start, directions[0].stop
+    k = len(directions)
+    if draws is None:
+        draws = np.empty((k, stop - start))
+        _draw_all(directions, draws)
+    steps = draws
+    norms = np.sqrt(np.einsum("ij,ij->i", steps, steps))
+    base = np.ascontiguousarray(theta[start:stop])
+    scales, inexact = eps / norms, np.empty(k, dtype=np.int64)
+    symmetric_steps(base, steps, scales, steps, inexact)  # in place: each entry is read, then written
+    symmetric = inexact == 0
+    plus, minus = steps, steps
+    if not symmetric.all():
+        minus = steps.copy()
+        for j in np.flatnonzero(~symmetric):
+            step = directions[j].draw() * scales[j]
+            plus[j] = (base + step) - base
+            minus[j] = base - (base - step)
+    g = grad[start:stop]  # row by row: the same rounding however directions are chunked
+    analytic = np.array([(p @ g + q @ g) / (2.0 * eps) for p, q in zip(plus, minus)])
+    return Steps(plus, minus, symmetric, analytic)
 
 
 @dataclass
@@ -59,21 +147,16 @@ def draw_directions(layout: Layout, n_directions: int, seed: int, *, per_group: 
     """``n_directions`` directions for every group (if ``per_group``) and over all of theta (if ``overall``)."""
     if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)) or n_directions < 1:
         raise InputError(f"`n_directions`={n_directions!r} must be a positive integer (e.g. 16)")
+    def parts(j):
+        return tuple((g.start, g.stop, (seed, position + 1, j)) for position, g in enumerate(layout.groups))
+
     out = []
     if per_group and not (layout.flat and overall):
         for position, g in enumerate(layout.groups):
-            out += [Direction(g.name, j, g.start, g.stop, (seed, position + 1, j)) for j in range(n_directions)]
+            out += [Direction(g.name, j, g.start, g.stop, (parts(j)[position],)) for j in range(n_directions)]
     if overall:
-        out += [Direction(GLOBAL, j, 0, layout.n_params, (seed, 0, j)) for j in range(n_directions)]
+        out += [Direction(GLOBAL, j, 0, layout.n_params, parts(j)) for j in range(n_directions)]
     return out
-
-
-def _steps(theta: np.ndarray, d: Direction, eps: float):
-    """The perturbed slices and the effective direction u of direction ``d``."""
-    v = d.vector()
-    base = theta[d.start:d.stop]
-    plus, minus = base + eps * v, base - eps * v
-    return plus, minus, (plus - minus) / (2.0 * eps)
 
 
 def evaluate_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list,
@@ -83,48 +166,80 @@ def evaluate_directions(objective, theta: np.ndarray, analytic: np.ndarray, dire
     an, num = np.empty(k), np.empty(k)
     work = theta.copy()
     for j, d in enumerate(directions):
-        plus, minus, u = _steps(theta, d, eps)
-        an[j] = u @ analytic[d.start:d.stop]
+        steps = direction_steps(theta, analytic, [d], eps)
+        an[j] = steps.analytic[0]
         where = f"direction {d.number} of {d.group}"
-        work[d.start:d.stop] = plus
+        base = theta[d.start:d.stop]
+        work[d.start:d.stop] = base + steps.plus[0]
         cost_plus = objective.evaluate(work, where=where + " (+eps)")
-        work[d.start:d.stop] = minus
+        work[d.start:d.stop] = base - steps.minus[0]
         cost_minus = objective.evaluate(work, where=where + " (-eps)")
-        work[d.start:d.stop] = theta[d.start:d.stop]
+        work[d.start:d.stop] = base
         num[j] = (cost_plus - cost_minus) / (2.0 * eps)
     return DirectionEvaluations(directions, an, num, np.zeros(k, dtype=bool), 2 * k)
+
+
+def _group_views(steps: np.ndarray, rows, groups, start: int) -> dict[str, np.ndarray]:
+    """``steps[rows]`` (directions over ``theta[start:...]``) cut into the groups' shapes."""
+    return {g.name: steps[rows, g.start - start:g.stop - start].reshape(-1, *g.shape) for g in groups}
 
 
 def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: np.ndarray, directions: list,
                             eps: float, *, max_memory: int = 256 * 2**20) -> DirectionEvaluations:
     """Directional central differences of the built-in MLP by stacked change propagation.
 
-    Directions are evaluated in chunks, both signs stacked, each chunk holding at most
-    ``max_memory`` bytes of perturbations; see :mod:`fastcheck.stacked`.
+    Directions are evaluated in chunks of at most about ``max_memory`` bytes of steps and
+    stacked changes, each pair of signs as one perturbation where the steps are
+    symmetric (see :mod:`fastcheck.stacked`). The Gaussian draws of global directions
+    are made once and also serve the groups' directions of the same numbers.
     """
-    from .stacked import cost_changes
+    from .stacked import cost_changes, symmetric_cost_changes
 
     k = len(directions)
     an, num, kinks = np.empty(k), np.empty(k), np.zeros(k, dtype=bool)
+    changes = 3 * 8 * base.X.shape[1] * sum(base.net.layers[1:])  # bytes of stacked changes per perturbation
+
+    def evaluate(members, steps: Steps, start: int) -> None:
+        groups = [g for g in layout.groups if g.start >= start and g.stop <= start + steps.plus.shape[1]]
+        members = np.asarray(members)
+        an[members] = steps.analytic
+        sym = np.flatnonzero(steps.symmetric)
+        if sym.size:  # each pair of signs as one perturbation
+            rows = slice(None) if sym.size == len(members) else sym
+            plus, minus, crossed = symmetric_cost_changes(base, _group_views(steps.plus, rows, groups, start))
+            num[members[sym]] = (plus - minus) / (2.0 * eps)
+            kinks[members[sym]] = crossed
+        plain = np.flatnonzero(~steps.symmetric)
+        if plain.size:  # both signs stacked
+            stacked = np.concatenate([steps.plus[plain], -steps.minus[plain]])
+            change, crossed = cost_changes(base, _group_views(stacked, slice(None), groups, start))
+            n = plain.size
+            num[members[plain]] = (change[:n] - change[n:]) / (2.0 * eps)
+            kinks[members[plain]] = crossed[:n] | crossed[n:]
+
+    def chunks(members, size):
+        per_chunk = max(1, int(max_memory // (16 * size + 2 * changes)))
+        return [members[c:c + per_chunk] for c in range(0, len(members), per_chunk)]
+
+    by_part = {(d.start, d.stop, d.parts[0][2]): j for j, d in enumerate(directions) if len(d.parts) == 1}
+    done = np.zeros(k, dtype=bool)
+    for chunk in chunks([j for j, d in enumerate(directions) if d.group == GLOBAL], layout.n_params):
+        draws = np.empty((len(chunk), layout.n_params))
+        _draw_all([directions[j] for j in chunk], draws)
+        for g in layout.groups:  # the groups' directions drawn from the same numbers
+            pairs = [(row, by_part[part]) for row, j in enumerate(chunk) for part in directions[j].parts
+                     if part in by_part and part[:2] == (g.start, g.stop) and not done[by_part[part]]]
+            if pairs:
+                rows, members = map(list, zip(*pairs))
+                evaluate(members, direction_steps(theta, analytic, [directions[j] for j in members], eps,
+                                                  draws=draws[rows, g.start:g.stop]), g.start)
+                done[members] = True
+        evaluate(chunk, direction_steps(theta, analytic, [directions[j] for j in chunk], eps, draws=draws), 0)
+        done[chunk] = True
     by_span: dict[tuple[int, int], list[int]] = {}
-    for j, d in enumerate(directions):
-        by_span.setdefault((d.start, d.stop), []).append(j)
+    for j in np.flatnonzero(~done):
+        by_span.setdefault((directions[j].start, directions[j].stop), []).append(int(j))
     for (start, stop), members in by_span.items():
-        groups = [g for g in layout.groups if g.start >= start and g.stop <= stop]
-        per_chunk = max(1, int(max_memory // (16 * (stop - start) + 1)))
-        for c in range(0, len(members), per_chunk):
-            chunk = members[c:c + per_chunk]
-            n = len(chunk)
-            deltas = {g.name: np.empty((2 * n, *g.shape)) for g in groups}
-            for row, j in enumerate(chunk):
-                plus, minus, u = _steps(theta, directions[j], eps)
-                an[j] = u @ analytic[start:stop]
-                for g in groups:
-                    part = slice(g.start - start, g.stop - start)
-                    original = theta[g.start:g.stop]
-                    deltas[g.name][row] = (plus[part] - original).reshape(g.shape)
-                    deltas[g.name][n + row] = (minus[part] - original).reshape(g.shape)
-            change, crossed = cost_changes(base, deltas)
-            num[chunk] = (change[:n] - change[n:]) / (2.0 * eps)
-            kinks[chunk] = crossed[:n] | crossed[n:]
+        for chunk in chunks(members, stop - start):
+            evaluate(chunk, direction_steps(theta, analytic, [directions[j] for j in chunk], eps), start)
     return DirectionEvaluations(directions, an, num, kinks, 2 * k)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .mlp import LEAKY_SLOPE, sigmoid
 
-__all__ = ["BaseState", "cost_changes"]
+__all__ = ["BaseState", "cost_changes", "symmetric_cost_changes"]
 
 
 class BaseState:
@@ -82,6 +82,49 @@ def _loss_change(base: BaseState, dz: np.ndarray) -> np.ndarray:
     return (dz * (base.out + 0.5 * dz)).sum(axis=1)
 
 
+def _l2_changes(base: BaseState, deltas: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The L2 change ``(l2 / 2m) sum D (2W + D)`` split into its odd part (in D) and even part."""
+    k = next(iter(deltas.values())).shape[0]
+    odd, even = np.zeros(k), np.zeros(k)
+    net, m = base.net, base.X.shape[1]
+    if net.l2:
+        scale = net.l2 / (2.0 * m)
+        for name, d in deltas.items():
+            if name.startswith("W"):
+                flat = d.reshape(k, -1)
+                odd += scale * (flat @ (2.0 * base.params[name]).ravel())
+                even += scale * np.einsum("ij,ij->i", flat, flat)
+    return odd, even
+
+
+def _propagate(base: BaseState, deltas: dict[str, np.ndarray], layer: int, dz: np.ndarray,
+               crossed: np.ndarray) -> np.ndarray:
+    """Carry the stacked pre-activation changes ``dz`` of ``layer`` to the logits' (updates ``crossed``)."""
+    net, params = base.net, base.params
+    while layer < net.n_layers:
+        da, flips = _activation_change(net.hidden, base.zs[layer - 1], base.acts[layer], dz)
+        crossed |= flips
+        layer += 1
+        dz = np.matmul(params[f"W{layer}"], da)
+        if f"W{layer}" in deltas:
+            dz += np.matmul(deltas[f"W{layer}"], base.acts[layer - 1] + da)
+        if f"b{layer}" in deltas:
+            dz += deltas[f"b{layer}"]
+    return dz
+
+
+def _first_change(base: BaseState, deltas: dict[str, np.ndarray]) -> tuple[int, np.ndarray]:
+    """The first perturbed layer and its pre-activation changes (linear in the deltas)."""
+    first = min(int(name[1:]) for name in deltas)
+    k = next(iter(deltas.values())).shape[0]
+    dz = np.zeros((k, base.params[f"W{first}"].shape[0], base.X.shape[1]))
+    if f"W{first}" in deltas:
+        dz += np.matmul(deltas[f"W{first}"], base.acts[first - 1])
+    if f"b{first}" in deltas:
+        dz += deltas[f"b{first}"]
+    return first, dz
+
+
 def cost_changes(base: BaseState, deltas: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Exact cost changes of k stacked perturbations.
 
@@ -98,27 +141,66 @@ def cost_changes(base: BaseState, deltas: dict[str, np.ndarray]) -> tuple[np.nda
     crossed : ndarray of bool, shape (k,)
         Whether the perturbation flipped the state of a relu-like hidden unit.
     """
+    first, dz = _first_change(base, deltas)
+    crossed = np.zeros(dz.shape[0], dtype=bool)
+    dz = _propagate(base, deltas, first, dz, crossed)
+    odd, even = _l2_changes(base, deltas)
+    return _loss_change(base, dz).sum(axis=1) / base.X.shape[1] + (odd + even), crossed
+
+
+def symmetric_cost_changes(base: BaseState, steps: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray,
+                                                                                  np.ndarray]:
+    """Exact cost changes of k stacked perturbation pairs ``+S_j`` and ``-S_j``.
+
+    The pre-activation change of the first perturbed layer is linear in the step, so the
+    one for ``-S`` is the negative of the one for ``+S``, exactly: it is computed once.
+    Through relu-like (and identity) hidden layers that no unit changes state in, and
+    that are not perturbed themselves, activation changes stay odd in the step, so the
+    pair is carried as one stack down to the logits. A perturbed later layer, a smooth
+    activation or a unit changing state ends that: from there both signs are carried
+    (:func:`cost_changes`), and a pair in which a unit changed state is recomputed on
+    its own by the general path.
+
+    Parameters
+    ----------
+    base : BaseState
+    steps : dict of str -> ndarray of shape (k, *group shape)
+        The steps ``S_j`` of the perturbed groups.
+
+    Returns
+    -------
+    change_plus, change_minus : ndarray of shape (k,)
+        ``J(theta + S_j) - J(theta)`` and ``J(theta - S_j) - J(theta)``.
+    crossed : ndarray of bool, shape (k,)
+        Whether either perturbation flipped the state of a relu-like hidden unit.
+    """
     net, params = base.net, base.params
-    k = next(iter(deltas.values())).shape[0]
-    m = base.X.shape[1]
-    layers = [int(name[1:]) for name in deltas]
-    crossed = np.zeros(k, dtype=bool)
-    da = None
-    for layer in range(min(layers), net.n_layers + 1):
-        W, a_prev = params[f"W{layer}"], base.acts[layer - 1]
-        dz = np.zeros((k, W.shape[0], m))
-        if da is not None:
-            dz += np.matmul(W, da)
-        if f"W{layer}" in deltas:
-            dz += np.matmul(deltas[f"W{layer}"], a_prev if da is None else a_prev + da)
-        if f"b{layer}" in deltas:
-            dz += deltas[f"b{layer}"]
-        if layer < net.n_layers:
-            da, flips = _activation_change(net.hidden, base.zs[layer - 1], base.acts[layer], dz)
-            crossed |= flips
-    change = _loss_change(base, dz).sum(axis=1) / m
-    if net.l2:
-        for name, d in deltas.items():
-            if name.startswith("W"):
-                change += net.l2 / (2.0 * m) * (d * (2.0 * params[name] + d)).reshape(k, -1).sum(axis=1)
-    return change, crossed
+    first, dz = _first_change(base, steps)
+    k = dz.shape[0]
+    crossed = np.zeros(k, dtype=bool)  # a unit changed state while the pair was carried as one
+    layer = first
+    piecewise = net.hidden in ("relu", "leaky_relu", "identity")
+    while layer < net.n_layers and piecewise and not any(f"{p}{layer + 1}" in steps for p in "Wb"):
+        if net.hidden != "identity":
+            on = base.zs[layer - 1] > 0
+            crossed |= (((base.zs[layer - 1] + dz) > 0) != on).any(axis=(1, 2))
+            crossed |= (((base.zs[layer - 1] - dz) > 0) != on).any(axis=(1, 2))
+            dz = np.where(on, dz, (0.0 if net.hidden == "relu" else LEAKY_SLOPE) * dz)
+        layer += 1
+        dz = np.matmul(params[f"W{layer}"], dz)
+    if layer < net.n_layers:  # from here on, the two signs part ways
+        flips = np.zeros(2 * k, dtype=bool)
+        later = {name: np.concatenate([s, -s]) for name, s in steps.items() if int(name[1:]) > layer}
+        dz = _propagate(base, later, layer, np.concatenate([dz, -dz]), flips)
+        flips = flips[:k] | flips[k:]
+    else:
+        dz, flips = np.concatenate([dz, -dz]), np.zeros(k, dtype=bool)
+    loss = _loss_change(base, dz).sum(axis=1) / base.X.shape[1]
+    odd, even = _l2_changes(base, steps)
+    plus, minus = loss[:k] + (odd + even), loss[k:] + (even - odd)
+    if crossed.any():  # carried as one past a change of state, which breaks the symmetry: redo those
+        redo = np.flatnonzero(crossed)
+        change, again = cost_changes(base, {name: np.concatenate([s[redo], -s[redo]]) for name, s in steps.items()})
+        plus[redo], minus[redo] = change[:redo.size], change[redo.size:]
+        flips[redo] = again[:redo.size] | again[redo.size:]
+    return plus, minus, flips

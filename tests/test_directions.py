@@ -1,0 +1,158 @@
+"""Directions: exact symmetric steps, the paired (+s, -s) change propagation against the
+general one and against full forward passes, shared draws, chunking independence."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from fastcheck.directions import GLOBAL, direction_steps, draw_directions, mlp_evaluate_directions
+from fastcheck.layout import Layout
+from fastcheck.mlp import HIDDEN, MLP, OUTPUTS
+from fastcheck.stacked import BaseState, cost_changes, symmetric_cost_changes
+
+EPS = 1e-7
+
+
+def _exact(a: float, b: float) -> bool:
+    """Whether a + b is exactly representable (checked in rational arithmetic)."""
+    return Fraction(float(np.float64(a) + np.float64(b))) == Fraction(a) + Fraction(b)
+
+
+def test_symmetric_steps_are_exact_or_the_direction_takes_plain_steps():
+    tricky = [0.0, -0.0, 1e-300, -1e-20, 3e-11, 1.0, 2.0, -0.5, np.nextafter(1.0, 0.0), np.nextafter(0.25, 1.0),
+              0.125 - 2e-17, 4.0 - 1e-15]
+    params = {f"t{i}": np.array([t]) for i, t in enumerate(tricky)}  # one group each: the step is +-eps
+    params["normal"] = np.random.default_rng(0).standard_normal(40) * 0.05
+    layout, theta = Layout.from_params(params)
+    directions = draw_directions(layout, 3, seed=1, overall=False)
+    steps = [direction_steps(theta, np.zeros_like(theta), [d], 1e-2) for d in directions]  # a big step
+    symmetric = [bool(st.symmetric[0]) for st in steps]
+    assert any(symmetric) and not all(symmetric)
+    for d, st in zip(directions, steps):
+        base = theta[d.start:d.stop]
+        exact = all(_exact(t, s) and _exact(t, -s) for t, s in zip(base, st.plus[0]))
+        assert exact == st.symmetric[0], d
+        if st.symmetric[0]:
+            assert np.array_equal(st.minus[0], st.plus[0])
+        else:  # the plain steps of the rounded perturbed values, fl(theta + eps v) and fl(theta - eps v)
+            assert np.array_equal((base + st.plus[0]) - base, st.plus[0])
+            assert np.array_equal(base - (base - st.minus[0]), st.minus[0])
+            np.testing.assert_allclose(st.plus[0], 1e-2 * d.vector(), rtol=1e-6, atol=1e-20)
+            np.testing.assert_allclose(st.minus[0], 1e-2 * d.vector(), rtol=1e-6, atol=1e-20)
+    assert not symmetric[3 * 2] and symmetric[0]  # 1e-300: no exact symmetric step; 0.0: one
+
+
+def test_steps_follow_the_rounded_perturbation_and_u_is_their_mean():
+    params = {"W": np.random.default_rng(2).standard_normal((6, 5))}
+    layout, theta = Layout.from_params(params)
+    grad = np.random.default_rng(3).standard_normal(theta.size)
+    (d,) = draw_directions(layout, 1, seed=4, overall=False)
+    steps = direction_steps(theta, grad, [d], EPS)
+    assert steps.symmetric[0]
+    v = d.vector()
+    np.testing.assert_allclose(steps.plus[0], EPS * v, rtol=1e-7)  # the rounded step, near eps v
+    assert steps.analytic[0] == (steps.plus[0] @ grad + steps.minus[0] @ grad) / (2 * EPS)
+
+
+def test_global_directions_share_the_groups_draws():
+    net = MLP([5, 4, 3])
+    layout, _ = Layout.from_params(net.init(seed=0))
+    directions = draw_directions(layout, 3, seed=7)
+    by_key = {(d.group, d.number): d for d in directions}
+    for j in range(3):
+        whole = by_key[GLOBAL, j].draw()
+        for g in layout.groups:
+            assert np.array_equal(whole[g.start:g.stop], by_key[g.name, j].draw())
+    assert not np.array_equal(by_key["W1", 0].draw(), by_key["W1", 1].draw())
+
+
+def _full_change(net, params, X, Y, steps, sign):
+    perturbed = {k: v + sign * steps[k] if k in steps else v for k, v in params.items()}
+    return net.cost(perturbed, X, Y) - net.cost(params, X, Y)
+
+
+@pytest.mark.parametrize("output", sorted(OUTPUTS))
+@pytest.mark.parametrize("hidden", sorted(HIDDEN))
+def test_paired_changes_equal_the_general_ones_and_full_passes(hidden, output):
+    net = MLP([7, 6, 5, 3], hidden=hidden, output=output, l2=0.3)
+    params = net.init(seed=1)
+    X, Y = net.random_data(9, seed=2)
+    base = BaseState(net, params, X, Y)
+    rng = np.random.default_rng(3)
+    for perturbed in (["W1"], ["b1"], ["W2", "b2"], ["W3"], ["b3"], list(params)):
+        steps = {k: rng.standard_normal((4, *params[k].shape)) * 1e-3 for k in perturbed}
+        plus, minus, crossed = symmetric_cost_changes(base, steps)
+        change, flips = cost_changes(base, {k: np.concatenate([s, -s]) for k, s in steps.items()})
+        np.testing.assert_allclose(plus, change[:4], rtol=1e-11, atol=1e-18)
+        np.testing.assert_allclose(minus, change[4:], rtol=1e-11, atol=1e-18)
+        assert np.array_equal(crossed, flips[:4] | flips[4:])
+        for j in range(4):  # and each equals a full forward pass on the perturbed parameters
+            one = {k: s[j] for k, s in steps.items()}
+            np.testing.assert_allclose(plus[j], _full_change(net, params, X, Y, one, +1), rtol=1e-6, atol=1e-13)
+            np.testing.assert_allclose(minus[j], _full_change(net, params, X, Y, one, -1), rtol=1e-6, atol=1e-13)
+
+
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
+def test_a_pair_that_crosses_a_kink_is_recomputed(hidden):
+    """A unit sits just above 0: the -s step switches it off, which breaks the pair's symmetry."""
+    net = MLP([4, 3, 2], hidden=hidden, output="softmax", l2=0.1)
+    params = net.init(seed=0)
+    X, Y = net.random_data(5, seed=1)
+    z = params["W1"] @ X + params["b1"]
+    params["b1"][0, 0] -= z[0, 2] - 1e-9  # unit 0 of example 2 at +1e-9
+    base = BaseState(net, params, X, Y)
+    steps = {"b1": np.zeros((3, 3, 1))}
+    steps["b1"][0, 0, 0] = 1e-6  # crosses when subtracted
+    steps["b1"][1, 1, 0] = 1e-6  # does not cross
+    steps["b1"][2, 0, 0] = -1e-6  # crosses when added
+    plus, minus, crossed = symmetric_cost_changes(base, steps)
+    assert crossed.tolist() == [True, False, True]
+    for j in range(3):
+        one = {"b1": steps["b1"][j]}
+        np.testing.assert_allclose(plus[j], _full_change(net, params, X, Y, one, +1), rtol=1e-7)
+        np.testing.assert_allclose(minus[j], _full_change(net, params, X, Y, one, -1), rtol=1e-7)
+    # the odd part alone would be wrong for the crossing pairs: -(plus change) is not the minus change
+    assert abs(plus[0] + minus[0]) > 1e3 * abs(plus[1] + minus[1])
+
+
+def _evaluate(net, params, X, Y, directions, **kw):
+    layout, theta = Layout.from_params(params)
+    analytic = layout.flatten_grads(net.gradient(params, X, Y))
+    return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, directions, EPS, **kw)
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+def test_results_do_not_depend_on_chunks_or_on_which_directions_come_along(hidden):
+    net = MLP([12, 8, 6, 4], hidden=hidden, output="softmax", l2=0.1)
+    params = net.init(seed=3)
+    X, Y = net.random_data(10, seed=4)
+    layout, _ = Layout.from_params(params)
+    directions = draw_directions(layout, 5, seed=9)
+    full = _evaluate(net, params, X, Y, directions)
+    tiny = _evaluate(net, params, X, Y, directions, max_memory=1)  # one direction per chunk
+    alone = [_evaluate(net, params, X, Y, [d]) for d in directions]
+    group_only = _evaluate(net, params, X, Y, [d for d in directions if d.group != GLOBAL])
+    # the same directions and analytic sides, bit for bit; numeric sides to rounding (stacked
+    # matrix products of different heights may round differently)
+    for other in (tiny, group_only, *alone):
+        at = [directions.index(d) for d in other.directions]
+        assert np.array_equal(other.analytic, full.analytic[at])
+        np.testing.assert_allclose(other.numeric, full.numeric[at], rtol=1e-12, atol=1e-15)
+    rel = np.abs(full.numeric - full.analytic) / (np.abs(full.numeric) + np.abs(full.analytic))
+    assert rel.max() < 1e-7  # a correct gradient
+
+
+def test_tiny_parameters_take_plain_steps_and_still_check():
+    net = MLP([6, 5, 3], hidden="tanh", output="softmax", l2=0.1)
+    params = net.init(seed=0)
+    params["b1"] = np.full((5, 1), 1e-20)  # far smaller than a step: no exact symmetric step exists
+    X, Y = net.random_data(8, seed=1)
+    layout, theta = Layout.from_params(params)
+    b1 = [d for d in draw_directions(layout, 4, seed=0, overall=False) if d.group == "b1"]
+    assert not direction_steps(theta, np.zeros_like(theta), b1, EPS).symmetric.any()
+    report = net.check(params, net.gradient(params, X, Y), X, Y, mode="directions", n_directions=4)
+    assert report.passed and report.group("b1").verdict == "pass"
+    wrong = net.gradient(params, X, Y)
+    wrong["db1"] = wrong["db1"] * 1.1
+    assert net.check(params, wrong, X, Y, mode="directions", n_directions=4).failing_groups == ["b1"]
