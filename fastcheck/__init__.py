@@ -22,12 +22,15 @@ from .finite import DEFAULT_EPS, Bounds, relative_difference
 from .layout import CastWarning, Group, Layout
 from .mlp import MLP
 from .report import DirectionRow, EntryRow, GroupRow, Report
+from .testing import assert_gradient, assert_report
 
 __version__ = "0.1.0"
 
 __all__ = [
     "check",
     "plan",
+    "assert_gradient",
+    "assert_report",
     "Plan",
     "MLP",
     "Report",
