@@ -44,6 +44,7 @@ def get_parser() -> argparse.ArgumentParser:
     demo.add_argument("--network", choices=sorted(NETWORKS), default="M", help="benchmark network (default M)")
     demo.add_argument("--bug", choices=sorted(BUGS), default="scaled", help="bug to plant (default scaled)")
     demo.add_argument("--engine", choices=["batched", "reference"], default="batched")
+    demo.add_argument("--html", metavar="FILE", help="also write the planted bug's report as an HTML page with plots")
     demo.set_defaults(func=run_demo)
 
     chk = sub.add_parser("check", help="check a built-in MLP or a user problem MODULE:FUNCTION",
@@ -83,6 +84,7 @@ def get_parser() -> argparse.ArgumentParser:
                       help="joblib backend for a user problem (default loky with --jobs)")
     opts.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler to run a user problem on")
     opts.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    opts.add_argument("--html", metavar="FILE", help="also write the report as an HTML page with plots")
     opts.add_argument("--quiet", action="store_true", help="print only the verdict line")
     chk.set_defaults(func=run_check)
 
@@ -118,7 +120,28 @@ def _exit_code(report) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
+def _check_output(path: str | None, flag: str) -> None:
+    """Refuse an output path whose directory is missing before any work is done."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path!r} is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise UsageError(f"{flag} {path!r}: directory {str(target.parent)!r} does not exist")
+
+
+def _write_output(path: str | None, text: str, flag: str) -> None:
+    if path is None:
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path!r}: {exc.strerror or exc}") from None
+
+
 def run_demo(args) -> int:
+    _check_output(args.html, "--html")
     started = time.perf_counter()
     net, params, X, Y = network(args.network)
     print(f"fastcheck demo: network {args.network} {net!r}, {X.shape[1]} examples, {net.n_params:,} parameters\n")
@@ -133,10 +156,15 @@ def run_demo(args) -> int:
     print(f"\n{'the bug was caught in ' + ', '.join(bad.failing_groups) if caught else 'THE BUG WAS MISSED'}; "
           f"correct gradient {'passed' if good.passed else 'FAILED'}; "
           f"{time.perf_counter() - started:.2f} s in all")
+    if args.html:
+        _write_output(args.html, bad.to_html(f"fastcheck demo: network {args.network}, planted bug {args.bug!r}"),
+                      "--html")
     return EXIT_OK if good.passed and caught else EXIT_FAILED
 
 
 def run_check(args) -> int:
+    _check_output(args.json, "--json")
+    _check_output(args.html, "--html")
     if args.problem:
         if args.layers or args.network or args.bug:
             raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
@@ -153,8 +181,8 @@ def run_check(args) -> int:
         print(str(report).splitlines()[0])
     else:
         print(report)
-    if args.json:
-        Path(args.json).write_text(report.to_json())
+    _write_output(args.json, report.to_json(), "--json")
+    _write_output(args.html, report.to_html(), "--html")
     return _exit_code(report)
 
 

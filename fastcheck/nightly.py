@@ -784,6 +784,8 @@ def _run_unit(unit: _Unit, run_dir: Path, chunk_size: int | None, progress: _Pro
     chunks.sort(key=lambda c: c.start)
     elapsed = unit.prepare_seconds + sum(c.seconds for c in chunks)
     report = prepared.report(merge_evaluations(c.evaluations for c in chunks), elapsed=elapsed)
+    # the page first: a unit whose JSON report exists is finished, and so has its page
+    _write_atomic(run_dir / f"{unit.label}.html", report.to_html(f"fastcheck nightly: {unit.label}").encode())
     _write_atomic(result.report_path, report.to_json().encode())
     store.clear()
     result.report = report

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -195,14 +196,8 @@ class Report:
 
     # ------------------------------------------------------------------ text
     def __str__(self) -> str:
-        s = self.settings
-        head = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}[self.verdict]
-        lines = [
-            f"gradient check {head}: difference {self.difference:.2e} "
-            f"(pass < {s['warn']:.0e} <= warn < {s['fail']:.0e} <= fail)",
-            f"  {s['engine']} engine, mode {s['mode']}, eps {s['eps']:.0e}: " + self._coverage_line()
-            + f", {self.n_evaluations:,} cost evaluations, {self.elapsed:.3g} s",
-        ]
+        head, coverage = self._headline()
+        lines = [head, "  " + coverage]
         rows = [("group", "shape", "checked", "kinks", "wrong", "difference", "verdict")]
         for g in self.groups + ([self.overall_directions] if self.overall_directions else []):
             checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked}/{g.size}"
@@ -220,10 +215,7 @@ class Report:
                              f"{e.rel_error:.2e}"))
             lines += _table(rows)
         if self.n_kinks:
-            policy = "included in" if s.get("kinks") == "include" else "left out of"
-            shown = ", ".join(e.label for e in self.kinks[:5])
-            more = f" and {self.n_kinks - 5} more" if self.n_kinks > 5 else ""
-            lines += ["", f"{self.n_kinks} coordinate(s) crossed a kink ({policy} the verdict): {shown}{more}"]
+            lines += ["", self._kink_line()]
         if self.diagnoses:
             lines += ["", "diagnosis:"] + [f"  {name}: {text}" for name, text in self.diagnoses.items()]
         if self.failing_groups:
@@ -231,6 +223,21 @@ class Report:
         if any(g.wrong_entries for g in self.groups):
             lines.append("  ('wrong' counts entries off by more than the fail bound and far beyond rounding)")
         return "\n".join(lines)
+
+    def _headline(self) -> list[str]:
+        """The verdict line and the settings-and-coverage line (also the HTML page's headline)."""
+        s = self.settings
+        head = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}[self.verdict]
+        return [f"gradient check {head}: difference {self.difference:.2e} "
+                f"(pass < {s['warn']:.0e} <= warn < {s['fail']:.0e} <= fail)",
+                f"{s['engine']} engine, mode {s['mode']}, eps {s['eps']:.0e}: " + self._coverage_line()
+                + f", {self.n_evaluations:,} cost evaluations, {self.elapsed:.3g} s"]
+
+    def _kink_line(self) -> str:
+        policy = "included in" if self.settings.get("kinks") == "include" else "left out of"
+        shown = ", ".join(e.label for e in self.kinks[:5])
+        more = f" and {self.n_kinks - 5} more" if self.n_kinks > 5 else ""
+        return f"{self.n_kinks} coordinate(s) crossed a kink ({policy} the verdict): {shown}{more}"
 
     def _coverage_line(self) -> str:
         if self.settings["mode"] == "directions":
@@ -256,6 +263,51 @@ class Report:
                 lines.append(f"directions only: {', '.join(unescalated)} (a wrong group shows in its directional "
                              "difference; its entries are named once escalated)")
         return lines if len(lines) > 1 else []
+
+    # ------------------------------------------------------------------ HTML
+    @property
+    def has_entries(self) -> bool:
+        """True when every checked coordinate is kept (a report built in process); a report
+        read by :meth:`from_json` keeps only the worst entries and the kinks."""
+        return len(self._index) == self.n_checked
+
+    def entry_errors(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Group ``name``'s checked coordinates: ``(positions, rel_error, kink)``, positions
+        being flat indices into the group's array, in increasing order."""
+        position = [g.name for g in self.groups].index(name)
+        lo, hi = np.searchsorted(self._index, self._starts[position:position + 2])
+        return (self._index[lo:hi] - self._starts[position],
+                relative_errors(self._numeric[lo:hi], self._analytic[lo:hi]), self._kink[lo:hi])
+
+    def to_html(self, title: str | None = None) -> str:
+        """The report as one self-contained HTML page with inline SVG plots; see :mod:`fastcheck.html`.
+
+        Parameters
+        ----------
+        title : str, optional
+            The page's title and heading (default "fastcheck report").
+
+        Returns
+        -------
+        str
+            The page: the headline, the group, worst-entry and diagnosis tables, each group's
+            difference on a log axis, error histograms and heat maps of the failing matrices.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcheck as fc
+        >>> report = fc.check(lambda t: float(t @ t), np.arange(3.0), 2 * np.arange(3.0))
+        >>> page = report.to_html(title="my check")
+        >>> page.startswith("<!DOCTYPE html>") and "<title>my check</title>" in page
+        True
+        """
+        from .html import report_html
+
+        return report_html(self, title)
+
+    def save_html(self, path, title: str | None = None) -> None:
+        """Write :meth:`to_html` to ``path`` (UTF-8)."""
+        Path(path).write_text(self.to_html(title), encoding="utf-8")
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:

@@ -245,7 +245,8 @@ def test_chunk_store_roundtrip_and_checksum(tmp_path):
 def test_concurrent_run_refuses(tmp_path, user_module, capsys):
     suite = _suite(tmp_path, BLACKBOX_SUITE)
     run_dir = tmp_path / "runs" / "night"
-    proc = _spawn(tmp_path, ["nightly", suite, "--run-dir", str(run_dir)], {"NIGHTLY_TEST_SLEEP": "0.005", "NIGHTLY_TEST_CHUNK_SLEEP": "0.05"})
+    proc = _spawn(tmp_path, ["nightly", suite, "--run-dir", str(run_dir)],
+                  {"NIGHTLY_TEST_SLEEP": "0.005", "NIGHTLY_TEST_CHUNK_SLEEP": "0.05"})
     try:
         deadline = time.monotonic() + 60
         while not (run_dir / "run.json").exists():
