@@ -37,6 +37,30 @@ def test_demo_catches_the_planted_bug(capsys):
     assert "gradient check PASSED" in out and "gradient check FAILED" in out
 
 
+@pytest.mark.parametrize("seconds", [0.05, 26.0])
+def test_demo_reports_a_first_run_compile_apart_from_the_check(monkeypatch, capsys, seconds):
+    import fastcheck.batched
+
+    monkeypatch.setattr(fastcheck.batched, "compile_kernels", lambda hidden, output: seconds)
+    assert main(["demo", "--network", "S"]) == 0
+    out = capsys.readouterr().out
+    assert ("compiled the kernels first, once per install: 26.0 s" in out) == (seconds > 1)
+
+
+def test_a_slow_compile_is_announced_on_a_terminal(monkeypatch, capsys):
+    import time
+
+    import fastcheck.batched
+
+    monkeypatch.setattr(fastcheck.batched, "compile_kernels", lambda hidden, output: time.sleep(1.3) or 1.3)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["check", "--layers", "6,5,3", "--hidden", "tanh", "--quiet"]) == 0
+    assert "compiling the numba kernels for tanh/softmax (first run only" in capsys.readouterr().err
+    monkeypatch.setattr(fastcheck.batched, "compile_kernels", lambda hidden, output: 0.01)
+    assert main(["check", "--layers", "6,5,3", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_check_builtin_pass_and_bug(tmp_path, capsys):
     assert main(["check", "--layers", "6,5,4,3", "--l2", "0.1", "--examples", "8"]) == 0
     path = tmp_path / "r.json"
