@@ -31,7 +31,12 @@ KINK_POLICIES = ("exclude", "include")
 #: Directions per group (and over all of theta) when ``n_directions`` is not given.
 DEFAULT_DIRECTIONS = 16
 #: Coordinates re-checked per flagged group when escalating, at most.
-DEFAULT_ESCALATE_BUDGET = 20_000
+#: Escalation re-checks every entry of the flagged groups when the engine's estimate says
+#: it takes at most this many seconds, else as many (at random) as fit.
+ESCALATE_SECONDS = 30.0
+#: ... but never fewer than this many entries of a group (or all of a smaller one).
+ESCALATE_MIN = 1_000
+DEFAULT_ESCALATE_BUDGET = None
 
 
 @dataclass
@@ -92,7 +97,7 @@ class _Options:
     seed: int
     kinks: str
     escalate: bool
-    escalate_budget: int
+    escalate_budget: int | None
     budget: float | None
 
     def settings(self) -> dict:
@@ -124,15 +129,17 @@ def _options(eps, mode, fraction, n_samples, n_directions, min_per_group, seed, 
         raise InputError(f"`n_directions` goes with mode='directions', not mode={mode!r}")
     if mode == "directions" and n_directions is None:
         n_directions = DEFAULT_DIRECTIONS
-    if not isinstance(escalate_budget, (int, np.integer)) or escalate_budget < 1:
-        raise InputError(f"`escalate_budget`={escalate_budget!r} must be a positive integer")
+    if escalate_budget is not None and (isinstance(escalate_budget, bool) or
+                                        not isinstance(escalate_budget, (int, np.integer)) or escalate_budget < 1):
+        raise InputError(f"`escalate_budget`={escalate_budget!r} must be a positive integer (entries per group), "
+                         f"or None for every entry that fits in {ESCALATE_SECONDS:g} s")
     if budget is not None:
         if mode != "full":
             raise InputError("`budget` picks the widest subset that fits: use it with mode='full' (the default)")
         if not (isinstance(budget, (int, float)) and budget > 0):
             raise InputError(f"`budget`={budget!r} must be a positive number of seconds")
     return _Options(eps, Bounds(warn=warn, fail=fail), mode, fraction, n_samples, n_directions, min_per_group, seed,
-                    kinks, bool(escalate), int(escalate_budget), budget)
+                    kinks, bool(escalate), None if escalate_budget is None else int(escalate_budget), budget)
 
 
 # ---------------------------------------------------------------------- the pipeline
@@ -260,19 +267,28 @@ def _run(layout: Layout, analytic: np.ndarray, engine: _Engine, opts: _Options, 
     if not flagged:
         return result
     rng = np.random.default_rng([opts.seed, 1])
-    done = set() if coords is None else set(coords.indices.tolist())
-    extra = []
-    for row in flagged:
-        g = layout.group(row.name)
-        todo = np.array([i for i in range(g.start, g.stop) if i not in done], dtype=np.int64)
-        if len(todo) > opts.escalate_budget:
-            todo = np.sort(rng.choice(todo, size=opts.escalate_budget, replace=False))
-        extra.append(todo)
+    done = np.zeros(layout.n_params, dtype=bool)
+    if coords is not None:
+        done[coords.indices] = True
+    todos = [g.start + np.flatnonzero(~done[g.start:g.stop]) for g in map(layout.group, (r.name for r in flagged))]
+    sizes = _escalation_sizes(engine, [len(t) for t in todos], opts.escalate_budget)
+    extra = [t if len(t) == k else np.sort(rng.choice(t, size=k, replace=False)) for t, k in zip(todos, sizes)]
     more = np.concatenate(extra)
     if len(more):
         coords = _merge(coords, engine.coordinates(more))
     settings["escalated"] = [g.name for g in flagged]
     return report(escalated=settings["escalated"])
+
+
+def _escalation_sizes(engine: _Engine, todo: list[int], budget: int | None) -> list[int]:
+    """How many of each flagged group's unchecked entries escalation re-checks."""
+    if budget is not None:
+        return [min(n, budget) for n in todo]
+    seconds = engine.estimate(2 * sum(todo)) if sum(todo) else 0.0
+    if seconds <= ESCALATE_SECONDS:
+        return list(todo)
+    share = ESCALATE_SECONDS / seconds
+    return [min(n, max(ESCALATE_MIN, int(n * share))) for n in todo]
 
 
 # ---------------------------------------------------------------------- any cost
@@ -306,7 +322,7 @@ def _prepare_cost(cost, params, grads, cast):
 def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
           n_samples: int | None = None, n_directions: int | None = None,
           min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = False,
-          escalate_budget: int = DEFAULT_ESCALATE_BUDGET, budget: float | None = None, n_jobs: int = 1,
+          escalate_budget: int | None = DEFAULT_ESCALATE_BUDGET, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
           max_memory: int | None = None, progress: bool | None = None, warn: float = 1e-6, fail: float = 1e-3,
           cast: bool = False) -> Report:
@@ -343,8 +359,13 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
         Seed of the random modes: same seed, same coordinates and directions.
     escalate : bool
         After a subset or directions check, re-check every group that is not
-        ``"pass"`` coordinate by coordinate (at most ``escalate_budget`` coordinates
-        per group), so the report names the wrong entries.
+        ``"pass"`` coordinate by coordinate, so the report names the wrong entries.
+    escalate_budget : int, optional
+        Entries re-checked per flagged group, at random; by default (None) all of
+        them when the engine's estimate says that takes at most 30 s, else as many
+        as fit (at least 1,000 per group). A group whose directions flagged it but
+        whose re-checked entries are all right keeps its directions' verdict, with a
+        note that the wrong entries are among those not re-checked.
     budget : float, optional
         Seconds: when a full check would take longer (estimated from a timing of the
         cost), check the widest stratified subset that fits instead.
@@ -498,9 +519,9 @@ def _prepare_mlp(net, params, grads, X, Y, cast):
 def check_mlp(net, params, grads, X, Y, *, engine: str = "batched", eps: float = DEFAULT_EPS, mode: str = "full",
               fraction: float | None = None, n_samples: int | None = None, n_directions: int | None = None,
               min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, kinks: str = "exclude",
-              escalate: bool = False, escalate_budget: int = DEFAULT_ESCALATE_BUDGET, budget: float | None = None,
-              max_memory: int | None = None, n_threads: int | None = None, warn: float = 1e-6,
-              fail: float = 1e-3, cast: bool = False) -> Report:
+              escalate: bool = False, escalate_budget: int | None = DEFAULT_ESCALATE_BUDGET,
+              budget: float | None = None, max_memory: int | None = None, n_threads: int | None = None,
+              warn: float = 1e-6, fail: float = 1e-3, cast: bool = False) -> Report:
     """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost."""
     p = prepare_mlp(net, params, grads, X, Y, engine=engine, eps=eps, mode=mode, fraction=fraction,
                     n_samples=n_samples, n_directions=n_directions, min_per_group=min_per_group, seed=seed,

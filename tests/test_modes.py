@@ -150,6 +150,41 @@ def test_escalation_names_the_wrong_entry(net_s, mode):
     assert report.settings["escalated"] == ["W2"]
 
 
+def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict(net_s):
+    """W2[3, 7] off by 10%: its directions flag W2; a re-check of 100 other entries finds them right."""
+    net, params, X, Y, grads = net_s
+    bad = {k: v.copy() for k, v in grads.items()}
+    bad["dW2"][3, 7] *= 1.1
+    layout, _ = Layout.from_params(params)
+    target = layout.group("W2").start + 3 * 32 + 7
+    seed = next(s for s in range(100)  # a seed whose 100 re-checked entries miss W2[3, 7]
+                if target not in np.random.default_rng([s, 1]).choice(np.arange(layout.group("W2").start,
+                                                                                layout.group("W2").stop), 100, False))
+    flagged = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed).group("W2").verdict
+    assert flagged != "pass"
+    report = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed, escalate=True,
+                       escalate_budget=100)
+    row = report.group("W2")
+    assert row.escalated and row.checked == 100 and row.wrong_entries == 0
+    assert row.verdict == flagged and not report.verdict == "pass"
+    assert "the wrong ones are among the 412 not re-checked" in report.diagnoses["W2"]
+    assert "the wrong ones are among" in str(report)
+
+
+def test_escalation_by_default_rechecks_whole_groups_that_fit_in_its_time(net_s, monkeypatch):
+    from fastcheck import api
+
+    net, params, X, Y, grads = net_s
+    bad = {k: v.copy() for k, v in grads.items()}
+    bad["dW1"][5, 9] *= 1.1
+    report = net.check(params, bad, X, Y, mode="directions", n_directions=8, escalate=True)
+    assert report.group("W1").checked == 2048 and report.worst(1)[0].label == "W1[5, 9]"
+    monkeypatch.setattr(api, "ESCALATE_SECONDS", 1e-9)  # nothing fits: the floor of entries per group
+    monkeypatch.setattr(api, "ESCALATE_MIN", 300)
+    report = net.check(params, bad, X, Y, mode="directions", n_directions=8, escalate=True)
+    assert report.group("W1").checked == 300
+
+
 def test_directions_report_round_trips_and_reads(net_s):
     net, params, X, Y, _ = net_s
     report = net.check(params, buggy_gradient(net, "scaled", params, X, Y), X, Y, mode="directions",
