@@ -91,6 +91,11 @@ def main():
         report = net.check(params, grads, X, Y, **kwargs)
         count = report.n_checked if kwargs["mode"] == "subset" else len(report.directions)
         print(f"| {kwargs['mode']} | {label} ({count:,}) | {seconds * 1e3:.0f} ms |")
+    net, params, X, Y = network(name, hidden="tanh")  # no linear shortcut: directions pay off here
+    grads = net.gradient(params, X, Y)
+    kwargs = rows[-1][0]
+    seconds = median_time(net, params, grads, X, Y, args.repeats, **kwargs)
+    print(f"| {kwargs['mode']} | tanh hidden layers: {rows[-1][1]} | {seconds * 1e3:.0f} ms |")
 
     print("\nOther hidden/loss pairs, exhaustive, batched engine:\n")
     print("| network | hidden / output | median |")
