@@ -305,9 +305,14 @@ def _cost_engine(objective: CostObjective, theta, analytic, eps, base_seconds, *
         return blackbox_engine(objective, theta, idx, eps, n_jobs=n_jobs, batch_cost=batch_cost, backend=backend,
                                chunk_size=chunk_size, max_memory=max_memory, progress=progress)
 
+    def directions(dirs):
+        from .blackbox import blackbox_directions
+
+        return blackbox_directions(objective, theta, analytic, dirs, eps, n_jobs=n_jobs, batch_cost=batch_cost,
+                                   backend=backend, chunk_size=chunk_size, max_memory=max_memory, progress=progress)
+
     workers = max(1, n_jobs if n_jobs > 0 else __import__("os").cpu_count() or 1)
-    return _Engine("blackbox", coordinates, lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps),
-                   lambda n: n * base_seconds / workers)
+    return _Engine("blackbox", coordinates, directions, lambda n: n * base_seconds / workers)
 
 
 def _prepare_cost(cost, params, grads, cast):
@@ -370,8 +375,9 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
         Seconds: when a full check would take longer (estimated from a timing of the
         cost), check the widest stratified subset that fits instead.
     n_jobs : int
-        Worker processes for the black-box engine (-1: all cores); 1 runs the reference
-        loop in this process. Small jobs stay in-process unless ``chunk_size`` is given.
+        Worker processes for the black-box engine (-1: all cores), in every mode (chunks
+        of coordinates, or of random directions); 1 runs the reference loop in this
+        process. Small jobs stay in-process unless ``chunk_size`` is given.
         With ``joblib.parallel_config(backend="dask")`` around the call, pass
         ``n_jobs=-1``.
     batch_cost : callable ``batch_cost(thetas) -> costs``, optional

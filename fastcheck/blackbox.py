@@ -53,7 +53,9 @@ from .reference import Evaluations, reference_engine
 
 __all__ = [
     "blackbox_engine",
+    "blackbox_directions",
     "evaluate_chunk",
+    "evaluate_direction_chunk",
     "DEFAULT_MAX_MEMORY",
     "MAX_ROWS",
     "TASK_SECONDS",
@@ -127,8 +129,50 @@ def evaluate_chunk(objective, theta: np.ndarray, indices: np.ndarray, eps: float
     return cost_plus, cost_minus
 
 
-def _worker(objective, theta, chunk_id, indices, eps, batch_cost, rows, numba_threads, markers=None):
-    """One task: a chunk of coordinates in a joblib worker -> (chunk_id, cost_plus, cost_minus).
+def evaluate_direction_chunk(objective, theta: np.ndarray, directions, eps: float, batch_cost=None,
+                             rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """J(theta+) and J(theta-) for random ``directions`` (see :mod:`fastcheck.directions`).
+
+    Without ``batch_cost``, exactly the loop of
+    :func:`fastcheck.directions.evaluate_directions`; with it, the perturbed thetas are
+    the rows of stacks of at most ``rows`` (row 2p: direction p's theta+, row 2p + 1:
+    its theta-).
+    """
+    from .directions import direction_steps
+
+    k, per_stack = len(directions), max(1, rows // 2)
+    cost_plus, cost_minus = np.empty(k), np.empty(k)
+    zeros = np.zeros(0)
+    if batch_cost is None:
+        work = theta.copy()
+        for j, d in enumerate(directions):
+            steps = direction_steps(theta, zeros, [d], eps, analytic=False)
+            where = f"direction {d.number} of {d.group}"
+            base = theta[d.start:d.stop]
+            work[d.start:d.stop] = base + steps.plus[0]
+            cost_plus[j] = objective.evaluate(work, where=where + " (+eps)")
+            work[d.start:d.stop] = base - steps.minus[0]
+            cost_minus[j] = objective.evaluate(work, where=where + " (-eps)")
+            work[d.start:d.stop] = base
+        return cost_plus, cost_minus
+    for start in range(0, k, per_stack):
+        chunk = directions[start:start + per_stack]
+        stack = np.empty((2 * len(chunk), theta.size))
+        stack[:] = theta
+        for p, d in enumerate(chunk):
+            steps = direction_steps(theta, zeros, [d], eps, analytic=False)
+            base = theta[d.start:d.stop]
+            stack[2 * p, d.start:d.stop] = base + steps.plus[0]
+            stack[2 * p + 1, d.start:d.stop] = base - steps.minus[0]
+        stack.flags.writeable = False
+        costs = _call_batch_cost(batch_cost, stack, objective.layout, chunk)
+        cost_plus[start:start + len(chunk)], cost_minus[start:start + len(chunk)] = costs[0::2], costs[1::2]
+    return cost_plus, cost_minus
+
+
+def _worker(objective, theta, chunk_id, items, eps, batch_cost, rows, numba_threads, markers=None,
+            evaluate=evaluate_chunk):
+    """One task: a chunk of coordinates (or directions) in a joblib worker -> (chunk_id, cost_plus, cost_minus).
 
     ``markers``: a directory on this machine where the task leaves a file named after its
     chunk while it runs, so that the chunk of a worker that dies can be named.
@@ -138,10 +182,10 @@ def _worker(objective, theta, chunk_id, indices, eps, batch_cost, rows, numba_th
         open(marker, "w").close()
     with _numba_threads(numba_threads):
         try:
-            cost_plus, cost_minus = evaluate_chunk(objective, theta, indices, eps, batch_cost, rows)
+            cost_plus, cost_minus = evaluate(objective, theta, items, eps, batch_cost, rows)
         except SystemExit as exc:  # never let a worker's sys.exit end the caller's program
-            raise CostError(f"the cost called sys.exit({exc.code!r}) while evaluating coordinates "
-                            f"{_span(objective.layout, indices)}; it must return a float") from None
+            raise CostError(f"the cost called sys.exit({exc.code!r}) while evaluating "
+                            f"{_span(objective.layout, items)}; it must return a float") from None
         finally:
             if marker is not None:
                 os.unlink(marker)
@@ -169,7 +213,7 @@ def _call_batch_cost(batch_cost, thetas: np.ndarray, layout, idx) -> np.ndarray:
     """``batch_cost(thetas)``, validated: k finite float64 costs. ``idx=None``: the unperturbed theta."""
     k = thetas.shape[0]
     what = ("the unperturbed parameters" if idx is None
-            else f"{k} perturbed thetas (coordinates {_span(layout, idx)}, each + eps and - eps)")
+            else f"{k} perturbed thetas ({_span(layout, idx)}, each + eps and - eps)")
     try:
         out = batch_cost(thetas)
     except ValueError as exc:
@@ -192,7 +236,7 @@ def _call_batch_cost(batch_cost, thetas: np.ndarray, layout, idx) -> np.ndarray:
     if bad.any():
         row = int(np.argmax(bad))
         where = ("the unperturbed parameters" if idx is None
-                 else perturbation_label(layout, int(idx[row // 2]), +1 if row % 2 == 0 else -1))
+                 else _item_label(layout, idx[row // 2], +1 if row % 2 == 0 else -1))
         raise CostError(f"`batch_cost` returned {out[row]} at {where} (row {row} of the stack, "
                         f"{int(bad.sum())} non-finite in all); costs must be finite")
     return out
@@ -269,13 +313,44 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
         Re-raised after the workers are stopped; no partial result.
     """
     indices = np.asarray(indices, dtype=np.int64)
+    run = _execute(objective, theta, indices, eps, n_jobs, batch_cost, backend, chunk_size, max_memory, progress)
+    return run.result()
+
+
+def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list, eps: float, *,
+                        n_jobs=1, batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
+                        max_memory: int | None = None, progress: bool | None = None):
+    """Random-direction central differences of a user cost, on joblib workers or as stacks.
+
+    The directions mode of :func:`blackbox_engine`, with the same settings, chunking,
+    thread caps, faults and progress: ``chunk_size`` counts directions. The numbers are
+    bit for bit those of :func:`fastcheck.directions.evaluate_directions`, whatever
+    ``n_jobs``, backend and chunk size.
+
+    Returns
+    -------
+    DirectionEvaluations
+    """
+    from .directions import DirectionEvaluations, direction_steps
+
+    directions = list(directions)
+    run = _execute(objective, theta, directions, eps, n_jobs, batch_cost, backend, chunk_size, max_memory,
+                   progress)
+    cost_plus, cost_minus = run.costs()
+    an = np.array([direction_steps(theta, analytic, [d], eps).analytic[0] for d in directions])
+    return DirectionEvaluations(directions, an, (cost_plus - cost_minus) / (2.0 * eps),
+                                np.zeros(len(directions), dtype=bool), 2 * len(directions))
+
+
+def _execute(objective, theta, items, eps, n_jobs, batch_cost, backend, chunk_size, max_memory, progress) -> _Run:
+    """Evaluate every item (coordinate or direction): here, or in chunks on the workers."""
     _validate_settings(n_jobs, chunk_size, max_memory, progress, backend)
     if batch_cost is not None:
         _check_batch_cost(objective, batch_cost, theta)
-    k = len(indices)
-    run = _Run(objective, theta, indices, eps, batch_cost, progress)
+    k = len(items)
+    run = _Run(objective, theta, items, eps, batch_cost, progress)
     if k == 0:
-        return run.result()
+        return run
     with contextlib.ExitStack() as stack:
         stack.callback(run.progress.close)
         if backend is not None:
@@ -296,26 +371,32 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
             if not parallel_worth:
                 run.rows = min(_rows(memory, theta.size), 2 * chunk)
                 run.in_process(done, chunk)
-                return run.result()
+                return run
             chunk = min(chunk, math.ceil(remaining / (TASKS_PER_WORKER * n_workers)))
         else:
             done, chunk = 0, chunk_size
         run.rows = min(rows, 2 * chunk)
         run.in_workers(done, chunk, n_workers, active, stack)
-    return run.result()
+    return run
 
 
 class _Run:
-    """The results of one engine call, filled chunk by chunk, and the ways to fill them."""
+    """The results of one engine call, filled chunk by chunk, and the ways to fill them.
 
-    def __init__(self, objective, theta, indices, eps, batch_cost, progress):
-        self.objective, self.theta, self.indices, self.eps = objective, theta, indices, eps
+    ``items`` are coordinates (an int64 array, evaluated by :func:`evaluate_chunk`) or
+    random directions (a list, by :func:`evaluate_direction_chunk`).
+    """
+
+    def __init__(self, objective, theta, items, eps, batch_cost, progress):
+        self.objective, self.theta, self.items, self.eps = objective, theta, items, eps
         self.batch_cost, self.rows = batch_cost, 2
-        k = len(indices)
+        self.coordinates = isinstance(items, np.ndarray)
+        self.evaluate = evaluate_chunk if self.coordinates else evaluate_direction_chunk
+        k = len(items)
         self.cost_plus, self.cost_minus = np.full(k, np.nan), np.full(k, np.nan)
         self.filled = np.zeros(k, dtype=bool)
         self.seconds_per_coordinate = 0.0
-        self.progress = _Progress(k, progress)
+        self.progress = _Progress(k, progress, "coordinates" if self.coordinates else "directions")
 
     def _store(self, start, stop, cost_plus, cost_minus):
         self.cost_plus[start:stop], self.cost_minus[start:stop] = cost_plus, cost_minus
@@ -323,13 +404,13 @@ class _Run:
         self.progress.update(stop - start)
 
     def _local(self, start, stop):
-        cp, cm = evaluate_chunk(self.objective, self.theta, self.indices[start:stop], self.eps, self.batch_cost,
-                                self.rows)
+        cp, cm = self.evaluate(self.objective, self.theta, self.items[start:stop], self.eps, self.batch_cost,
+                               self.rows)
         self._store(start, stop, cp, cm)
 
     def probe(self) -> int:
-        """Evaluate chunks of 1, 2, 4, ... coordinates here until PROBE_SECONDS; return how many were done."""
-        done, size, spent, k = 0, 1, 0.0, len(self.indices)
+        """Evaluate chunks of 1, 2, 4, ... items here until PROBE_SECONDS; return how many were done."""
+        done, size, spent, k = 0, 1, 0.0, len(self.items)
         while done < k and spent < PROBE_SECONDS:
             stop = min(k, done + size)
             tic = time.perf_counter()
@@ -341,11 +422,11 @@ class _Run:
         return done
 
     def in_process(self, start, chunk):
-        for lo in range(start, len(self.indices), chunk):
-            self._local(lo, min(len(self.indices), lo + chunk))
+        for lo in range(start, len(self.items), chunk):
+            self._local(lo, min(len(self.items), lo + chunk))
 
     def in_workers(self, start, chunk, n_workers, active, stack):
-        bounds = [(lo, min(len(self.indices), lo + chunk)) for lo in range(start, len(self.indices), chunk)]
+        bounds = [(lo, min(len(self.items), lo + chunk)) for lo in range(start, len(self.items), chunk)]
         if not bounds:
             return
         name = type(active).__name__
@@ -369,8 +450,8 @@ class _Run:
         def tasks():
             for c, (lo, hi) in enumerate(bounds):
                 dispatched.add(c)
-                yield joblib.delayed(_worker)(objective, theta, c, self.indices[lo:hi], self.eps, batch_cost,
-                                              self.rows, inner, markers)
+                yield joblib.delayed(_worker)(objective, theta, c, self.items[lo:hi], self.eps, batch_cost,
+                                              self.rows, inner, markers, self.evaluate)
 
         completed: set[int] = set()
         parallel = joblib.Parallel(n_jobs=n_workers, return_as="generator_unordered", batch_size=1,
@@ -385,9 +466,9 @@ class _Run:
             if _is_worker_death(exc):
                 running = sorted(int(name) for name in os.listdir(markers)) if markers else []
                 running = running or sorted(dispatched - completed) or list(range(len(bounds)))
-                spans = [_span(self.objective.layout, self.indices[slice(*bounds[c])]) for c in running]
-                where = (f"coordinates {spans[0]}" if len(spans) == 1
-                         else f"one of the chunks of coordinates {', '.join(spans)} (one per running worker)")
+                spans = [_span(self.objective.layout, self.items[slice(*bounds[c])]) for c in running]
+                where = (spans[0] if len(spans) == 1
+                         else f"one of: {'; '.join(spans)} (a chunk per running worker)")
                 detail = str(exc).strip().split(". ")[0]
                 raise WorkerError(
                     f"a worker process died while evaluating {where}: {type(exc).__name__}: {detail}. "
@@ -401,15 +482,20 @@ class _Run:
                     warnings.simplefilter("ignore")
                     outputs.close()
 
-    def result(self) -> Evaluations:
+    def costs(self) -> tuple[np.ndarray, np.ndarray]:
+        """J(theta+) and J(theta-) of every item; never with a gap."""
         self.progress.close()
         if not self.filled.all():  # never a silent gap
             missing = np.flatnonzero(~self.filled)
-            raise RuntimeError(f"internal error: {len(missing)} coordinates were not evaluated "
-                               f"(first {self.objective.layout.describe(int(self.indices[missing[0]]))})")
-        numeric = central_difference(self.cost_plus, self.cost_minus, self.eps)
-        return Evaluations(self.indices, self.cost_plus, self.cost_minus, numeric,
-                           np.zeros(len(self.indices), dtype=bool), 2 * len(self.indices))
+            raise RuntimeError(f"internal error: {len(missing)} items were not evaluated "
+                               f"(first {_span(self.objective.layout, self.items[missing[0]:missing[0] + 1])})")
+        return self.cost_plus, self.cost_minus
+
+    def result(self) -> Evaluations:
+        cost_plus, cost_minus = self.costs()
+        numeric = central_difference(cost_plus, cost_minus, self.eps)
+        return Evaluations(self.items, cost_plus, cost_minus, numeric, np.zeros(len(self.items), dtype=bool),
+                           2 * len(self.items))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -508,17 +594,29 @@ def _is_worker_death(exc: BaseException) -> bool:
     return False
 
 
-def _span(layout, indices) -> str:
-    """``'W1[0, 0]..W1[0, 6]'`` for the first and last of ``indices``."""
-    first, last = layout.describe(int(indices[0])), layout.describe(int(indices[-1]))
-    return first if len(indices) == 1 else f"{first}..{last}"
+def _span(layout, items) -> str:
+    """``'coordinates W1[0, 0]..W1[0, 6]'`` or ``'directions 0 of W1..3 of b1'``: the first and last item."""
+    if isinstance(items, np.ndarray):
+        first, last = layout.describe(int(items[0])), layout.describe(int(items[-1]))
+        noun = "coordinates"
+    else:
+        first, last = (f"{d.number} of {d.group}" for d in (items[0], items[-1]))
+        noun = "directions"
+    return f"{noun} {first}" if len(items) == 1 else f"{noun} {first}..{last}"
+
+
+def _item_label(layout, item, sign: int) -> str:
+    """``'W1[2, 3] + eps'`` for a coordinate, ``'direction 3 of W1 (+eps)'`` for a direction."""
+    if isinstance(item, (int, np.integer)):
+        return perturbation_label(layout, int(item), sign)
+    return f"direction {item.number} of {item.group} ({'+' if sign > 0 else '-'}eps)"
 
 
 class _Progress:
     """A one-line progress report with ETA on stderr: coordinates done, elapsed, remaining."""
 
-    def __init__(self, total: int, progress: bool | None):
-        self.total, self.done, self.shown = total, 0, False
+    def __init__(self, total: int, progress: bool | None, noun: str = "coordinates"):
+        self.total, self.done, self.shown, self.noun = total, 0, False, noun
         self.started = self.last = time.perf_counter()
         self.enabled = progress is True or (progress is None and _stderr_is_tty())
         self.force = progress is True
@@ -534,7 +632,7 @@ class _Progress:
         self.last = now
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        sys.stderr.write(f"\rfastcheck: {self.done:,}/{self.total:,} coordinates "
+        sys.stderr.write(f"\rfastcheck: {self.done:,}/{self.total:,} {self.noun} "
                          f"({100 * self.done / self.total:.0f}%), {_duration(elapsed)} elapsed, "
                          f"ETA {_duration(eta)}   ")
         sys.stderr.flush()

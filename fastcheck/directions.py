@@ -100,11 +100,11 @@ def _draw_all(directions: list, out: np.ndarray) -> None:
 
 
 def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: float,
-                    draws: np.ndarray | None = None) -> Steps:
+                    draws: np.ndarray | None = None, analytic: bool = True) -> Steps:
     """The exact steps of ``directions`` (all on the same span of ``theta``), and ``u . grad``.
 
     ``draws``, if given, holds the directions' Gaussian draws (k, span size); it is
-    overwritten with the steps.
+    overwritten with the steps. ``analytic=False`` skips ``u . grad`` (left empty).
     """
     from .kernels import symmetric_steps
 
@@ -126,9 +126,10 @@ def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: 
             step = directions[j].draw() * scales[j]
             plus[j] = (base + step) - base
             minus[j] = base - (base - step)
+    if not analytic:
+        return Steps(plus, minus, symmetric, np.empty(0))
     g = grad[start:stop]  # row by row: the same rounding however directions are chunked
-    analytic = np.array([(p @ g + q @ g) / (2.0 * eps) for p, q in zip(plus, minus)])
-    return Steps(plus, minus, symmetric, analytic)
+    return Steps(plus, minus, symmetric, np.array([(p @ g + q @ g) / (2.0 * eps) for p, q in zip(plus, minus)]))
 
 
 @dataclass

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.blackbox import blackbox_engine
+from fastcheck.blackbox import blackbox_directions, blackbox_engine
+from fastcheck.directions import draw_directions, evaluate_directions
 from fastcheck.errors import CostError, DtypeError, InputError
 from fastcheck.layout import Layout
 from fastcheck.objective import CostObjective
@@ -319,6 +320,49 @@ def test_dask_cluster_is_bitwise_the_reference(dask_client, reference):
     _assert_same(comp, reference)
     with pytest.raises(CostError, match=r"W1\[2, 3\] \+ eps"):
         _engine(*_objective(raising_cost), backend="dask", chunk_size=5)
+    _assert_same_directions(_directions(backend="dask", chunk_size=4), _directions(serial=True))
+
+
+# --------------------------------------------------------------------- directions mode
+def _directions(f=cost, **kw):
+    objective, theta, _ = _objective(f)
+    analytic = objective.layout.flatten_grads(grads(PARAMS))
+    dirs = draw_directions(objective.layout, 3, seed=4)
+    if kw.pop("serial", False):
+        return evaluate_directions(objective, theta, analytic, dirs, EPS)
+    settings = dict(n_jobs=2, batch_cost=None, backend=None, chunk_size=None, max_memory=None, progress=None)
+    settings.update(kw)
+    return blackbox_directions(objective, theta, analytic, dirs, EPS, **settings)
+
+
+def _assert_same_directions(comp, ref):
+    assert [(d.group, d.number) for d in comp.directions] == [(d.group, d.number) for d in ref.directions]
+    np.testing.assert_array_equal(comp.analytic, ref.analytic)
+    np.testing.assert_array_equal(comp.numeric, ref.numeric)
+    assert comp.n_evaluations == ref.n_evaluations
+
+
+@pytest.mark.parametrize("kw", [dict(chunk_size=2), dict(backend="threading", chunk_size=5), dict(n_jobs=1),
+                                dict(batch_cost=batch_cost), dict(batch_cost=batch_cost, chunk_size=3)])
+def test_directions_on_workers_are_bitwise_the_serial_loop(kw):
+    _assert_same_directions(_directions(**kw), _directions(serial=True))
+
+
+def test_check_in_directions_mode_uses_the_workers_and_names_a_bug():
+    serial = fc.check(cost, PARAMS, grads(PARAMS), mode="directions", n_directions=4)
+    parallel = fc.check(cost, PARAMS, grads(PARAMS), mode="directions", n_directions=4, n_jobs=2, chunk_size=3)
+    assert parallel.settings["engine"] == "blackbox" and parallel.directions == serial.directions
+    bad = grads(PARAMS)
+    bad["b1"] = bad["b1"] * 1.1
+    report = fc.check(cost, PARAMS, bad, mode="directions", n_directions=4, n_jobs=2, chunk_size=3, escalate=True)
+    assert report.failing_groups == ["b1"] and report.group("b1").escalated
+
+
+def test_a_cost_failing_on_a_direction_in_a_worker_names_it():
+    with pytest.raises(CostError, match=r"ZeroDivisionError at direction 0 of W1 \(\+eps\)"):
+        _directions(raising_cost, chunk_size=2)
+    with pytest.raises(CostError, match="a worker process died while evaluating .*directions 0 of W1"):
+        _directions(exiting_cost, chunk_size=1)
 
 
 # --------------------------------------------------------------------- examples
