@@ -181,8 +181,20 @@ def evaluate_directions(objective, theta: np.ndarray, analytic: np.ndarray, dire
 
 
 def _group_views(steps: np.ndarray, rows, groups, start: int) -> dict[str, np.ndarray]:
-    """``steps[rows]`` (directions over ``theta[start:...]``) cut into the groups' shapes."""
-    return {g.name: steps[rows, g.start - start:g.stop - start].reshape(-1, *g.shape) for g in groups}
+    """``steps[rows]`` (directions over ``theta[start:start + width]``) cut into the groups' shapes.
+
+    A group the span covers only in part (a block of it) gets zeros outside the span.
+    """
+    stop, out = start + steps.shape[1], {}
+    for g in groups:
+        if g.start >= start and g.stop <= stop:
+            out[g.name] = steps[rows, g.start - start:g.stop - start].reshape(-1, *g.shape)
+            continue
+        part = steps[rows, max(g.start, start) - start:min(g.stop, stop) - start]
+        full = np.zeros((part.shape[0], g.size))
+        full[:, max(g.start, start) - g.start:min(g.stop, stop) - g.start] = part
+        out[g.name] = full.reshape(-1, *g.shape)
+    return out
 
 
 def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: np.ndarray, directions: list,
@@ -201,7 +213,7 @@ def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: n
     changes = 3 * 8 * base.X.shape[1] * sum(base.net.layers[1:])  # bytes of stacked changes per perturbation
 
     def evaluate(members, steps: Steps, start: int) -> None:
-        groups = [g for g in layout.groups if g.start >= start and g.stop <= start + steps.plus.shape[1]]
+        groups = [g for g in layout.groups if g.stop > start and g.start < start + steps.plus.shape[1]]
         members = np.asarray(members)
         an[members] = steps.analytic
         sym = np.flatnonzero(steps.symmetric)

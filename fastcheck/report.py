@@ -189,10 +189,13 @@ class Report:
         least ``fraction`` of the group's entries wrong would have been caught.
 
         Sampling is without replacement, so it is at least ``1 - (1 - fraction)^checked``
-        (1 when the whole group was checked). Groups checked only by directions are left out.
+        (1 when the whole group was checked). Groups checked only by directions are left
+        out, and so are groups whose escalation was narrowed down by bisection (their
+        entries are not a uniform sample).
         """
+        narrowed = self.settings.get("localised", {})
         return {g.name: 1.0 - escape_probability(g.checked, g.size, fraction)
-                for g in self.groups if g.method == "coordinates"}
+                for g in self.groups if g.method == "coordinates" and g.name not in narrowed}
 
     # ------------------------------------------------------------------ text
     def __str__(self) -> str:
@@ -255,8 +258,14 @@ class Report:
         partial = {name: p for name, p in probabilities.items() if p < 1.0}
         if partial:
             shown = "; ".join(f"{name} {p:.1%}" for name, p in partial.items())
+            others = ("other groups were checked in full" if self.settings["mode"] == "subset"
+                      else "groups of a random sample of entries")
             lines.append(f"guarantee: a bug making >= {f:.0%} of a group's entries wrong would have been caught "
-                         f"with probability at least: {shown} (other groups were checked in full)")
+                         f"with probability at least: {shown} ({others})")
+        for name, info in self.settings.get("localised", {}).items():
+            which = "all" if info["rechecked"] == info["entries"] else f"{info['rechecked']:,} of them at random,"
+            lines.append(f"narrowed down: {name} by bisection with random directions ({info['evaluations']:,} cost "
+                         f"evaluations) to {info['entries']:,} entries, {which} re-checked one by one")
         if self.settings["mode"] == "directions":
             unescalated = [g.name for g in self.groups if g.method == "directions"]
             if unescalated:

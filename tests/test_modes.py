@@ -150,8 +150,11 @@ def test_escalation_names_the_wrong_entry(net_s, mode):
     assert report.settings["escalated"] == ["W2"]
 
 
-def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict(net_s):
+def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict(net_s, monkeypatch):
     """W2[3, 7] off by 10%: its directions flag W2; a re-check of 100 other entries finds them right."""
+    from fastcheck import api
+
+    monkeypatch.setattr(api, "LOCALISE_BLOCKS", 0)  # bisection gives up at once: a plain random sample
     net, params, X, Y, grads = net_s
     bad = {k: v.copy() for k, v in grads.items()}
     bad["dW2"][3, 7] *= 1.1
@@ -169,6 +172,47 @@ def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict
     assert row.verdict == flagged and not report.verdict == "pass"
     assert "the wrong ones are among the 412 not re-checked" in report.diagnoses["W2"]
     assert "the wrong ones are among" in str(report)
+
+
+@pytest.mark.parametrize("where", [(0, 0), (100, 500), (127, 783)])
+def test_bisection_names_a_single_wrong_entry_with_few_evaluations(where):
+    """A 10% error in one entry of M's W1 (100,352 entries), escalation limited to 200 entries."""
+    net, params, X, Y = network("M")
+    grads = net.gradient(params, X, Y)
+    grads["dW1"][where] *= 1.1
+    report = net.check(params, grads, X, Y, mode="directions", n_directions=8, escalate=True, escalate_budget=200)
+    assert report.failing_groups == ["W1"] and report.worst(1)[0].index == where
+    info = report.settings["localised"]["W1"]
+    assert info["evaluations"] <= 4 * 2 * 13 and info["entries"] <= 32  # about 4 log2(n / 16) evaluations
+    assert "narrowed down: W1 by bisection" in str(report)
+    assert "W1" not in report.guarantee()  # not a uniform sample
+
+
+def test_bisection_on_a_user_cost_on_workers():
+    """The black-box engine: a wrong entry of a 4,000-entry group, found without checking it all."""
+    rng = np.random.default_rng(5)
+    params = {"W": rng.standard_normal((40, 100)), "b": rng.standard_normal(40)}
+    A = rng.standard_normal((40, 100))
+
+    def cost(p):
+        return float(np.sum(np.sin(p["W"]) * A) + np.sum(p["b"] ** 2))
+
+    grads = {"W": np.cos(params["W"]) * A, "b": 2 * params["b"]}
+    grads["W"][17, 42] *= 1.05
+    report = fc.check(cost, params, grads, mode="directions", n_directions=4, escalate=True, escalate_budget=100,
+                      n_jobs=2, backend="threading")
+    assert report.failing_groups == ["W"] and report.worst(1)[0].label == "W[17, 42]"
+    assert report.group("W").checked == 100 and report.settings["localised"]["W"]["evaluations"] < 150
+
+
+def test_bisection_of_a_spread_out_bug_samples_where_the_error_is(net_s):
+    net, params, X, Y, grads = net_s
+    bad = buggy_gradient(net, "scaled", params, X, Y)  # every entry of dW2 wrong
+    report = net.check(params, bad, X, Y, mode="directions", n_directions=4, escalate=True, escalate_budget=50)
+    assert report.failing_groups == ["W2"] and report.group("W2").wrong_entries == 50
+    info = report.settings["localised"]["W2"]
+    assert info["entries"] == 512 and info["rechecked"] == 50  # 16 wrong blocks of 32 are too many: 8 of 64 kept
+    assert "50 of them at random" in str(report)
 
 
 def test_escalation_by_default_rechecks_whole_groups_that_fit_in_its_time(net_s, monkeypatch):
