@@ -52,7 +52,7 @@ def test_a_slow_compile_is_announced_on_a_terminal(monkeypatch, capsys):
 
     import fastcheck.batched
 
-    monkeypatch.setattr(fastcheck.batched, "compile_kernels", lambda hidden, output: time.sleep(1.3) or 1.3)
+    monkeypatch.setattr(fastcheck.batched, "compile_kernels", lambda hidden, output: time.sleep(2.0) or 2.0)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(["check", "--layers", "6,5,3", "--hidden", "tanh", "--quiet"]) == 0
     assert "compiling the numba kernels for tanh/softmax (first run only" in capsys.readouterr().err
