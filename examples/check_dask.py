@@ -13,7 +13,7 @@ from distributed import Client, LocalCluster
 import fastcheck as fc
 
 if __name__ == "__main__":
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster):
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster):
         params = init()
         report = fc.check(cost, params, gradients(params), backend="dask", n_jobs=-1)
         print(report)

@@ -128,7 +128,7 @@ def test_parallel_usage_errors(problem_module, argv, message, capsys):
 def test_user_problem_on_a_dask_scheduler(problem_module, tmp_path, monkeypatch, capsys):
     distributed = pytest.importorskip("distributed")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the workers import the user's module too
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   host="127.0.0.1") as cluster:
         assert main(["check", f"{problem_module}:bad", "--scheduler", cluster.scheduler_address, "--quiet"]) == 1
     assert "FAILED" in capsys.readouterr().out

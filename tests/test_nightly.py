@@ -478,7 +478,7 @@ def test_parallel_and_dask_backends_give_the_same_report(tmp_path, user_module):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                           dashboard_address=None)
+                                           dashboard_address=":0")
     try:
         base = {"factory": f"{user_module}:slow", "chunk_size": 9}
         suite = parse_suite({"problems": [
