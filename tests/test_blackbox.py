@@ -267,6 +267,9 @@ def test_a_dead_worker_ends_the_check_clearly(f, where):
 
 def test_ctrl_c_stops_the_workers_and_reraises():
     objective, theta, indices = _objective(slow_cost)
+    # a process started in the background has SIGINT ignored, and then interrupt_main does
+    # nothing: give SIGINT Python's own handler for this test, as in a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.5, _thread.interrupt_main)
     tic = time.perf_counter()
     timer.start()
@@ -275,6 +278,7 @@ def test_ctrl_c_stops_the_workers_and_reraises():
             _engine(objective, theta, indices, chunk_size=2)  # ~8 s of work
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - tic < 6  # a hang guard, not a timing test
 
 
