@@ -27,8 +27,13 @@ Choices made here, in one place:
 - **batch_cost with n_jobs**: both apply. Each task evaluates its chunk as stacks of
   at most ``max_memory / n_workers`` bytes; with ``n_jobs=1`` the stacks run in this
   process, with the cost's own BLAS threads (usually the best use of a machine).
-- **Dask**: theta, the objective and ``batch_cost`` are scattered to every worker of
-  the cluster once per call; the tasks carry futures, not copies.
+- **Dask**: with joblib's dask backend active (``backend="dask"`` or
+  ``joblib.parallel_config(backend="dask")``), the chunks are submitted to its client
+  directly, so that a worker dying under a task ends the check with a
+  :class:`WorkerError` (joblib's own dispatch waits forever on a task the scheduler gave
+  up on). theta, the objective and ``batch_cost`` are scattered to every worker once
+  per call and the tasks carry futures, not copies (on a cluster of one worker, whose
+  death would lose the only copy, each task carries its own).
 """
 
 from __future__ import annotations
@@ -437,14 +442,13 @@ class _Run:
         inner = max(1, (os.cpu_count() or 1) // max(1, n_workers))
         objective, theta, batch_cost = self.objective, self.theta, self.batch_cost
         if is_dask:
-            inner = 1
-            objective, theta, batch_cost = _scatter(active.client, [objective, theta, batch_cost])
-        elif getattr(active, "supports_inner_max_num_threads", False):
+            self._on_dask(active.client, bounds)
+            return
+        if getattr(active, "supports_inner_max_num_threads", False):
             stack.enter_context(joblib.parallel_config(backend=name_of(active), inner_max_num_threads=inner))
         elif uses_threads:
             stack.enter_context(threadpool_limits(inner))
-        markers = None if (uses_threads or is_dask) else stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="fastcheck-"))
+        markers = None if uses_threads else stack.enter_context(tempfile.TemporaryDirectory(prefix="fastcheck-"))
         dispatched: set[int] = set()
 
         def tasks():
@@ -466,21 +470,53 @@ class _Run:
             if _is_worker_death(exc):
                 running = sorted(int(name) for name in os.listdir(markers)) if markers else []
                 running = running or sorted(dispatched - completed) or list(range(len(bounds)))
-                spans = [_span(self.objective.layout, self.items[slice(*bounds[c])]) for c in running]
-                where = (spans[0] if len(spans) == 1
-                         else f"one of: {'; '.join(spans)} (a chunk per running worker)")
-                detail = str(exc).strip().split(". ")[0]
-                raise WorkerError(
-                    f"a worker process died while evaluating {where}: {type(exc).__name__}: {detail}. "
-                    "The cost may have called os._exit, crashed in native code or run out of memory; "
-                    "run with n_jobs=1 to see the failure in this process"
-                ) from exc
+                raise self._worker_died(exc, bounds, running) from exc
             raise
         finally:
             if outputs is not None:
                 with warnings.catch_warnings():  # joblib warns when an aborted generator is closed
                     warnings.simplefilter("ignore")
                     outputs.close()
+
+    def _on_dask(self, client, bounds):
+        """The chunks as tasks of the Dask cluster behind joblib's dask backend, submitted directly.
+
+        joblib's own dispatch never hears of a task the scheduler gives up on (a worker
+        that died running it: ``KilledWorker``) and waits forever; futures of our own
+        report it. theta, the objective and ``batch_cost`` are scattered to every worker
+        once (copies survive a worker's death), except on a cluster of one worker, whose
+        death would lose the only copy: there each task carries its own.
+        """
+        from distributed import as_completed
+
+        objective, theta, batch_cost = self.objective, self.theta, self.batch_cost
+        if len(client.scheduler_info().get("workers", {})) > 1:
+            objective, theta, batch_cost = _scatter(client, [objective, theta, batch_cost])
+        futures = {client.submit(_worker, objective, theta, c, self.items[lo:hi], self.eps, batch_cost, self.rows,
+                                 1, None, self.evaluate, pure=False): c for c, (lo, hi) in enumerate(bounds)}
+        current = None
+        try:
+            for future in as_completed(list(futures)):
+                current = futures[future]
+                c, cost_plus, cost_minus = future.result()
+                self._store(*bounds[c], cost_plus, cost_minus)
+        except BaseException as exc:
+            if _is_worker_death(exc):  # every task running on the dead worker fails with it
+                failed = {current} | {c for f, c in futures.items() if f.status == "error"}
+                client.cancel(list(futures))
+                raise self._worker_died(exc, bounds, sorted(failed)) from exc
+            client.cancel(list(futures))
+            raise
+
+    def _worker_died(self, exc, bounds, running) -> WorkerError:
+        spans = [_span(self.objective.layout, self.items[slice(*bounds[c])]) for c in running]
+        where = spans[0] if len(spans) == 1 else f"one of: {'; '.join(spans)} (a chunk per running worker)"
+        detail = str(exc).strip().split(". ")[0]
+        return WorkerError(
+            f"a worker process died while evaluating {where}: {type(exc).__name__}: {detail}. "
+            "The cost may have called os._exit, crashed in native code or run out of memory; "
+            "run with n_jobs=1 to see the failure in this process"
+        )
 
     def costs(self) -> tuple[np.ndarray, np.ndarray]:
         """J(theta+) and J(theta-) of every item; never with a gap."""
@@ -588,9 +624,12 @@ def _is_worker_death(exc: BaseException) -> bool:
     if isinstance(exc, BrokenProcessPool):
         return True
     if "distributed" in sys.modules:
+        from distributed.client import FutureCancelledError
         from distributed.scheduler import KilledWorker
 
-        return isinstance(exc, KilledWorker)
+        # a worker that dies with the scattered data makes the tasks needing it "lost dependencies"
+        return isinstance(exc, KilledWorker) or (isinstance(exc, FutureCancelledError)
+                                                 and "lost dependencies" in str(exc))
     return False
 
 

@@ -327,6 +327,30 @@ def test_dask_cluster_is_bitwise_the_reference(dask_client, reference):
     _assert_same_directions(_directions(backend="dask", chunk_size=4), _directions(serial=True))
 
 
+@pytest.mark.parametrize("n_workers, threads", [(2, 1), (1, 2)])
+def test_a_dead_dask_worker_ends_the_check_clearly(n_workers, threads):
+    """A cost that kills its Dask worker: the scheduler gives up on the task (KilledWorker)."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
+                                     dashboard_address=":0", host="127.0.0.1") as cluster, \
+            distributed.Client(cluster):
+        objective, theta, indices = _objective(exiting_cost)
+        with pytest.raises(fc.WorkerError, match=r"a worker process died while evaluating .*coordinates "
+                                                 r"W1\[2, 2\]\.\.W1\[3, 0\].*KilledWorker"):
+            _engine(objective, theta, indices, backend="dask", chunk_size=4)  # W1[2, 3] is in chunk 12..15
+
+
+def test_a_dask_cluster_of_one_thread_runs_the_check(reference):
+    """joblib runs a one-thread cluster's tasks in this process: no scattered futures then."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster):
+        _assert_same(_engine(*_objective(), backend="dask", chunk_size=4), reference)
+
+
 # --------------------------------------------------------------------- directions mode
 def _directions(f=cost, **kw):
     objective, theta, _ = _objective(f)
