@@ -131,6 +131,15 @@ class Report:
         self._index, self._analytic, self._numeric, self._kink = (np.asarray(a) for a in entries)
         self._starts = np.cumsum([0] + [g.size for g in self.groups])
         self.n_kinks = int(self._kink.sum()) if n_kinks is None else int(n_kinks)
+        self._rel_cache: np.ndarray | None = None
+        self._worst_cache: tuple[int, list[int]] = (0, [])  # (for which k, positions of the worst, best first)
+
+    @property
+    def _rel(self) -> np.ndarray:
+        """Relative error of every kept entry (computed once)."""
+        if self._rel_cache is None:
+            self._rel_cache = relative_errors(self._numeric, self._analytic)
+        return self._rel_cache
 
     @property
     def passed(self) -> bool:
@@ -153,17 +162,24 @@ class Report:
 
         In directions mode only escalated groups have coordinates; see :meth:`worst_directions`.
         """
+        if k <= 0:
+            return []
+        if k > self._worst_cache[0]:  # computed once for the JSON's 20, which serve every smaller k
+            self._worst_cache = (max(k, JSON_WORST), self._worst_positions(max(k, JSON_WORST)))
+        return [self._row(p) for p in self._worst_cache[1][:k]]
+
+    def _worst_positions(self, k: int) -> list[int]:
         candidates = np.arange(len(self._index))
         if self.settings.get("kinks") != "include":
             candidates = candidates[~self._kink]
-        rel = relative_errors(self._numeric[candidates], self._analytic[candidates])
-        absolute = np.abs(self._numeric[candidates] - self._analytic[candidates])
+        rel = self._rel[candidates]
         if 0 < k < len(rel):  # only the top k matter: keep all >= the k-th largest (ties included)
             cut = np.partition(rel, len(rel) - k)[len(rel) - k]
             keep = rel >= cut
-            candidates, rel, absolute = candidates[keep], rel[keep], absolute[keep]
+            candidates, rel = candidates[keep], rel[keep]
+        absolute = np.abs(self._numeric[candidates] - self._analytic[candidates])
         order = np.lexsort((self._index[candidates], -absolute, -rel))[:k]
-        return [self._row(int(p)) for p in candidates[order]]
+        return [int(p) for p in candidates[order]]
 
     def worst_directions(self, k: int = 10) -> list[DirectionRow]:
         """The k directions with the largest relative error."""
@@ -285,8 +301,7 @@ class Report:
         being flat indices into the group's array, in increasing order."""
         position = [g.name for g in self.groups].index(name)
         lo, hi = np.searchsorted(self._index, self._starts[position:position + 2])
-        return (self._index[lo:hi] - self._starts[position],
-                relative_errors(self._numeric[lo:hi], self._analytic[lo:hi]), self._kink[lo:hi])
+        return self._index[lo:hi] - self._starts[position], self._rel[lo:hi], self._kink[lo:hi]
 
     def to_html(self, title: str | None = None) -> str:
         """The report as one self-contained HTML page with inline SVG plots; see :mod:`fastcheck.html`.

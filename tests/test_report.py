@@ -78,3 +78,17 @@ def test_correct_gradient_has_no_wrong_entries():
     report = net.check(params, net.gradient(params, X, Y), X, Y, engine="reference")
     assert report.verdict == "pass"
     assert all(g.wrong_entries == 0 for g in report.groups)
+
+
+def test_worst_is_the_same_ranking_whatever_k_and_call_order():
+    from fastcheck.bugs import buggy_gradient
+    from fastcheck.networks import network
+
+    net, params, X, Y = network("S")
+    grads = buggy_gradient(net, "scaled", params, X, Y)
+    first, second = net.check(params, grads, X, Y), net.check(params, grads, X, Y)
+    big = [e.label for e in first.worst(100)]  # computed for 100 first ...
+    assert len(big) == 100 and [e.label for e in first.worst(7)] == big[:7]
+    small = [e.label for e in second.worst(3)]  # ... or for the JSON's 20 first, then more
+    assert small == big[:3] and [e.label for e in second.worst(100)] == big
+    assert [e.label for e in second.worst(20)] == big[:20]
