@@ -33,8 +33,10 @@ __all__ = ["Direction", "DirectionEvaluations", "Steps", "direction_steps", "dra
 
 #: Name of the pseudo-group of directions over all of theta.
 GLOBAL = "(all)"
-#: Directions whose Gaussian draws together exceed this many entries are drawn on threads.
+#: Directions whose Gaussian draws together exceed this many entries are drawn on threads ...
 THREADED_DRAWS = 200_000
+#: ... and have their steps computed by a numba kernel (fewer: numpy, without loading numba).
+NUMBA_STEPS = 200_000
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,18 @@ def _draw_all(directions: list, out: np.ndarray) -> None:
             draw(task)
 
 
+def _symmetric_steps_numpy(base: np.ndarray, steps: np.ndarray, scales: np.ndarray, inexact: np.ndarray) -> None:
+    """:func:`fastcheck.kernels.symmetric_steps` in numpy, in place on ``steps``, operation for operation."""
+    s = (base + steps * scales[:, None]) - base
+    p = base + s
+    p_b = p - base
+    q = base - s
+    q_b = q - base
+    bad = ((base - (p - p_b)) + (s - p_b) != 0.0) | ((base - (q - q_b)) + (-s - q_b) != 0.0)
+    inexact[:] = bad.sum(axis=1)
+    steps[:] = s
+
+
 def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: float,
                     draws: np.ndarray | None = None, analytic: bool = True) -> Steps:
     """The exact steps of ``directions`` (all on the same span of ``theta``), and ``u . grad``.
@@ -106,8 +120,6 @@ def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: 
     ``draws``, if given, holds the directions' Gaussian draws (k, span size); it is
     overwritten with the steps. ``analytic=False`` skips ``u . grad`` (left empty).
     """
-    from .kernels import symmetric_steps
-
     start, stop = directions[0].start, directions[0].stop
     k = len(directions)
     if draws is None:
@@ -117,7 +129,12 @@ def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: 
     norms = np.sqrt(np.einsum("ij,ij->i", steps, steps))
     base = np.ascontiguousarray(theta[start:stop])
     scales, inexact = eps / norms, np.empty(k, dtype=np.int64)
-    symmetric_steps(base, steps, scales, steps, inexact)  # in place: each entry is read, then written
+    if steps.size > NUMBA_STEPS:
+        from .kernels import symmetric_steps
+
+        symmetric_steps(base, steps, scales, steps, inexact)  # in place: each entry is read, then written
+    else:  # the same arithmetic in numpy: a small check need not load numba
+        _symmetric_steps_numpy(base, steps, scales, inexact)
     symmetric = inexact == 0
     plus, minus = steps, steps
     if not symmetric.all():

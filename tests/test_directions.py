@@ -156,3 +156,20 @@ def test_tiny_parameters_take_plain_steps_and_still_check():
     wrong = net.gradient(params, X, Y)
     wrong["db1"] = wrong["db1"] * 1.1
     assert net.check(params, wrong, X, Y, mode="directions", n_directions=4).failing_groups == ["b1"]
+
+
+def test_the_numpy_steps_are_the_kernel_steps_bit_for_bit():
+    from fastcheck.directions import _symmetric_steps_numpy
+    from fastcheck.kernels import symmetric_steps
+
+    rng = np.random.default_rng(11)
+    base = np.concatenate([rng.standard_normal(300) * 0.05, [0.0, -0.0, 1e-300, 1e-20, 1.0, 2.0,
+                                                              np.nextafter(1.0, 0.0), 0.5, -4.0]])
+    raw = rng.standard_normal((6, base.size))
+    scales = np.array([1e-7, 1e-2, 0.3, 1e-12, 1e-7, 5e-3]) / np.sqrt(np.einsum("ij,ij->i", raw, raw))
+    out_k, out_n = raw.copy(), raw.copy()
+    count_k, count_n = np.empty(6, dtype=np.int64), np.empty(6, dtype=np.int64)
+    symmetric_steps(base, out_k, scales, out_k, count_k)
+    _symmetric_steps_numpy(base, out_n, scales, count_n)
+    assert np.array_equal(out_k, out_n) and np.array_equal(count_k, count_n)
+    assert (count_k > 0).any()  # the tiny entries make some directions inexact
