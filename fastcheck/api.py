@@ -293,10 +293,13 @@ def _run(layout: Layout, analytic: np.ndarray, engine: _Engine, opts: _Options, 
     if len(more):
         coords = _merge(coords, engine.coordinates(more))
     settings["escalated"] = [g.name for g in flagged]
-    if localised:
+    if localised:  # the bisection's evaluations are counted with the cheap mode's
         settings["localised"] = localised
+        spent = sum(v["evaluations"] for v in localised.values())
         if dirs is not None:
-            dirs.n_evaluations += sum(v["evaluations"] for v in localised.values())
+            dirs.n_evaluations += spent
+        else:
+            coords.n_evaluations += spent
     return report(escalated=settings["escalated"])
 
 

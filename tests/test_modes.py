@@ -186,6 +186,14 @@ def test_bisection_names_a_single_wrong_entry_with_few_evaluations(where):
     assert info["evaluations"] <= 4 * 2 * 13 and info["entries"] <= 32  # about 4 log2(n / 16) evaluations
     assert "narrowed down: W1 by bisection" in str(report)
     assert "W1" not in report.guarantee()  # not a uniform sample
+    assert report.n_evaluations == 2 * report.n_checked + 2 * len(report.directions) + info["evaluations"]
+    layout, _ = Layout.from_params(params)
+    target = layout.group("W1").start + where[0] * 784 + where[1]
+    seed = next(s for s in range(200) if target in stratified_subset(layout, n_samples=2000, seed=s))
+    subset = net.check(params, grads, X, Y, mode="subset", n_samples=2000, seed=seed, escalate=True,
+                       escalate_budget=200)  # its subset holds the entry: W1 fails, then is narrowed down
+    spent = subset.settings["localised"]["W1"]["evaluations"]
+    assert subset.n_evaluations == 2 * subset.n_checked + spent and subset.worst(1)[0].index == where
 
 
 def test_bisection_on_a_user_cost_on_workers():
