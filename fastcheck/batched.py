@@ -128,9 +128,13 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
             tasks = _tasks(row_of[order], col_of[order], _max_columns(net, max_memory, threads))
             results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
             ain_t = base.inputs_t(layer)
-            kernels.layer_kernel(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
-                                 np.abs(ain_t).max(axis=1), base.linear(layer, max_memory), base.packed,
-                                 base.out, results)
+            if net.hidden in ("tanh", "sigmoid") and layer < net.n_layers:  # lanes over examples
+                kernels.layer_kernel_lanes(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
+                                           base.packed, base.out, results)
+            else:
+                kernels.layer_kernel(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
+                                     np.abs(ain_t).max(axis=1), base.linear(layer, max_memory), base.packed,
+                                     base.out, results)
             sum_plus[order], sum_minus[order], kinks[order] = results
     m = X.shape[1]
     is_weight = col_of < np.array(net.layers)[layer_of - 1]

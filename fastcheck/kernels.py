@@ -44,7 +44,8 @@ import numpy as np
 
 __all__ = [
     "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "IDENTITY", "SOFTMAX_CE", "SIGMOID_BCE", "IDENTITY_MSE",
-    "SMALL", "layer_kernel", "min_ratio", "min_ratio_batched", "symmetric_steps", "expm1_", "log1p_", "tanh_",
+    "SMALL", "layer_kernel", "layer_kernel_lanes", "min_ratio", "min_ratio_batched", "symmetric_steps",
+    "expm1_", "log1p_", "tanh_",
 ]
 
 #: JIT options, in one place: central differences live on exact cancellation (no fastmath).
@@ -694,9 +695,10 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
 
     Notes
     -----
-    For tanh and sigmoid hidden layers and l < L the tasks run :func:`_row_task_lanes`
-    (lanes over examples); otherwise :func:`_row_task` (per example, linear shortcut).
-    Either way each coordinate's loss changes are summed in example order by one thread.
+    Each task runs :func:`_row_task` (per example, linear shortcut); each coordinate's
+    loss changes are summed in example order by one thread. For tanh and sigmoid hidden
+    layers and l < L, :func:`layer_kernel_lanes` is used instead (a separate kernel, so
+    that a ReLU network never compiles the lanes path).
     """
     rows, starts, ks = tasks
     sum_plus, sum_minus, kinks = results
@@ -704,17 +706,6 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     n_max = 1
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
-    hidden = codes[0]
-    m = ain_t.shape[0]
-    if (hidden == TANH or hidden == SIGMOID) and layer < dims.size - 1:
-        for q in numba.prange(rows.size):
-            lo, hi = starts[q], starts[q + 1]
-            work = (np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
-                    np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max), np.empty(m + 1))
-            kinks[lo:hi] = False
-            _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[0][lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
-            _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[1][lo:hi], ain_t, net, out, sum_minus[lo:hi], work)
-        return
     for q in numba.prange(rows.size):
         lo, hi = starts[q], starts[q + 1]
         K = hi - lo
@@ -726,6 +717,28 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
                   sum_plus[lo:hi], kinks[lo:hi], work)
         _row_task(codes, layer, rows[q], ks[lo:hi], steps[1][lo:hi], ain_t, amax, lin, net, out,
                   sum_minus[lo:hi], kinks[lo:hi], work)
+
+
+@jit_parallel
+def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results):
+    """:func:`layer_kernel` for tanh and sigmoid hidden layers, l < L: :func:`_row_task_lanes`.
+
+    Same arguments, less ``amax`` and ``lin`` (no linear shortcut); ``kinks`` are all False.
+    """
+    rows, starts, ks = tasks
+    sum_plus, sum_minus, kinks = results
+    dims = net[0]
+    n_max = 1
+    for h in range(1, dims.size):
+        n_max = max(n_max, dims[h])
+    m = ain_t.shape[0]
+    for q in numba.prange(rows.size):
+        lo, hi = starts[q], starts[q + 1]
+        work = (np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
+                np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max), np.empty(m + 1))
+        kinks[lo:hi] = False
+        _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[0][lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
+        _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[1][lo:hi], ain_t, net, out, sum_minus[lo:hi], work)
 
 
 # ---------------------------------------------------------------- certificates
