@@ -2,9 +2,12 @@
 
 Directions are drawn per group (a unit vector supported on one group, for each group)
 and globally (over all of theta), so a small group such as ``b2`` is checked on its own
-instead of being drowned by a large one in a single global projection. Each direction
-is drawn from its own seeded stream, ``default_rng([seed, group position, number])``,
-so a direction does not depend on how many others are drawn or in which chunk.
+instead of being drowned by a large one in a single global projection. A group's
+direction j is drawn from its own seeded stream, ``default_rng([seed, group position + 1,
+j])``, and direction j over all of theta from the groups' streams j together (the same
+numbers, normalized over all of theta), so a direction does not depend on how many
+others are drawn or in which chunk. Escalation's bisection draws directions on blocks
+of a group the same way, from streams of their own.
 
 Steps are symmetric and exact. The step of an entry is the one its rounded perturbed
 value takes, ``s = fl(theta + eps v) - theta``; where ``theta + s`` and ``theta - s`` are
