@@ -24,7 +24,7 @@ from html import escape
 
 import numpy as np
 
-__all__ = ["report_html", "HEAT_CELLS"]
+__all__ = ["report_html", "index_html", "HEAT_CELLS"]
 
 #: A heat map has at most this many cells a side; larger matrices are max-pooled.
 HEAT_CELLS = 64
@@ -81,6 +81,22 @@ def report_html(report, title: str | None = None) -> str:
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>{_HATCH}\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def index_html(title: str, headline: str, header, rows, links, verdicts) -> str:
+    """A page of one table (a nightly run's summary): ``rows`` of texts, the first cell of
+    each linked to ``links[k]`` when given, each row shaded by ``verdicts[k]``."""
+    out = ["<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    for row, link, verdict in zip(rows, links, verdicts):
+        cells = [f'<a href="{escape(link)}">{escape(row[0])}</a>' if link else escape(row[0])]
+        cells += [escape(cell) for cell in row[1:]]
+        cls = f' class="{verdict}"' if verdict in _BAND else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    body = [f"<h1>{escape(title)}</h1>", f"<p><strong>{escape(headline)}</strong></p>", "\n".join(out),
+            "</tbody></table>"]
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
 

@@ -886,6 +886,7 @@ def run_suite(suite: Suite, run_dir, *, history=None, chunk_size: int | None = N
                                                    config_hash=unit.config_hash, data_hash=unit.key,
                                                    version=__version__, report=result.report)
                     results.append(result)
+        _write_atomic(run_dir / "index.html", format_index(results, run_dir).encode())
         return results
     finally:
         _release(fd)
@@ -937,6 +938,19 @@ def format_markdown(results: list[UnitResult]) -> str:
     for row in rows[1:]:
         out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     return "\n".join(out) + "\n"
+
+
+def format_index(results: list[UnitResult], run_dir) -> str:
+    """The end-of-run table as an HTML page, each check linked to its own page."""
+    from .html import index_html
+
+    rows = _summary_rows(results)
+    links = [f"{r.problem}@{r.point}.html" if (Path(run_dir) / f"{r.problem}@{r.point}.html").exists() else None
+             for r in results]
+    verdicts = [r.report.verdict if r.report is not None else "fail" for r in results]
+    return index_html(f"fastcheck nightly: {Path(run_dir).resolve().name}", _headline(results),
+                      ("check", *rows[0][2:]), [(f"{row[0]}@{row[1]}", *row[2:]) for row in rows[1:]], links,
+                      verdicts)
 
 
 # ====================================================================== command line

@@ -524,3 +524,34 @@ def test_chunks_left_by_a_finished_unit_are_cleared(tmp_path):
     results = run_suite(suite, run_dir, progress=False)
     assert all(r.status == "done" for r in results)
     assert not stale.exists()
+
+
+def test_the_run_directory_gets_an_index_page_linking_every_check(tmp_path, user_module):
+    from html.parser import HTMLParser
+
+    suite = parse_suite({"problems": [
+        {"name": "good", "layers": [4, 3, 2], "points": [{"seed": 0}]},
+        {"name": "bad", "layers": [4, 3, 3, 2], "bug": "scaled", "points": [{"seed": 0}]},
+        {"name": "broken", "factory": f"{user_module}:broken"}]})
+    run_dir = tmp_path / "runs" / "night"
+    run_suite(suite, run_dir, progress=False)
+    page = (run_dir / "index.html").read_text()
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.links = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append(dict(attrs).get("class"))
+            if tag == "a":
+                self.links.append(dict(attrs)["href"])
+
+    parser = Rows()
+    parser.feed(page)
+    assert parser.links == ["good@seed0.html", "bad@seed0.html"]  # the broken problem has no page
+    assert all((run_dir / link).exists() for link in parser.links)
+    assert parser.rows == [None, "pass", "fail", "fail"]  # header, then one row per check
+    assert "fastcheck nightly FAILED: 3 check(s), 1 passed, 1 failed, 1 error(s)" in page
+    assert "no data today" in page  # the broken factory's error
