@@ -294,7 +294,7 @@ def test_nightly_writes_a_page_beside_each_report(tmp_path):
     run_suite(suite, run_dir, history=tmp_path / "h.sqlite", progress=False)
     reports = sorted(p.stem for p in run_dir.glob("*@*.json"))
     assert reports == ["mlp@seed0", "mlp@seed1"]
-    assert sorted(p.stem for p in run_dir.glob("*.html")) == reports
+    assert sorted(p.stem for p in run_dir.glob("*@*.html")) == reports  # and index.html, the summary
     page = parse((run_dir / "mlp@seed0.html").read_text(encoding="utf-8"))
     assert "fastcheck nightly: mlp@seed0" in page.all_text and "gradient check PASSED" in page.all_text
     assert not list(run_dir.glob(".*.tmp"))
