@@ -344,8 +344,9 @@ def _localise(layout: Layout, group, engine: _Engine, opts: _Options) -> tuple[n
     rounding = abs(engine.cost) * np.finfo(np.float64).eps / opts.eps if np.isfinite(engine.cost) else 0.0
     blocks, spent, number = [(group.start, group.stop)], 0, 0
     while any(hi - lo > LOCALISE_LEAF for lo, hi in blocks):
-        halves = [half for lo, hi in blocks for half in
-                  (((lo, (lo + hi) // 2), ((lo + hi) // 2, hi)) if hi - lo > LOCALISE_LEAF else ((lo, hi),))]
+        leaves = [(lo, hi) for lo, hi in blocks if hi - lo <= LOCALISE_LEAF]  # found: not tested again
+        halves = [half for lo, hi in blocks if hi - lo > LOCALISE_LEAF
+                  for half in ((lo, (lo + hi) // 2), ((lo + hi) // 2, hi))]
         tests = []
         for lo, hi in halves:
             for _ in range(LOCALISE_DIRECTIONS):
@@ -358,9 +359,9 @@ def _localise(layout: Layout, group, engine: _Engine, opts: _Options) -> tuple[n
         wrong_test = ((relative_errors(ev.numeric, ev.analytic) >= opts.bounds.warn)
                       & (np.abs(ev.numeric - ev.analytic) > 10 * rounding) & ~ev.kinks)
         wrong = [h for h, w in zip(halves, wrong_test.reshape(len(halves), LOCALISE_DIRECTIONS).any(axis=1)) if w]
-        if not wrong or len(wrong) > LOCALISE_BLOCKS:
+        if not wrong or len(leaves) + len(wrong) > LOCALISE_BLOCKS:
             break
-        blocks = wrong
+        blocks = leaves + wrong
     return np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in blocks]), spent
 
 

@@ -138,28 +138,18 @@ def evaluate_direction_chunk(objective, theta: np.ndarray, directions, eps: floa
                              rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """J(theta+) and J(theta-) for random ``directions`` (see :mod:`fastcheck.directions`).
 
-    Without ``batch_cost``, exactly the loop of
-    :func:`fastcheck.directions.evaluate_directions`; with it, the perturbed thetas are
+    Without ``batch_cost``, :func:`fastcheck.directions.direction_costs` (the serial loop);
+    with it, the perturbed thetas are
     the rows of stacks of at most ``rows`` (row 2p: direction p's theta+, row 2p + 1:
     its theta-).
     """
-    from .directions import direction_steps
+    from .directions import direction_costs, direction_steps
 
+    if batch_cost is None:
+        return direction_costs(objective, theta, directions, eps)
     k, per_stack = len(directions), max(1, rows // 2)
     cost_plus, cost_minus = np.empty(k), np.empty(k)
     zeros = np.zeros(0)
-    if batch_cost is None:
-        work = theta.copy()
-        for j, d in enumerate(directions):
-            steps = direction_steps(theta, zeros, [d], eps, analytic=False)
-            where = f"direction {d.number} of {d.group}"
-            base = theta[d.start:d.stop]
-            work[d.start:d.stop] = base + steps.plus[0]
-            cost_plus[j] = objective.evaluate(work, where=where + " (+eps)")
-            work[d.start:d.stop] = base - steps.minus[0]
-            cost_minus[j] = objective.evaluate(work, where=where + " (-eps)")
-            work[d.start:d.stop] = base
-        return cost_plus, cost_minus
     for start in range(0, k, per_stack):
         chunk = directions[start:start + per_stack]
         stack = np.empty((2 * len(chunk), theta.size))

@@ -31,7 +31,8 @@ import numpy as np
 from .errors import InputError
 from .layout import Layout
 
-__all__ = ["Direction", "DirectionEvaluations", "Steps", "direction_steps", "draw_directions", "evaluate_directions",
+__all__ = ["Direction", "DirectionEvaluations", "Steps", "direction_steps", "direction_costs", "draw_directions",
+           "evaluate_directions",
            "mlp_evaluate_directions", "GLOBAL"]
 
 #: Name of the pseudo-group of directions over all of theta.
@@ -180,24 +181,31 @@ def draw_directions(layout: Layout, n_directions: int, seed: int, *, per_group: 
     return out
 
 
+def direction_costs(objective, theta: np.ndarray, directions: list, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """J(theta+) and J(theta-) of each direction, by full evaluations of a user cost."""
+    k = len(directions)
+    cost_plus, cost_minus = np.empty(k), np.empty(k)
+    work = theta.copy()
+    for j, d in enumerate(directions):
+        steps = direction_steps(theta, np.empty(0), [d], eps, analytic=False)
+        where = f"direction {d.number} of {d.group}"
+        base = theta[d.start:d.stop]
+        work[d.start:d.stop] = base + steps.plus[0]
+        cost_plus[j] = objective.evaluate(work, where=where + " (+eps)")
+        work[d.start:d.stop] = base - steps.minus[0]
+        cost_minus[j] = objective.evaluate(work, where=where + " (-eps)")
+        work[d.start:d.stop] = base
+    return cost_plus, cost_minus
+
+
 def evaluate_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list,
                         eps: float) -> DirectionEvaluations:
     """Directional central differences by full evaluations of a user cost."""
     k = len(directions)
-    an, num = np.empty(k), np.empty(k)
-    work = theta.copy()
-    for j, d in enumerate(directions):
-        steps = direction_steps(theta, analytic, [d], eps)
-        an[j] = steps.analytic[0]
-        where = f"direction {d.number} of {d.group}"
-        base = theta[d.start:d.stop]
-        work[d.start:d.stop] = base + steps.plus[0]
-        cost_plus = objective.evaluate(work, where=where + " (+eps)")
-        work[d.start:d.stop] = base - steps.minus[0]
-        cost_minus = objective.evaluate(work, where=where + " (-eps)")
-        work[d.start:d.stop] = base
-        num[j] = (cost_plus - cost_minus) / (2.0 * eps)
-    return DirectionEvaluations(directions, an, num, np.zeros(k, dtype=bool), 2 * k)
+    cost_plus, cost_minus = direction_costs(objective, theta, directions, eps)
+    an = np.array([direction_steps(theta, analytic, [d], eps).analytic[0] for d in directions])
+    return DirectionEvaluations(directions, an, (cost_plus - cost_minus) / (2.0 * eps), np.zeros(k, dtype=bool),
+                                2 * k)
 
 
 def _group_views(steps: np.ndarray, rows, groups, start: int) -> dict[str, np.ndarray]:

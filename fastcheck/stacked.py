@@ -117,9 +117,10 @@ def _first_change(base: BaseState, deltas: dict[str, np.ndarray]) -> tuple[int, 
     """The first perturbed layer and its pre-activation changes (linear in the deltas)."""
     first = min(int(name[1:]) for name in deltas)
     k = next(iter(deltas.values())).shape[0]
-    dz = np.zeros((k, base.params[f"W{first}"].shape[0], base.X.shape[1]))
     if f"W{first}" in deltas:
-        dz += np.matmul(deltas[f"W{first}"], base.acts[first - 1])
+        dz = np.matmul(deltas[f"W{first}"], base.acts[first - 1])
+    else:
+        dz = np.zeros((k, base.params[f"W{first}"].shape[0], base.X.shape[1]))
     if f"b{first}" in deltas:
         dz += deltas[f"b{first}"]
     return first, dz
