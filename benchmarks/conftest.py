@@ -22,10 +22,10 @@ import time
 import numpy as np
 import pytest
 
-from fastcheck.layout import Layout
-from fastcheck.networks import network
-from fastcheck.objective import MLPObjective
-from fastcheck.reference import reference_engine
+from fastcheck.apps.networks import network
+from fastcheck.core.layout import Layout
+from fastcheck.engines.mlp.objective import MLPObjective
+from fastcheck.engines.reference import reference_engine
 
 #: Reference-engine sample size in full runs, and in quick mode.
 FULL_SAMPLE = 2000
@@ -96,7 +96,7 @@ def reference_on_sample(net, params, X, Y, grads, size: int, seed: int = 0) -> d
     elapsed = time.perf_counter() - started
     analytic = layout.resolve_grads(grads, params)[indices]
     keep = ~evaluations.kinks
-    from fastcheck.finite import relative_difference
+    from fastcheck.core.finite import relative_difference
 
     return {
         "reference_extrapolated": size < layout.n_params,

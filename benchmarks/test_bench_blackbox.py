@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.blackbox import blackbox_engine
-from fastcheck.layout import Layout
-from fastcheck.objective import CostObjective
-from fastcheck.reference import reference_engine
+from fastcheck.core.layout import Layout
+from fastcheck.core.objective import CostObjective
+from fastcheck.engines.blackbox.dispatch import blackbox_engine
+from fastcheck.engines.reference import reference_engine
 
 EPS = 1e-7
 _MEDIANS: dict = {}

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from fastcheck.networks import network
-from fastcheck.nightly import parse_suite, run_suite
+from fastcheck.apps.networks import network
+from fastcheck.apps.nightly.command import parse_suite, run_suite
 
 ROUNDS = {"S": 20, "L": 5}
 

@@ -27,8 +27,8 @@ import pytest
 from conftest import FAST_SAMPLE
 from threadpoolctl import threadpool_limits
 
-from fastcheck import bench
-from fastcheck.peers import PEERS
+from fastcheck.apps.bench import command as bench
+from fastcheck.apps.bench.peers import PEERS
 
 pytestmark = pytest.mark.skipif(os.environ.get("FASTCHECK_PEERS") != "1",
                                 reason="peer benchmarks run only with FASTCHECK_PEERS=1 (never in CI)")

@@ -9,6 +9,8 @@ True
 """
 
 from .api import Plan, check, plan
+from .core.finite import DEFAULT_EPS, Bounds, relative_difference
+from .core.layout import CastWarning, Group, Layout
 from .errors import (
     CostError,
     DtypeError,
@@ -18,10 +20,8 @@ from .errors import (
     NondeterministicCostError,
     WorkerError,
 )
-from .finite import DEFAULT_EPS, Bounds, relative_difference
-from .layout import CastWarning, Group, Layout
-from .mlp import MLP
-from .report import DirectionRow, EntryRow, GroupRow, Report
+from .mlp.model import MLP
+from .report.model import DirectionRow, EntryRow, GroupRow, Report
 from .testing import assert_gradient, assert_report
 
 __version__ = "0.1.0"

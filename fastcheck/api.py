@@ -14,14 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .directions import DirectionEvaluations, draw_directions, evaluate_directions, mlp_evaluate_directions
+from .core.directions import draw_directions
+from .core.finite import DEFAULT_EPS, Bounds, relative_errors, validate_eps
+from .core.layout import Layout
+from .core.objective import CostObjective
+from .core.results import DirectionEvaluations, Evaluations
+from .core.selection import DEFAULT_MIN_PER_GROUP, stratified_subset, subset_sizes
+from .engines.mlp.directions import mlp_evaluate_directions
+from .engines.mlp.objective import MLPObjective
+from .engines.reference import evaluate_directions, reference_engine
 from .errors import InputError
-from .finite import DEFAULT_EPS, Bounds, relative_errors, validate_eps
-from .layout import Layout
-from .objective import CostObjective, MLPObjective
-from .reference import Evaluations, reference_engine
-from .report import GUARANTEE_FRACTION, Report, build_report
-from .selection import DEFAULT_MIN_PER_GROUP, stratified_subset, subset_sizes
+from .report.model import GUARANTEE_FRACTION, Report, build_report
 
 __all__ = ["check", "plan", "check_mlp", "plan_mlp", "Plan", "Prepared", "prepare_check", "prepare_mlp",
            "merge_evaluations", "MODES", "KINK_POLICIES"]
@@ -338,7 +341,7 @@ def _localise(layout: Layout, group, engine: _Engine, opts: _Options) -> tuple[n
     Returns the flat indices of the blocks found (the whole group if nothing narrowed
     it) and the cost evaluations spent.
     """
-    from .directions import Direction
+    from .core.directions import Direction
 
     position = layout.names.index(group.name)
     rounding = abs(engine.cost) * np.finfo(np.float64).eps / opts.eps if np.isfinite(engine.cost) else 0.0
@@ -374,13 +377,13 @@ def _cost_engine(objective: CostObjective, theta, analytic, eps, base_seconds, *
                        lambda n: n * base_seconds, objective.cost_at_theta)
 
     def coordinates(idx):
-        from .blackbox import blackbox_engine
+        from .engines.blackbox.dispatch import blackbox_engine
 
         return blackbox_engine(objective, theta, idx, eps, n_jobs=n_jobs, batch_cost=batch_cost, backend=backend,
                                chunk_size=chunk_size, max_memory=max_memory, progress=progress)
 
     def directions(dirs):
-        from .blackbox import blackbox_directions
+        from .engines.blackbox.dispatch import blackbox_directions
 
         return blackbox_directions(objective, theta, analytic, dirs, eps, n_jobs=n_jobs, batch_cost=batch_cost,
                                    backend=backend, chunk_size=chunk_size, max_memory=max_memory, progress=progress)
@@ -538,7 +541,7 @@ ENGINES = ("batched", "reference")
 
 
 def _mlp_engine(net, layout, theta, analytic, X, Y, eps, engine, max_memory, n_threads) -> _Engine:
-    from .stacked import BaseState
+    from .engines.mlp.stacked import BaseState
 
     if engine not in ENGINES:
         raise InputError(f"`engine`={engine!r} is not one of {', '.join(map(repr, ENGINES))}")
@@ -557,7 +560,7 @@ def _mlp_engine(net, layout, theta, analytic, X, Y, eps, engine, max_memory, n_t
         return _Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps), directions,
                        lambda n: n * seconds, value)
 
-    from .batched import base_pass, batched_engine
+    from .engines.mlp.batched import base_pass, batched_engine
 
     cache = {}
 

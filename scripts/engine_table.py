@@ -20,13 +20,13 @@ import time
 import numpy as np
 
 import fastcheck as fc
-from fastcheck.finite import Bounds
-from fastcheck.layout import Layout
-from fastcheck.networks import network
-from fastcheck.objective import MLPObjective
-from fastcheck.reference import reference_engine
-from fastcheck.report import build_report
-from fastcheck.selection import stratified_subset
+from fastcheck.apps.networks import network
+from fastcheck.core.finite import Bounds
+from fastcheck.core.layout import Layout
+from fastcheck.core.selection import stratified_subset
+from fastcheck.engines.mlp.objective import MLPObjective
+from fastcheck.engines.reference import reference_engine
+from fastcheck.report.model import build_report
 
 
 def median_time(net, params, grads, X, Y, repeats, **options):

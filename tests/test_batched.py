@@ -7,13 +7,13 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastcheck as fc
-from fastcheck import kernels
-from fastcheck.batched import batched_engine
-from fastcheck.bugs import BUGS, buggy_gradient
-from fastcheck.layout import Layout
-from fastcheck.networks import network
-from fastcheck.objective import MLPObjective
-from fastcheck.reference import reference_engine
+from fastcheck.apps.bugs import BUGS, buggy_gradient
+from fastcheck.apps.networks import network
+from fastcheck.core.layout import Layout
+from fastcheck.engines.mlp import kernels
+from fastcheck.engines.mlp.batched import batched_engine
+from fastcheck.engines.mlp.objective import MLPObjective
+from fastcheck.engines.reference import reference_engine
 
 EPS = 1e-7
 HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "identity"]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from fastcheck import bench
+from fastcheck.apps.bench import command as bench
 
 FASTCHECK_ROWS = ["fastcheck batched", "fastcheck reference", "fastcheck directions", "fastcheck subset 1%"]
 

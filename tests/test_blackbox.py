@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.blackbox import blackbox_directions, blackbox_engine
-from fastcheck.directions import draw_directions, evaluate_directions
+from fastcheck.core.directions import draw_directions
+from fastcheck.core.layout import Layout
+from fastcheck.core.objective import CostObjective
+from fastcheck.engines.blackbox.dispatch import blackbox_directions, blackbox_engine
+from fastcheck.engines.reference import evaluate_directions, reference_engine
 from fastcheck.errors import CostError, DtypeError, InputError
-from fastcheck.layout import Layout
-from fastcheck.objective import CostObjective
-from fastcheck.reference import reference_engine
 
 EPS = 1e-7
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

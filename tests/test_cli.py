@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from fastcheck.cli import main
+from fastcheck.apps.cli import main
 
 PROBLEM = '''
 import numpy as np
@@ -39,9 +39,9 @@ def test_demo_catches_the_planted_bug(capsys):
 
 @pytest.mark.parametrize("seconds", [0.05, 26.0])
 def test_demo_reports_a_first_run_compile_apart_from_the_check(monkeypatch, capsys, seconds):
-    import fastcheck.batched
+    import fastcheck.apps.networks
 
-    monkeypatch.setattr(fastcheck.batched, "compile_kernels", lambda hidden, output: seconds)
+    monkeypatch.setattr(fastcheck.apps.networks, "compile_kernels", lambda hidden, output: seconds)
     assert main(["demo", "--network", "S"]) == 0
     out = capsys.readouterr().out
     assert ("compiled the kernels first, once per install: 26.0 s" in out) == (seconds > 1)
@@ -50,13 +50,13 @@ def test_demo_reports_a_first_run_compile_apart_from_the_check(monkeypatch, caps
 def test_a_slow_compile_is_announced_on_a_terminal(monkeypatch, capsys):
     import time
 
-    import fastcheck.batched
+    import fastcheck.apps.networks
 
-    monkeypatch.setattr(fastcheck.batched, "compile_kernels", lambda hidden, output: time.sleep(2.0) or 2.0)
+    monkeypatch.setattr(fastcheck.apps.networks, "compile_kernels", lambda hidden, output: time.sleep(2.0) or 2.0)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(["check", "--layers", "6,5,3", "--hidden", "tanh", "--quiet"]) == 0
     assert "compiling the numba kernels for tanh/softmax (first run only" in capsys.readouterr().err
-    monkeypatch.setattr(fastcheck.batched, "compile_kernels", lambda hidden, output: 0.01)
+    monkeypatch.setattr(fastcheck.apps.networks, "compile_kernels", lambda hidden, output: 0.01)
     assert main(["check", "--layers", "6,5,3", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
 
@@ -100,7 +100,7 @@ def test_bad_problem_return(problem_module, capsys):
 
 
 def test_console_script_exit_codes_without_traceback():
-    result = subprocess.run([sys.executable, "-m", "fastcheck.cli", "check", "--layers", "3,x"],
+    result = subprocess.run([sys.executable, "-m", "fastcheck.apps.cli", "check", "--layers", "3,x"],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.bugs import buggy_gradient
-from fastcheck.networks import network
+from fastcheck.apps.bugs import buggy_gradient
+from fastcheck.apps.networks import network
 
 EXPECTED = {
     "scaled": {"W2": "2 times the numeric one"},

@@ -6,10 +6,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from fastcheck.directions import GLOBAL, direction_steps, draw_directions, mlp_evaluate_directions
-from fastcheck.layout import Layout
-from fastcheck.mlp import HIDDEN, MLP, OUTPUTS
-from fastcheck.stacked import BaseState, cost_changes, symmetric_cost_changes
+from fastcheck.core.directions import GLOBAL, direction_steps, draw_directions
+from fastcheck.core.layout import Layout
+from fastcheck.engines.mlp.directions import mlp_evaluate_directions
+from fastcheck.engines.mlp.stacked import BaseState, cost_changes, symmetric_cost_changes
+from fastcheck.mlp.functions import HIDDEN, OUTPUTS
+from fastcheck.mlp.model import MLP
 
 EPS = 1e-7
 
@@ -159,8 +161,8 @@ def test_tiny_parameters_take_plain_steps_and_still_check():
 
 
 def test_the_numpy_steps_are_the_kernel_steps_bit_for_bit():
-    from fastcheck.directions import _symmetric_steps_numpy
-    from fastcheck.kernels import symmetric_steps
+    from fastcheck.core.directions import _symmetric_steps_numpy
+    from fastcheck.core.steps_kernel import symmetric_steps
 
     rng = np.random.default_rng(11)
     base = np.concatenate([rng.standard_normal(300) * 0.05, [0.0, -0.0, 1e-300, 1e-20, 1.0, 2.0,

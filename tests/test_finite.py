@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.finite import relative_errors, validate_eps
+from fastcheck.core.finite import relative_errors, validate_eps
 
 
 def test_relative_difference_is_the_methods_formula():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.cli import main
-from fastcheck.html import HEAT_CELLS
-from fastcheck.networks import network
-from fastcheck.nightly import parse_suite, run_suite
+from fastcheck.apps.cli import main
+from fastcheck.apps.networks import network
+from fastcheck.apps.nightly.command import parse_suite, run_suite
+from fastcheck.report.html import HEAT_CELLS
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "wbr"}
 CELL = re.compile(r"^(.*)\[(\d+)(?::(\d+))?, (\d+)(?::(\d+))?\]: ")

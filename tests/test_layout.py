@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.layout import Layout
+from fastcheck.core.layout import Layout
 
 
 def test_round_trip_keeps_names_shapes_and_order():

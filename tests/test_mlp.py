@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.bugs import BUGS, buggy_gradient
-from fastcheck.mlp import HIDDEN, OUTPUTS
+from fastcheck.apps.bugs import BUGS, buggy_gradient
+from fastcheck.mlp.functions import HIDDEN, OUTPUTS
 
 PAIRS = list(itertools.product(HIDDEN, OUTPUTS))
 
@@ -42,7 +42,7 @@ def test_losses_match_their_textbook_definitions():
     z = np.array([[0.3, -2.0], [1.5, 0.1]])
     y = np.array([[0.0, 1.0], [1.0, 0.0]])
     p = np.exp(z) / np.exp(z).sum(axis=0)
-    from fastcheck.mlp import example_losses, sigmoid
+    from fastcheck.mlp.functions import example_losses, sigmoid
 
     np.testing.assert_allclose(example_losses("softmax", z, y), -(y * np.log(p)).sum(axis=0), rtol=1e-14)
     s = sigmoid(z)

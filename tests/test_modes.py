@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.bugs import BUGS, buggy_gradient
-from fastcheck.directions import GLOBAL
-from fastcheck.layout import Layout
-from fastcheck.networks import network
-from fastcheck.selection import escape_probability, stratified_subset, subset_sizes
+from fastcheck.apps.bugs import BUGS, buggy_gradient
+from fastcheck.apps.networks import network
+from fastcheck.core.directions import GLOBAL
+from fastcheck.core.layout import Layout
+from fastcheck.core.selection import escape_probability, stratified_subset, subset_sizes
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +302,8 @@ def test_bad_mode_options(quadratic, kwargs, message):
 
 @pytest.mark.parametrize("hidden", ["relu", "tanh"])
 def test_prepared_chunks_equal_one_check(hidden):
-    from fastcheck.api import merge_evaluations, prepare_mlp
+    from fastcheck.api import prepare_mlp
+    from fastcheck.core.results import merge_evaluations
 
     net, params, X, Y = network("S", hidden=hidden)
     grads = net.gradient(params, X, Y)

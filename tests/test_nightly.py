@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastcheck import nightly
-from fastcheck.history import History
-from fastcheck.nightly import ChunkStore, main, parse_suite, run_suite
-from fastcheck.report import Report
+from fastcheck.apps.nightly import command as nightly
+from fastcheck.apps.nightly.command import ChunkStore, main, parse_suite, run_suite
+from fastcheck.apps.nightly.history import History
+from fastcheck.report.model import Report
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -83,7 +83,7 @@ points = [{seed = 0}, {seed = 1}, {seed = 2}]
 # kill at a random moment lands mid-run, inside a chunk's computation or between chunks.
 CALL = """
 import os, sys, time
-from fastcheck import nightly
+from fastcheck.apps.nightly import command as nightly
 delay, save = float(os.environ.get("NIGHTLY_TEST_CHUNK_SLEEP", "0")), nightly.ChunkStore.save
 def slow_save(self, *args, **kwargs):
     time.sleep(delay)
@@ -227,7 +227,7 @@ def test_corrupted_truncated_and_foreign_chunks_are_recomputed(tmp_path, user_mo
 
 
 def test_chunk_store_roundtrip_and_checksum(tmp_path):
-    from fastcheck.reference import Evaluations
+    from fastcheck.core.results import Evaluations
 
     indices = np.arange(10, 20, dtype=np.int64)
     ev = Evaluations(indices[2:6].copy(), np.arange(4.0), -np.arange(4.0), np.ones(4), np.array([1, 0, 0, 1], bool),
@@ -457,7 +457,7 @@ def test_regression_baseline_is_the_last_passing_run(tmp_path, user_module, monk
 
 
 def test_progress_line_and_the_cli(tmp_path, user_module, capsys):
-    from fastcheck import cli
+    from fastcheck.apps import cli
 
     suite = parse_suite({"problems": [{"name": "box", "factory": f"{user_module}:slow", "chunk_size": 7}]})
     run_suite(suite, tmp_path / "r", progress=True)
@@ -471,7 +471,7 @@ def test_progress_line_and_the_cli(tmp_path, user_module, capsys):
 
 
 def test_parallel_and_dask_backends_give_the_same_report(tmp_path, user_module):
-    pytest.importorskip("fastcheck.blackbox")
+    pytest.importorskip("fastcheck.engines.blackbox.dispatch")
     distributed = pytest.importorskip("distributed")
     import warnings
 

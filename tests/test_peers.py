@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck import peers
+from fastcheck.apps.bench import peers
 
 PAIRS = [("relu", "softmax"), ("tanh", "softmax"), ("leaky_relu", "sigmoid"), ("sigmoid", "identity")]
 
@@ -39,7 +39,7 @@ def test_jax_cost_and_gradient_match(hidden, output):
 
 
 def test_benchmark_network_S_matches_in_torch_and_jax():
-    from fastcheck.networks import network
+    from fastcheck.apps.networks import network
 
     net, params, X, Y = network("S")
     for peer, gradient in (("torch", peers.torch_gradient), ("jax", peers.jax_gradient)):

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 import fastcheck as fc
-from fastcheck.layout import Layout
+from fastcheck.core.layout import Layout
 
 finite = st.floats(-1e6, 1e6, allow_nan=False)
 groups = st.dictionaries(

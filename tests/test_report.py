@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.networks import network
+from fastcheck.apps.networks import network
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_correct_gradient_has_no_wrong_entries():
 
 
 def test_worst_is_the_same_ranking_whatever_k_and_call_order():
-    from fastcheck.bugs import buggy_gradient
-    from fastcheck.networks import network
+    from fastcheck.apps.bugs import buggy_gradient
+    from fastcheck.apps.networks import network
 
     net, params, X, Y = network("S")
     grads = buggy_gradient(net, "scaled", params, X, Y)

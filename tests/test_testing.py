@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
-from fastcheck.networks import network
+from fastcheck.apps.networks import network
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_assert_report_on_a_built_in_network_with_a_bug():
 def test_docstring_examples_run():
     failures, attempted = [], 0
     package = importlib.import_module("fastcheck")
-    names = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name != "peers"]
-    modules = [package] + [importlib.import_module(f"fastcheck.{name}") for name in names]
+    names = [m.name for m in pkgutil.walk_packages(package.__path__, "fastcheck.") if not m.name.endswith(".peers")]
+    modules = [package] + [importlib.import_module(name) for name in names]
     for module in modules:
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
         attempted += result.attempted

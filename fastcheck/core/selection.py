@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .layout import Layout
 
 __all__ = ["stratified_subset", "subset_sizes", "escape_probability", "DEFAULT_MIN_PER_GROUP"]

@@ -21,69 +21,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .errors import DtypeError, InputError
+from ..errors import DtypeError, InputError
+from .functions import HIDDEN, OUTPUTS, activate, activation_derivative, example_losses, output_delta
 
-__all__ = ["MLP", "HIDDEN", "OUTPUTS", "LEAKY_SLOPE"]
-
-#: Slope of leaky ReLU for negative inputs.
-LEAKY_SLOPE = 0.01
-#: Hidden activations, and whether each has kinks (points where it is not differentiable).
-HIDDEN = {"relu": True, "leaky_relu": True, "tanh": False, "sigmoid": False, "identity": False}
-#: Output activations and the loss each is paired with.
-OUTPUTS = {"softmax": "cross-entropy", "sigmoid": "binary cross-entropy", "identity": "mean squared error"}
-
-
-def sigmoid(z):
-    """Logistic function, without overflow for large |z|."""
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
-def activate(name: str, z: np.ndarray) -> np.ndarray:
-    if name == "relu":
-        return np.maximum(z, 0.0)
-    if name == "leaky_relu":
-        return np.where(z > 0, z, LEAKY_SLOPE * z)
-    if name == "tanh":
-        return np.tanh(z)
-    if name == "sigmoid":
-        return sigmoid(z)
-    if name == "identity":
-        return z.copy()
-    raise InputError(f"unknown activation {name!r}")
-
-
-def activation_derivative(name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    if name == "relu":
-        return (z > 0).astype(np.float64)
-    if name == "leaky_relu":
-        return np.where(z > 0, 1.0, LEAKY_SLOPE)
-    if name == "tanh":
-        return 1.0 - a * a
-    if name == "sigmoid":
-        return a * (1.0 - a)
-    return np.ones_like(z)
-
-
-def example_losses(output: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Loss of each example (column) from the output logits ``z``, shape (m,)."""
-    if output == "softmax":
-        top = z.max(axis=0)
-        lse = top + np.log(np.exp(z - top).sum(axis=0))
-        return (y * (lse - z)).sum(axis=0)
-    if output == "sigmoid":
-        softplus = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
-        return (softplus - y * z).sum(axis=0)
-    return 0.5 * ((z - y) ** 2).sum(axis=0)
-
-
-def output_delta(output: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Derivative of each example's loss with respect to the logits, shape of ``z``."""
-    if output == "softmax":
-        e = np.exp(z - z.max(axis=0))
-        return e / e.sum(axis=0) * y.sum(axis=0) - y
-    if output == "sigmoid":
-        return sigmoid(z) - y
-    return z - y
+__all__ = ["MLP"]
 
 
 class MLP:
@@ -311,12 +252,12 @@ class MLP:
         -------
         Report
         """
-        from .api import check_mlp
+        from ..api import check_mlp
 
         return check_mlp(self, params, grads, X, Y, engine=engine, **options)
 
     def plan(self, params, X, Y, **options):
         """What :meth:`check` would do with ``options``, and about how long it would take."""
-        from .api import plan_mlp
+        from ..api import plan_mlp
 
         return plan_mlp(self, params, X, Y, **options)

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FastcheckError, InputError
-from .problems import import_function
+from ...errors import FastcheckError, InputError
+from ..problems import import_function
 
 __all__ = ["ConfigError", "RunLockedError", "Point", "Problem", "Suite", "load_suite", "parse_suite",
            "ChunkStore", "UnitResult", "run_suite", "register", "main", "TARGET_CHUNK_SECONDS"]
@@ -199,9 +199,9 @@ def _finish_options(options: dict, path: str) -> None:
 
 
 def _mlp_spec(table: dict, path: str) -> dict:
-    from .bugs import BUGS
-    from .mlp import HIDDEN, OUTPUTS
-    from .networks import NETWORKS
+    from ...mlp.functions import HIDDEN, OUTPUTS
+    from ..bugs import BUGS
+    from ..networks import NETWORKS
 
     spec = dict(_MLP_DEFAULTS)
     if "network" in table:
@@ -414,9 +414,9 @@ def _train(layout, theta, grad_of, steps: int, rate: float):
 
 
 def _build_mlp(problem: Problem, point: Point):
-    from .bugs import buggy_gradient
-    from .layout import Layout
-    from .mlp import MLP
+    from ...core.layout import Layout
+    from ...mlp.model import MLP
+    from ..bugs import buggy_gradient
 
     s = problem.spec
     net = MLP(s["layers"], hidden=s["hidden"], output=s["output"], l2=s["l2"])
@@ -434,7 +434,7 @@ def _build_mlp(problem: Problem, point: Point):
 
 
 def _build_factory(problem: Problem, point: Point):
-    from .layout import Layout
+    from ...core.layout import Layout
 
     spec = problem.spec["factory"]
     func = _import_factory(spec, f"problem {problem.name!r} factory")
@@ -471,8 +471,8 @@ def _build_factory(problem: Problem, point: Point):
 
 
 def _prepare(problem: Problem, point: Point) -> _Unit:
-    from . import __version__
-    from .api import prepare_check, prepare_mlp
+    from ... import __version__
+    from ...api import prepare_check, prepare_mlp
 
     started = time.perf_counter()
     o = problem.options
@@ -490,7 +490,7 @@ def _prepare(problem: Problem, point: Point) -> _Unit:
         prepared = prepare_check(cost, params, grads, n_jobs=o["n_jobs"] or 1, batch_cost=batch_cost, backend=backend,
                                  progress=False, **common)
         extra = (source,)
-    from .layout import Layout
+    from ...core.layout import Layout
 
     _, theta = Layout.from_params(params)
     config_hash = _sha256(_canonical({"problem": problem.settings(), "point": point.settings()}))
@@ -576,7 +576,7 @@ class ChunkStore:
 
     def _read(self, path: Path, indices: np.ndarray):
         """The chunk in ``path``, or the reason it cannot be merged."""
-        from .reference import Evaluations
+        from ...core.results import Evaluations
 
         data = path.read_bytes()
         if not data.startswith(_MAGIC) or b"\n" not in data[len(_MAGIC):]:
@@ -656,7 +656,7 @@ class _Sizer:
         self.fixed = fixed
         engine = unit.prepared.engine
         if engine.name == "batched":
-            from .batched import PIECEWISE_LINEAR
+            from ...engines.mlp.batched import PIECEWISE_LINEAR
 
             spec = unit.problem.spec
             kind = "piecewise" if spec["hidden"] in PIECEWISE_LINEAR else "smooth"
@@ -733,7 +733,7 @@ def _dask_client(problem: Problem):
 
 
 def _finished_report(path: Path, key: str):
-    from .report import Report
+    from ...report.model import Report
 
     try:
         data = json.loads(path.read_text())
@@ -745,7 +745,7 @@ def _finished_report(path: Path, key: str):
 
 
 def _run_unit(unit: _Unit, run_dir: Path, chunk_size: int | None, progress: _Progress) -> UnitResult:
-    from .api import merge_evaluations
+    from ...core.results import merge_evaluations
 
     result = UnitResult(unit.problem.name, unit.point.name, "run")
     result.report_path = run_dir / f"{unit.label}.json"
@@ -855,7 +855,7 @@ def run_suite(suite: Suite, run_dir, *, history=None, chunk_size: int | None = N
     RunLockedError
         Another run holds ``run_dir``.
     """
-    from . import __version__
+    from ... import __version__
     from .history import History
 
     run_dir = Path(run_dir)
@@ -942,7 +942,7 @@ def format_markdown(results: list[UnitResult]) -> str:
 
 def format_index(results: list[UnitResult], run_dir) -> str:
     """The end-of-run table as an HTML page, each check linked to its own page."""
-    from .html import index_html
+    from ...report.html import index_html
 
     rows = _summary_rows(results)
     links = [f"{r.problem}@{r.point}.html" if (Path(run_dir) / f"{r.problem}@{r.point}.html").exists() else None
@@ -1003,7 +1003,7 @@ def register(subparsers) -> None:
 def main(argv=None) -> int:
     """``fastcheck nightly|history ...``: :func:`fastcheck.cli.main`, which registers them
     (one-line errors, exit code 2 for bad usage or a bad suite)."""
-    from .cli import main as cli_main
+    from ..cli import main as cli_main
 
     return cli_main(argv)
 

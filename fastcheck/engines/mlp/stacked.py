@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mlp import LEAKY_SLOPE, sigmoid
+from ...mlp.functions import LEAKY_SLOPE, sigmoid
 
 __all__ = ["BaseState", "cost_changes", "symmetric_cost_changes"]
 

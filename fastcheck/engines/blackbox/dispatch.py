@@ -51,10 +51,11 @@ import joblib
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .errors import CostError, DtypeError, InputError, WorkerError
-from .finite import central_difference
-from .objective import perturbation_label, require_deterministic
-from .reference import Evaluations, reference_engine
+from ...core.finite import central_difference
+from ...core.objective import perturbation_label, require_deterministic
+from ...core.results import Evaluations
+from ...errors import CostError, DtypeError, InputError, WorkerError
+from ..reference import reference_engine
 
 __all__ = [
     "blackbox_engine",
@@ -143,7 +144,8 @@ def evaluate_direction_chunk(objective, theta: np.ndarray, directions, eps: floa
     the rows of stacks of at most ``rows`` (row 2p: direction p's theta+, row 2p + 1:
     its theta-).
     """
-    from .directions import direction_costs, direction_steps
+    from ...core.directions import direction_steps
+    from ..reference import direction_costs
 
     if batch_cost is None:
         return direction_costs(objective, theta, directions, eps)
@@ -326,7 +328,8 @@ def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, dire
     -------
     DirectionEvaluations
     """
-    from .directions import DirectionEvaluations, direction_steps
+    from ...core.directions import direction_steps
+    from ...core.results import DirectionEvaluations
 
     directions = list(directions)
     run = _execute(objective, theta, directions, eps, n_jobs, batch_cost, backend, chunk_size, max_memory,

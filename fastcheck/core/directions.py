@@ -28,12 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .layout import Layout
 
-__all__ = ["Direction", "DirectionEvaluations", "Steps", "direction_steps", "direction_costs", "draw_directions",
-           "evaluate_directions",
-           "mlp_evaluate_directions", "GLOBAL"]
+__all__ = ["Direction", "Steps", "direction_steps", "draw_directions", "GLOBAL"]
 
 #: Name of the pseudo-group of directions over all of theta.
 GLOBAL = "(all)"
@@ -106,7 +104,7 @@ def _draw_all(directions: list, out: np.ndarray) -> None:
 
 
 def _symmetric_steps_numpy(base: np.ndarray, steps: np.ndarray, scales: np.ndarray, inexact: np.ndarray) -> None:
-    """:func:`fastcheck.kernels.symmetric_steps` in numpy, in place on ``steps``, operation for operation."""
+    """:func:`fastcheck.core.steps_kernel.symmetric_steps` in numpy, in place on ``steps``, operation for operation."""
     s = (base + steps * scales[:, None]) - base
     p = base + s
     p_b = p - base
@@ -134,7 +132,7 @@ def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: 
     base = np.ascontiguousarray(theta[start:stop])
     scales, inexact = eps / norms, np.empty(k, dtype=np.int64)
     if steps.size > NUMBA_STEPS:
-        from .kernels import symmetric_steps
+        from .steps_kernel import symmetric_steps  # lazy: numba loads only for large draws
 
         symmetric_steps(base, steps, scales, steps, inexact)  # in place: each entry is read, then written
     else:  # the same arithmetic in numpy: a small check need not load numba
@@ -153,17 +151,6 @@ def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: 
     return Steps(plus, minus, symmetric, np.array([(p @ g + q @ g) / (2.0 * eps) for p, q in zip(plus, minus)]))
 
 
-@dataclass
-class DirectionEvaluations:
-    """Per direction: the group, analytic ``u . grad``, numeric central difference, kink flag."""
-
-    directions: list
-    analytic: np.ndarray
-    numeric: np.ndarray
-    kinks: np.ndarray
-    n_evaluations: int
-
-
 def draw_directions(layout: Layout, n_directions: int, seed: int, *, per_group: bool = True,
                     overall: bool = True) -> list[Direction]:
     """``n_directions`` directions for every group (if ``per_group``) and over all of theta (if ``overall``)."""
@@ -179,108 +166,3 @@ def draw_directions(layout: Layout, n_directions: int, seed: int, *, per_group: 
     if overall:
         out += [Direction(GLOBAL, j, 0, layout.n_params, parts(j)) for j in range(n_directions)]
     return out
-
-
-def direction_costs(objective, theta: np.ndarray, directions: list, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """J(theta+) and J(theta-) of each direction, by full evaluations of a user cost."""
-    k = len(directions)
-    cost_plus, cost_minus = np.empty(k), np.empty(k)
-    work = theta.copy()
-    for j, d in enumerate(directions):
-        steps = direction_steps(theta, np.empty(0), [d], eps, analytic=False)
-        where = f"direction {d.number} of {d.group}"
-        base = theta[d.start:d.stop]
-        work[d.start:d.stop] = base + steps.plus[0]
-        cost_plus[j] = objective.evaluate(work, where=where + " (+eps)")
-        work[d.start:d.stop] = base - steps.minus[0]
-        cost_minus[j] = objective.evaluate(work, where=where + " (-eps)")
-        work[d.start:d.stop] = base
-    return cost_plus, cost_minus
-
-
-def evaluate_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list,
-                        eps: float) -> DirectionEvaluations:
-    """Directional central differences by full evaluations of a user cost."""
-    k = len(directions)
-    cost_plus, cost_minus = direction_costs(objective, theta, directions, eps)
-    an = np.array([direction_steps(theta, analytic, [d], eps).analytic[0] for d in directions])
-    return DirectionEvaluations(directions, an, (cost_plus - cost_minus) / (2.0 * eps), np.zeros(k, dtype=bool),
-                                2 * k)
-
-
-def _group_views(steps: np.ndarray, rows, groups, start: int) -> dict[str, np.ndarray]:
-    """``steps[rows]`` (directions over ``theta[start:start + width]``) cut into the groups' shapes.
-
-    A group the span covers only in part (a block of it) gets zeros outside the span.
-    """
-    stop, out = start + steps.shape[1], {}
-    for g in groups:
-        if g.start >= start and g.stop <= stop:
-            out[g.name] = steps[rows, g.start - start:g.stop - start].reshape(-1, *g.shape)
-            continue
-        part = steps[rows, max(g.start, start) - start:min(g.stop, stop) - start]
-        full = np.zeros((part.shape[0], g.size))
-        full[:, max(g.start, start) - g.start:min(g.stop, stop) - g.start] = part
-        out[g.name] = full.reshape(-1, *g.shape)
-    return out
-
-
-def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: np.ndarray, directions: list,
-                            eps: float, *, max_memory: int = 256 * 2**20) -> DirectionEvaluations:
-    """Directional central differences of the built-in MLP by stacked change propagation.
-
-    Directions are evaluated in chunks of at most about ``max_memory`` bytes of steps and
-    stacked changes, each pair of signs as one perturbation where the steps are
-    symmetric (see :mod:`fastcheck.stacked`). The Gaussian draws of global directions
-    are made once and also serve the groups' directions of the same numbers.
-    """
-    from .stacked import cost_changes, symmetric_cost_changes
-
-    k = len(directions)
-    an, num, kinks = np.empty(k), np.empty(k), np.zeros(k, dtype=bool)
-    changes = 3 * 8 * base.X.shape[1] * sum(base.net.layers[1:])  # bytes of stacked changes per perturbation
-
-    def evaluate(members, steps: Steps, start: int) -> None:
-        groups = [g for g in layout.groups if g.stop > start and g.start < start + steps.plus.shape[1]]
-        members = np.asarray(members)
-        an[members] = steps.analytic
-        sym = np.flatnonzero(steps.symmetric)
-        if sym.size:  # each pair of signs as one perturbation
-            rows = slice(None) if sym.size == len(members) else sym
-            plus, minus, crossed = symmetric_cost_changes(base, _group_views(steps.plus, rows, groups, start))
-            num[members[sym]] = (plus - minus) / (2.0 * eps)
-            kinks[members[sym]] = crossed
-        plain = np.flatnonzero(~steps.symmetric)
-        if plain.size:  # both signs stacked
-            stacked = np.concatenate([steps.plus[plain], -steps.minus[plain]])
-            change, crossed = cost_changes(base, _group_views(stacked, slice(None), groups, start))
-            n = plain.size
-            num[members[plain]] = (change[:n] - change[n:]) / (2.0 * eps)
-            kinks[members[plain]] = crossed[:n] | crossed[n:]
-
-    def chunks(members, size):
-        per_chunk = max(1, int(max_memory // (16 * size + 2 * changes)))
-        return [members[c:c + per_chunk] for c in range(0, len(members), per_chunk)]
-
-    by_part = {(d.start, d.stop, d.parts[0][2]): j for j, d in enumerate(directions) if len(d.parts) == 1}
-    done = np.zeros(k, dtype=bool)
-    for chunk in chunks([j for j, d in enumerate(directions) if d.group == GLOBAL], layout.n_params):
-        draws = np.empty((len(chunk), layout.n_params))
-        _draw_all([directions[j] for j in chunk], draws)
-        for g in layout.groups:  # the groups' directions drawn from the same numbers
-            pairs = [(row, by_part[part]) for row, j in enumerate(chunk) for part in directions[j].parts
-                     if part in by_part and part[:2] == (g.start, g.stop) and not done[by_part[part]]]
-            if pairs:
-                rows, members = map(list, zip(*pairs))
-                evaluate(members, direction_steps(theta, analytic, [directions[j] for j in members], eps,
-                                                  draws=draws[rows, g.start:g.stop]), g.start)
-                done[members] = True
-        evaluate(chunk, direction_steps(theta, analytic, [directions[j] for j in chunk], eps, draws=draws), 0)
-        done[chunk] = True
-    by_span: dict[tuple[int, int], list[int]] = {}
-    for j in np.flatnonzero(~done):
-        by_span.setdefault((directions[j].start, directions[j].stop), []).append(int(j))
-    for (start, stop), members in by_span.items():
-        for chunk in chunks(members, stop - start):
-            evaluate(chunk, direction_steps(theta, analytic, [directions[j] for j in chunk], eps), start)
-    return DirectionEvaluations(directions, an, num, kinks, 2 * k)

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .finite import Bounds, relative_difference
-from .layout import Layout
+from ...core.finite import Bounds, relative_difference
+from ...core.layout import Layout
+from ...errors import InputError
 
 __all__ = ["PEERS", "PeerResult", "available", "flat_problem", "torch_cost", "torch_gradient", "jax_cost",
            "jax_gradient", "torch_gradcheck", "jax_check_grads", "scipy_check_grad", "numdifftools_gradient"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["import_function"]
 

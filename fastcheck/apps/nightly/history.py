@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import InputError
+from ...errors import InputError
 
 __all__ = ["History", "Regression", "REGRESSION_FACTOR", "REGRESSION_FLOOR", "format_history", "text_table"]
 

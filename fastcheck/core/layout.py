@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DtypeError, InputError
+from ..errors import DtypeError, InputError
 
 __all__ = ["Group", "Layout", "CastWarning"]
 

@@ -42,14 +42,14 @@ import math
 import numba
 import numpy as np
 
+from ...core.jit import JIT_OPTIONS
+
 __all__ = [
     "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "IDENTITY", "SOFTMAX_CE", "SIGMOID_BCE", "IDENTITY_MSE",
-    "SMALL", "layer_kernel", "layer_kernel_lanes", "min_ratio", "min_ratio_batched", "symmetric_steps",
+    "SMALL", "layer_kernel", "layer_kernel_lanes", "min_ratio", "min_ratio_batched",
     "expm1_", "log1p_", "tanh_",
 ]
 
-#: JIT options, in one place: central differences live on exact cancellation (no fastmath).
-JIT_OPTIONS = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 jit = numba.njit(**JIT_OPTIONS)
 jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 
@@ -768,30 +768,3 @@ def _min_ratio_row(abs_z, abs_h, out):
             r = zi / abs_h[i, j]
             if r < out[j]:
                 out[j] = r
-
-
-# ---------------------------------------------------------------- direction steps
-@jit_parallel
-def symmetric_steps(base, raw, scales, out, inexact):
-    """The steps the rounded perturbed parameters take, and whether they are symmetric.
-
-    base (n,), raw (k, n) Gaussian draws, scales (k,) eps over their norms, out (k, n)
-    (may be ``raw`` itself), inexact (k,) int64. Direction j's step is ``s_i = fl(base_i +
-    raw_ji scales_j) - base_i``; ``inexact[j]`` counts the entries where TwoSum shows that
-    ``base_i + s_i`` or ``base_i - s_i`` is not exact in float64 (an entry next to a power
-    of two, or much smaller than its step). Parallel over directions.
-    """
-    k, n = raw.shape
-    for j in numba.prange(k):
-        scale = scales[j]
-        count = 0
-        for i in range(n):
-            b = base[i]
-            s = (b + raw[j, i] * scale) - b
-            p = b + s
-            p_b = p - b
-            q = b - s
-            q_b = q - b
-            count += ((b - (p - p_b)) + (s - p_b) != 0.0) | ((b - (q - q_b)) + (-s - q_b) != 0.0)
-            out[j, i] = s
-        inexact[j] = count

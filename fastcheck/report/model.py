@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.finite import Bounds, relative_difference, relative_errors
+from ..core.layout import Layout
+from ..core.selection import escape_probability
 from .diagnose import diagnose_group
-from .finite import Bounds, relative_difference, relative_errors
-from .layout import Layout
-from .selection import escape_probability
 
 __all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "build_report"]
 
@@ -497,7 +497,7 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
 
     overall = None
     if directions is not None:
-        from .directions import GLOBAL
+        from ..core.directions import GLOBAL
 
         if (direction_groups == GLOBAL).any():
             overall = directions_row(GLOBAL, (layout.n_params,), layout.n_params)

@@ -12,10 +12,10 @@ import numbers
 
 import numpy as np
 
-from .errors import CostError, DtypeError, MutationError, NondeterministicCostError
+from ..errors import CostError, DtypeError, MutationError, NondeterministicCostError
 from .layout import Layout
 
-__all__ = ["CostObjective", "MLPObjective", "as_cost_value", "perturbation_label"]
+__all__ = ["CostObjective", "as_cost_value", "perturbation_label", "require_deterministic"]
 
 
 def perturbation_label(layout: Layout, coordinate: int | None, sign: int) -> str:
@@ -102,38 +102,3 @@ def require_deterministic(first: float, second: float) -> None:
             "Gradient checking needs a deterministic cost: switch off dropout "
             "(keep_prob = 1) and any random sampling or shuffling inside the cost"
         )
-
-
-class MLPObjective:
-    """The built-in network's cost on fixed data, reporting kink crossings.
-
-    A call returns ``(J, crossed)`` where ``crossed`` says whether any relu-like
-    hidden unit changed state (``Z > 0``) for any example compared with the base
-    parameters: there central differences straddle a kink.
-    """
-
-    def __init__(self, net, layout: Layout, X: np.ndarray, Y: np.ndarray):
-        self.net, self.layout, self.X, self.Y = net, layout, X, Y
-        self.has_kinks = net.has_kinks
-        self._base_states = None
-
-    def _forward(self, theta: np.ndarray) -> tuple[float, list]:
-        params = self.layout.unflatten(theta)
-        zs, _ = self.net.forward(params, self.X)
-        m = self.X.shape[1]
-        from .mlp import example_losses
-
-        value = float(example_losses(self.net.output, zs[-1], self.Y).sum() / m)
-        return value + self.net.regularization(params, m), zs
-
-    def base(self, theta: np.ndarray) -> float:
-        value, zs = self._forward(theta)
-        self._base_states = self.net.kink_states(zs)
-        return value
-
-    def __call__(self, theta: np.ndarray, coordinate: int, sign: int) -> tuple[float, bool]:
-        value, zs = self._forward(theta)
-        crossed = any(
-            not np.array_equal(state, base) for state, base in zip(self.net.kink_states(zs), self._base_states)
-        )
-        return value, crossed

@@ -13,11 +13,12 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__
-from .api import Plan, prepare_mlp
+from .. import __version__
+from ..api import Plan, prepare_mlp
+from ..errors import FastcheckError, InputError
+from ..mlp.functions import HIDDEN, OUTPUTS
+from ..mlp.model import MLP
 from .bugs import BUGS, buggy_gradient
-from .errors import FastcheckError, InputError
-from .mlp import HIDDEN, MLP, OUTPUTS
 from .networks import NETWORKS, network
 from .problems import import_function
 
@@ -89,7 +90,8 @@ def get_parser() -> argparse.ArgumentParser:
     opts.add_argument("--quiet", action="store_true", help="print only the verdict line")
     chk.set_defaults(func=run_check)
 
-    from . import bench, nightly
+    from .bench import command as bench
+    from .nightly import command as nightly
 
     bench.register(sub)
     nightly.register(sub)
@@ -149,7 +151,7 @@ def _compile_kernels(engine: str, hidden: str, output: str) -> float:
     """
     if engine != "batched":
         return 0.0
-    from .batched import compile_kernels
+    from .networks import compile_kernels
 
     notice = threading.Timer(1.0, lambda: print(
         f"fastcheck: compiling the numba kernels for {hidden}/{output} (first run only; cached on disk "
@@ -273,7 +275,7 @@ def load_problem(spec: str):
 
 
 def _check_user_problem(args):
-    from .api import check, plan
+    from ..api import check, plan
 
     cost, params, grads = load_problem(args.problem)
     if args.dry_run:

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .networks import NETWORKS, network
+from ...errors import InputError
+from ..networks import NETWORKS, network
 
 __all__ = ["METHODS", "Method", "Row", "run_method", "run_bench", "scaling_run", "growth_exponent", "format_table",
            "plot", "register", "main"]
@@ -68,7 +68,7 @@ def _batched(problem, indices):
 
 
 def _reference(problem, indices):
-    from .api import prepare_mlp
+    from ...api import prepare_mlp
 
     net, params, X, Y, grads = problem
     p = prepare_mlp(net, params, grads, X, Y, engine="reference")
@@ -104,7 +104,7 @@ def _torch_wrapper_overhead(problem, indices) -> float:
     """Seconds the sampled torch wrapper spends per call scattering the sample into theta."""
     import torch
 
-    from .layout import Layout
+    from ...core.layout import Layout
 
     _, theta = Layout.from_params(problem[1])
     base, where = torch.from_numpy(theta), torch.from_numpy(np.asarray(indices))
@@ -183,7 +183,7 @@ class Row:
 # ---------------------------------------------------------------------- one measurement
 def _problem(name: str):
     if name == "tiny":
-        from .mlp import MLP
+        from ...mlp.model import MLP
 
         net = MLP([8, 6, 5, 3], hidden="relu", output="softmax", l2=0.1)
         params = net.init(seed=0)
@@ -357,7 +357,7 @@ def _scaling_width(target: int) -> int:
 
 def scaling_run(targets=SCALING_TARGETS, *, repeats: int = DEFAULT_REPEATS, log=print) -> dict:
     """Time the batched engine on relu/softmax MLPs of growing width; fit the growth exponent."""
-    from .mlp import MLP
+    from ...mlp.model import MLP
 
     warm = MLP([8, 6, 5, 3], hidden="relu", output="softmax", l2=0.1)
     p = warm.init(0)
@@ -543,8 +543,8 @@ def run_bench_command(args) -> int:
 
 def main(argv=None) -> int:
     """``fastcheck bench`` on its own: ``main(["--networks", "S"])``; returns the exit code."""
-    from .cli import EXIT_USAGE, UsageError, _one_line, _Parser
-    from .errors import FastcheckError
+    from ...errors import FastcheckError
+    from ..cli import EXIT_USAGE, UsageError, _one_line, _Parser
 
     parser = _Parser(prog="fastcheck")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)

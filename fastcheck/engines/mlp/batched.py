@@ -31,11 +31,11 @@ import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from ...core.results import Evaluations
+from ...mlp.functions import LEAKY_SLOPE, example_losses, sigmoid
 from . import kernels
-from .mlp import LEAKY_SLOPE, example_losses, sigmoid
-from .reference import Evaluations
 
-__all__ = ["batched_engine", "compile_kernels", "DEFAULT_MAX_MEMORY"]
+__all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
 
 #: Default bound, in bytes, of the per-chunk temporaries of the kernels.
 DEFAULT_MAX_MEMORY = 256 * 2**20
@@ -305,22 +305,3 @@ class _BasePass:
         if net.hidden != "identity":
             bound = np.minimum(bound, np.abs(self.zs[layer - 1]))
         return G, np.ascontiguousarray(SAFETY * bound), np.ascontiguousarray(slope)
-
-
-def compile_kernels(hidden: str = "relu", output: str = "softmax") -> float:
-    """Compile (or load from numba's on-disk cache) the kernels a network of this kind needs.
-
-    The first check after an install spends tens of seconds compiling; this does it on a
-    tiny network so that the time can be announced and kept out of the report of the
-    check that follows. Returns the seconds it took (well under one once cached).
-    """
-    import time
-
-    from .mlp import MLP
-
-    tic = time.perf_counter()
-    net = MLP([6, 5, 4, 3], hidden=hidden, output=output, l2=0.1)
-    params = net.init(seed=0)
-    X, Y = net.random_data(4, seed=1)
-    net.check(params, net.gradient(params, X, Y), X, Y)
-    return time.perf_counter() - tic

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .mlp import LEAKY_SLOPE, MLP
+from ..errors import InputError
+from ..mlp.functions import LEAKY_SLOPE
+from ..mlp.model import MLP
 
 __all__ = ["Bug", "BUGS", "buggy_gradient"]
 

@@ -1,0 +1,1 @@
+"""The built-in multilayer perceptron: its functions and the model."""
