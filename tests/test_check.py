@@ -104,7 +104,7 @@ def test_size_one_array_counts_as_a_scalar():
 
 
 def test_bad_settings():
-    with pytest.raises(fc.InputError, match="`mode`='bogus'"):
+    with pytest.raises(fc.InputError, match="`mode`: expected one of .* got 'bogus'"):
         fc.check(lambda t: 0.0, np.ones(2), np.zeros(2), mode="bogus")
     with pytest.raises(fc.InputError, match="`seed`"):
         fc.check(lambda t: 0.0, np.ones(2), np.zeros(2), seed=-1)

@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..api import Plan, prepare_mlp
+from ..api import Plan, prepare_check, prepare_mlp
+from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from ..errors import FastcheckError, InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
+from ..pipeline.options import DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from .bugs import BUGS, buggy_gradient
 from .networks import NETWORKS, network
 from .problems import import_function
@@ -45,7 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="check a built-in network, correct and with a planted bug")
     demo.add_argument("--network", choices=sorted(NETWORKS), default="M", help="benchmark network (default M)")
     demo.add_argument("--bug", choices=sorted(BUGS), default="scaled", help="bug to plant (default scaled)")
-    demo.add_argument("--engine", choices=["batched", "reference"], default="batched")
+    demo.add_argument("--engine", choices=MLP_ENGINES, default=MLP_ENGINES[0])
     demo.add_argument("--html", metavar="FILE", help="also write the planted bug's report as an HTML page with plots")
     demo.set_defaults(func=run_demo)
 
@@ -62,18 +64,19 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--examples", type=int, default=32, help="number of examples m (default 32)")
     net.add_argument("--params-seed", type=int, default=0, help="seed of net.init (default 0)")
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
-    net.add_argument("--engine", choices=["batched", "reference"], default="batched")
+    net.add_argument("--engine", choices=MLP_ENGINES, default=MLP_ENGINES[0])
     net.add_argument("--include-kinks", action="store_true", help="count coordinates that cross a kink")
     opts = chk.add_argument_group("checking")
-    opts.add_argument("--eps", type=float, default=1e-7, help="step (default 1e-7)")
-    opts.add_argument("--warn", type=float, default=1e-6, help="warn bound (default 1e-6)")
-    opts.add_argument("--fail", type=float, default=1e-3, help="fail bound (default 1e-3)")
+    opts.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"step (default {DEFAULT_EPS:g})")
+    opts.add_argument("--warn", type=float, default=DEFAULT_WARN, help=f"warn bound (default {DEFAULT_WARN:g})")
+    opts.add_argument("--fail", type=float, default=DEFAULT_FAIL, help=f"fail bound (default {DEFAULT_FAIL:g})")
     modes = chk.add_argument_group("what to check")
-    modes.add_argument("--mode", choices=["full", "subset", "directions"], default="full",
+    modes.add_argument("--mode", choices=MODES, default=MODES[0],
                        help="every coordinate (default), a stratified random subset, or random directions")
     modes.add_argument("--fraction", type=float, help="subset: fraction of each group's entries, in (0, 1]")
     modes.add_argument("--samples", type=int, help="subset: number of coordinates instead of --fraction")
-    modes.add_argument("--directions", type=int, help="directions: directions per group (default 16)")
+    modes.add_argument("--directions", type=int,
+                       help=f"directions: directions per group (default {DEFAULT_DIRECTIONS})")
     modes.add_argument("--seed", type=int, default=0, help="seed of the random modes (default 0)")
     modes.add_argument("--no-escalate", dest="escalate", action="store_false",
                        help="do not re-check flagged groups coordinate by coordinate after a cheap mode")
@@ -231,35 +234,30 @@ def _check_builtin(args):
     net = MLP(layers, hidden=args.hidden, output=args.output, l2=l2)
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
+    options = _options(args, engine=args.engine, kinks="include" if args.include_kinks else "exclude")
     if args.dry_run:
-        return net.plan(params, X, Y, engine=args.engine, **_mode_options(args, plan=True))
+        return prepare_mlp(net, params, None, X, Y, options=options).plan()
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
-    options = dict(engine=args.engine, eps=args.eps, warn=args.warn, fail=args.fail,
-                   kinks="include" if args.include_kinks else "exclude", **_mode_options(args))
-    prepare_mlp(net, params, grads, X, Y, **options)  # bad settings fail here, before any compiling
+    prepared = prepare_mlp(net, params, grads, X, Y, options=options)  # bad settings fail here, before compiling
     _compile_kernels(args.engine, args.hidden, args.output)
-    return net.check(params, grads, X, Y, **options)
+    return prepared.run()
 
 
-def _mode_options(args, plan=False) -> dict:
-    """The keyword arguments of check/plan for --mode and its options."""
-    options = {"mode": args.mode, "seed": args.seed}
-    if args.fraction is not None or args.samples is not None:
-        if args.mode != "subset":
-            raise UsageError("--fraction and --samples go with --mode subset")
-        options["fraction"], options["n_samples"] = args.fraction, args.samples
-    elif args.mode == "subset":
-        raise UsageError("--mode subset needs --fraction F (e.g. 0.01) or --samples N")
-    if args.directions is not None:
-        if args.mode != "directions":
-            raise UsageError("--directions goes with --mode directions")
-        options["n_directions"] = args.directions
-    if not plan:
-        if args.mode != "full":
-            options["escalate"] = args.escalate
-        if args.budget is not None:
-            options["budget"] = args.budget
-    return options
+#: How the command line names the settings it takes under another name (else ``--key``).
+_FLAGS = {"n_samples": "--samples", "n_directions": "--directions", "kinks": "--include-kinks",
+          "escalate": "--no-escalate"}
+
+
+def cli_name(key: str) -> str:
+    """How a setting is named in the command line's messages: ``--mode``."""
+    return _FLAGS.get(key, "--" + key.replace("_", "-"))
+
+
+def _options(args, **more) -> CheckOptions:
+    """The CheckOptions of ``fastcheck check``'s flags (their rules are CheckOptions', named as flags)."""
+    return CheckOptions(eps=args.eps, warn=args.warn, fail=args.fail, mode=args.mode, seed=args.seed,
+                        fraction=args.fraction, n_samples=args.samples, n_directions=args.directions,
+                        escalate=args.escalate, budget=args.budget, name=cli_name, **more)
 
 
 def load_problem(spec: str):
@@ -275,17 +273,15 @@ def load_problem(spec: str):
 
 
 def _check_user_problem(args):
-    from ..api import check, plan
-
     cost, params, grads = load_problem(args.problem)
+    options = _options(args)
     if args.dry_run:
-        return plan(cost, params, n_jobs=args.jobs, **_mode_options(args, plan=True))
-    options = {"eps": args.eps, "warn": args.warn, "fail": args.fail, "n_jobs": args.jobs, "backend": args.backend,
-               **_mode_options(args)}
+        return prepare_check(cost, params, None, options=options, n_jobs=args.jobs, progress=False).plan()
+    run = {"n_jobs": args.jobs, "backend": args.backend}
     if args.scheduler is None:
         if args.backend == "dask":
             raise UsageError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")
-        return check(cost, params, grads, **options)
+        return prepare_check(cost, params, grads, options=options, **run).run()
     if args.backend not in (None, "dask"):
         raise UsageError(f"--scheduler runs on Dask: drop --backend {args.backend}")
     try:
@@ -294,8 +290,8 @@ def _check_user_problem(args):
         raise UsageError("--scheduler needs Dask: pip install 'fastcheck[distributed]'") from None
     with Client(args.scheduler, timeout="10s") as client:
         del client  # joblib's dask backend finds the client through distributed's default
-        options.update(backend="dask", n_jobs=-1 if args.jobs == 1 else args.jobs)
-        return check(cost, params, grads, **options)
+        run.update(backend="dask", n_jobs=-1 if args.jobs == 1 else args.jobs)
+        return prepare_check(cost, params, grads, options=options, **run).run()
 
 
 def _indent(text: str) -> str:

@@ -1,0 +1,128 @@
+"""Building the engine of a problem: a user's cost, or the built-in MLP on its data."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from ..core.layout import Layout
+from ..core.objective import CostObjective
+from ..core.selection import stratified_subset
+from ..engines.base import Engine
+from ..engines.mlp.directions import mlp_evaluate_directions
+from ..engines.mlp.objective import MLPObjective
+from ..engines.mlp.stacked import BaseState
+from ..engines.reference import evaluate_directions, reference_engine
+from ..mlp.functions import PIECEWISE_LINEAR
+from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
+
+__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine"]
+
+#: The batched engine's seconds per coordinate on 64 examples, a priori (measured on
+#: network M): piecewise-linear hidden layers take the margin shortcut, smooth ones the
+#: stacked propagation. More examples cost proportionally more.
+BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 2e-5}
+
+
+class CostProblem:
+    """A user's cost, its parameters and the gradient under test, validated and timed once."""
+
+    def __init__(self, cost, params, grads, cast: bool):
+        self.layout, self.theta = Layout.from_params(params, cast=cast)
+        self.analytic = (self.layout.resolve_grads(grads, params, cast=cast) if grads is not None
+                         else np.zeros(self.layout.n_params))
+        self.objective = CostObjective(cost, self.layout)
+        tic = time.perf_counter()
+        self.objective.cost_at_theta = self.objective.base(self.theta)
+        self.seconds = (time.perf_counter() - tic) / 2  # base() evaluates twice
+
+
+def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
+                chunk_size=None, progress=None) -> Engine:
+    """The reference loop in-process, or the black-box engine (workers, Dask, a vectorized cost)."""
+    objective, theta, analytic, eps = problem.objective, problem.theta, problem.analytic, options.eps
+    in_process = n_jobs == 1 and batch_cost is None and backend is None
+    name = options.engine_or(COST_ENGINES, "reference" if in_process else "blackbox")
+    if name == "reference" and in_process:
+        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps),
+                      lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps),
+                      lambda n: n * problem.seconds, objective.cost_at_theta)
+    # lazy: joblib (and Dask) load only when a check runs on workers
+    from ..engines.blackbox.dispatch import blackbox_directions, blackbox_engine
+
+    settings = dict(n_jobs=n_jobs, batch_cost=batch_cost, backend=backend, chunk_size=chunk_size,
+                    max_memory=options.max_memory, progress=progress)
+    workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
+    return Engine("blackbox", lambda idx: blackbox_engine(objective, theta, idx, eps, **settings),
+                  lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
+                  lambda n: n * problem.seconds / workers, objective.cost_at_theta)
+
+
+class MLPProblem:
+    """The built-in network, its parameters, data and the gradient under test, validated."""
+
+    def __init__(self, net, params, grads, X, Y, cast: bool):
+        net.validate_params(params)
+        self.net = net
+        self.layout, self.theta = Layout.from_params(params, cast=cast)
+        self.X, self.Y = net.validate_data(X, Y)
+        self.analytic = (self.layout.resolve_grads(grads, params, cast=cast) if grads is not None
+                         else np.zeros(self.layout.n_params))
+
+
+def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) -> Engine:
+    """The batched engine (the default) or the reference loop on the built-in network."""
+    net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
+                                          problem.X, problem.Y)
+    eps = options.eps
+    name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
+    params = layout.unflatten(theta)
+    if name == "reference":
+        objective = MLPObjective(net, layout, X, Y)
+        tic = time.perf_counter()
+        value = objective.base(theta)
+        seconds = time.perf_counter() - tic
+
+        def directions(dirs):
+            costs = CostObjective(lambda p: net.cost(p, X, Y), layout)
+            return evaluate_directions(costs, theta, analytic, dirs, eps)
+
+        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps), directions,
+                      lambda n: n * seconds, value)
+
+    # lazy: numba loads (and compiles, the first time) only when the batched engine runs
+    from ..engines.mlp.batched import base_pass, batched_engine
+
+    cache = {}
+
+    def coordinates(idx):  # the base pass is built once, however many chunks are evaluated
+        if "base" not in cache:
+            cache["base"] = base_pass(net, params, X, Y)
+        return batched_engine(net, params, X, Y, idx, eps, max_memory=options.max_memory, n_threads=n_threads,
+                              base=cache["base"])
+
+    def directions(dirs):
+        return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
+                                       max_memory=options.memory)
+
+    timings = []
+
+    def estimate(n_evaluations):
+        # the engine has a fixed set-up cost: time two sample sizes, fit fixed + slope * n
+        if not timings:
+            sample = stratified_subset(layout, n_samples=min(layout.n_params, 8000), seed=0)
+            small = sample[:: 4]
+            coordinates(small[:50])  # compile or load the kernels first
+            for part in (small, sample):
+                tic = time.perf_counter()
+                coordinates(part)
+                timings.append((2 * len(part), time.perf_counter() - tic))
+        (n0, t0), (n1, t1) = timings
+        slope = max((t1 - t0) / (n1 - n0), 0.25 * t1 / n1)
+        return max(t0 - slope * n0, 0.0) + slope * n_evaluations
+
+    kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
+    prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
+    return Engine("batched", coordinates, directions, estimate, net.cost(params, X, Y), prior)
