@@ -18,7 +18,7 @@ from dataclasses import fields
 from .core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from .core.results import merge_evaluations
 from .core.selection import DEFAULT_MIN_PER_GROUP
-from .pipeline.factories import CostProblem, MLPProblem, cost_engine, mlp_engine
+from .pipeline.factories import NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
 from .pipeline.options import MLP_ENGINES, CheckOptions
 from .pipeline.plan import Plan, make_plan
 from .pipeline.prepared import Prepared
@@ -170,14 +170,14 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
 
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
          n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
-         n_jobs: int = 1, cast: bool = False) -> Plan:
+         n_jobs: int = 1, cast: bool = False, options: CheckOptions | None = None) -> Plan:
     """What :func:`check` would do with these settings, and about how long it would take.
 
     The cost is evaluated twice (to time it and to make sure it is deterministic);
-    nothing else runs.
+    nothing else runs. ``options``, when given, replaces the option keywords.
     """
-    options, rest = _split(locals())
-    problem = CostProblem(cost, params, None, cast)
+    options, _ = _split({k: v for k, v in locals().items() if k != "options"}, options)
+    problem = CostProblem(cost, params, NO_GRADIENT, cast)
     return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
 
 
@@ -211,8 +211,11 @@ def _prepare_mlp(options: CheckOptions, rest: dict) -> Prepared:
 
 def plan_mlp(net, params, X, Y, *, engine: str = MLP_ENGINES[0], mode: str = "full", fraction: float | None = None,
              n_samples: int | None = None, n_directions: int | None = None,
-             min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0) -> Plan:
-    """:meth:`fastcheck.MLP.plan`: what :meth:`MLP.check` would do, and about how long it would take."""
-    options, _ = _split(locals())
-    problem = MLPProblem(net, params, None, X, Y, False)
+             min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, options: CheckOptions | None = None) -> Plan:
+    """:meth:`fastcheck.MLP.plan`: what :meth:`MLP.check` would do, and about how long it would take.
+
+    ``options``, when given, replaces the option keywords.
+    """
+    options, _ = _split({k: v for k, v in locals().items() if k != "options"}, options)
+    problem = MLPProblem(net, params, NO_GRADIENT, X, Y, False)
     return make_plan(problem.layout, mlp_engine(problem, options), options)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..api import Plan, prepare_check, prepare_mlp
+from ..api import Plan, plan, plan_mlp, prepare_check, prepare_mlp
 from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from ..errors import FastcheckError, InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
@@ -236,7 +236,7 @@ def _check_builtin(args):
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
     options = _options(args, engine=args.engine, kinks="include" if args.include_kinks else "exclude")
     if args.dry_run:
-        return prepare_mlp(net, params, None, X, Y, options=options).plan()
+        return plan_mlp(net, params, X, Y, options=options)
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
     prepared = prepare_mlp(net, params, grads, X, Y, options=options)  # bad settings fail here, before compiling
     _compile_kernels(args.engine, args.hidden, args.output)
@@ -276,7 +276,7 @@ def _check_user_problem(args):
     cost, params, grads = load_problem(args.problem)
     options = _options(args)
     if args.dry_run:
-        return prepare_check(cost, params, None, options=options, n_jobs=args.jobs, progress=False).plan()
+        return plan(cost, params, options=options, n_jobs=args.jobs)
     run = {"n_jobs": args.jobs, "backend": args.backend}
     if args.scheduler is None:
         if args.backend == "dask":

@@ -15,10 +15,11 @@ from ..engines.mlp.directions import mlp_evaluate_directions
 from ..engines.mlp.objective import MLPObjective
 from ..engines.mlp.stacked import BaseState
 from ..engines.reference import evaluate_directions, reference_engine
+from ..errors import InputError
 from ..mlp.functions import PIECEWISE_LINEAR
 from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
 
-__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine"]
+__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT"]
 
 #: The batched engine's seconds per coordinate on 64 examples, a priori (measured on
 #: network M): piecewise-linear hidden layers take the margin shortcut, smooth ones the
@@ -26,13 +27,26 @@ __all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine"]
 BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 2e-5}
 
 
+#: Passed as ``grads`` by plans, which evaluate no gradient.
+NO_GRADIENT = object()
+
+
+def _layout_and_gradient(params, grads, cast: bool):
+    """(layout, theta, analytic gradient) of validated ``params`` and ``grads``."""
+    layout, theta = Layout.from_params(params, cast=cast)
+    if grads is NO_GRADIENT:
+        return layout, theta, np.zeros(layout.n_params)
+    if grads is None:
+        raise InputError("`grads` is None: there is no gradient to check (did the backprop forget to `return` "
+                         "its gradients?); pass the analytic gradient in the structure of `params`")
+    return layout, theta, layout.resolve_grads(grads, params, cast=cast)
+
+
 class CostProblem:
     """A user's cost, its parameters and the gradient under test, validated and timed once."""
 
     def __init__(self, cost, params, grads, cast: bool):
-        self.layout, self.theta = Layout.from_params(params, cast=cast)
-        self.analytic = (self.layout.resolve_grads(grads, params, cast=cast) if grads is not None
-                         else np.zeros(self.layout.n_params))
+        self.layout, self.theta, self.analytic = _layout_and_gradient(params, grads, cast)
         self.objective = CostObjective(cost, self.layout)
         tic = time.perf_counter()
         self.objective.cost_at_theta = self.objective.base(self.theta)
@@ -66,10 +80,8 @@ class MLPProblem:
     def __init__(self, net, params, grads, X, Y, cast: bool):
         net.validate_params(params)
         self.net = net
-        self.layout, self.theta = Layout.from_params(params, cast=cast)
+        self.layout, self.theta, self.analytic = _layout_and_gradient(params, grads, cast)
         self.X, self.Y = net.validate_data(X, Y)
-        self.analytic = (self.layout.resolve_grads(grads, params, cast=cast) if grads is not None
-                         else np.zeros(self.layout.n_params))
 
 
 def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) -> Engine:
