@@ -21,7 +21,7 @@ from .core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from .core.results import merge_evaluations
 from .core.selection import DEFAULT_MIN_PER_GROUP
 from .errors import InputError
-from .pipeline.factories import NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
+from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
 from .pipeline.layer import DOUT_NOTE, LayerCost, default_dout, layer_gradients, layer_output
 from .pipeline.options import MLP_ENGINES, CheckOptions
 from .pipeline.plan import Plan, make_plan
@@ -54,8 +54,13 @@ def _arguments(entry, *args, options: CheckOptions | None, **keywords) -> tuple[
     return _split(bound.arguments, options)
 
 
+def _aside(problem) -> dict:
+    """The settings that record gradient keys left aside (the course's dA1, dZ2, ...), if any."""
+    return {"grads_not_parameters": problem.aside} if problem.aside else {}
+
+
 # ---------------------------------------------------------------------- any cost
-def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
+def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
           n_samples: int | None = None, n_directions: int | None = None,
           min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = False,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
@@ -74,11 +79,15 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
     cost : callable ``cost(params) -> float``
         Receives read-only arrays in the structure of ``params`` and returns a finite
         float64 scalar. It must be deterministic (no dropout: keep_prob = 1).
-    params : dict of str -> ndarray, or ndarray of shape (n,)
-        float64 parameters; the dict order is theta's order. Never modified.
-    grads : dict of str -> ndarray, ndarray of shape (n,), or callable
+    params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,)
+        float64 parameters; the dict (or list) order is theta's order. Never modified.
+    grads : dict of str -> ndarray, list of ndarray, ndarray of shape (n,), or callable, optional
         The analytic gradient under test, in the structure of ``params``; dict entries
-        may be named ``"W1"`` or ``"dW1"``. A callable is called as ``grads(params)``.
+        may be named ``"W1"`` or ``"dW1"``, and other keys of the course's gradients
+        dict (``dA2``, ``dZ1``, ...) are left aside (listed in the report's settings). A
+        callable is called as ``grads(params)``. When not given, ``cost`` returns
+        ``(loss, grads)`` (as CS231n's ``model.loss`` does): the gradient is taken from
+        its call at theta, the loss from every call.
     eps : float, default 1e-7
         The step, in ``[1e-12, 1e-1]``.
     mode : {"full", "subset", "directions"}
@@ -155,7 +164,7 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
     return _prepare_cost(*_split(locals())).run()
 
 
-def prepare_check(cost, params, grads, options: CheckOptions | None = None, **keywords) -> Prepared:
+def prepare_check(cost, params, grads=FROM_COST, options: CheckOptions | None = None, **keywords) -> Prepared:
     """Validate everything :func:`check` takes and return the :class:`Prepared` check.
 
     ``keywords`` are :func:`check`'s; ``options`` may replace its option keywords.
@@ -169,7 +178,7 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
     engine = cost_engine(problem, options, n_jobs=rest["n_jobs"], batch_cost=rest["batch_cost"],
                          backend=rest["backend"], chunk_size=rest["chunk_size"], progress=rest["progress"])
     return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started,
-                    {"n_jobs": rest["n_jobs"]})
+                    {"n_jobs": rest["n_jobs"], **_aside(problem)})
 
 
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
@@ -273,7 +282,7 @@ def _prepare_mlp(options: CheckOptions, rest: dict) -> Prepared:
     net = rest["net"]
     problem = MLPProblem(net, rest["params"], rest["grads"], rest["X"], rest["Y"], rest["cast"])
     engine = mlp_engine(problem, options, n_threads=rest["n_threads"])
-    return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started,
+    return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started, _aside(problem),
                     context={"m": problem.X.shape[1], "l2": net.l2})
 
 
