@@ -18,10 +18,14 @@ from ..networks import network
 __all__ = ["METHODS", "Method", "build_problem"]
 
 
-def _batched(problem, indices):
-    net, params, X, Y, grads = problem
-    r = net.check(params, grads, X, Y, engine="batched")
-    return r.passed, r.difference
+def _check(**options):
+    """The runner of ``net.check(..., **options)`` on the whole network (its modes choose their own entries)."""
+    def run(problem, indices):
+        net, params, X, Y, grads = problem
+        r = net.check(params, grads, X, Y, **options)
+        return r.passed, r.difference
+
+    return run
 
 
 def _reference(problem, indices):
@@ -30,18 +34,6 @@ def _reference(problem, indices):
     net, params, X, Y, grads = problem
     p = prepare_mlp(net, params, grads, X, Y, engine="reference")
     r = p.report(p.evaluate(p.indices() if indices is None else indices))
-    return r.passed, r.difference
-
-
-def _directions(problem, indices):
-    net, params, X, Y, grads = problem
-    r = net.check(params, grads, X, Y, mode="directions")
-    return r.passed, r.difference
-
-
-def _subset(problem, indices):
-    net, params, X, Y, grads = problem
-    r = net.check(params, grads, X, Y, mode="subset", fraction=0.01)
     return r.passed, r.difference
 
 
@@ -97,7 +89,7 @@ class Method:
 
 
 METHODS = {m.name: m for m in [
-    Method("fastcheck batched", "exhaustive", _batched),
+    Method("fastcheck batched", "exhaustive", _check(engine="batched")),
     Method("fastcheck reference", "exhaustive", _reference, samples={"M": (200, 2000), "L": (100, 1000)},
            repeats=1),
     Method("torch gradcheck", "exhaustive", _peer("torch_gradcheck"), peer="torch",
@@ -106,11 +98,11 @@ METHODS = {m.name: m for m in [
     Method("scipy check_grad", "exhaustive", _peer("scipy_check_grad"), peer="scipy",
            samples={"M": (200, 2000), "L": (100, 1000)}, repeats=1, calls_per_coordinate=1,
            note="forward differences"),
-    Method("fastcheck directions", "directions", _directions),
+    Method("fastcheck directions", "directions", _check(mode="directions")),
     Method("torch gradcheck fast_mode", "directions", _peer("torch_gradcheck", fast_mode=True), peer="torch"),
     Method("jax check_grads", "directions", _peer("jax_check_grads"), peer="jax"),
     Method("scipy check_grad random", "directions", _peer("scipy_check_grad", direction="random"), peer="scipy"),
-    Method("fastcheck subset 1%", "subset", _subset),
+    Method("fastcheck subset 1%", "subset", _check(mode="subset", fraction=0.01)),
     Method("numdifftools Gradient", "richardson", _peer("numdifftools_gradient"), peer="numdifftools",
            networks=("S",), repeats=1),
 ]}
