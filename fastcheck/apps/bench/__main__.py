@@ -4,4 +4,5 @@ import sys
 
 from .command import main
 
-sys.exit(main())
+if __name__ == "__main__":  # imported (by doctest's walk of the package, say), it does nothing
+    sys.exit(main())
