@@ -21,7 +21,7 @@ from .errors import (
     WorkerError,
 )
 from .mlp.model import MLP
-from .report.model import DirectionRow, EntryRow, GroupRow, Report
+from .report import DirectionRow, EntryRow, GroupRow, Report
 from .testing import assert_gradient, assert_layer, assert_report
 
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ from .pipeline.layer import DOUT_NOTE, LayerCost, default_dout, layer_gradients,
 from .pipeline.options import MLP_ENGINES, CheckOptions
 from .pipeline.plan import Plan, make_plan
 from .pipeline.prepared import Prepared
-from .report.model import Report
+from .report import Report
 
 __all__ = ["check", "check_layer", "plan", "check_mlp", "plan_mlp", "Plan", "Prepared", "prepare_check", "prepare_mlp",
            "merge_evaluations", "CheckOptions"]

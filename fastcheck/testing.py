@@ -12,7 +12,7 @@ AssertionError: gradient check FAILED: difference 3.33e-01 ...
 from __future__ import annotations
 
 from .api import check, check_layer
-from .report.model import Report
+from .report import Report
 
 __all__ = ["assert_gradient", "assert_layer", "assert_report"]
 
