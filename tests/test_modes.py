@@ -163,7 +163,8 @@ def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict
     seed = next(s for s in range(100)  # a seed whose 100 re-checked entries miss W2[3, 7]
                 if target not in np.random.default_rng([s, 1]).choice(np.arange(layout.group("W2").start,
                                                                                 layout.group("W2").stop), 100, False))
-    flagged = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed, escalate=False).group("W2").verdict
+    flagged = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed,
+                        escalate=False).group("W2").verdict
     assert flagged != "pass"
     report = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed, escalate=True,
                        escalate_budget=100)
@@ -322,7 +323,6 @@ def test_cheap_modes_escalate_by_default_in_the_python_api(net_s):
     bad["dW1"][5, 9] *= 1.1
     report = net.check(params, bad, X, Y, mode="directions", n_directions=4)
     assert not report.passed and report.worst(1)[0].label == "W1[5, 9]"
-    layout, theta = Layout.from_params(params)
 
     def cost(p):
         return net.cost(p, X, Y)
