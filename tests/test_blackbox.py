@@ -22,7 +22,7 @@ import fastcheck as fc
 from fastcheck.core.directions import draw_directions
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
-from fastcheck.engines.blackbox.dispatch import blackbox_directions, blackbox_engine
+from fastcheck.engines.blackbox import blackbox_directions, blackbox_engine
 from fastcheck.engines.reference import evaluate_directions, reference_engine
 from fastcheck.errors import CostError, DtypeError, InputError
 
