@@ -20,10 +20,14 @@ __all__ = ["require_picklable", "is_worker_death", "worker_died", "span", "item_
 
 
 class _NullWriter:
-    """A file that keeps nothing: the probe pickles the cost without holding a copy of its data."""
+    """A file that keeps nothing: the probe pickles the cost without holding a copy of its data.
+
+    The pickler writes large buffers (a numpy array the cost refers to) as a
+    ``PickleBuffer``, which has no ``len``: the bytes written are its memoryview's.
+    """
 
     def write(self, data) -> int:
-        return len(data)
+        return memoryview(data).nbytes
 
 
 def require_picklable(objective, batch_cost) -> None:
