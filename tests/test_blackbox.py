@@ -307,14 +307,6 @@ def test_dask_without_a_client_says_so():
         _engine(objective, theta, indices, backend="dask")
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
-        yield client
-
-
 def test_dask_cluster_is_bitwise_the_reference(dask_client, reference):
     objective, theta, indices = _objective()
     _assert_same(_engine(objective, theta, indices, backend="dask", chunk_size=6), reference)

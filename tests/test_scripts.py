@@ -55,23 +55,12 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="module")
-def scheduler():
-    """The address of a local Dask cluster of two worker processes, for the scripts to connect to.
-
-    Started here, not in the script: a cluster's worker processes are spawned by
-    multiprocessing, which cannot start them from a script read on standard input.
-    """
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  host="127.0.0.1") as cluster:
-        yield cluster.scheduler_address
-
-
 @pytest.mark.parametrize("how", ["file", "stdin"])
 @pytest.mark.parametrize("backend", ["loky", "dask"])
 def test_a_main_module_cost_over_megabytes_of_data_runs_on_workers(request, tmp_path, backend, how):
-    args = [backend] + ([request.getfixturevalue("scheduler")] if backend == "dask" else [])
+    # the script connects to a cluster started here: multiprocessing, which starts a cluster's
+    # worker processes, cannot start them from a script read on standard input
+    args = [backend] + ([request.getfixturevalue("dask_client").scheduler.address] if backend == "dask" else [])
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
     if how == "file":

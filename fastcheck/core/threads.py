@@ -44,7 +44,12 @@ def blas_limited(n: int = 1, *, openmp: bool = False):
     openmp : bool
         Cap the OpenMP runtimes too (what a worker process of joblib's loky backend gets).
     """
-    return _threadpools().limit(limits=int(n), user_api=None if openmp else "blas")
+    pools = _threadpools()
+    if all(lib["num_threads"] <= n for lib in pools.info() if openmp or lib["user_api"] == "blas"):
+        # capped already (a nested block, a worker thread under a capped caller): calling into the
+        # libraries again would only race with the threads that are using them
+        return contextlib.nullcontext()
+    return pools.limit(limits=int(n), user_api=None if openmp else "blas")
 
 
 @contextlib.contextmanager

@@ -15,7 +15,6 @@ import warnings
 
 import joblib
 
-from ...core.threads import blas_limited
 from ...errors import InputError
 from .faults import is_worker_death, require_picklable, worker_died
 from .workers import run_task
@@ -59,17 +58,16 @@ def name_of(active) -> str:
 def run_on_joblib(run, bounds, n_workers, active, stack) -> None:
     """The chunks ``bounds`` (item ranges) of ``run`` as tasks of the active joblib backend ``active``.
 
-    ``stack``: the caller's ExitStack, which holds the thread caps and the marker
-    directory for as long as the run lasts.
+    ``stack``: the caller's ExitStack, which holds the backend's settings and the
+    marker directory for as long as the run lasts. The caller has capped this
+    process's threads (the threading backend's workers share them); each task caps
+    its own.
     """
     uses_threads = bool(getattr(active, "uses_threads", False))
     if not uses_threads:
         require_picklable(run.objective, run.batch_cost)
-    inner = max(1, (os.cpu_count() or 1) // max(1, n_workers))
-    if getattr(active, "supports_inner_max_num_threads", False):
-        stack.enter_context(joblib.parallel_config(backend=name_of(active), inner_max_num_threads=inner))
-    elif uses_threads:
-        stack.enter_context(blas_limited(inner, openmp=True))
+    if getattr(active, "supports_inner_max_num_threads", False):  # worker processes start with one thread
+        stack.enter_context(joblib.parallel_config(backend=name_of(active), inner_max_num_threads=1))
     markers = None if uses_threads else stack.enter_context(tempfile.TemporaryDirectory(prefix="fastcheck-"))
     dispatched: set[int] = set()
 
@@ -77,7 +75,7 @@ def run_on_joblib(run, bounds, n_workers, active, stack) -> None:
         for c, (lo, hi) in enumerate(bounds):
             dispatched.add(c)
             yield joblib.delayed(run_task)(run.objective, run.theta, c, run.items[lo:hi], run.eps, run.batch_cost,
-                                           run.rows, inner, markers, run.evaluate)
+                                           run.rows, markers, run.evaluate)
 
     completed: set[int] = set()
     parallel = joblib.Parallel(n_jobs=n_workers, return_as="generator_unordered", batch_size=1,
@@ -117,7 +115,7 @@ def run_on_dask(run, client, bounds) -> None:
     if len(client.scheduler_info().get("workers", {})) > 1:
         objective, theta, batch_cost = _scatter(client, [objective, theta, batch_cost])
     futures = {client.submit(run_task, objective, theta, c, run.items[lo:hi], run.eps, batch_cost, run.rows,
-                             1, None, run.evaluate, pure=False): c for c, (lo, hi) in enumerate(bounds)}
+                             None, run.evaluate, pure=False): c for c, (lo, hi) in enumerate(bounds)}
     current = None
     try:
         for future in as_completed(list(futures)):

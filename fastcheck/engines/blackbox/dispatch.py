@@ -19,14 +19,16 @@ Choices made here, in one place:
   :data:`MIN_PARALLEL_SECONDS` runs in this process: starting workers would cost more
   than they save (a ~10 us cost is never slower in parallel than serially).
   Give ``chunk_size`` to force the split onto the workers.
-- **Threads**: workers x threads <= cores. loky workers start with BLAS/OpenMP/numba
-  capped at ``cores // n_workers`` (joblib's ``inner_max_num_threads``); with the
-  threading backend BLAS is capped for the duration of the call and restored in
-  ``finally``, and numba (thread-local) in each worker thread; Dask workers cap
-  BLAS/OpenMP themselves (one thread each by default) and numba is capped per task.
+- **Threads**: the cost (and ``batch_cost``) runs with one BLAS, OpenMP and numba
+  thread wherever it runs: in this process for the whole call, in each task of a
+  worker process, thread or Dask worker (:func:`fastcheck.core.threads.single_threaded`,
+  restored in ``finally``; loky's workers also start so, by joblib's
+  ``inner_max_num_threads``). A threaded BLAS rounds a long product differently with
+  another thread count, so this is what makes the numbers independent of ``n_jobs``;
+  the parallelism is the workers'.
 - **batch_cost with n_jobs**: both apply. Each task evaluates its chunk as stacks of
   at most ``max_memory / n_workers`` bytes; with ``n_jobs=1`` the stacks run in this
-  process, with the cost's own BLAS threads (usually the best use of a machine).
+  process.
 - **Dask**: with joblib's dask backend active (``backend="dask"`` or
   ``joblib.parallel_config(backend="dask")``), the chunks are submitted to its client
   directly, so that a worker dying under a task ends the check with a
@@ -50,6 +52,7 @@ from ...core.finite import central_difference
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.progress import ProgressLine
 from ...core.results import DirectionEvaluations, Evaluations
+from ...core.threads import single_threaded
 from ...errors import InputError
 from .backends import BACKENDS, backend_config, effective_n_jobs, run_on_dask, run_on_joblib
 from .faults import span
@@ -106,8 +109,10 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
     -------
     Evaluations
         Aligned with ``indices``; ``kinks`` all False. Bit-for-bit the reference
-        engine's numbers whatever ``n_jobs``, backend and chunk size (for a cost whose
-        arithmetic does not depend on its thread count or the machine it runs on).
+        engine's numbers whatever ``n_jobs``, backend and chunk size: the cost runs
+        with one BLAS and numba thread everywhere (for a cost whose arithmetic does
+        not depend on the machine it runs on: a Dask cluster of other CPUs may round
+        differently).
 
     Raises
     ------
@@ -159,6 +164,7 @@ def _execute(objective, theta, items, eps, n_jobs, batch_cost, backend, chunk_si
         return run
     with contextlib.ExitStack() as stack:
         stack.callback(run.progress.finish)
+        stack.enter_context(single_threaded())  # before any worker thread starts: they share the cap
         if backend is not None:
             stack.enter_context(backend_config(backend))
         active, _ = joblib.parallel.get_active_backend()

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...core.directions import direction_steps
 from ...core.objective import require_deterministic
-from ...core.threads import numba_threads
+from ...core.threads import single_threaded
 from ...errors import CostError, DtypeError, InputError
 from ..reference import direction_costs, reference_engine
 from .faults import item_label, span
@@ -102,17 +102,18 @@ def evaluate_direction_chunk(objective, theta: np.ndarray, directions, eps: floa
     return cost_plus, cost_minus
 
 
-def run_task(objective, theta, chunk_id, items, eps, batch_cost, rows, numba_cap, markers=None,
-             evaluate=evaluate_chunk):
+def run_task(objective, theta, chunk_id, items, eps, batch_cost, rows, markers=None, evaluate=evaluate_chunk):
     """One task: a chunk of coordinates (or directions) in a joblib worker -> (chunk_id, cost_plus, cost_minus).
 
-    ``markers``: a directory on this machine where the task leaves a file named after its
-    chunk while it runs, so that the chunk of a worker that dies can be named.
+    The cost runs with one BLAS and numba thread, as it does in this process
+    (:func:`fastcheck.core.threads.single_threaded`). ``markers``: a directory on this
+    machine where the task leaves a file named after its chunk while it runs, so that
+    the chunk of a worker that dies can be named.
     """
     marker = None if markers is None else os.path.join(markers, str(chunk_id))
     if marker is not None:
         open(marker, "w").close()
-    with numba_threads(numba_cap):
+    with single_threaded():
         try:
             cost_plus, cost_minus = evaluate(objective, theta, items, eps, batch_cost, rows)
         except SystemExit as exc:  # never let a worker's sys.exit end the caller's program
