@@ -2,17 +2,19 @@
 
 Every long loop of the package reports through :class:`ProgressLine` (the engines' loops,
 in this process or as chunks come back from workers, and the nightly run's units), so a
-user sees one format whatever runs the check. Loops that may or may not report take
-``progress=None`` and use :data:`NO_PROGRESS`, which ignores every call.
+user sees one format whatever runs the check. A loop that may report takes
+``progress`` as the caller's setting (True, False, None: see :class:`ProgressLine`) or as
+the caller's own line, and opens it with :func:`progress_line`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
 
-__all__ = ["ProgressLine", "NO_PROGRESS", "SHOW_AFTER", "format_duration"]
+__all__ = ["ProgressLine", "progress_line", "SHOW_AFTER", "format_duration"]
 
 #: With ``enabled=None``, the line appears once a run has taken this long (s): short runs stay quiet.
 SHOW_AFTER = 2.0
@@ -103,18 +105,16 @@ class ProgressLine:
         self.finish()
 
 
-class _NoProgress:
-    """Stands for a progress line where none is wanted: every call does nothing."""
+def progress_line(progress, total: int, *, noun: str = "coordinates"):
+    """The progress line of a loop over ``total`` items, as a context manager.
 
-    def update(self, n: int = 1, *, eta: float | None = None) -> None:
-        pass
-
-    def finish(self, text: str | None = None) -> None:
-        pass
-
-
-#: The progress object of a loop whose caller asked for none.
-NO_PROGRESS = _NoProgress()
+    ``progress`` is a setting (True, False or None, as ``enabled`` of
+    :class:`ProgressLine`): a new line, ended when the block ends; or a line of the
+    caller's (anything with ``update(n)``), used as it is and left for the caller to end.
+    """
+    if progress is None or isinstance(progress, bool):
+        return ProgressLine(total, progress, noun=noun)
+    return contextlib.nullcontext(progress)
 
 
 def _stderr_is_tty() -> bool:
