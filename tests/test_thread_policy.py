@@ -5,6 +5,8 @@ threads, processes, a Dask cluster or batch_cost."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -44,9 +46,13 @@ def _objective():
     return objective, theta, np.arange(layout.n_params, dtype=np.int64)
 
 
+def _blas_threads() -> int:
+    return max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
+
+
 def test_the_products_round_differently_with_blas_threads():
     """What the tests below rest on, on a machine whose BLAS runs threads: not a fastcheck test."""
-    if max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1) < 2:
+    if _blas_threads() < 2:
         pytest.skip("BLAS runs one thread here: its rounding cannot depend on threads")
     w = PARAMS["w"]
     threaded = X @ (B * w[:, None])
@@ -110,3 +116,33 @@ def test_numba_threads_are_capped_and_restored():
 def test_blas_limited_caps_blas_only():
     with blas_limited(1):
         assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_threads_side_by_side_keep_the_cap_until_the_last_leaves():
+    """Tasks in the threads of one worker: the first to finish must not lift the others' cap."""
+    import threading
+
+    before = _blas_threads()
+    if before < 2:
+        pytest.skip("BLAS runs one thread here")
+    first_in, first_out, seen = threading.Event(), threading.Event(), []
+
+    def first():
+        with single_threaded():
+            first_in.set()
+            first_out.wait(5)
+
+    def second():
+        first_in.wait(5)
+        with single_threaded():
+            first_out.set()
+            time.sleep(0.05)  # the first thread leaves its block meanwhile
+            seen.append(_blas_threads())
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == [1]
+    assert _blas_threads() == before

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 
 __all__ = ["blas_limited", "numba_threads", "single_threaded"]
 
@@ -78,7 +79,29 @@ def numba_threads(n: int | None):
 def single_threaded():
     """Context manager: the user's code in the block runs with one BLAS, OpenMP and numba thread.
 
-    See the module docstring for why. Costs a few tens of microseconds per entry.
+    See the module docstring for why. BLAS and OpenMP settings belong to the process:
+    they are capped when the first thread enters such a block and restored when the
+    last one leaves, so that tasks running side by side in the threads of one worker
+    never see the cap lifted under them. numba's setting belongs to each thread. Costs
+    a few tens of microseconds per entry.
     """
-    with blas_limited(1, openmp=True), numba_threads(1):
-        yield
+    global _holders, _process_cap
+    with _lock:
+        if _holders == 0:
+            _process_cap = blas_limited(1, openmp=True)
+            _process_cap.__enter__()
+        _holders += 1
+    try:
+        with numba_threads(1):
+            yield
+    finally:
+        with _lock:
+            _holders -= 1
+            if _holders == 0:
+                cap, _process_cap = _process_cap, None
+                cap.__exit__(None, None, None)
+
+
+_lock = threading.Lock()
+_holders = 0  # threads of this process inside single_threaded()
+_process_cap = None
