@@ -22,6 +22,9 @@ __all__ = ["blas_limited", "numba_threads", "single_threaded"]
 
 _controller = None
 _modules_seen = -1
+_lock = threading.Lock()
+_holders = 0  # threads of this process inside single_threaded()
+_process_cap = None  # the BLAS/OpenMP cap they share
 
 
 def _threadpools():
@@ -100,8 +103,3 @@ def single_threaded():
             if _holders == 0:
                 cap, _process_cap = _process_cap, None
                 cap.__exit__(None, None, None)
-
-
-_lock = threading.Lock()
-_holders = 0  # threads of this process inside single_threaded()
-_process_cap = None
