@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import fastcheck as fc
 from fastcheck.core.directions import draw_directions
