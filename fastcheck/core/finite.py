@@ -19,6 +19,9 @@ __all__ = [
     "worst_verdict",
     "validate_eps",
     "central_difference",
+    "coordinate_steps",
+    "coordinate_gradient",
+    "require_steps",
     "relative_difference",
     "relative_errors",
 ]
@@ -92,8 +95,98 @@ def worst_verdict(verdicts) -> str:
 
 
 def central_difference(cost_plus, cost_minus, eps: float):
-    """``(J+ - J-) / (2 eps)``, elementwise."""
+    """``(J+ - J-) / (2 eps)``, elementwise: the directions mode's difference.
+
+    A direction's analytic side already takes the steps its rounded entries actually
+    took (``u = (s+ + s-) / 2 eps``, see :mod:`fastcheck.core.directions`), so its
+    numeric side divides by the nominal ``2 eps``. Coordinates divide by their own
+    steps instead: :func:`coordinate_gradient`.
+    """
     return (np.asarray(cost_plus) - np.asarray(cost_minus)) / (2.0 * eps)
+
+
+def coordinate_steps(values, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The steps the rounded perturbed coordinates take: ``h+ = fl(v + eps) - v``, ``h- = v - fl(v - eps)``.
+
+    Parameters
+    ----------
+    values : ndarray of float64, shape (k,)
+        The unperturbed coordinates ``theta[indices]``.
+    eps : float
+
+    Returns
+    -------
+    h_plus, h_minus : ndarray of float64, shape (k,)
+        ``theta_i + h_plus`` and ``theta_i - h_minus`` are exactly the perturbed values
+        ``fl(theta_i + eps)`` and ``fl(theta_i - eps)`` an engine sets (the subtraction
+        of two floats this close is exact). Both are 0 where ``theta_i +- eps`` rounds
+        back to ``theta_i``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    return (values + eps) - values, values - (values - eps)
+
+
+def coordinate_gradient(cost_plus, cost_minus, values, eps: float) -> np.ndarray:
+    """Central differences of coordinates over the steps actually taken: ``(J+ - J-) / (h+ + h-)``.
+
+    Every engine's coordinate modes compute their numeric gradient here.
+
+    Parameters
+    ----------
+    cost_plus, cost_minus : ndarray of float64, shape (k,)
+        J(theta + h+ e_i) and J(theta - h- e_i), or their changes from J(theta) (engines
+        that compute changes pass those: only the difference matters).
+    values : ndarray of float64, shape (k,)
+        The unperturbed coordinates ``theta[indices]``.
+    eps : float
+        The nominal step.
+
+    Returns
+    -------
+    ndarray of float64, shape (k,)
+        NaN where both steps vanish (``theta_i +- eps`` rounds back to ``theta_i``);
+        checks refuse such coordinates beforehand (:func:`require_steps`).
+
+    Notes
+    -----
+    Dividing by the nominal ``2 eps`` is off by the rounding of the perturbed values,
+    about ``ulp(theta_i) / eps`` relative: 2% at ``|theta_i| = 1e7`` with ``eps = 1e-7``,
+    enough to fail an exact gradient. The steps themselves are exact (see
+    :func:`coordinate_steps`), and so is their sum, so the only error left is the
+    truncation error of the central difference. Where ``theta_i`` is far below ``eps``
+    (``theta_i + eps`` rounds to ``eps``), the steps round to ``eps`` too, as the
+    perturbed values do.
+
+    Examples
+    --------
+    >>> theta = np.array([1e7 + 0.25])
+    >>> cost = lambda t: 0.5 * (t - 1e7) ** 2   # J'(theta) = 0.25; (J+ - J-) / 2 eps gives 0.2515
+    >>> float(coordinate_gradient(cost(theta + 1e-7), cost(theta - 1e-7), theta, 1e-7)[0])
+    0.25
+    """
+    h_plus, h_minus = coordinate_steps(values, eps)
+    steps = h_plus + h_minus
+    difference = np.asarray(cost_plus, dtype=np.float64) - np.asarray(cost_minus, dtype=np.float64)
+    out = np.full(difference.shape, np.nan)
+    np.divide(difference, steps, out=out, where=steps != 0.0)
+    return out
+
+
+def require_steps(theta: np.ndarray, eps: float, describe, where: str = "`eps`") -> None:
+    """Raise :class:`InputError` if ``theta_i +- eps`` rounds back to ``theta_i`` for some entry.
+
+    There no difference can be measured: such an entry would be checked against 0/0.
+    ``describe(i)`` names entry i (``'W1[0, 3]'``); ``where`` names the setting.
+    """
+    h_plus, h_minus = coordinate_steps(theta, eps)
+    lost = np.flatnonzero(h_plus + h_minus == 0.0)
+    if lost.size:
+        i = int(lost[np.argmax(np.abs(theta[lost]))])
+        others = f" (and {lost.size - 1} other entries)" if lost.size > 1 else ""
+        raise InputError(f"{where}: {eps:g} is lost in rounding at {describe(int(lost[0]))} = {theta[lost[0]]:g}"
+                         f"{others}: theta +- eps rounds back to theta, so no difference can be measured there; "
+                         f"use eps >= {float(np.spacing(abs(theta[i]))):.2g} (the spacing of float64 at "
+                         f"{abs(theta[i]):g}), or rescale the parameters")
 
 
 def relative_difference(numeric: np.ndarray, analytic: np.ndarray) -> float:

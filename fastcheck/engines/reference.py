@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.directions import direction_steps
-from ..core.finite import central_difference
+from ..core.finite import central_difference, coordinate_gradient
 from ..core.progress import progress_line
 from ..core.results import DirectionEvaluations, Evaluations
 from ..core.threads import single_threaded
@@ -26,7 +26,8 @@ def reference_engine(objective, theta: np.ndarray, indices: np.ndarray, eps: flo
     """Central differences by full evaluations of the cost.
 
     For each coordinate i: set theta_i to its original value + eps, evaluate; set it to
-    the original value - eps, evaluate; restore it.
+    the original value - eps, evaluate; restore it. The numeric gradient divides by the
+    steps those rounded values actually took (:func:`~fastcheck.core.finite.coordinate_gradient`).
 
     Parameters
     ----------
@@ -59,8 +60,9 @@ def reference_engine(objective, theta: np.ndarray, indices: np.ndarray, eps: flo
             work[i] = original
             kinks[p] = kink_plus or kink_minus
             line.update(1)
-    numeric = central_difference(cost_plus, cost_minus, eps)
-    return Evaluations(np.asarray(indices, dtype=np.int64), cost_plus, cost_minus, numeric, kinks, 2 * k)
+    indices = np.asarray(indices, dtype=np.int64)
+    numeric = coordinate_gradient(cost_plus, cost_minus, theta[indices], eps)
+    return Evaluations(indices, cost_plus, cost_minus, numeric, kinks, 2 * k)
 
 
 def direction_costs(objective, theta: np.ndarray, directions: list, eps: float,
@@ -92,5 +94,5 @@ def evaluate_directions(objective, theta: np.ndarray, analytic: np.ndarray, dire
     k = len(directions)
     cost_plus, cost_minus = direction_costs(objective, theta, directions, eps, progress)
     an = np.array([direction_steps(theta, analytic, [d], eps).analytic[0] for d in directions])
-    return DirectionEvaluations(directions, an, (cost_plus - cost_minus) / (2.0 * eps), np.zeros(k, dtype=bool),
-                                2 * k)
+    return DirectionEvaluations(directions, an, central_difference(cost_plus, cost_minus, eps),
+                                np.zeros(k, dtype=bool), 2 * k)

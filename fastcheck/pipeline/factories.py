@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..core.finite import require_steps
 from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
 from ..core.selection import stratified_subset
@@ -129,6 +130,7 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
                 chunk_size=None, progress=None) -> Engine:
     """The reference loop in-process, or the black-box engine (workers, Dask, a vectorized cost)."""
     objective, theta, analytic, eps = problem.objective, problem.theta, problem.analytic, options.eps
+    require_steps(theta, eps, problem.layout.describe, options.name("eps"))
     in_process = n_jobs == 1 and batch_cost is None and backend is None
     name = options.engine_or(COST_ENGINES, "reference" if in_process else "blackbox")
     if name == "reference" and in_process:
@@ -163,6 +165,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
                                           problem.X, problem.Y)
     eps = options.eps
+    require_steps(theta, eps, layout.describe, options.name("eps"))
     name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
     params = layout.unflatten(theta)
     if name == "reference":

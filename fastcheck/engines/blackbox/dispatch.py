@@ -48,7 +48,7 @@ import joblib
 import numpy as np
 
 from ...core.directions import direction_steps
-from ...core.finite import central_difference
+from ...core.finite import central_difference, coordinate_gradient
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.progress import ProgressLine
 from ...core.results import DirectionEvaluations, Evaluations
@@ -149,7 +149,7 @@ def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, dire
                    progress)
     cost_plus, cost_minus = run.costs()
     an = np.array([direction_steps(theta, analytic, [d], eps).analytic[0] for d in directions])
-    return DirectionEvaluations(directions, an, (cost_plus - cost_minus) / (2.0 * eps),
+    return DirectionEvaluations(directions, an, central_difference(cost_plus, cost_minus, eps),
                                 np.zeros(len(directions), dtype=bool), 2 * len(directions))
 
 
@@ -256,7 +256,7 @@ class _Run:
 
     def result(self) -> Evaluations:
         cost_plus, cost_minus = self.costs()
-        numeric = central_difference(cost_plus, cost_minus, self.eps)
+        numeric = coordinate_gradient(cost_plus, cost_minus, self.theta[self.items], self.eps)
         return Evaluations(self.items, cost_plus, cost_minus, numeric, np.zeros(len(self.items), dtype=bool),
                            2 * len(self.items))
 
