@@ -8,6 +8,7 @@ process pools.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -15,7 +16,15 @@ import numpy as np
 from ..errors import CostError, DtypeError, MutationError, NondeterministicCostError
 from .layout import Layout
 
-__all__ = ["CostObjective", "as_cost_value", "describe_value", "perturbation_label", "require_deterministic"]
+__all__ = ["CostObjective", "as_cost_value", "describe_value", "perturbation_label", "item_label", "span",
+           "require_deterministic", "recheck_sample", "require_unchanged", "RECHECK_MIN", "RECHECK_FRACTION"]
+
+#: Every chunk of perturbed evaluations evaluates a seeded sample of them again, so that a cost
+#: that changes only now and then is refused instead of failing a correct gradient: at least
+#: this many (all of a smaller chunk) ...
+RECHECK_MIN = 4
+#: ... and this fraction of the chunk's items (one evaluation in 128 more).
+RECHECK_FRACTION = 1 / 64
 
 
 def perturbation_label(layout: Layout, coordinate: int | None, sign: int) -> str:
@@ -23,6 +32,24 @@ def perturbation_label(layout: Layout, coordinate: int | None, sign: int) -> str
     if coordinate is None:
         return "the unperturbed parameters"
     return f"{layout.describe(coordinate)} {'+' if sign > 0 else '-'} eps"
+
+
+def item_label(layout: Layout, item, sign: int) -> str:
+    """``'W1[2, 3] + eps'`` for a coordinate, ``'direction 3 of W1 (+eps)'`` for a direction."""
+    if isinstance(item, (int, np.integer)):
+        return perturbation_label(layout, int(item), sign)
+    return f"direction {item.number} of {item.group} ({'+' if sign > 0 else '-'}eps)"
+
+
+def span(layout: Layout, items) -> str:
+    """``'coordinates W1[0, 0]..W1[0, 6]'`` or ``'directions 0 of W1..3 of b1'``: the first and last item."""
+    if isinstance(items, np.ndarray):
+        first, last = layout.describe(int(items[0])), layout.describe(int(items[-1]))
+        noun = "coordinates"
+    else:
+        first, last = (f"{d.number} of {d.group}" for d in (items[0], items[-1]))
+        noun = "directions"
+    return f"{noun} {first}" if len(items) == 1 else f"{noun} {first}..{last}"
 
 
 def describe_value(value) -> str:
@@ -67,8 +94,11 @@ def as_cost_value(value, where: str) -> float:
 class CostObjective:
     """A user's ``cost(params)`` seen as a function of flat theta.
 
-    The cost receives read-only views of theta in the caller's structure, so an
-    in-place write is caught at once as a :class:`MutationError`.
+    The cost receives read-only views of theta in the caller's structure, and theta
+    itself is read-only while the cost runs (a view's ``.base`` is theta), so an in-place
+    write is caught at once as a :class:`MutationError`. A cost can still get around
+    that (``flags.writeable = True`` on the base, ctypes): the engines compare the
+    parameters with theta after each chunk (:func:`require_unchanged`).
     """
 
     has_kinks = False
@@ -86,6 +116,8 @@ class CostObjective:
         params = self.layout.unflatten(theta, readonly=True)
         if where is None:
             where = perturbation_label(self.layout, coordinate, sign)
+        writeable = theta.flags.writeable
+        theta.flags.writeable = False  # else `params[...].base` is a writable way into theta
         try:
             value = self.cost(params)
         except ValueError as exc:
@@ -100,6 +132,8 @@ class CostObjective:
         except SystemExit as exc:  # user code ending the run is a failure of the check, never a pass
             raise CostError(f"the cost called sys.exit({exc.code!r}) at {where}; a cost must return its value") \
                 from exc
+        finally:
+            theta.flags.writeable = writeable
         if self.returns_grads and isinstance(value, tuple) and len(value) == 2:
             value = value[0]
         return as_cost_value(value, where)
@@ -118,10 +152,49 @@ class CostObjective:
         return first
 
 
-def require_deterministic(first: float, second: float) -> None:
+def require_deterministic(first: float, second: float, where: str | None = None) -> None:
+    """Raise :class:`NondeterministicCostError` unless two evaluations at the same point agree.
+
+    They may differ by 4 units in the last place: that moves a central difference by less
+    than the rounding of J itself, which the check tolerates anyway (``|J| 2^-52 / eps``).
+    ``where``: the perturbed point evaluated again (default: the unperturbed parameters).
+    """
     if abs(first - second) > 4 * np.spacing(max(abs(first), abs(second))):
+        first, second = float(first), float(second)
+        seen = (f"{first!r} and then {second!r} at the same parameters" if where is None
+                else f"{first!r} at {where} and then {second!r} when evaluated there again")
         raise NondeterministicCostError(
-            f"the cost returned {first!r} and then {second!r} at the same parameters. "
-            "Gradient checking needs a deterministic cost: switch off dropout "
-            "(keep_prob = 1) and any random sampling or shuffling inside the cost"
+            f"the cost returned {seen}. Gradient checking needs a deterministic cost: switch off dropout "
+            "(keep_prob = 1) and any random sampling, shuffling or caching that changes its value"
         )
+
+
+def recheck_sample(k: int, key) -> list[tuple[int, int]]:
+    """``(position, sign)`` of the perturbed evaluations of a chunk of ``k`` items to evaluate again.
+
+    At least :data:`RECHECK_MIN` (all of a smaller chunk), and :data:`RECHECK_FRACTION`
+    of the chunk; seeded by ``key`` (ints naming the chunk, e.g. its first coordinate),
+    so the same chunk re-evaluates the same points.
+    """
+    n = min(k, max(RECHECK_MIN, math.ceil(RECHECK_FRACTION * k)))
+    rng = np.random.default_rng([20_26, *np.atleast_1d(key).tolist()])
+    positions = np.sort(rng.choice(k, size=n, replace=False))
+    return [(int(p), int(s)) for p, s in zip(positions, rng.choice([1, -1], size=n))]
+
+
+def require_unchanged(work: np.ndarray, theta: np.ndarray, layout: Layout, where: str) -> None:
+    """Raise :class:`MutationError` if the cost wrote into ``work``, which should hold ``theta`` again.
+
+    Every entry is compared (exactly: a checksum such as a sum misses a write that keeps
+    it, e.g. entries swapped). ``where``: the evaluations since ``work`` last held theta.
+    """
+    if np.array_equal(work, theta):
+        return
+    changed = np.flatnonzero(work != theta)
+    j = int(changed[0])
+    more = f" (and {changed.size - 1} other entries)" if changed.size > 1 else ""
+    raise MutationError(
+        f"the cost modified the parameters it was given while evaluating {where}: {layout.describe(j)} became "
+        f"{float(work[j])!r} instead of {float(theta[j])!r}{more}. It must leave them unchanged (work on a copy); "
+        "the arrays it gets are read-only, and so is their `.base`, but setting `flags.writeable` gets around that"
+    )

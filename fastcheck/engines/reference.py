@@ -1,11 +1,16 @@
 """The reference engine: the method, literally, one coordinate at a time.
 
 This is the oracle every fast engine is tested against. It stays simple on purpose:
-no batching, no reuse, no parallelism. Two things stand around its loops and change
+no batching, no reuse, no parallelism. Three things stand around its loops and change
 no arithmetic: the cost runs with one BLAS and numba thread, as in every worker of the
 black-box engine (:func:`fastcheck.core.threads.single_threaded`), so that a check gives
-the same numbers serially and in parallel; and an optional progress line
-(:mod:`fastcheck.core.progress`) hears of each coordinate (or direction) done.
+the same numbers serially and in parallel; an optional progress line
+(:mod:`fastcheck.core.progress`) hears of each coordinate (or direction) done; and after
+the loop, the cost itself is checked on what it just did (:func:`_verify`): it left the
+parameters as they were, and a seeded sample of the perturbed points evaluates to the
+same values again. A cost that writes into its input or changes only now and then
+would otherwise fail a correct gradient; these loops are also what the black-box
+engine's workers run, so every chunk is checked where it ran.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import numpy as np
 
 from ..core.directions import direction_steps
 from ..core.finite import central_difference, coordinate_gradient
+from ..core.objective import item_label, recheck_sample, require_deterministic, require_unchanged, span
 from ..core.progress import progress_line
 from ..core.results import DirectionEvaluations, Evaluations
 from ..core.threads import single_threaded
+from ..errors import MutationError
 
 __all__ = ["reference_engine", "direction_costs", "evaluate_directions"]
 
@@ -50,17 +57,22 @@ def reference_engine(objective, theta: np.ndarray, indices: np.ndarray, eps: flo
     k = len(indices)
     cost_plus, cost_minus = np.empty(k), np.empty(k)
     kinks = np.zeros(k, dtype=bool)
+    written = False  # into the perturbed entry (restoring it would hide that); the rest: after the loop
     with single_threaded(), progress_line(progress, k) as line:
         for p, i in enumerate(indices):
             original = work[i]
             work[i] = original + eps
             cost_plus[p], kink_plus = objective(work, int(i), +1)
+            written |= work[i] != original + eps
             work[i] = original - eps
             cost_minus[p], kink_minus = objective(work, int(i), -1)
+            written |= work[i] != original - eps
             work[i] = original
             kinks[p] = kink_plus or kink_minus
             line.update(1)
     indices = np.asarray(indices, dtype=np.int64)
+    _verify(lambda w, i, sign, where: objective(w, i, sign)[0], objective.layout, theta, work, indices,
+            _coordinate_steps(theta, eps), cost_plus, cost_minus, written)
     numeric = coordinate_gradient(cost_plus, cost_minus, theta[indices], eps)
     return Evaluations(indices, cost_plus, cost_minus, numeric, kinks, 2 * k)
 
@@ -73,18 +85,23 @@ def direction_costs(objective, theta: np.ndarray, directions: list, eps: float,
     """
     k = len(directions)
     cost_plus, cost_minus = np.empty(k), np.empty(k)
-    work = theta.copy()
+    work, layout = theta.copy(), objective.layout
+    written = False  # into the perturbed span (restoring it would hide that); the rest: after the loop
     with single_threaded(), progress_line(progress, k, noun="directions") as line:
         for j, d in enumerate(directions):
             steps = direction_steps(theta, np.empty(0), [d], eps, analytic=False)
-            where = f"direction {d.number} of {d.group}"
             base = theta[d.start:d.stop]
-            work[d.start:d.stop] = base + steps.plus[0]
-            cost_plus[j] = objective.evaluate(work, where=where + " (+eps)")
-            work[d.start:d.stop] = base - steps.minus[0]
-            cost_minus[j] = objective.evaluate(work, where=where + " (-eps)")
+            plus, minus = base + steps.plus[0], base - steps.minus[0]
+            work[d.start:d.stop] = plus
+            cost_plus[j] = objective.evaluate(work, where=item_label(layout, d, +1))
+            written |= not np.array_equal(work[d.start:d.stop], plus)
+            work[d.start:d.stop] = minus
+            cost_minus[j] = objective.evaluate(work, where=item_label(layout, d, -1))
+            written |= not np.array_equal(work[d.start:d.stop], minus)
             work[d.start:d.stop] = base
             line.update(1)
+    _verify(lambda w, d, sign, where: objective.evaluate(w, where=where), layout, theta, work,
+            directions, _direction_steps(theta, eps), cost_plus, cost_minus, written)
     return cost_plus, cost_minus
 
 
@@ -96,3 +113,69 @@ def evaluate_directions(objective, theta: np.ndarray, analytic: np.ndarray, dire
     an = np.array([direction_steps(theta, analytic, [d], eps).analytic[0] for d in directions])
     return DirectionEvaluations(directions, an, central_difference(cost_plus, cost_minus, eps),
                                 np.zeros(k, dtype=bool), 2 * k)
+
+
+# ---------------------------------------------------------------------- the cost's own checks
+def _coordinate_steps(theta, eps):
+    """``perturb(i, sign) -> (start, stop, values)``: the values the coordinate loop sets."""
+    def perturb(i, sign):
+        i = int(i)
+        return i, i + 1, theta[i:i + 1] + eps if sign > 0 else theta[i:i + 1] - eps
+    return perturb
+
+
+def _direction_steps(theta, eps):
+    """``perturb(d, sign) -> (start, stop, values)``: the values the directions loop sets."""
+    def perturb(d, sign):
+        steps = direction_steps(theta, np.empty(0), [d], eps, analytic=False)
+        base = theta[d.start:d.stop]
+        return d.start, d.stop, base + steps.plus[0] if sign > 0 else base - steps.minus[0]
+    return perturb
+
+
+def _verify(evaluate, layout, theta, work, items, perturb, cost_plus, cost_minus, written) -> None:
+    """A chunk's checks of the cost: it left ``work`` as theta, and evaluates the same again.
+
+    ``evaluate(work, item, sign, where) -> J``; ``perturb(item, sign) -> (start, stop,
+    values)``; ``written``: the loop saw the perturbed entries change under the cost. The
+    parameters are compared with theta once per chunk, before and after a seeded sample
+    of the perturbed points (:func:`~fastcheck.core.objective.recheck_sample`) is
+    evaluated again; when they changed, the chunk is evaluated once more, comparing after
+    every evaluation, to name the one that writes.
+    """
+    if len(items) == 0:
+        return
+    key = int(items[0]) if isinstance(items, np.ndarray) else (items[0].start, items[0].number)
+    checks = recheck_sample(len(items), key)
+    try:
+        if written:
+            raise MutationError(f"the cost modified the perturbed entries of the parameters it was given while "
+                                f"evaluating {span(layout, items)}; it must leave them unchanged (work on a copy)")
+        require_unchanged(work, theta, layout, span(layout, items))
+        for p, sign in checks:
+            start, stop, values = perturb(items[p], sign)
+            where = item_label(layout, items[p], sign)
+            work[start:stop] = values
+            again = evaluate(work, items[p], sign, where)
+            work[start:stop] = theta[start:stop]
+            require_deterministic((cost_plus if sign > 0 else cost_minus)[p], again, where)
+        require_unchanged(work, theta, layout, span(layout, items) + " and evaluating some of them again")
+    except MutationError:
+        _locate_write(evaluate, layout, theta, items, perturb)
+        raise
+
+
+def _locate_write(evaluate, layout, theta, items, perturb) -> None:
+    """Evaluate ``items`` again, comparing the parameters after each evaluation: raise naming the one that writes.
+
+    Returns quietly when no evaluation writes this time (the caller's error stands).
+    """
+    work, expected = theta.copy(), theta.copy()
+    for item in items:
+        for sign in (+1, -1):
+            start, stop, values = perturb(item, sign)
+            where = item_label(layout, item, sign)
+            work[start:stop] = expected[start:stop] = values
+            evaluate(work, item, sign, where)
+            require_unchanged(work, expected, layout, where)
+            work[start:stop] = expected[start:stop] = theta[start:stop]

@@ -50,12 +50,12 @@ import numpy as np
 from ...core.directions import direction_steps
 from ...core.finite import central_difference, coordinate_gradient
 from ...core.limits import DEFAULT_MAX_MEMORY
+from ...core.objective import span
 from ...core.progress import ProgressLine
 from ...core.results import DirectionEvaluations, Evaluations
 from ...core.threads import single_threaded
 from ...errors import InputError
 from .backends import BACKENDS, backend_config, effective_n_jobs, run_on_dask, run_on_joblib
-from .faults import span
 from .workers import check_batch_cost, evaluate_chunk, evaluate_direction_chunk, stack_rows
 
 __all__ = ["blackbox_engine", "blackbox_directions", "TASK_SECONDS", "PROBE_SECONDS", "MIN_PARALLEL_SECONDS",

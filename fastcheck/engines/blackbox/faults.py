@@ -2,8 +2,8 @@
 
 The probe that a cost can be sent to worker processes, the recognition of a worker that
 died under a task (loky's broken pool, Dask's killed worker), the error that names the
-chunk it was evaluating, and the labels of coordinates, directions and chunks that every
-message of the engine uses.
+chunk it was evaluating (labelled as every message of a check labels chunks:
+:func:`~fastcheck.core.objective.span`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from __future__ import annotations
 import pickle
 import sys
 
-import numpy as np
-
-from ...core.objective import perturbation_label
+from ...core.objective import span
 from ...errors import CostError, WorkerError
 
-__all__ = ["require_picklable", "is_worker_death", "worker_died", "span", "item_label"]
+__all__ = ["require_picklable", "is_worker_death", "worker_died"]
 
 
 class _NullWriter:
@@ -74,21 +72,3 @@ def worker_died(exc: BaseException, layout, chunks: list) -> WorkerError:
         "The cost may have called os._exit, crashed in native code or run out of memory; "
         "run with n_jobs=1 to see the failure in this process"
     )
-
-
-def span(layout, items) -> str:
-    """``'coordinates W1[0, 0]..W1[0, 6]'`` or ``'directions 0 of W1..3 of b1'``: the first and last item."""
-    if isinstance(items, np.ndarray):
-        first, last = layout.describe(int(items[0])), layout.describe(int(items[-1]))
-        noun = "coordinates"
-    else:
-        first, last = (f"{d.number} of {d.group}" for d in (items[0], items[-1]))
-        noun = "directions"
-    return f"{noun} {first}" if len(items) == 1 else f"{noun} {first}..{last}"
-
-
-def item_label(layout, item, sign: int) -> str:
-    """``'W1[2, 3] + eps'`` for a coordinate, ``'direction 3 of W1 (+eps)'`` for a direction."""
-    if isinstance(item, (int, np.integer)):
-        return perturbation_label(layout, int(item), sign)
-    return f"direction {item.number} of {item.group} ({'+' if sign > 0 else '-'}eps)"

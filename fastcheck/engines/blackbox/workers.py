@@ -13,14 +13,13 @@ import os
 import numpy as np
 
 from ...core.directions import direction_steps
-from ...core.objective import require_deterministic
+from ...core.objective import item_label, recheck_sample, require_deterministic, span
 from ...core.threads import single_threaded
-from ...errors import CostError, DtypeError, InputError
+from ...errors import CostError, DtypeError, InputError, MutationError
 from ..reference import direction_costs, reference_engine
-from .faults import item_label, span
 
 __all__ = ["evaluate_chunk", "evaluate_direction_chunk", "run_task", "call_batch_cost", "check_batch_cost",
-           "stack_rows", "MAX_ROWS"]
+           "require_same_cost", "stack_rows", "MAX_ROWS"]
 
 #: Rows per call of ``batch_cost`` at most: its own intermediates (activations...) are
 #: unknown here, so they are bounded to this many times one evaluation's.
@@ -59,18 +58,17 @@ def evaluate_chunk(objective, theta: np.ndarray, indices: np.ndarray, eps: float
     cost_plus, cost_minus = np.empty(k), np.empty(k)
     stack = np.empty((2 * min(per_stack, k), theta.size))
     stack[:] = theta
+    checks = recheck_sample(k, int(indices[0])) if k else []
     for start in range(0, k, per_stack):
         idx = np.asarray(indices[start:start + per_stack], dtype=np.int64)
         m = len(idx)
         plus, minus = 2 * np.arange(m), 2 * np.arange(m) + 1
         stack[plus, idx] = theta[idx] + eps
         stack[minus, idx] = theta[idx] - eps
-        view = stack[: 2 * m].view()
-        view.flags.writeable = False
-        costs = call_batch_cost(batch_cost, view, objective.layout, idx)
+        perturbed = [(int(i), int(i) + 1, stack[2 * p + (sign < 0), i:i + 1].copy(), sign)
+                     for p, i in enumerate(idx) for sign in (+1, -1)]
+        costs = _call_and_verify(objective, batch_cost, stack, theta, perturbed, idx, _rows(checks, start, m))
         cost_plus[start:start + m], cost_minus[start:start + m] = costs[0::2], costs[1::2]
-        stack[plus, idx] = theta[idx]
-        stack[minus, idx] = theta[idx]
     return cost_plus, cost_minus
 
 
@@ -87,19 +85,62 @@ def evaluate_direction_chunk(objective, theta: np.ndarray, directions, eps: floa
     k, per_stack = len(directions), max(1, rows // 2)
     cost_plus, cost_minus = np.empty(k), np.empty(k)
     zeros = np.zeros(0)
+    checks = recheck_sample(k, (directions[0].start, directions[0].number)) if k else []
     for start in range(0, k, per_stack):
         chunk = directions[start:start + per_stack]
         stack = np.empty((2 * len(chunk), theta.size))
         stack[:] = theta
+        perturbed = []
         for p, d in enumerate(chunk):
             steps = direction_steps(theta, zeros, [d], eps, analytic=False)
             base = theta[d.start:d.stop]
             stack[2 * p, d.start:d.stop] = base + steps.plus[0]
             stack[2 * p + 1, d.start:d.stop] = base - steps.minus[0]
-        stack.flags.writeable = False
-        costs = call_batch_cost(batch_cost, stack, objective.layout, chunk)
+            perturbed += [(d.start, d.stop, stack[2 * p + r, d.start:d.stop].copy(), sign)
+                          for r, sign in ((0, +1), (1, -1))]
+        costs = _call_and_verify(objective, batch_cost, stack, theta, perturbed, chunk,
+                                 _rows(checks, start, len(chunk)))
         cost_plus[start:start + len(chunk)], cost_minus[start:start + len(chunk)] = costs[0::2], costs[1::2]
     return cost_plus, cost_minus
+
+
+def _call_and_verify(objective, batch_cost, stack, theta, perturbed, items, checks: set) -> np.ndarray:
+    """``batch_cost`` on the first ``len(perturbed)`` rows of ``stack``, checked; they hold theta again after.
+
+    ``perturbed[r] = (start, stop, values, sign)``: row r is theta with ``[start:stop]`` set
+    to ``values``, the perturbation of ``items[r // 2]``. After the call every row must
+    still be so (else :class:`MutationError`, naming the row's point), and the rows in
+    ``checks`` must have the cost that ``cost`` gives there (see :func:`require_same_cost`):
+    a seeded sample, the batched twin of the reference loop's re-evaluation.
+    """
+    layout = objective.layout
+    view = stack[:len(perturbed)].view()
+    view.flags.writeable = False
+    costs = call_batch_cost(batch_cost, view, layout, items)
+    for r, (start, stop, values, sign) in enumerate(perturbed):
+        if not np.array_equal(stack[r, start:stop], values):
+            raise _stack_written(layout, items[r // 2], sign)
+        stack[r, start:stop] = theta[start:stop]
+    written = np.flatnonzero((stack[:len(perturbed)] != theta).any(axis=1))
+    if written.size:
+        raise _stack_written(layout, items[written[0] // 2], perturbed[written[0]][3])
+    for r in sorted(checks):
+        start, stop, values, sign = perturbed[r]
+        row = theta.copy()
+        row[start:stop] = values
+        where = item_label(layout, items[r // 2], sign)
+        require_same_cost(float(costs[r]), objective.evaluate(row, where=where), where)
+    return costs
+
+
+def _rows(checks, start: int, m: int) -> set:
+    """The rows of the stack of items ``start:start + m`` that hold the sampled ``(position, sign)`` points."""
+    return {2 * (p - start) + (sign < 0) for p, sign in checks if start <= p < start + m}
+
+
+def _stack_written(layout, item, sign) -> MutationError:
+    return MutationError(f"`batch_cost` modified the stack of perturbed thetas it was given (the row of "
+                         f"{item_label(layout, item, sign)}); it must leave its input unchanged (work on a copy)")
 
 
 def run_task(objective, theta, chunk_id, items, eps, batch_cost, rows, markers=None, evaluate=evaluate_chunk):
@@ -136,15 +177,20 @@ def call_batch_cost(batch_cost, thetas: np.ndarray, layout, idx) -> np.ndarray:
     k = thetas.shape[0]
     what = ("the unperturbed parameters" if idx is None
             else f"{k} perturbed thetas ({span(layout, idx)}, each + eps and - eps)")
+    owner = thetas if thetas.base is None else thetas.base
+    writeable = owner.flags.writeable
+    owner.flags.writeable = False  # else `thetas.base` is a writable way into the stack
     try:
         out = batch_cost(thetas)
     except ValueError as exc:
         if "read-only" in str(exc):
-            raise CostError(f"`batch_cost` tried to modify the stack of {what} it was given; "
-                            "it must leave its input unchanged (work on a copy)") from exc
+            raise MutationError(f"`batch_cost` tried to modify the stack of {what} it was given; "
+                                "it must leave its input unchanged (work on a copy)") from exc
         raise CostError(f"`batch_cost` raised {type(exc).__name__} on a stack of {what}: {exc}") from exc
     except Exception as exc:
         raise CostError(f"`batch_cost` raised {type(exc).__name__} on a stack of {what}: {exc}") from exc
+    finally:
+        owner.flags.writeable = writeable
     out = out if isinstance(out, np.ndarray) else np.asarray(out)
     if out.shape == (k, 1):
         out = out[:, 0]
@@ -172,11 +218,15 @@ def check_batch_cost(objective, batch_cost, theta) -> None:
     view = theta[None, :].view()
     view.flags.writeable = False
     batched = float(call_batch_cost(batch_cost, view, objective.layout, None)[0])
-    single = objective.evaluate(theta)
-    if abs(batched - single) > 1e-9 * max(1.0, abs(single)):
-        raise CostError(f"`batch_cost` gives {batched!r} but `cost` gives {single!r} at the unperturbed "
-                        "parameters; they must compute the same J (same data, same regularization)")
+    require_same_cost(batched, objective.evaluate(theta), "the unperturbed parameters")
     try:  # a batch cost that drifts (random sampling, dropout) is refused like a cost that does
         require_deterministic(batched, float(call_batch_cost(batch_cost, view, objective.layout, None)[0]))
     except CostError as exc:
         raise type(exc)(f"`batch_cost`: {exc}") from None
+
+
+def require_same_cost(batched: float, single: float, where: str) -> None:
+    """``batch_cost`` and ``cost`` must agree (to 1e-9 relative: they may round differently) at ``where``."""
+    if abs(batched - single) > 1e-9 * max(1.0, abs(single)):
+        raise CostError(f"`batch_cost` gives {batched!r} but `cost` gives {single!r} at {where}; they must compute "
+                        "the same J (same data, same regularization), and the same again at the same point")
