@@ -13,6 +13,7 @@ from .core.finite import DEFAULT_EPS, Bounds, relative_difference
 from .core.layout import CastWarning, Group, Layout
 from .errors import (
     CostError,
+    CostTimeoutError,
     DtypeError,
     FastcheckError,
     InputError,
@@ -51,5 +52,6 @@ __all__ = [
     "NondeterministicCostError",
     "MutationError",
     "WorkerError",
+    "CostTimeoutError",
     "CastWarning",
 ]

@@ -66,7 +66,7 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
           max_memory: int | None = None, progress: bool | None = None, warn: float = DEFAULT_WARN,
-          fail: float = DEFAULT_FAIL, cast: bool = False) -> Report:
+          fail: float = DEFAULT_FAIL, cast: bool = False, timeout: float | None = None) -> Report:
     """Check an analytic gradient against central differences of ``cost``.
 
     For every checked coordinate i, the numeric gradient is
@@ -138,6 +138,10 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
         Verdict bounds: ``pass`` below ``warn`` <= ``warn`` < ``fail`` <= ``fail``.
     cast : bool
         Up-cast real non-float64 arrays with a warning instead of raising.
+    timeout : float, optional
+        Seconds one evaluation of the cost may take, in this process or on a worker
+        (``batch_cost``: per row); an evaluation that overruns it ends the check with
+        a :class:`CostTimeoutError` naming the coordinate. Default: no limit.
 
     Returns
     -------
@@ -151,8 +155,9 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
         Arrays that are not float64 (unless ``cast=True``).
     CostError
         The cost raised, returned a non-finite or non-scalar value, changed between two
-        evaluations at the same point (:class:`NondeterministicCostError`) or modified
-        its input (:class:`MutationError`); the message names the coordinate.
+        evaluations at the same point (:class:`NondeterministicCostError`), modified
+        its input (:class:`MutationError`) or overran ``timeout``
+        (:class:`CostTimeoutError`); the message names the coordinate.
 
     Examples
     --------
@@ -175,7 +180,7 @@ def prepare_check(cost, params, grads=FROM_COST, options: CheckOptions | None = 
 
 def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
     started = time.perf_counter()
-    problem = CostProblem(rest["cost"], rest["params"], rest["grads"], rest["cast"])
+    problem = CostProblem(rest["cost"], rest["params"], rest["grads"], rest["cast"], options.timeout)
     engine = cost_engine(problem, options, n_jobs=rest["n_jobs"], batch_cost=rest["batch_cost"],
                          backend=rest["backend"], chunk_size=rest["chunk_size"], progress=rest["progress"])
     return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started,
@@ -191,7 +196,7 @@ def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_s
     nothing else runs. ``options``, when given, replaces the option keywords.
     """
     options, _ = _split({k: v for k, v in locals().items() if k != "options"}, options)
-    problem = CostProblem(cost, params, NO_GRADIENT, cast)
+    problem = CostProblem(cost, params, NO_GRADIENT, cast, options.timeout)
     return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "NondeterministicCostError",
     "MutationError",
     "WorkerError",
+    "CostTimeoutError",
 ]
 
 
@@ -43,3 +44,7 @@ class MutationError(CostError):
 
 class WorkerError(CostError):
     """A worker process died during a check (killed, crashed in native code, out of memory)."""
+
+
+class CostTimeoutError(CostError):
+    """An evaluation of the cost did not return within the check's ``timeout``."""

@@ -84,6 +84,9 @@ def get_parser() -> argparse.ArgumentParser:
     opts.add_argument("--backend", choices=["loky", "threading", "dask"],
                       help="joblib backend for a user problem (default loky with --jobs)")
     opts.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler to run a user problem on")
+    opts.add_argument("--timeout", type=float, metavar="SECONDS",
+                      help="a user problem: end the check with an error when one evaluation of the cost takes "
+                           "longer (default: no limit)")
     opts.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     opts.add_argument("--html", metavar="FILE", help="also write the report as an HTML page with plots")
     opts.add_argument("--quiet", action="store_true", help="print only the verdict line")
@@ -160,8 +163,8 @@ def run_check(args) -> int:
             raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
         report = _check_user_problem(args)
     else:
-        if args.jobs != 1 or args.backend or args.scheduler:
-            raise UsageError("--jobs, --backend and --scheduler are for a user problem MODULE:FUNCTION; "
+        if args.jobs != 1 or args.backend or args.scheduler or args.timeout is not None:
+            raise UsageError("--jobs, --backend, --scheduler and --timeout are for a user problem MODULE:FUNCTION; "
                              "the built-in network uses the batched engine")
         report = _check_builtin(args)
     if isinstance(report, Plan):
@@ -205,7 +208,7 @@ def _check_builtin(args):
 
 #: How the command line names the settings it takes under another name (else ``--key``).
 _FLAGS = {"n_samples": "--samples", "n_directions": "--directions", "kinks": "--include-kinks",
-          "escalate": "--no-escalate"}
+          "escalate": "--no-escalate", "n_jobs": "--jobs"}
 
 
 def cli_name(key: str) -> str:
@@ -218,7 +221,7 @@ def _options(args, **more) -> CheckOptions:
     return CheckOptions(eps=args.eps, warn=args.warn, fail=args.fail, mode=args.mode, seed=args.seed,
                         fraction=args.fraction, n_samples=args.samples, n_directions=args.directions,
                         min_per_group=args.min_per_group, escalate=args.escalate, budget=args.budget,
-                        name=cli_name, **more)
+                        timeout=args.timeout, name=cli_name, **more)
 
 
 def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = False):

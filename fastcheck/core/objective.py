@@ -13,7 +13,8 @@ import numbers
 
 import numpy as np
 
-from ..errors import CostError, DtypeError, MutationError, NondeterministicCostError
+from ..errors import CostError, CostTimeoutError, DtypeError, MutationError, NondeterministicCostError
+from .deadline import time_limit
 from .layout import Layout
 
 __all__ = ["CostObjective", "as_cost_value", "describe_value", "perturbation_label", "item_label", "span",
@@ -103,12 +104,13 @@ class CostObjective:
 
     has_kinks = False
 
-    def __init__(self, cost, layout: Layout, returns_grads: bool = False):
+    def __init__(self, cost, layout: Layout, returns_grads: bool = False, timeout: float | None = None):
         if not callable(cost):
             raise CostError(f"`cost` is a {type(cost).__name__}, not a callable cost(params) -> float")
         self.cost = cost
         self.layout = layout
         self.returns_grads = returns_grads  # the cost returns (loss, grads): only the loss is used
+        self.timeout = timeout  # seconds an evaluation may take (None: no limit; see fastcheck.core.deadline)
 
     def evaluate(self, theta: np.ndarray, coordinate: int | None = None, sign: int = 0,
                  where: str | None = None) -> float:
@@ -119,7 +121,13 @@ class CostObjective:
         writeable = theta.flags.writeable
         theta.flags.writeable = False  # else `params[...].base` is a writable way into theta
         try:
-            value = self.cost(params)
+            if self.timeout is None:
+                value = self.cost(params)
+            else:
+                with time_limit(self.timeout, f"at {where}"):
+                    value = self.cost(params)
+        except CostTimeoutError:
+            raise
         except ValueError as exc:
             if "read-only" in str(exc):
                 raise MutationError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.deadline import time_limits
 from ..core.directions import direction_steps
 from ..core.finite import central_difference, coordinate_gradient
 from ..core.objective import item_label, recheck_sample, require_deterministic, require_unchanged, span
@@ -58,7 +59,7 @@ def reference_engine(objective, theta: np.ndarray, indices: np.ndarray, eps: flo
     cost_plus, cost_minus = np.empty(k), np.empty(k)
     kinks = np.zeros(k, dtype=bool)
     written = False  # into the perturbed entry (restoring it would hide that); the rest: after the loop
-    with single_threaded(), progress_line(progress, k) as line:
+    with single_threaded(), time_limits(getattr(objective, "timeout", None)), progress_line(progress, k) as line:
         for p, i in enumerate(indices):
             original = work[i]
             work[i] = original + eps
@@ -87,7 +88,7 @@ def direction_costs(objective, theta: np.ndarray, directions: list, eps: float,
     cost_plus, cost_minus = np.empty(k), np.empty(k)
     work, layout = theta.copy(), objective.layout
     written = False  # into the perturbed span (restoring it would hide that); the rest: after the loop
-    with single_threaded(), progress_line(progress, k, noun="directions") as line:
+    with single_threaded(), time_limits(objective.timeout), progress_line(progress, k, noun="directions") as line:
         for j, d in enumerate(directions):
             steps = direction_steps(theta, np.empty(0), [d], eps, analytic=False)
             base = theta[d.start:d.stop]

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..core.deadline import time_limit, time_limits
 from ..core.finite import require_steps
 from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
 from ..core.selection import stratified_subset
+from ..core.settings import require_n_jobs, require_n_threads
 from ..engines.base import Engine
 from ..engines.mlp.directions import mlp_evaluate_directions
 from ..engines.mlp.objective import MLPObjective
@@ -112,16 +114,20 @@ class CostTiming:
 
 
 class CostProblem:
-    """A user's cost, its parameters and the gradient under test, validated and timed once."""
+    """A user's cost, its parameters and the gradient under test, validated and timed once.
 
-    def __init__(self, cost, params, grads, cast: bool):
+    ``timeout``: seconds each evaluation of the cost may take, from the first (None: no limit).
+    """
+
+    def __init__(self, cost, params, grads, cast: bool, timeout: float | None = None):
         if grads is FROM_COST:
-            grads = _gradient_from_cost(cost, params)
+            with time_limits(timeout), time_limit(timeout, "at the unperturbed parameters"):
+                grads = _gradient_from_cost(cost, params)
             self.objective_flags = {"returns_grads": True}
         else:
             self.objective_flags = {}
         self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
-        self.objective = CostObjective(cost, self.layout, **self.objective_flags)
+        self.objective = CostObjective(cost, self.layout, timeout=timeout, **self.objective_flags)
         self.objective.cost_at_theta = self.objective.base(self.theta)
         self.timing = CostTiming(self)
 
@@ -131,6 +137,7 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     """The reference loop in-process, or the black-box engine (workers, Dask, a vectorized cost)."""
     objective, theta, analytic, eps = problem.objective, problem.theta, problem.analytic, options.eps
     require_steps(theta, eps, problem.layout.describe, options.name("eps"))
+    require_n_jobs(n_jobs, options.name("n_jobs"))
     in_process = n_jobs == 1 and batch_cost is None and backend is None
     name = options.engine_or(COST_ENGINES, "reference" if in_process else "blackbox")
     if name == "reference" and in_process:
@@ -166,6 +173,9 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
                                           problem.X, problem.Y)
     eps = options.eps
     require_steps(theta, eps, layout.describe, options.name("eps"))
+    n_threads = require_n_threads(n_threads, options.name("n_threads"))
+    if options.timeout is not None:
+        raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
     name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
     params = layout.unflatten(theta)
     if name == "reference":

@@ -7,15 +7,13 @@ the command line, ``problems[0].mode`` in a suite file), which is all that diffe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-
-import numpy as np
 
 from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN, Bounds, validate_eps
 from ..core.limits import DEFAULT_MAX_MEMORY
 from ..core.selection import DEFAULT_MIN_PER_GROUP
+from ..core.settings import expect, is_int, is_number, require_max_memory, require_timeout, type_name
 from ..errors import InputError
 from ..report import GUARANTEE_FRACTION
 
@@ -43,26 +41,6 @@ def python_name(key: str) -> str:
     return f"`{key}`"
 
 
-def type_name(value) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
-            dict: "a table"}.get(type(value), type(value).__name__)
-
-
-def expect(ok: bool, where: str, expected: str, value) -> None:
-    """Raise ``InputError("where: expected ..., got value (its type)")`` unless ``ok``."""
-    if not ok:
-        raise InputError(f"{where}: expected {expected}, got {value!r} ({type_name(value)})")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(value)
-
-
 @dataclass(frozen=True)
 class CheckOptions:
     """The settings of one check, validated when built (then frozen).
@@ -87,6 +65,7 @@ class CheckOptions:
     fail: float = DEFAULT_FAIL
     engine: str | None = None
     max_memory: int | None = None
+    timeout: float | None = None
     name: Callable[[str], str] = field(default=python_name, compare=False, repr=False)
 
     def __post_init__(self):
@@ -94,21 +73,21 @@ class CheckOptions:
         object.__setattr__(self, "eps", validate_eps(self.eps, n("eps")))
         expect(self.mode in MODES, n("mode"), "one of " + ", ".join(map(repr, MODES)), self.mode)
         expect(self.kinks in KINK_POLICIES, n("kinks"), "'exclude' (the default) or 'include'", self.kinks)
-        expect(_is_int(self.seed) and self.seed >= 0, n("seed"), "a non-negative integer", self.seed)
+        expect(is_int(self.seed) and self.seed >= 0, n("seed"), "a non-negative integer", self.seed)
         for key in ("warn", "fail"):
-            expect(_is_number(getattr(self, key)) and getattr(self, key) > 0, n(key), "a positive number",
+            expect(is_number(getattr(self, key)) and getattr(self, key) > 0, n(key), "a positive number",
                    getattr(self, key))
         expect(self.warn <= self.fail, n("warn"), f"warn <= fail (fail is {self.fail:g})", self.warn)
-        expect(_is_int(self.min_per_group) and self.min_per_group >= 1, n("min_per_group"), "a positive integer",
+        expect(is_int(self.min_per_group) and self.min_per_group >= 1, n("min_per_group"), "a positive integer",
                self.min_per_group)
         self._mode_rules()
         if self.escalate_budget is not None:
-            expect(_is_int(self.escalate_budget) and self.escalate_budget >= 1, n("escalate_budget"),
+            expect(is_int(self.escalate_budget) and self.escalate_budget >= 1, n("escalate_budget"),
                    f"a positive integer (entries per group), or None for every entry that fits in "
                    f"{ESCALATE_SECONDS:g} s", self.escalate_budget)
         if self.max_memory is not None:
-            expect(_is_int(self.max_memory) and self.max_memory > 0, n("max_memory"), "a positive number of bytes",
-                   self.max_memory)
+            require_max_memory(self.max_memory, n("max_memory"))
+        object.__setattr__(self, "timeout", require_timeout(self.timeout, n("timeout")))
         object.__setattr__(self, "escalate", bool(self.escalate))
 
     def _mode_rules(self) -> None:
@@ -121,23 +100,23 @@ class CheckOptions:
                 raise InputError(f"{n('mode')}: 'subset' needs exactly one of {n('fraction')} (in (0, 1]) or "
                                  f"{n('n_samples')}")
             if self.fraction is not None:
-                expect(_is_number(self.fraction) and 0 < self.fraction <= 1, n("fraction"),
+                expect(is_number(self.fraction) and 0 < self.fraction <= 1, n("fraction"),
                        "a number in (0, 1], e.g. 0.01 for 1% of the coordinates", self.fraction)
             else:
-                expect(_is_int(self.n_samples) and self.n_samples >= 1, n("n_samples"), "a positive integer",
+                expect(is_int(self.n_samples) and self.n_samples >= 1, n("n_samples"), "a positive integer",
                        self.n_samples)
         if mode != "directions" and self.n_directions is not None:
             raise InputError(f"{n('n_directions')}: goes with mode='directions', not mode={mode!r}")
         if mode == "directions":
             if self.n_directions is None:
                 object.__setattr__(self, "n_directions", DEFAULT_DIRECTIONS)
-            expect(_is_int(self.n_directions) and self.n_directions >= 1, n("n_directions"),
+            expect(is_int(self.n_directions) and self.n_directions >= 1, n("n_directions"),
                    "a positive integer (e.g. 16)", self.n_directions)
         if self.budget is not None:
             if mode != "full":
                 raise InputError(f"{n('budget')}: picks the widest subset that fits: use it with mode='full' "
                                  "(the default)")
-            expect(_is_number(self.budget) and self.budget > 0, n("budget"), "a positive number of seconds",
+            expect(is_number(self.budget) and self.budget > 0, n("budget"), "a positive number of seconds",
                    self.budget)
 
     @classmethod

@@ -15,7 +15,7 @@ import warnings
 
 import joblib
 
-from ...errors import InputError
+from ...errors import CostTimeoutError, InputError
 from .faults import is_worker_death, require_picklable, worker_died
 from .workers import run_task
 
@@ -75,7 +75,7 @@ def run_on_joblib(run, bounds, n_workers, active, stack) -> None:
         for c, (lo, hi) in enumerate(bounds):
             dispatched.add(c)
             yield joblib.delayed(run_task)(run.objective, run.theta, c, run.items[lo:hi], run.eps, run.batch_cost,
-                                           run.rows, markers, run.evaluate)
+                                           run.rows, markers, run.evaluate, os.getpid())
 
     completed: set[int] = set()
     parallel = joblib.Parallel(n_jobs=n_workers, return_as="generator_unordered", batch_size=1,
@@ -89,6 +89,9 @@ def run_on_joblib(run, bounds, n_workers, active, stack) -> None:
     except BaseException as exc:
         if is_worker_death(exc):
             running = sorted(int(name) for name in os.listdir(markers)) if markers else []
+            stuck = [text for text in (_read(os.path.join(markers, str(c))) for c in running) if text]
+            if stuck:  # a worker ended itself: its cost overran the time limit, stuck in native code
+                raise CostTimeoutError(stuck[0]) from exc
             running = running or sorted(dispatched - completed) or list(range(len(bounds)))
             raise worker_died(exc, run.objective.layout, [run.items[slice(*bounds[c])] for c in running]) from exc
         raise
@@ -97,6 +100,14 @@ def run_on_joblib(run, bounds, n_workers, active, stack) -> None:
             with warnings.catch_warnings():  # joblib warns when an aborted generator is closed
                 warnings.simplefilter("ignore")
                 outputs.close()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def run_on_dask(run, client, bounds) -> None:

@@ -41,18 +41,21 @@ Choices made here, in one place:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 
 import joblib
 import numpy as np
 
+from ...core.deadline import time_limits
 from ...core.directions import direction_steps
 from ...core.finite import central_difference, coordinate_gradient
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.objective import span
 from ...core.progress import ProgressLine
 from ...core.results import DirectionEvaluations, Evaluations
+from ...core.settings import require_count, require_max_memory, require_n_jobs, require_timeout
 from ...core.threads import single_threaded
 from ...errors import InputError
 from .backends import BACKENDS, backend_config, effective_n_jobs, run_on_dask, run_on_joblib
@@ -73,7 +76,7 @@ TASKS_PER_WORKER = 4
 
 def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs=1, batch_cost=None,
                     backend: str | None = None, chunk_size: int | None = None, max_memory: int | None = None,
-                    progress: bool | None = None) -> Evaluations:
+                    progress: bool | None = None, timeout: float | None = None) -> Evaluations:
     """Central differences of a user cost, in chunks on joblib workers or as stacks.
 
     Parameters
@@ -104,6 +107,10 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
     progress : bool, optional
         True: always show a progress line on stderr; None: on a terminal, for runs
         longer than about 2 s; False: never.
+    timeout : float, optional
+        Seconds one evaluation of the cost may take (``batch_cost``: per row of a
+        stack), wherever it runs; default: the objective's own (``objective.timeout``,
+        None: no limit). See :mod:`fastcheck.core.deadline` for how an overrun ends.
 
     Returns
     -------
@@ -122,17 +129,20 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
     CostError
         The cost raised or returned a bad value (the message names the coordinate), or
         a worker process died (the message names the coordinates it was evaluating).
+    CostTimeoutError
+        An evaluation overran ``timeout`` (the message names the coordinate).
     KeyboardInterrupt
         Re-raised after the workers are stopped; no partial result.
     """
     indices = np.asarray(indices, dtype=np.int64)
-    run = _execute(objective, theta, indices, eps, n_jobs, batch_cost, backend, chunk_size, max_memory, progress)
+    run = _execute(_limited(objective, timeout), theta, indices, eps, n_jobs, batch_cost, backend, chunk_size,
+                   max_memory, progress)
     return run.result()
 
 
 def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list, eps: float, *,
                         n_jobs=1, batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
-                        max_memory: int | None = None, progress: bool | None = None):
+                        max_memory: int | None = None, progress: bool | None = None, timeout: float | None = None):
     """Random-direction central differences of a user cost, on joblib workers or as stacks.
 
     The directions mode of :func:`blackbox_engine`, with the same settings, chunking,
@@ -145,19 +155,29 @@ def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, dire
     DirectionEvaluations
     """
     directions = list(directions)
-    run = _execute(objective, theta, directions, eps, n_jobs, batch_cost, backend, chunk_size, max_memory,
-                   progress)
+    run = _execute(_limited(objective, timeout), theta, directions, eps, n_jobs, batch_cost, backend, chunk_size,
+                   max_memory, progress)
     cost_plus, cost_minus = run.costs()
     an = np.array([direction_steps(theta, analytic, [d], eps).analytic[0] for d in directions])
     return DirectionEvaluations(directions, an, central_difference(cost_plus, cost_minus, eps),
                                 np.zeros(len(directions), dtype=bool), 2 * len(directions))
 
 
+def _limited(objective, timeout):
+    """``objective`` with a time limit on each evaluation (a copy: the caller's keeps its own)."""
+    if timeout is None:
+        return objective
+    objective = copy.copy(objective)
+    objective.timeout = require_timeout(timeout)
+    return objective
+
+
 def _execute(objective, theta, items, eps, n_jobs, batch_cost, backend, chunk_size, max_memory, progress) -> _Run:
     """Evaluate every item (coordinate or direction): here, or in chunks on the workers."""
     _validate_settings(n_jobs, chunk_size, max_memory, progress, backend)
-    if batch_cost is not None:
-        check_batch_cost(objective, batch_cost, theta)
+    with time_limits(objective.timeout):
+        if batch_cost is not None:
+            check_batch_cost(objective, batch_cost, theta)
     k = len(items)
     run = _Run(objective, theta, items, eps, batch_cost, progress)
     if k == 0:
@@ -165,6 +185,7 @@ def _execute(objective, theta, items, eps, n_jobs, batch_cost, backend, chunk_si
     with contextlib.ExitStack() as stack:
         stack.callback(run.progress.finish)
         stack.enter_context(single_threaded())  # before any worker thread starts: they share the cap
+        stack.enter_context(time_limits(objective.timeout))  # evaluations in this process: the probe, small jobs
         if backend is not None:
             stack.enter_context(backend_config(backend))
         active, _ = joblib.parallel.get_active_backend()
@@ -262,15 +283,13 @@ class _Run:
 
 
 def _validate_settings(n_jobs, chunk_size, max_memory, progress, backend) -> None:
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer))
-                               or n_jobs == 0):
-        raise InputError(f"`n_jobs`={n_jobs!r} must be a non-zero integer (-1: all cores)")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
-                                   or chunk_size < 1):
-        raise InputError(f"`chunk_size`={chunk_size!r} must be a positive number of coordinates per task")
-    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer))
-                                   or max_memory < 1):
-        raise InputError(f"`max_memory`={max_memory!r} must be a positive number of bytes")
+    """The engine's own arguments, by the rules a check's settings follow (:mod:`fastcheck.core.settings`)."""
+    if n_jobs is not None:  # None: the active backend's own number (all of a Dask cluster)
+        require_n_jobs(n_jobs)
+    if chunk_size is not None:
+        require_count(chunk_size, "`chunk_size`", "a positive number of coordinates per task")
+    if max_memory is not None:
+        require_max_memory(max_memory)
     if progress not in (None, True, False):
         raise InputError(f"`progress`={progress!r} must be True, False or None (automatic)")
     if backend is not None and backend not in BACKENDS and backend not in joblib.parallel.BACKENDS:

@@ -12,10 +12,11 @@ import os
 
 import numpy as np
 
+from ...core.deadline import time_limit, time_limits
 from ...core.directions import direction_steps
 from ...core.objective import item_label, recheck_sample, require_deterministic, span
 from ...core.threads import single_threaded
-from ...errors import CostError, DtypeError, InputError, MutationError
+from ...errors import CostError, CostTimeoutError, DtypeError, InputError, MutationError
 from ..reference import direction_costs, reference_engine
 
 __all__ = ["evaluate_chunk", "evaluate_direction_chunk", "run_task", "call_batch_cost", "check_batch_cost",
@@ -116,7 +117,7 @@ def _call_and_verify(objective, batch_cost, stack, theta, perturbed, items, chec
     layout = objective.layout
     view = stack[:len(perturbed)].view()
     view.flags.writeable = False
-    costs = call_batch_cost(batch_cost, view, layout, items)
+    costs = call_batch_cost(batch_cost, view, layout, items, objective.timeout)
     for r, (start, stop, values, sign) in enumerate(perturbed):
         if not np.array_equal(stack[r, start:stop], values):
             raise _stack_written(layout, items[r // 2], sign)
@@ -143,18 +144,23 @@ def _stack_written(layout, item, sign) -> MutationError:
                          f"{item_label(layout, item, sign)}); it must leave its input unchanged (work on a copy)")
 
 
-def run_task(objective, theta, chunk_id, items, eps, batch_cost, rows, markers=None, evaluate=evaluate_chunk):
+def run_task(objective, theta, chunk_id, items, eps, batch_cost, rows, markers=None, evaluate=evaluate_chunk,
+             parent=None):
     """One task: a chunk of coordinates (or directions) in a joblib worker -> (chunk_id, cost_plus, cost_minus).
 
     The cost runs with one BLAS and numba thread, as it does in this process
-    (:func:`fastcheck.core.threads.single_threaded`). ``markers``: a directory on this
-    machine where the task leaves a file named after its chunk while it runs, so that
-    the chunk of a worker that dies can be named.
+    (:func:`fastcheck.core.threads.single_threaded`), and within ``objective.timeout``
+    per evaluation. ``markers``: a directory on this machine where the task leaves a
+    file named after its chunk while it runs, so that the chunk of a worker that dies
+    can be named; a worker process ended for a cost stuck past its time limit writes
+    why into it. ``parent``: the pid of the process that runs the check (a task that
+    runs there is never ended so).
     """
     marker = None if markers is None else os.path.join(markers, str(chunk_id))
     if marker is not None:
         open(marker, "w").close()
-    with single_threaded():
+    stuck_file = marker if parent is not None and os.getpid() != parent else None
+    with single_threaded(), time_limits(objective.timeout, stuck_file):
         try:
             cost_plus, cost_minus = evaluate(objective, theta, items, eps, batch_cost, rows)
         except SystemExit as exc:  # never let a worker's sys.exit end the caller's program
@@ -172,8 +178,11 @@ def stack_rows(memory: int, n: int) -> int:
 
 
 # ---------------------------------------------------------------------- batch_cost
-def call_batch_cost(batch_cost, thetas: np.ndarray, layout, idx) -> np.ndarray:
-    """``batch_cost(thetas)``, validated: k finite float64 costs. ``idx=None``: the unperturbed theta."""
+def call_batch_cost(batch_cost, thetas: np.ndarray, layout, idx, timeout: float | None = None) -> np.ndarray:
+    """``batch_cost(thetas)``, validated: k finite float64 costs. ``idx=None``: the unperturbed theta.
+
+    ``timeout``: seconds per row (None: no limit).
+    """
     k = thetas.shape[0]
     what = ("the unperturbed parameters" if idx is None
             else f"{k} perturbed thetas ({span(layout, idx)}, each + eps and - eps)")
@@ -181,7 +190,10 @@ def call_batch_cost(batch_cost, thetas: np.ndarray, layout, idx) -> np.ndarray:
     writeable = owner.flags.writeable
     owner.flags.writeable = False  # else `thetas.base` is a writable way into the stack
     try:
-        out = batch_cost(thetas)
+        with time_limit(None if timeout is None else timeout * k, f"on a stack of {what} ({k} rows)", "`batch_cost`"):
+            out = batch_cost(thetas)
+    except CostTimeoutError:
+        raise
     except ValueError as exc:
         if "read-only" in str(exc):
             raise MutationError(f"`batch_cost` tried to modify the stack of {what} it was given; "
@@ -217,10 +229,11 @@ def check_batch_cost(objective, batch_cost, theta) -> None:
                          "batch_cost(thetas of shape (k, n)) -> costs of shape (k,)")
     view = theta[None, :].view()
     view.flags.writeable = False
-    batched = float(call_batch_cost(batch_cost, view, objective.layout, None)[0])
+    batched = float(call_batch_cost(batch_cost, view, objective.layout, None, objective.timeout)[0])
     require_same_cost(batched, objective.evaluate(theta), "the unperturbed parameters")
     try:  # a batch cost that drifts (random sampling, dropout) is refused like a cost that does
-        require_deterministic(batched, float(call_batch_cost(batch_cost, view, objective.layout, None)[0]))
+        again = call_batch_cost(batch_cost, view, objective.layout, None, objective.timeout)
+        require_deterministic(batched, float(again[0]))
     except CostError as exc:
         raise type(exc)(f"`batch_cost`: {exc}") from None
 
