@@ -17,6 +17,7 @@ import joblib
 
 from ...errors import CostTimeoutError, InputError
 from .faults import is_worker_death, require_picklable, worker_died
+from .lifetime import WatchParent, stop_workers_on_sigterm
 from .workers import run_task
 
 __all__ = ["BACKENDS", "backend_config", "effective_n_jobs", "run_on_joblib", "run_on_dask"]
@@ -67,7 +68,12 @@ def run_on_joblib(run, bounds, n_workers, active, stack) -> None:
     if not uses_threads:
         require_picklable(run.objective, run.batch_cost)
     if getattr(active, "supports_inner_max_num_threads", False):  # worker processes start with one thread
-        stack.enter_context(joblib.parallel_config(backend=name_of(active), inner_max_num_threads=1))
+        watch = {}
+        if name_of(active) == "loky":  # and watch this process: they exit when it is gone
+            theirs = getattr(active, "backend_kwargs", {})
+            watch = {"initializer": WatchParent(os.getpid(), theirs.get("initializer"), theirs.get("initargs", ())),
+                     "initargs": ()}
+        stack.enter_context(joblib.parallel_config(backend=name_of(active), inner_max_num_threads=1, **watch))
     markers = None if uses_threads else stack.enter_context(tempfile.TemporaryDirectory(prefix="fastcheck-"))
     dispatched: set[int] = set()
 
@@ -81,25 +87,27 @@ def run_on_joblib(run, bounds, n_workers, active, stack) -> None:
     parallel = joblib.Parallel(n_jobs=n_workers, return_as="generator_unordered", batch_size=1,
                                pre_dispatch="n_jobs")
     outputs = None
-    try:
-        outputs = parallel(tasks())
-        for c, cost_plus, cost_minus in outputs:
-            completed.add(c)
-            run.store(*bounds[c], cost_plus, cost_minus)
-    except BaseException as exc:
-        if is_worker_death(exc):
-            running = sorted(int(name) for name in os.listdir(markers)) if markers else []
-            stuck = [text for text in (_read(os.path.join(markers, str(c))) for c in running) if text]
-            if stuck:  # a worker ended itself: its cost overran the time limit, stuck in native code
-                raise CostTimeoutError(stuck[0]) from exc
-            running = running or sorted(dispatched - completed) or list(range(len(bounds)))
-            raise worker_died(exc, run.objective.layout, [run.items[slice(*bounds[c])] for c in running]) from exc
-        raise
-    finally:
-        if outputs is not None:
-            with warnings.catch_warnings():  # joblib warns when an aborted generator is closed
-                warnings.simplefilter("ignore")
-                outputs.close()
+    with stop_workers_on_sigterm():  # after the finally below has stopped them
+        try:
+            outputs = parallel(tasks())
+            for c, cost_plus, cost_minus in outputs:
+                completed.add(c)
+                run.store(*bounds[c], cost_plus, cost_minus)
+        except BaseException as exc:
+            if is_worker_death(exc):
+                running = sorted(int(name) for name in os.listdir(markers)) if markers else []
+                stuck = [text for text in (_read(os.path.join(markers, str(c))) for c in running) if text]
+                if stuck:  # a worker ended itself: its cost overran the time limit, stuck in native code
+                    raise CostTimeoutError(stuck[0]) from exc
+                running = running or sorted(dispatched - completed) or list(range(len(bounds)))
+                raise worker_died(exc, run.objective.layout, [run.items[slice(*bounds[c])] for c in running]) \
+                    from exc
+            raise
+        finally:
+            if outputs is not None:
+                with warnings.catch_warnings():  # joblib warns when an aborted generator is closed
+                    warnings.simplefilter("ignore")
+                    outputs.close()
 
 
 def _read(path: str) -> str:

@@ -18,6 +18,7 @@ from ...core.objective import item_label, recheck_sample, require_deterministic,
 from ...core.threads import single_threaded
 from ...errors import CostError, CostTimeoutError, DtypeError, InputError, MutationError
 from ..reference import direction_costs, reference_engine
+from .lifetime import watch_parent
 
 __all__ = ["evaluate_chunk", "evaluate_direction_chunk", "run_task", "call_batch_cost", "check_batch_cost",
            "require_same_cost", "stack_rows", "MAX_ROWS"]
@@ -154,8 +155,9 @@ def run_task(objective, theta, chunk_id, items, eps, batch_cost, rows, markers=N
     file named after its chunk while it runs, so that the chunk of a worker that dies
     can be named; a worker process ended for a cost stuck past its time limit writes
     why into it. ``parent``: the pid of the process that runs the check (a task that
-    runs there is never ended so).
+    runs there is never ended so; a worker process watches it, and exits when it is gone).
     """
+    watch_parent(parent)  # a worker process exits when the process running the check is gone
     marker = None if markers is None else os.path.join(markers, str(chunk_id))
     if marker is not None:
         open(marker, "w").close()
