@@ -335,6 +335,24 @@ def test_a_dead_dask_worker_ends_the_check_clearly(n_workers, threads):
             _engine(objective, theta, indices, backend="dask", chunk_size=4)  # W1[2, 3] is in chunk 12..15
 
 
+def test_a_dask_cluster_whose_workers_all_died_ends_the_check_in_one_line():
+    """Every worker killed under the check (their tasks are then "already forgotten"): a WorkerError, not
+    distributed's FutureCancelledError and its traceback."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster):
+        pids = [nanny.pid for nanny in cluster.workers.values()]
+        timer = threading.Timer(2.0, lambda: [os.kill(pid, signal.SIGKILL) for pid in pids])
+        timer.start()
+        try:
+            with pytest.raises(fc.WorkerError, match=r"^the Dask cluster lost the check's tasks while evaluating "
+                                                     r"coordinates .*: its workers died, or it was shut down") as info:
+                _engine(*_objective(slow_cost), backend="dask", chunk_size=4)  # ~7 s of work on two workers
+        finally:
+            timer.cancel()
+    assert "\n" not in str(info.value)
+
+
 def test_a_dask_cluster_of_one_thread_runs_the_check(reference):
     """joblib runs a one-thread cluster's tasks in this process: no scattered futures then."""
     distributed = pytest.importorskip("distributed")

@@ -47,26 +47,42 @@ def require_picklable(objective, batch_cost) -> None:
 
 
 def is_worker_death(exc: BaseException) -> bool:
-    """True when ``exc`` says a worker process died under a task (loky or Dask)."""
+    """True when ``exc`` says a worker process died under a task (loky or Dask), or a cluster lost its tasks."""
     from joblib.externals.loky.process_executor import BrokenProcessPool
 
     if isinstance(exc, BrokenProcessPool):
         return True
-    if "distributed" in sys.modules:
-        from distributed.client import FutureCancelledError
-        from distributed.scheduler import KilledWorker
+    if "distributed" not in sys.modules:
+        return False
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
 
-        # a worker that dies with the scattered data makes the tasks needing it "lost dependencies"
-        return isinstance(exc, KilledWorker) or (isinstance(exc, FutureCancelledError)
-                                                 and "lost dependencies" in str(exc))
-    return False
+    # a worker that dies with the scattered data makes the tasks needing it "lost dependencies"
+    return isinstance(exc, (KilledWorker, FutureCancelledError)) or _cluster_lost(exc)
+
+
+def _cluster_lost(exc: BaseException) -> bool:
+    """Dask cancelled a task the check did not cancel, not for a lost dependency: every worker died, or the
+    cluster shut down ("already forgotten"), or the connection to it closed."""
+    if "distributed" not in sys.modules:
+        return False
+    from distributed.client import FutureCancelledError
+    from distributed.comm import CommClosedError
+
+    return (isinstance(exc, FutureCancelledError) and "lost dependencies" not in str(exc)) \
+        or isinstance(exc, CommClosedError)
 
 
 def worker_died(exc: BaseException, layout, chunks: list) -> WorkerError:
     """The error for a worker that died while running one of ``chunks`` (each a slice of the items)."""
     spans = [span(layout, items) for items in chunks]
     where = spans[0] if len(spans) == 1 else f"one of: {'; '.join(spans)} (a chunk per running worker)"
-    detail = str(exc).strip().split(". ")[0]
+    detail = " ".join(str(exc).split()).split(". ")[0].rstrip(".")
+    if _cluster_lost(exc):
+        return WorkerError(
+            f"the Dask cluster lost the check's tasks while evaluating {where} ({type(exc).__name__}: {detail}): "
+            "its workers died, or it was shut down. Check the cluster (and its workers' logs), then run again"
+        )
     return WorkerError(
         f"a worker process died while evaluating {where}: {type(exc).__name__}: {detail}. "
         "The cost may have called os._exit, crashed in native code or run out of memory; "
