@@ -30,8 +30,10 @@ import numpy as np
 
 from ..errors import InputError
 from .layout import Layout
+from .limits import available_memory
 
-__all__ = ["Direction", "Steps", "direction_steps", "draw_directions", "GLOBAL"]
+__all__ = ["Direction", "Steps", "direction_steps", "draw_directions", "require_directions_fit", "GLOBAL",
+           "DIRECTION_BYTES", "PART_BYTES"]
 
 #: Name of the pseudo-group of directions over all of theta.
 GLOBAL = "(all)"
@@ -39,6 +41,10 @@ GLOBAL = "(all)"
 THREADED_DRAWS = 200_000
 #: ... and have their steps computed by a numba kernel (fewer: numpy, without loading numba).
 NUMBA_STEPS = 200_000
+#: Bytes a direction takes at the least while a check holds it (its description, its numbers, its
+#: row of the report; about 300 to 800 measured), and per group its draw spans (its seeds): an
+#: estimate that errs low, so that only a count that cannot fit is refused.
+DIRECTION_BYTES, PART_BYTES = 300, 150
 
 
 @dataclass(frozen=True)
@@ -151,11 +157,49 @@ def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: 
     return Steps(plus, minus, symmetric, np.array([(p @ g + q @ g) / (2.0 * eps) for p, q in zip(plus, minus)]))
 
 
+def _counts(layout: Layout, per_group: bool, overall: bool) -> tuple[int, int]:
+    """Directions per unit of ``n_directions``: (over one group, over all of theta)."""
+    return (len(layout.groups) if per_group and not (layout.flat and overall) else 0), int(overall)
+
+
+def require_directions_fit(layout: Layout, n_directions: int, where: str = "`n_directions`", *,
+                           per_group: bool = True, overall: bool = True) -> None:
+    """Refuse ``n_directions`` that is not a positive integer, or whose directions cannot fit in memory.
+
+    The bytes are estimated from the number of groups before anything is drawn
+    (:data:`DIRECTION_BYTES` per direction, :data:`PART_BYTES` per group a direction
+    spans) and compared with the memory available
+    (:func:`~fastcheck.core.limits.available_memory`).
+    """
+    if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)) or n_directions < 1:
+        raise InputError(f"{where}={n_directions!r} must be a positive integer (e.g. 16)")
+    groups, overall_ = _counts(layout, per_group, overall)
+    per_unit = groups * (DIRECTION_BYTES + PART_BYTES) + overall_ * (DIRECTION_BYTES + PART_BYTES * len(layout.groups))
+    available = available_memory()
+    if available is not None and int(n_directions) * per_unit > available:
+        fits = max(1, available // per_unit)
+        raise InputError(f"{where}={n_directions!r}: {int(n_directions) * (groups + overall_):,} directions would "
+                         f"take at least {_size(int(n_directions) * per_unit)}, more than the {_size(available)} "
+                         f"available; at most about {fits:,} fit (16 is the default, and a few hundred are plenty)")
+
+
+def _size(n: int) -> str:
+    """``'419 GiB'``, ``'4.19 MiB'``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.3g} {unit}"
+    return f"{n} bytes"
+
+
 def draw_directions(layout: Layout, n_directions: int, seed: int, *, per_group: bool = True,
                     overall: bool = True) -> list[Direction]:
-    """``n_directions`` directions for every group (if ``per_group``) and over all of theta (if ``overall``)."""
-    if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)) or n_directions < 1:
-        raise InputError(f"`n_directions`={n_directions!r} must be a positive integer (e.g. 16)")
+    """``n_directions`` directions for every group (if ``per_group``) and over all of theta (if ``overall``).
+
+    Raises :class:`InputError` before drawing when ``n_directions`` is not a positive
+    integer or cannot fit in memory (:func:`require_directions_fit`).
+    """
+    require_directions_fit(layout, n_directions, per_group=per_group, overall=overall)
+
     def parts(j):
         return tuple((g.start, g.stop, (seed, position + 1, j)) for position, g in enumerate(layout.groups))
 

@@ -32,7 +32,7 @@ def is_number(value) -> bool:
 
 def type_name(value) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
-            dict: "a table"}.get(type(value), type(value).__name__)
+            dict: "a table", type(None): "no value"}.get(type(value), type(value).__name__)
 
 
 def expect(ok: bool, where: str, expected: str, value) -> None:

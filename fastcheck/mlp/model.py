@@ -64,8 +64,9 @@ class MLP:
             raise InputError(f"`hidden`={hidden!r} is not one of {', '.join(HIDDEN)}")
         if output not in OUTPUTS:
             raise InputError(f"`output`={output!r} is not one of {', '.join(OUTPUTS)}")
-        if not (np.isfinite(l2) and l2 >= 0):
-            raise InputError(f"`l2`={l2!r} must be a finite number >= 0")
+        if isinstance(l2, (bool, np.bool_)) or not isinstance(l2, (int, float, np.integer, np.floating)) \
+                or not (np.isfinite(l2) and l2 >= 0):
+            raise InputError(f"`l2`={l2!r} must be a finite number >= 0 (e.g. 0.1; 0 for none)")
         self.layers = tuple(int(n) for n in layers)
         self.hidden = hidden
         self.output = output
@@ -209,6 +210,8 @@ class MLP:
             out.append(np.ascontiguousarray(arr))
         if out[0].shape[1] != out[1].shape[1]:
             raise InputError(f"`X` has {out[0].shape[1]} examples (columns) but `Y` has {out[1].shape[1]}")
+        if out[0].shape[1] == 0:
+            raise InputError("`X` and `Y` have no examples (0 columns): the cost is a mean over examples")
         return out[0], out[1]
 
     def validate_params(self, params) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..core.deadline import time_limit, time_limits
+from ..core.directions import require_directions_fit
 from ..core.finite import require_steps
 from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
@@ -71,6 +72,13 @@ def _gradient_from_cost(cost, params):
         raise InputError(f"`grads` is not given and the cost returned {describe_value(value)}, not (loss, grads): "
                          "pass the analytic gradient as `grads`, or return (loss, grads) from the cost")
     return value[1]
+
+
+def _require_checkable(layout: Layout, theta: np.ndarray, options: CheckOptions) -> None:
+    """What the options ask of these parameters must be possible: steps not lost in rounding, directions that fit."""
+    require_steps(theta, options.eps, layout.describe, options.name("eps"))
+    if options.mode == "directions":
+        require_directions_fit(layout, options.n_directions, options.name("n_directions"))
 
 
 #: A cost is timed on perturbed evaluations until this many seconds have gone by ...
@@ -136,7 +144,7 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
                 chunk_size=None, progress=None) -> Engine:
     """The reference loop in-process, or the black-box engine (workers, Dask, a vectorized cost)."""
     objective, theta, analytic, eps = problem.objective, problem.theta, problem.analytic, options.eps
-    require_steps(theta, eps, problem.layout.describe, options.name("eps"))
+    _require_checkable(problem.layout, theta, options)
     require_n_jobs(n_jobs, options.name("n_jobs"))
     in_process = n_jobs == 1 and batch_cost is None and backend is None
     name = options.engine_or(COST_ENGINES, "reference" if in_process else "blackbox")
@@ -172,7 +180,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
                                           problem.X, problem.Y)
     eps = options.eps
-    require_steps(theta, eps, layout.describe, options.name("eps"))
+    _require_checkable(layout, theta, options)
     n_threads = require_n_threads(n_threads, options.name("n_threads"))
     if options.timeout is not None:
         raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
