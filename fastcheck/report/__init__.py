@@ -6,8 +6,9 @@ it, ``diagnose`` names the shape of a wrong gradient.
 """
 
 from .build import MEDIAN_FACTOR, NOISE_FACTOR, build_report
+from .layers import LAYERS
 from .model import GUARANTEE_FRACTION, DirectionRow, EntryRow, GroupRow, Report
 from .text import text_table
 
 __all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "build_report", "GUARANTEE_FRACTION",
-           "NOISE_FACTOR", "MEDIAN_FACTOR", "text_table"]
+           "NOISE_FACTOR", "MEDIAN_FACTOR", "LAYERS", "text_table"]

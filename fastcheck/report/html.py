@@ -8,9 +8,15 @@ The plots show *where* a gradient is wrong:
 - each group's difference on a log axis over the pass / warn / fail bands;
 - per group, a histogram of the per-entry relative errors (decade bins), or of the
   per-direction ones for groups checked by random directions;
-- for a 2-D group checked coordinate by coordinate that fails or has wrong entries, a heat
-  map of the relative error over the matrix, max-pooled to at most ``HEAT_CELLS`` cells a
-  side: a single wrong entry is one red cell, a transposed gradient a red matrix.
+- for a group of two or more axes checked coordinate by coordinate that fails or has wrong
+  entries, a heat map of the relative error over the matrix (a conv kernel ``(F, C, 3, 3)``
+  as F rows of C*3*3), max-pooled to at most ``HEAT_CELLS`` cells a side: a single wrong
+  entry is one red cell, a transposed gradient a red matrix. Entries are coloured by
+  :func:`fastcheck.report.policy.entry_bands`: an error within rounding noise is never
+  painted as a warning.
+
+The page opens with a header naming what was checked, the fastcheck version, the date and
+the machine the report was built on (:attr:`Report.produced`), and shows the report's notes.
 
 A report read by :meth:`Report.from_json` keeps only its worst entries, so its page has
 the tables, the difference plot and the direction histograms, not the per-entry plots.
@@ -25,7 +31,8 @@ from html import escape
 import numpy as np
 
 from ..core.finite import Bounds
-from .text import group_rows, guarantee_lines, headline, kink_line
+from .policy import ZERO_FACTOR, entry_bands
+from .text import group_rows, guarantee_lines, has_errors, headline, kink_line, note_lines
 
 __all__ = ["report_html", "index_html", "HEAT_CELLS"]
 
@@ -59,23 +66,41 @@ _HATCH = ('<svg width="0" height="0" style="position:absolute" aria-hidden="true
           '<rect width="4" height="4" fill="#f4f4f4"/><path d="M0 4L4 0" stroke="#b0b0b0"/></pattern></defs></svg>')
 
 
+def default_title(report) -> str:
+    """What was checked, as far as the report knows: a layer check of its inputs, or a
+    gradient check of its groups."""
+    names = [g.name for g in report.groups]
+    shown = ", ".join(names[:8]) + (", \u2026" if len(names) > 8 else "")
+    what = "layer check of" if report.settings.get("layer") else "gradient check of"
+    return f"fastcheck: {what} {shown} ({report.n_params:,} parameters)"
+
+
+def _produced(report) -> str:
+    made = report.produced
+    if not made:
+        return "built by an older fastcheck (no version, date or machine recorded)"
+    return f"fastcheck {made.get('fastcheck', '?')} \u00b7 {made.get('date', '?')} \u00b7 {made.get('machine', '?')}"
+
+
 def report_html(report, title: str | None = None) -> str:
-    """The page for ``report`` (a :class:`fastcheck.Report`), headed ``title`` (default "fastcheck report")."""
+    """The page for ``report`` (a :class:`fastcheck.Report`), headed ``title`` (default: what
+    was checked, see :func:`default_title`)."""
     bounds = Bounds(warn=report.settings["warn"], fail=report.settings["fail"])
     head, coverage = headline(report)
-    title = title or "fastcheck report"
-    body = [f"<h1>{escape(title)}</h1>", f'<p class="verdict {report.verdict}">{escape(head)}</p>',
-            f"<p>{escape(coverage)}</p>"]
+    title = title or default_title(report)
+    body = [f"<header><h1>{escape(title)}</h1>", f'<p class="note">{escape(_produced(report))}</p></header>',
+            f'<p class="verdict {report.verdict}">{escape(head)}</p>', f"<p>{escape(coverage)}</p>"]
     body += [f"<p>{escape(line)}</p>" for line in guarantee_lines(report)]
     if report.n_kinks:
         body.append(f"<p>{escape(kink_line(report))}</p>")
     if report.failing_groups:
         body.append(f"<p><strong>wrong: {escape(', '.join(report.failing_groups))}</strong></p>")
     body += ["<h2>Groups</h2>", _groups_table(report)]
-    if report.diagnoses:
-        body += ["<h2>Diagnosis</h2>", "<ul>"]
-        body += [f"<li><code>{escape(name)}</code>: {escape(text)}</li>" for name, text in report.diagnoses.items()]
-        body.append("</ul>")
+    for heading, lines in (("Diagnosis", [f"<code>{escape(name)}</code>: {escape(text)}"
+                                          for name, text in report.diagnoses.items()]),
+                           ("Notes", [escape(line) for line in note_lines(report)])):
+        if lines:
+            body += [f"<h2>{heading}</h2>", "<ul>"] + [f"<li>{line}</li>" for line in lines] + ["</ul>"]
     body += _worst_tables(report, bounds)
     body += ["<h2>Difference per group</h2>", _difference_plot(report, bounds)]
     body += _error_plots(report, bounds)
@@ -119,8 +144,9 @@ def _groups_table(report) -> str:
     for g in group_rows(report):
         checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked:,}/{g.size:,}"
         method = g.method + (", escalated" if g.escalated else "")
+        verdict = g.verdict + (" (zero to rounding)" if g.zero_to_rounding else "")
         rows.append([(g.name, False), ("x".join(map(str, g.shape)) or "()", True), (checked, True),
-                     (f"{g.difference:.2e}", True), (g.verdict, False), (str(g.wrong_entries), True),
+                     (f"{g.difference:.2e}", True), (verdict, False), (str(g.wrong_entries), True),
                      (str(g.kinks), True), (method, False)])
         classes.append(g.verdict)
     return _table(["group", "shape", "checked", "difference", "verdict", "wrong", "kinks", "method"], rows, classes)
@@ -129,13 +155,14 @@ def _groups_table(report) -> str:
 def _worst_tables(report, bounds) -> list[str]:
     out = []
     worst = report.worst(WORST_ROWS)
-    if worst and worst[0].rel_error > 0:
+    if has_errors(worst):
         rows = [[(e.label, False), (f"{e.analytic:.6e}", True), (f"{e.numeric:.6e}", True),
-                 (f"{e.abs_error:.2e}", True), (f"{e.rel_error:.2e}", True), ("yes" if e.kink else "", False)]
-                for e in worst]
+                 (f"{e.abs_error:.2e}", True), (f"{e.rel_error:.2e}", True),
+                 ("tie" if e.tie else "yes" if e.kink else "", False)] for e in worst]
+        bands = entry_bands(np.array([e.rel_error for e in worst]), np.array([e.abs_error for e in worst]),
+                            np.array([np.nan if e.rounding is None else e.rounding for e in worst]), bounds)
         out += ["<h2>Worst entries</h2>",
-                _table(["entry", "analytic", "numeric", "abs error", "rel error", "kink"], rows,
-                       [bounds.verdict(e.rel_error) for e in worst])]
+                _table(["entry", "analytic", "numeric", "abs error", "rel error", "kink"], rows, list(bands))]
     directions = report.worst_directions(5)
     if directions:
         rows = [[(d.group, False), (str(d.number), True), (f"{d.analytic:.6e}", True), (f"{d.numeric:.6e}", True),
@@ -147,9 +174,10 @@ def _worst_tables(report, bounds) -> list[str]:
 
 
 # ---------------------------------------------------------------------- colours and axes
-def _colour(value: float, bounds: Bounds) -> str:
-    """A ramp per band, lighter to darker as ``value`` grows (log scale) within its band."""
-    band = bounds.verdict(value)
+def _colour(value: float, bounds: Bounds, band: str | None = None) -> str:
+    """A ramp per band (``value``'s, unless given), lighter to darker as ``value`` grows (log
+    scale) within it; a value beyond its given band takes the band's end."""
+    band = band or bounds.verdict(value)
     warn, fail = bounds.warn, bounds.fail
     lo, hi = {"pass": (10.0 ** LOWEST, warn), "warn": (warn, fail), "fail": (fail, 1.0)}[band]
     t = (math.log10(max(value, lo)) - math.log10(lo)) / max(math.log10(hi / lo), 1e-9) if value == value else 1.0
@@ -279,8 +307,9 @@ def _error_plots(report, bounds) -> list[str]:
             positions, rel, kink = report.entry_errors(g.name)
             figures.append(_histogram(f"{g.name}: {g.checked:,} coordinates" + (f", {g.kinks} kinks" if g.kinks
                                       else ""), rel, kink, "entries", bounds))
-            if len(g.shape) == 2 and (g.wrong_entries or g.verdict == "fail"):
-                maps.append(_heat_map(g, positions, rel, np.zeros_like(kink) if include else kink, bounds))
+            if len(g.shape) >= 2 and (g.wrong_entries or g.verdict == "fail"):
+                maps.append(_heat_map(g, positions, rel, np.zeros_like(kink) if include else kink,
+                                      report.entry_bands(g.name, bounds), bounds))
         elif by_group.get(g.name):
             rows = by_group[g.name]
             figures.append(_histogram(f"{g.name}: {len(rows)} directions", np.array([d.rel_error for d in rows]),
@@ -288,11 +317,14 @@ def _error_plots(report, bounds) -> list[str]:
     out = []
     if maps:
         legend = "".join(f'<span class="sw" style="background:{c}"></span>{escape(t)}' for c, t in (
-            (_colour(1e-12, bounds), f"< {bounds.warn:.0e}"), (_colour(bounds.warn, bounds), "warn"),
+            (_colour(1e-12, bounds), f"< {bounds.warn:.0e}, or within rounding"),
+            (_colour(bounds.warn, bounds), "warn"),
             (_colour(0.1, bounds), "fail"), (_KINK, "kink only"),
             ("repeating-linear-gradient(45deg,#f4f4f4 0 2px,#b0b0b0 2px 3px)", "not checked")))
         out += ["<h2>Where the errors are</h2>",
-                f'<p class="note">Largest relative error per cell (hover a cell for its entries).{legend}</p>',
+                f'<p class="note">Worst entry per cell, by band then relative error (hover a cell for its entries); '
+                f"an error within {ZERO_FACTOR:g} rounding scales of a central difference counts as rounding."
+                f"{legend}</p>",
                 '<div class="plots">' + "".join(maps) + "</div>"]
     out.append("<h2>Relative error per entry" + (" and per direction" if report.directions else "") + "</h2>")
     if not report.has_entries:
@@ -305,22 +337,31 @@ def _error_plots(report, bounds) -> list[str]:
     return out
 
 
-def _heat_map(g, positions, rel, kink, bounds) -> str:
-    """The relative error of a 2-D group over its matrix, max-pooled to at most HEAT_CELLS a side."""
-    n_rows, n_cols = g.shape
+def _heat_map(g, positions, rel, kink, bands, bounds) -> str:
+    """The relative error of a group over its matrix (axis 0 by the other axes flattened),
+    max-pooled to at most HEAT_CELLS a side: each cell shows its worst entry by band, then
+    by relative error."""
+    n_rows, n_cols = g.shape[0], g.size // g.shape[0]
+    severity = np.full(g.size, -1)  # -1 unchecked or a kink left out; then pass, warn, fail
+    severity[positions[~kink]] = (bands[~kink] == "warn") + 2 * (bands[~kink] == "fail")
     value = np.full(g.size, -np.inf)
-    value[positions[~kink]] = rel[~kink]
+    value[positions[~kink]] = np.nan_to_num(rel[~kink], nan=np.inf)
     checked = np.zeros(g.size, dtype=bool)
     checked[positions] = True
     br, bc = -(-n_rows // HEAT_CELLS), -(-n_cols // HEAT_CELLS)
     nr, nc = -(-n_rows // br), -(-n_cols // bc)
 
-    def pool(a, fill, reduce):
+    def cells(a, fill):
+        """``a`` laid out as (nr, nc, br * bc): the entries of each cell on the last axis."""
         padded = np.full((nr * br, nc * bc), fill, dtype=a.dtype)
         padded[:n_rows, :n_cols] = a.reshape(n_rows, n_cols)
-        return reduce(padded.reshape(nr, br, nc, bc), axis=(1, 3))
+        return padded.reshape(nr, br, nc, bc).transpose(0, 2, 1, 3).reshape(nr, nc, br * bc)
 
-    top_value, any_checked = pool(value, -np.inf, np.max), pool(checked, False, np.any)
+    by_severity, by_value = cells(severity, -1), cells(value, -np.inf)
+    worst = np.lexsort((by_value, by_severity), axis=-1)[..., -1:]  # the last by severity, then value
+    top_severity = np.take_along_axis(by_severity, worst, -1)[..., 0]
+    top_value = np.take_along_axis(by_value, worst, -1)[..., 0]
+    any_checked = cells(checked, False).any(axis=-1)
     cell = max(4, min(16, 320 // max(nr, nc)))
     left, top = 34, 14
     parts = []
@@ -330,9 +371,14 @@ def _heat_map(g, positions, rel, kink, bounds) -> str:
             r1, c1 = min(r0 + br, n_rows), min(c0 + bc, n_cols)
             single = (r1 - r0, c1 - c0) == (1, 1)
             where = f"{g.name}[{r0}, {c0}]" if single else f"{g.name}[{r0}:{r1}, {c0}:{c1}]"
+            if single and len(g.shape) > 2:  # the entry's own index too
+                where += f": {g.name}[{', '.join(map(str, np.unravel_index(r0 * n_cols + c0, g.shape)))}]"
             v = top_value[i, j]
-            if v > -np.inf:
-                fill, cls, note = _colour(v, bounds), bounds.verdict(v), f"{'' if single else 'max '}{v:.2e}"
+            if top_severity[i, j] >= 0:
+                cls = ("pass", "warn", "fail")[top_severity[i, j]]
+                note = f"{'' if single else 'max '}{v:.2e}" + (" (rounding)" if cls == "pass" and v >= bounds.warn
+                                                                else "")
+                fill = _colour(v, bounds, cls)
             elif any_checked[i, j]:
                 fill, cls, note = _KINK, "kink", "kink (left out)"
             else:
@@ -342,7 +388,9 @@ def _heat_map(g, positions, rel, kink, bounds) -> str:
     parts += [_text(left - 3, top + i * cell + min(cell, 10) - 1, str(i * br), "end") for i in range(0, nr, step_r)]
     parts += [_text(left + j * cell, top - 4, str(j * bc)) for j in range(0, nc, step_c)]
     wrong = f"{g.wrong_entries} wrong entr{'y' if g.wrong_entries == 1 else 'ies'}"
-    caption = (f"{g.name} ({n_rows}x{n_cols}): {g.verdict}, {wrong}; rows 0\u2013{n_rows - 1} \u2193, "
-               f"columns 0\u2013{n_cols - 1} \u2192, {br}x{bc} entries per cell")
+    shape = "x".join(map(str, g.shape)) + (f" as {n_rows}x{n_cols}" if len(g.shape) > 2 else "")
+    columns = "columns" if len(g.shape) == 2 else f"columns (axes 1\u2013{len(g.shape) - 1} flattened)"
+    caption = (f"{g.name} ({shape}): {g.verdict}, {wrong}; rows 0\u2013{n_rows - 1} \u2193, "
+               f"{columns} 0\u2013{n_cols - 1} \u2192, {br}x{bc} entries per cell")
     return (f"<figure>{_svg(left + nc * cell + 8, top + nr * cell + 6, parts, caption, 'heatmap')}"
             f"<figcaption>{escape(caption)}</figcaption></figure>")

@@ -1,0 +1,88 @@
+"""Diagnoses across groups: where, in a layered network, the error enters; and a group whose
+analytic gradient is another group's.
+
+Backprop runs from the last layer down: an error made in layer l's backward (a wrong
+``dZl``, or a wrong ``dAl`` sent down from layer l+1) makes every gradient of layer l and
+below wrong and leaves the layers above right. So when the failing groups are exactly the
+bottom layers, the first wrong layer from the top is where to look. Layers are read from
+the names: a trailing number is the layer (``W1, b1, gamma1, beta1`` are layer 1); names
+without one (``Wax, Waa, Wya`` of a recurrent cell) are one layer and take no part.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .diagnose import EXPLAINED, explained_by
+
+__all__ = ["LAYERS", "layer_number", "where_error_enters", "neighbour_gradient"]
+
+#: The key of ``Report.diagnoses`` that says where, in a layered network, the error enters.
+LAYERS = "(layers)"
+
+_TRAILING = re.compile(r"(\d+)$")
+
+
+def layer_number(name: str) -> int | None:
+    """The layer a group belongs to, from its name's trailing number (``W12`` -> 12), else None."""
+    found = _TRAILING.search(name)
+    return int(found.group(1)) if found else None
+
+
+def _names(rows) -> str:
+    return ", ".join(g.name for g in rows)
+
+
+def where_error_enters(rows) -> str | None:
+    """The sentence naming the layer where the error enters, or None.
+
+    ``rows`` are the report's coordinate :class:`~fastcheck.report.model.GroupRow` s. Said
+    when the groups have at least two numbered layers, some group fails, and the failing
+    groups are a contiguous block from the bottom: every group of layer l and below fails
+    (except groups whose gradient is zero to rounding, such as a bias before a batch norm,
+    which no error reaches), every group above layer l passes, and at least two groups fail.
+    """
+    layered = [(layer_number(g.name), g) for g in rows if g.method == "coordinates"]
+    layered = [(n, g) for n, g in layered if n is not None]
+    numbers = sorted({n for n, _ in layered})
+    failing = [g for _, g in layered if g.verdict == "fail"]
+    if len(numbers) < 2 or len(failing) < 2:
+        return None
+    top = max(n for n, g in layered if g.verdict == "fail")
+    below = [g for n, g in layered if n <= top]
+    above = [g for n, g in layered if n > top]
+    if any(g.verdict != "fail" and not g.zero_to_rounding for g in below) or any(g.verdict == "fail" for g in above):
+        return None
+    wrong = [g for g in below if g.verdict == "fail"]
+    evidence = f"the wrong groups differ by {min(g.difference for g in wrong):.1e} or more"
+    if not above:
+        return (f"every layer is wrong, from the top (layer {top}) down ({_names(wrong)}; {evidence}): the error "
+                f"enters at the output: look at dZ{top} / dA{top} (the cost's derivative, or the output activation's)")
+    first = min(n for n, _ in layered if n > top)
+    evidence += f", the right ones by {max(g.difference for g in above):.1e} or less"
+    return (f"the error enters at layer {top}: the groups of layer {first} and above are right ({_names(above)}), "
+            f"every group of layer {top} and below is wrong ({_names(wrong)}; {evidence}): look at dZ{top} / dA{top} "
+            f"(the derivative of layer {top}'s activation, or what layer {first} passes back)")
+
+
+def neighbour_gradient(name: str, analytic: np.ndarray, numeric: np.ndarray, others: dict) -> str | None:
+    """The sentence saying group ``name``'s analytic gradient is another group's numeric one, or None.
+
+    ``analytic`` and ``numeric`` are the whole group's (flat); ``others`` maps every other
+    group checked in full to its flat numeric gradient. Groups of the same size are compared
+    (the nearest layer first, so a swap of dW1 and dW2 names its neighbour).
+    """
+    mine = layer_number(name)
+
+    def distance(other):
+        n = layer_number(other)
+        return (abs(n - mine) if n is not None and mine is not None else np.inf, other)
+
+    for other in sorted((o for o, v in others.items() if o != name and v.shape == numeric.shape), key=distance):
+        residual = explained_by(analytic, others[other], numeric)
+        if residual <= EXPLAINED:
+            return (f"the analytic gradient is the numeric gradient of {other} (fit residual {residual:.1e}): "
+                    f"d{other} returned as d{name}?")
+    return None
