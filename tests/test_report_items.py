@@ -2,6 +2,7 @@
 page's header, heat maps of N-D groups, colours by the rule of the wrong entries; an older
 report's JSON still reads; the README's sample output is what the command prints."""
 
+import importlib.util
 import json
 import re
 from collections import Counter
@@ -15,6 +16,7 @@ import fastcheck as fc
 from fastcheck.apps.cli import main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+SCRIPTS = README.parent / "scripts"
 #: A report as the fastcheck before notes, ties and the produced header wrote it (one wrong entry, W[1, 2]).
 OLD_JSON = json.dumps({
     "difference": 0.12215961876522767, "verdict": "fail", "passed": False,
@@ -132,6 +134,20 @@ def test_new_keys_round_trip():
 
 
 # ---------------------------------------------------------------------- README
+NUMBER = re.compile(r"-?\d\.\d+e[+-]\d+")
+
+
+def test_the_readmes_diagnoses_are_what_the_script_prints(capsys):
+    sample = README.read_text().split("`python scripts/diagnosis_examples.py` prints this")[1].split("```")[1]
+    spec = importlib.util.spec_from_file_location("diagnosis_examples", SCRIPTS / "diagnosis_examples.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main() == 0
+    printed = capsys.readouterr().out
+    # every sentence as printed; the numbers (residuals of rounding noise among them) may differ by platform
+    assert NUMBER.sub("N", printed.strip()) == NUMBER.sub("N", sample.strip())
+
+
 def test_the_readmes_sample_output_is_what_the_command_prints(capsys):
     sample = README.read_text().split("`fastcheck check --network S --bug scaled`")[1].split("```")[1]
     assert main(["check", "--network", "S", "--bug", "scaled"]) == 1

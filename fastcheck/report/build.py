@@ -217,7 +217,8 @@ def _across_groups(groups, diagnoses, whole, an, numeric) -> None:
             sentence = neighbour_gradient(g.name, an[positions], numeric[positions], others)
             if sentence:
                 diagnoses[g.name] = sentence
-    sentence = where_error_enters(groups)
+    all_zero = {name for name, (positions, _) in whole.items() if not an[positions].any()}
+    sentence = where_error_enters(groups, all_zero)
     if sentence:
         diagnoses[LAYERS] = sentence
 

@@ -35,7 +35,7 @@ def _names(rows) -> str:
     return ", ".join(g.name for g in rows)
 
 
-def where_error_enters(rows) -> str | None:
+def where_error_enters(rows, all_zero=()) -> str | None:
     """The sentence naming the layer where the error enters, or None.
 
     ``rows`` are the report's coordinate :class:`~fastcheck.report.model.GroupRow` s. Said
@@ -43,12 +43,14 @@ def where_error_enters(rows) -> str | None:
     groups are a contiguous block from the bottom: every group of layer l and below fails
     (except groups whose gradient is zero to rounding, such as a bias before a batch norm,
     which no error reaches), every group above layer l passes, and at least two groups fail.
+    Not said when every failing group's analytic gradient is all zeros (named in
+    ``all_zero``): nothing was computed, no error entered anywhere.
     """
     layered = [(layer_number(g.name), g) for g in rows if g.method == "coordinates"]
     layered = [(n, g) for n, g in layered if n is not None]
     numbers = sorted({n for n, _ in layered})
     failing = [g for _, g in layered if g.verdict == "fail"]
-    if len(numbers) < 2 or len(failing) < 2:
+    if len(numbers) < 2 or len(failing) < 2 or all(g.name in all_zero for g in failing):
         return None
     top = max(n for n, g in layered if g.verdict == "fail")
     below = [g for n, g in layered if n <= top]
