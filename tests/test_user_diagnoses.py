@@ -241,3 +241,12 @@ def test_a_nan_is_never_a_silent_verdict(numeric_nan, label, group):
     assert "worst entries:" in text and label in text.split("worst entries:")[1].splitlines()[2]
     again = fc.Report.from_json(report.to_json())
     assert again.worst(1)[0].label == label and again.diagnoses == report.diagnoses
+
+
+def test_a_group_with_no_wrong_entry_gets_no_diagnosis():
+    """Gradients of 1e-6 doubled: off by 45 rounding scales, short of the wrong entries' 1000."""
+    gradient = np.linspace(1.0, 2.0, 6) * 1e-6
+    report = fc.check(lambda t: float(10.0 + gradient @ t), np.ones(6), 2 * gradient)
+    group = report.group("theta")
+    assert group.verdict == "fail" and group.wrong_entries == 0 and not group.zero_to_rounding
+    assert report.diagnoses == {} and report.notes == {}

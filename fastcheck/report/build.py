@@ -104,7 +104,6 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
         cost_minus = np.asarray(evaluations.cost_minus)[order]
         n_evaluations = evaluations.n_evaluations
     an = analytic[idx]
-    gid = layout.group_ids(idx)
     with np.errstate(invalid="ignore"):  # inf - inf is NaN, which the rules below treat as wrong
         abs_error = np.abs(numeric - an)
     rel = entry_relative_errors(numeric, an)
@@ -142,45 +141,52 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
         return [layout.describe(int(i)) for i in positions]
 
     groups, diagnoses, notes, whole = [], {}, {}, {}
-    for position, g in enumerate(layout.groups):
-        mine = gid == position
-        if not mine.any() and directions is not None:
+    bounds_of = np.searchsorted(idx, [[g.start, g.start + g.size] for g in layout.groups])  # idx is sorted
+    for g, (lo, hi) in zip(layout.groups, bounds_of):
+        at, checked = slice(lo, hi), int(hi - lo)  # the group's entries, in order
+        if not checked and directions is not None:
             groups.append(directions_row(g.name, g.shape, g.size))
             continue
-        use = mine & counted
-        d = relative_difference(numeric[use], an[use])
-        wrong = int((suspect & mine).sum())
-        finite_use = use & ~not_finite
-        median = np.median(abs_error[finite_use]) if finite_use.any() else 0.0
-        outlier = wrong > 0 and (suspect & mine & (not_finite | (abs_error > MEDIAN_FACTOR * median))).any()
-        verdict = "fail" if outlier else bounds.verdict(d) if mine.any() else "pass"
-        zero = bool(use.any()) and wrong == 0 and bool(zero_to_rounding(an[use], numeric[use], rounding[use]).all())
+        use = counted[at]
+        a, n, r = an[at][use], numeric[at][use], rounding[at][use]
+        d = relative_difference(n, a)
+        mine_suspect, mine_nan = suspect[at], not_finite[at]
+        wrong = int(mine_suspect.sum())
+        nan = bool(mine_nan.any())
+        verdict = bounds.verdict(d) if checked else "pass"
+        if wrong:
+            median = np.median(abs_error[at][use & ~mine_nan]) if (use & ~mine_nan).any() else 0.0
+            if (mine_suspect & (mine_nan | (abs_error[at] > MEDIAN_FACTOR * median))).any():
+                verdict = "fail"
+        # zero to rounding: only a question when the band is not pass, or both gradients are exactly equal
+        zero = (use.any() and not wrong and (verdict != "pass" or d == 0.0)
+                and bool(zero_to_rounding(a, n, r).all()))
         if zero:
             verdict = "pass"
-            notes[g.name] = _zero_note(an[use], numeric[use], rounding[use])
-        partial = mine.sum() < g.size and directions is not None and (direction_groups == g.name).any()
+            notes[g.name] = _zero_note(a, n, r)
+        partial = checked < g.size and directions is not None and (direction_groups == g.name).any()
         if partial:  # escalated in part after its directions: what they found stands until its entries are named
             cheap = directions_row(g.name, g.shape, g.size)
             if worst_verdict([cheap.verdict, verdict]) != verdict:
                 verdict = cheap.verdict
                 diagnoses[g.name] = (
                     f"its {cheap.checked} directions differ by {cheap.difference:.2e} ({cheap.verdict}), but the "
-                    f"{int(mine.sum()):,} of {g.size:,} entries re-checked one by one are right: the wrong ones are "
-                    f"among the {g.size - int(mine.sum()):,} not re-checked (check {g.name} in full, or give the "
+                    f"{checked:,} of {g.size:,} entries re-checked one by one are right: the wrong ones are "
+                    f"among the {g.size - checked:,} not re-checked (check {g.name} in full, or give the "
                     "escalation more time)")
-        n_ties = int((mine & tie).sum())
+        n_ties = int(tie[at].sum())
         if n_ties:
-            note = _tie_note(np.flatnonzero(mine & tie), idx, an, numeric, theta, cost, cost_plus, cost_minus, eps,
+            note = _tie_note(lo + np.flatnonzero(tie[at]), idx, an, numeric, theta, cost, cost_plus, cost_minus, eps,
                              include, labels)
             notes[g.name] = f"{notes[g.name]}; {note}" if g.name in notes else note
-        groups.append(GroupRow(g.name, g.shape, g.size, int(mine.sum()), int((mine & kinks).sum()), d, verdict,
-                               wrong, "coordinates", g.name in escalated, n_ties, zero))
-        if mine.sum() == g.size and not (mine & not_finite).any():
-            whole[g.name] = (np.flatnonzero(mine), bool(counted[mine].all()))
-        if (mine & not_finite).any():
-            diagnoses[g.name] = _nan_sentence(np.flatnonzero(mine & not_finite), idx, an, numeric, labels)
+        groups.append(GroupRow(g.name, g.shape, g.size, checked, int(kinks[at].sum()), d, verdict,
+                               wrong, "coordinates", g.name in escalated, n_ties, bool(zero)))
+        if checked == g.size and not nan:
+            whole[g.name] = (at, bool(use.all()))
+        if nan:
+            diagnoses[g.name] = _nan_sentence(lo + np.flatnonzero(mine_nan), idx, an, numeric, labels)
         elif verdict != "pass" and wrong and theta is not None and g.name not in diagnoses:
-            where = np.flatnonzero(use)
+            where = lo + np.flatnonzero(use)
             sentence = diagnose_group(g.shape, theta[idx[where]], an[where], numeric[where], suspect[where],
                                       lambda p, where=where: labels(idx[where[p]]),
                                       is_weight=g.name.startswith("W"), **(context or {}))
@@ -217,7 +223,7 @@ def _across_groups(groups, diagnoses, whole, an, numeric) -> None:
             sentence = neighbour_gradient(g.name, an[positions], numeric[positions], others)
             if sentence:
                 diagnoses[g.name] = sentence
-    all_zero = {name for name, (positions, _) in whole.items() if not an[positions].any()}
+    all_zero = {g.name for g in groups if g.verdict == "fail" and g.name in whole and not an[whole[g.name][0]].any()}
     sentence = where_error_enters(groups, all_zero)
     if sentence:
         diagnoses[LAYERS] = sentence

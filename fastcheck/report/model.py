@@ -158,8 +158,8 @@ class Report:
         entries = [np.asarray(a) for a in entries]
         self._index, self._analytic, self._numeric, self._kink = entries[:4]
         n = len(self._index)
-        self._rounding = entries[4].astype(np.float64) if len(entries) > 4 else np.full(n, np.nan)
-        self._tie = entries[5].astype(bool) if len(entries) > 5 else np.zeros(n, dtype=bool)
+        self._rounding = np.asarray(entries[4], dtype=np.float64) if len(entries) > 4 else np.full(n, np.nan)
+        self._tie = np.asarray(entries[5], dtype=bool) if len(entries) > 5 else np.zeros(n, dtype=bool)
         self._starts = np.cumsum([0] + [g.size for g in self.groups])
         self.n_kinks = int(self._kink.sum()) if n_kinks is None else int(n_kinks)
         self.n_ties = int(self._tie.sum()) if n_ties is None else int(n_ties)
