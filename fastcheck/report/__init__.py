@@ -1,8 +1,10 @@
 """The report of a check: what the other layers use of it.
 
 ``model`` holds the rows and :class:`Report` (with its JSON round trip), ``build`` turns an
-engine's evaluations into a report and decides the verdicts, ``text`` and ``html`` draw
-it, ``diagnose`` names the shape of a wrong gradient.
+engine's evaluations into a report and decides the verdicts by the rules of single entries
+in ``policy``; ``text``, ``html`` and its ``plots`` draw it; ``diagnose`` names the shape of
+a wrong group's gradient, ``layers`` what only several groups show (where in a layered
+network the error enters, a gradient returned in another group's place).
 """
 
 from .build import MEDIAN_FACTOR, NOISE_FACTOR, build_report
