@@ -54,6 +54,8 @@ def cases():
     return {
         "course network, layer 2's ReLU derivative written dZ2 = dA2 * A2":
             lambda: fc.check(*course(lambda dA, Z, A: dA * A)),
+        "a batch-norm network whose layer-2 batch norm backward lacks the -mean(dxhat) term":
+            lambda: fc.check(*u.fc_net_batchnorm(forget_mean_in_layer=2)),
         "CS231n conv backward reading the window backwards for dw":
             lambda: layer(u.conv_forward_naive, conv, u.conv_backward_naive, window_flipped=True),
         "CS231n conv backward accumulating dw as (F, HH, WW, C)":

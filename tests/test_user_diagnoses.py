@@ -77,6 +77,18 @@ def test_a_wrong_relu_derivative_in_layer_2_says_where_the_error_enters():
     assert f"(layers): {sentence}" in str(report)
 
 
+def test_a_batch_norm_dx_without_its_mean_inside_a_network_enters_after_dgamma_dbeta():
+    loss, params = u.fc_net_batchnorm(forget_mean_in_layer=2)
+    report = fc.check(loss, params)
+    assert report.failing_groups == ["W1", "gamma1", "beta1", "W2", "b2"]
+    assert report.group("b1").zero_to_rounding  # below a batch norm still: no error reaches it
+    sentence = report.diagnoses[LAYERS]
+    assert sentence.startswith("the error enters in layer 2's backward, after dgamma2, dbeta2 (right): the groups of "
+                               "layer 3 and above are right (W3, b3), the rest of layer 2 and every group below it "
+                               "are wrong")
+    assert "a batch norm's dx" in sentence
+
+
 def test_a_flipped_conv_kernel_is_correlation_vs_convolution():
     report = conv(window_flipped=True)
     assert report.failing_groups == ["w"]
@@ -179,6 +191,8 @@ def test_layer_numbers_come_from_trailing_digits():
     ([row("W1", "fail"), row("b1", "pass", zero=True), row("gamma1", "fail"), row("W2", "fail"), row("W3", "pass")],
      "the error enters at layer 2"),  # a bias before a batch norm stays zero whatever comes down
     ([row("W1", "fail"), row("b1", "fail"), row("W2", "fail")], "every layer is wrong, from the top (layer 2) down"),
+    ([row("W1", "fail"), row("W2", "fail"), row("gamma2", "pass"), row("W3", "pass")],
+     "the error enters in layer 2's backward, after dgamma2 (right)"),
     ([row("W1", "fail"), row("b1", "pass"), row("W2", "fail"), row("b2", "pass")], None),  # e.g. L2 missing
     ([row("W1", "pass"), row("W2", "fail"), row("b2", "fail")], None),  # not a bottom block
     ([row("W1", "fail"), row("W2", "pass"), row("W3", "fail")], None),

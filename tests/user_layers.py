@@ -175,9 +175,10 @@ def softmax_loss(scores, y):
     return -log_probs[np.arange(N), y].mean(), dscores / N
 
 
-def fc_net_batchnorm(seed=0, N=16, D=6, H=(7, 5), C=4):
+def fc_net_batchnorm(seed=0, N=16, D=6, H=(7, 5), C=4, forget_mean_in_layer=None):
     """CS231n's FullyConnectedNet with batch norm (affine - batchnorm - relu, ..., affine -
-    softmax): ``(loss, params)`` with ``loss(params) -> (loss, grads)`` like ``model.loss``."""
+    softmax): ``(loss, params)`` with ``loss(params) -> (loss, grads)`` like ``model.loss``;
+    ``forget_mean_in_layer``: that layer's batch norm backward leaves out its mean term."""
     rng = np.random.default_rng(seed)
     X, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
     dims = (D, *H, C)
@@ -204,7 +205,7 @@ def fc_net_batchnorm(seed=0, N=16, D=6, H=(7, 5), C=4):
         for l in range(L - 1, 0, -1):
             c1, c2, bn = caches[l - 1]
             dbn = da * (bn > 0)
-            dz, grads[f"gamma{l}"], grads[f"beta{l}"] = batchnorm_backward(dbn, c2)
+            dz, grads[f"gamma{l}"], grads[f"beta{l}"] = batchnorm_backward(dbn, c2, l == forget_mean_in_layer)
             da, grads[f"W{l}"], grads[f"b{l}"] = affine_backward(dz, c1)
         return value, {k: grads[k] for k in p}
 

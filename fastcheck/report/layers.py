@@ -39,12 +39,14 @@ def where_error_enters(rows, all_zero=()) -> str | None:
     """The sentence naming the layer where the error enters, or None.
 
     ``rows`` are the report's coordinate :class:`~fastcheck.report.model.GroupRow` s. Said
-    when the groups have at least two numbered layers, some group fails, and the failing
-    groups are a contiguous block from the bottom: every group of layer l and below fails
-    (except groups whose gradient is zero to rounding, such as a bias before a batch norm,
-    which no error reaches), every group above layer l passes, and at least two groups fail.
-    Not said when every failing group's analytic gradient is all zeros (named in
-    ``all_zero``): nothing was computed, no error entered anywhere.
+    when the groups have at least two numbered layers, at least two groups fail, and the
+    failing groups are a contiguous block from the bottom: with l the highest layer with a
+    failing group, every group above layer l passes and every group below it fails (except
+    groups whose gradient is zero to rounding, such as a bias before a batch norm, which no
+    error reaches). Layer l itself may have right groups: those its backward computes
+    before the error (a batch norm's dgamma, dbeta before its dx). Not said when every
+    failing group's analytic gradient is all zeros (named in ``all_zero``): nothing was
+    computed, no error entered anywhere.
     """
     layered = [(layer_number(g.name), g) for g in rows if g.method == "coordinates"]
     layered = [(n, g) for n, g in layered if n is not None]
@@ -53,19 +55,28 @@ def where_error_enters(rows, all_zero=()) -> str | None:
     if len(numbers) < 2 or len(failing) < 2 or all(g.name in all_zero for g in failing):
         return None
     top = max(n for n, g in layered if g.verdict == "fail")
-    below = [g for n, g in layered if n <= top]
-    above = [g for n, g in layered if n > top]
-    if any(g.verdict != "fail" and not g.zero_to_rounding for g in below) or any(g.verdict == "fail" for g in above):
+    below = [g for n, g in layered if n < top]
+    if any(g.verdict != "fail" and not g.zero_to_rounding for g in below):
         return None
-    wrong = [g for g in below if g.verdict == "fail"]
-    evidence = f"the wrong groups differ by {min(g.difference for g in wrong):.1e} or more"
+    above = [g for n, g in layered if n > top]
+    before = [g for n, g in layered if n == top and g.verdict != "fail"]  # right in the layer the error enters
+    evidence = f"the wrong groups differ by {min(g.difference for g in failing):.1e} or more"
+    if above or before:
+        evidence += f", the right ones by {max(g.difference for g in above + before):.1e} or less"
+    wrong = f"({_names(failing)}; {evidence})"
+    if before:
+        after = ", ".join(f"d{g.name}" for g in before)
+        return (f"the error enters in layer {top}'s backward, after {after} (right): "
+                + (f"the groups of layer {min(n for n, _ in layered if n > top)} and above are right "
+                   f"({_names(above)}), " if above else "")
+                + f"the rest of layer {top} and every group below it are wrong {wrong}: look at what layer {top}'s "
+                f"backward computes after {after} (dZ{top}, or a batch norm's dx)")
     if not above:
-        return (f"every layer is wrong, from the top (layer {top}) down ({_names(wrong)}; {evidence}): the error "
-                f"enters at the output: look at dZ{top} / dA{top} (the cost's derivative, or the output activation's)")
+        return (f"every layer is wrong, from the top (layer {top}) down {wrong}: the error enters at the output: "
+                f"look at dZ{top} / dA{top} (the cost's derivative, or the output activation's)")
     first = min(n for n, _ in layered if n > top)
-    evidence += f", the right ones by {max(g.difference for g in above):.1e} or less"
     return (f"the error enters at layer {top}: the groups of layer {first} and above are right ({_names(above)}), "
-            f"every group of layer {top} and below is wrong ({_names(wrong)}; {evidence}): look at dZ{top} / dA{top} "
+            f"every group of layer {top} and below is wrong {wrong}: look at dZ{top} / dA{top} "
             f"(the derivative of layer {top}'s activation, or what layer {first} passes back)")
 
 
