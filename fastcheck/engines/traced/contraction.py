@@ -1,0 +1,130 @@
+"""The change rule of einsum nodes (every product): bilinear, stacked, footprint-aware.
+
+``C = einsum(A, B)`` changes by ``einsum(dA, B) + einsum(A, dB) + einsum(dA, dB)``, each term
+exact. In a term, a letter windowed in a change (a row of ``W1``, a channel of a conv
+weight) restricts every operand carrying that letter to the window of each perturbation:
+a one-entry change of ``W1`` times ``X`` reads one row of ``X``; a one-row change of ``A1``
+times ``W2`` reads one column of ``W2`` and gives a rank-one change; a contracted window
+(a flattened channel) reads the matching rows of the dense weights. Output letters keep
+their windows. Each term is one batched matrix product (:func:`contract`), BLAS-sized when
+the perturbations are stacked as its batch or its rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .changes import Change, gather, restrict, same_window, unify, widen
+
+__all__ = ["contract", "CONTRACTIONS", "add_changes"]
+
+#: The letter of the perturbations' axis inside :func:`contract` (never a user letter).
+STACK = "*"
+
+
+def contract(lx: str, x: np.ndarray, ly: str, y: np.ndarray, lo: str) -> np.ndarray:
+    """``einsum(f"{lx},{ly}->{lo}", x, y)`` as one batched matmul; size-1 dimensions broadcast."""
+    def drop(letters, v, other):
+        extra = tuple(i for i, c in enumerate(letters) if c not in other and c not in lo)
+        if extra:
+            v = v.sum(axis=extra)
+            letters = "".join(c for i, c in enumerate(letters) if i not in extra)
+        return letters, v
+
+    lx, x = drop(lx, x, ly)
+    ly, y = drop(ly, y, lx)
+    shared = [c for c in lx if c in ly]
+    size = {c: max(x.shape[lx.index(c)], y.shape[ly.index(c)]) for c in shared}
+    x = np.broadcast_to(x, tuple(size.get(c, n) for c, n in zip(lx, x.shape)))
+    y = np.broadcast_to(y, tuple(size.get(c, n) for c, n in zip(ly, y.shape)))
+    batch = [c for c in shared if c in lo]
+    inner = [c for c in shared if c not in lo]
+    xk = [c for c in lx if c not in ly]
+    yk = [c for c in ly if c not in lx]
+    xs = [x.shape[lx.index(c)] for c in xk]
+    ys = [y.shape[ly.index(c)] for c in yk]
+    n_batch, n_inner = math.prod(size[c] for c in batch), math.prod(size[c] for c in inner)
+    xt = np.transpose(x, [lx.index(c) for c in batch + xk + inner]).reshape(n_batch, math.prod(xs), n_inner)
+    yt = np.transpose(y, [ly.index(c) for c in batch + inner + yk]).reshape(n_batch, n_inner, math.prod(ys))
+    if n_inner == 1:
+        r = xt * yt
+    elif n_batch == 1:
+        r = np.dot(xt[0], yt[0])[None]
+    else:
+        r = np.matmul(xt, yt)
+    r = r.reshape([size[c] for c in batch] + xs + ys)
+    order = batch + xk + yk
+    return np.transpose(r, [order.index(c) for c in lo])
+
+
+def add_changes(changes: list, shape: tuple) -> Change | None:
+    """The sum of changes of one array (None for no change)."""
+    changes = unify([c for c in changes if c is not None])
+    if not changes:
+        return None
+    values = changes[0].floats()
+    for c in changes[1:]:
+        values = values + c.floats()
+    return Change(values, changes[0].windows, shape)
+
+
+def _term(la: str, x, lb: str, y, lo: str, shape: tuple) -> Change:
+    k = (x if isinstance(x, Change) else y).k
+    windows, conflicts = {}, set()
+    for letters, op in ((la, x), (lb, y)):
+        if isinstance(op, Change):
+            for a, w in op.windows.items():
+                c = letters[a]
+                if c in windows and not same_window(windows[c], w):
+                    conflicts.add(c)
+                windows.setdefault(c, w)
+    if conflicts:  # two changes windowed differently on one letter: open both there
+        x = widen(x, [a for a, c in enumerate(la) if c in conflicts]) if isinstance(x, Change) else x
+        y = widen(y, [a for a, c in enumerate(lb) if c in conflicts]) if isinstance(y, Change) else y
+        windows = {c: w for c, w in windows.items() if c not in conflicts}
+
+    def prepare(letters, op):
+        if isinstance(op, Change):
+            v = np.broadcast_to(op.floats(), (k,) + op.wshape)
+            for a, c in enumerate(letters):
+                if c in windows and a not in op.windows:
+                    v = restrict(v, a, windows[c])
+            return STACK + letters, v
+        own = {a: windows[c] for a, c in enumerate(letters) if c in windows}
+        if own:
+            return STACK + letters, gather(op, own, k, len(letters))
+        return letters, np.asarray(op, dtype=np.float64)
+
+    lx, vx = prepare(la, x)
+    ly, vy = prepare(lb, y)
+    values = contract(lx, vx, ly, vy, STACK + lo)
+    return Change(values, {i: windows[c] for i, c in enumerate(lo) if c in windows}, shape)
+
+
+def _einsum(ev, node, changes):
+    letters, lo = node.kw["specs"]
+    shape = node.value.shape
+    if len(letters) == 1:
+        change = changes[0]
+        v = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+        keep = [i for i, c in enumerate(letters[0]) if c in lo]
+        v = v.sum(axis=tuple(i + 1 for i, c in enumerate(letters[0]) if c not in lo))
+        kept = "".join(letters[0][i] for i in keep)
+        v = np.transpose(v, [0] + [kept.index(c) + 1 for c in lo])
+        windows = {lo.index(letters[0][a]): w for a, w in change.windows.items() if letters[0][a] in lo}
+        return Change(v, windows, shape)
+    (la, lb), (ca, cb) = letters, changes
+    a, b = ev.base(node.args[0]), ev.base(node.args[1])
+    terms = []
+    if ca is not None:
+        terms.append(_term(la, ca, lb, b, lo, shape))
+    if cb is not None:
+        terms.append(_term(la, a, lb, cb, lo, shape))
+    if ca is not None and cb is not None:
+        terms.append(_term(la, ca, lb, cb, lo, shape))
+    return add_changes(terms, shape)
+
+
+CONTRACTIONS = {"einsum": _einsum}
