@@ -64,6 +64,8 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
         tracer.fail(f"np.{name}.{method} is not supported")
     elif name == "matmul":
         result = matmul(*inputs)
+    elif name == "invert" and all(np.asarray(_val(x)).dtype == np.bool_ for x in inputs):
+        result = tracer.record("logical_not", inputs, ufunc(*(_val(x) for x in inputs)))
     elif name not in UFUNCS:
         tracer.fail(f"np.{name} is not supported")
     else:
