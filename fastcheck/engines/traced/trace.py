@@ -156,7 +156,8 @@ class Traced(NDArrayOperatorsMixin):
 
     def __array__(self, dtype=None, copy=None):
         self._tracer.fail("the cost converts a traced value to a plain numpy array (np.asarray, np.array, "
-                          "or writing it into a plain array)")
+                          "writing it into a plain array, or a plain array's .dot(): write X @ W or "
+                          "np.dot(X, W) instead of X.dot(W))")
 
     # ------------------------------------------------------------------ conversions and branches
     def __float__(self):
