@@ -7,6 +7,8 @@ by full evaluations; they must agree to rounding. The step is large (1e-3) so th
 wrong rule errs far above rounding, and maxima, ties and masks really flip.
 """
 
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -23,8 +25,11 @@ B = rng.standard_normal((6, 4))
 MASK = rng.random((4, 6)) > 0.5
 
 
-def incremental_and_full(cost, params, step=1e-3):
-    """(J+- from the traced engine, J+- from full evaluations, kinks) over every coordinate."""
+def incremental_and_full(cost, params, step=1e-3, factored=True):
+    """(J+- from the traced engine, J+- from full evaluations, kinks) over every coordinate.
+
+    ``factored``: rank-one changes may stay factored (as in the engine), else every change is plain.
+    """
     layout, theta = Layout.from_params(params)
     graph = trace(cost, layout, theta)
     traced, full, kinks = [], [], []
@@ -33,7 +38,8 @@ def incremental_and_full(cost, params, step=1e-3):
         original = theta[g.start + local]
         steps = np.concatenate([(original + step) - original, (original - step) - original])
         leaf = point_changes(g.shape, np.concatenate([local, local]), steps)
-        change, flips, _ = run(graph, plan(graph, [graph.params[position]]), {graph.params[position]: leaf})
+        change, flips, _ = run(graph, plan(graph, [graph.params[position]]), {graph.params[position]: leaf},
+                               {} if factored else None)
         traced.append(graph.cost + change)
         kinks.append(flips)
         for i, s in zip(np.concatenate([local, local]), steps):
@@ -43,10 +49,12 @@ def incremental_and_full(cost, params, step=1e-3):
     return np.concatenate(traced), np.array(full), np.concatenate(kinks)
 
 
-def assert_exact(cost, params, step=1e-3):
-    traced, full, _ = incremental_and_full(cost, params, step)
-    scale = max(1.0, np.max(np.abs(full)))
-    np.testing.assert_allclose(traced, full, rtol=0, atol=64 * 2.0**-52 * scale)
+def assert_exact(cost, params, step=1e-3, magnitude=1.0):
+    """J+- agree to 64 units in the last place of ``magnitude`` (the size of the terms summed into J)."""
+    scale = max(1.0, magnitude, np.max(np.abs(incremental_and_full(cost, params, step)[1])))
+    for factored in (True, False):
+        traced, full, _ = incremental_and_full(cost, params, step, factored)
+        np.testing.assert_allclose(traced, full, rtol=0, atol=64 * 2.0**-52 * scale)
 
 
 # how a perturbation of P (4, 5) reaches the operation: its footprint there
@@ -137,7 +145,7 @@ UNARY["setitem"] = _setitem
 @pytest.mark.parametrize("footprint", list(FOOTPRINTS))
 @pytest.mark.parametrize("op", list(UNARY))
 def test_operation_changes_equal_full_evaluations(op, footprint):
-    P = np.random.default_rng(hash((op, footprint)) % 2**32).standard_normal((4, 5)) * 0.8
+    P = np.random.default_rng(zlib.crc32(f"{op} {footprint}".encode())).standard_normal((4, 5)) * 0.8
     f, prefix = UNARY[op], FOOTPRINTS[footprint]
     probe = np.asarray(f(prefix(P)))
     R = np.random.default_rng(3).standard_normal(probe.shape)
@@ -145,7 +153,7 @@ def test_operation_changes_equal_full_evaluations(op, footprint):
     def cost(p):
         return np.sum(R * f(prefix(p["P"])))
 
-    assert_exact(cost, {"P": P})
+    assert_exact(cost, {"P": P}, magnitude=np.sum(np.abs(R * probe)))
 
 
 def test_max_pool_ties_are_kinks():

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .changes import Change, gather, restrict, same_window, unify, widen
+from .factored import make_factored
 
 __all__ = ["contract", "CONTRACTIONS", "add_changes"]
 
@@ -117,6 +118,11 @@ def _einsum(ev, node, changes):
         return Change(v, windows, shape)
     (la, lb), (ca, cb) = letters, changes
     a, b = ev.base(node.args[0]), ev.base(node.args[1])
+    if (ca is None) != (cb is None):  # one row of a contracted letter: a rank-one change, kept factored
+        factored = make_factored(ev, node, la, ca, lb, b, lo) if ca is not None else make_factored(
+            ev, node, lb, cb, la, a, lo)
+        if factored is not None:
+            return factored
     terms = []
     if ca is not None:
         terms.append(_term(la, ca, lb, b, lo, shape))

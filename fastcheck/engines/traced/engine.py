@@ -71,12 +71,13 @@ class TracedEngine:
         self.theta, self.eps, self.cost = theta, eps, graph.cost
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
         self.n_threads = max(1, int(n_threads or os.cpu_count() or 1))
-        self._plans, self._bytes, self._seconds = {}, {}, None
+        self._plans, self._tables, self._bytes, self._seconds = {}, {}, {}, None
 
     # ------------------------------------------------------------------ running
     def _plan(self, positions: tuple):
         if positions not in self._plans:
             self._plans[positions] = plan(self.graph, [self.graph.params[p] for p in positions])
+            self._tables[positions] = {}
         return self._plans[positions]
 
     def _chunk(self, position: int, local: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,7 +86,8 @@ class TracedEngine:
         original = self.theta[group.start + local]
         steps = np.concatenate([(original + self.eps) - original, (original - self.eps) - original])
         leaf = point_changes(group.shape, np.concatenate([local, local]), steps)
-        change, kinks, peak = run(self.graph, self._plan((position,)), {self.graph.params[position]: leaf})
+        order = self._plan((position,))
+        change, kinks, peak = run(self.graph, order, {self.graph.params[position]: leaf}, self._tables[(position,)])
         self._bytes[position] = max(self._bytes.get(position, 0), peak / (2 * len(local)))
         k = len(local)
         return change[:k], change[k:], kinks[:k] | kinks[k:]
@@ -157,7 +159,7 @@ class TracedEngine:
                         g = self.layout.groups[p]
                         block = both[:, g.start - start:g.stop - start].reshape((len(both),) + g.shape)
                         leaves[self.graph.params[p]] = Change(block, {}, g.shape)
-                    change, flips, _ = run(self.graph, self._plan(positions), leaves)
+                    change, flips, _ = run(self.graph, self._plan(positions), leaves, self._tables[positions])
                     n = len(part)
                     numeric[part] = central_difference(change[:n], change[n:], self.eps)
                     values[part], kinks[part] = steps.analytic, flips[:n] | flips[n:]

@@ -12,6 +12,7 @@ import numpy as np
 from .changes import Change, gather, lift, unify
 from .contraction import CONTRACTIONS
 from .elementwise import ELEMENTWISE
+from .factored import FACTORED, Factored, expand
 from .reductions import REDUCTIONS
 from .shapes import SHAPES
 from .trace import Graph, Ref
@@ -75,9 +76,9 @@ RULES = {**{op: _elementwise(rule) for op, rule in ELEMENTWISE.items()}, **REDUC
 class Evaluation:
     """The state of one run: the graph's base values, the kinks found, the memory held by changes."""
 
-    def __init__(self, graph: Graph, k: int):
+    def __init__(self, graph: Graph, k: int, tables: dict | None = None):
         self.graph, self.kinks = graph, np.zeros(k, dtype=bool)
-        self.held = self.peak = 0
+        self.tables = tables  # tables of factored changes, shared by the chunks of one plan (None: never factor)
 
     def base(self, arg):
         return self.graph.value(arg)
@@ -117,7 +118,22 @@ def plan(graph: Graph, leaves) -> Plan:
     return Plan(order, last_use)
 
 
-def run(graph: Graph, steps: Plan, leaf_changes: dict) -> tuple[np.ndarray, np.ndarray, int]:
+def _apply(ev, node, inputs):
+    if any(isinstance(c, Factored) for c in inputs):
+        rule = FACTORED.get(node.op)
+        change = NotImplemented if rule is None else rule(ev, node, inputs)
+        if change is not NotImplemented:
+            return change
+        inputs = [expand(c) for c in inputs]
+    return RULES[node.op](ev, node, inputs)
+
+
+def _nbytes(change) -> int:
+    return (change.factor if isinstance(change, Factored) else change.values).nbytes
+
+
+def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = None
+        ) -> tuple[np.ndarray, np.ndarray, int]:
     """Exact changes of the cost for K stacked perturbations of the parameter nodes in ``leaf_changes``.
 
     Returns
@@ -128,9 +144,12 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict) -> tuple[np.ndarray, np.n
         Perturbations that flipped a comparison, a maximum/minimum/abs or the winner of a max.
     peak : int
         Largest number of bytes held by live changes at once.
+
+    ``tables`` (a dict kept by the caller for all chunks of one plan) lets rank-one changes
+    stay factored (:mod:`~.factored`); without it every change is a plain one.
     """
     k = next(iter(leaf_changes.values())).k
-    ev = Evaluation(graph, k)
+    ev = Evaluation(graph, k, tables)
     changes = dict(leaf_changes)
     held = {i: c.values.nbytes for i, c in changes.items()}
     peak = sum(held.values())
@@ -138,16 +157,16 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict) -> tuple[np.ndarray, np.n
         node = graph.nodes[node_id]
         inputs = [changes.get(a.id) if isinstance(a, Ref) else None for a in node.args]
         if any(c is not None for c in inputs):
-            change = RULES[node.op](ev, node, inputs)
+            change = _apply(ev, node, inputs)
             if change is not None:
                 changes[node_id] = change
-                held[node_id] = change.values.nbytes
+                held[node_id] = _nbytes(change)
                 peak = max(peak, sum(held.values()))
         for a in node.args:
             if isinstance(a, Ref) and steps.last_use.get(a.id) == position and a.id != graph.output:
                 changes.pop(a.id, None)
                 held.pop(a.id, None)
-    out = changes.get(graph.output)
+    out = expand(changes.get(graph.output))
     if out is None:
         return np.zeros(k), ev.kinks, peak
     return np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1), ev.kinks, peak
