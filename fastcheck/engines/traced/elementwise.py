@@ -114,16 +114,25 @@ def _sign(c, d):
 def _extreme(larger: bool):
     def rule(c):
         d0, d1 = c.d(0), c.d(1)
-        a, b = c.x(0), c.x(1)
-        a2 = a if d0 is None else a + d0
-        b2 = b if d1 is None else b + d1
-        before, after = np.sign(a - b), np.sign(a2 - b2)
-        flips = before != after
-        c.kink(flips)
-        first = (before >= 0) if larger else (before <= 0)  # the branch np.maximum/np.minimum returns
-        kept = np.where(first, 0.0 if d0 is None else d0, 0.0 if d1 is None else d1)
+        a, b = c.ev.base(c.node.args[0]), c.ev.base(c.node.args[1])
+        shape = c.node.value.shape
+        gap = c.derived("gap", lambda: np.broadcast_to(np.subtract(a, b, dtype=np.float64), shape))
+        first = c.derived("first", lambda: np.broadcast_to((np.subtract(a, b) >= 0) if larger
+                                                           else (np.subtract(a, b) <= 0), shape))
+        step = -d1 if d0 is None else (d0 if d1 is None else d0 - d1)
+        new_first = (gap + step >= 0) if larger else (gap + step <= 0)  # the branch np.maximum/np.minimum returns
+        flips = first != new_first
+        if d1 is None:
+            kept = d0 * first
+        elif d0 is None:
+            kept = d1 * ~first
+        else:
+            kept = np.where(first, d0, d1)
         if not flips.any():
             return kept
+        c.kink(flips)
+        a2 = c.x(0) if d0 is None else c.x(0) + d0
+        b2 = c.x(1) if d1 is None else c.x(1) + d1
         pick = np.maximum if larger else np.minimum
         return np.where(flips, pick(a2, b2) - c.y(), kept)
 

@@ -43,6 +43,14 @@ class _Inputs:
             self._bases["y"] = gather(self.node.value, self.windows, self.k, self.ndim)
         return self._bases["y"]
 
+    def derived(self, name, compute):
+        """``compute()`` (a full-shape array from base values, kept per node) in the windows."""
+        key = (name, self.node.id)
+        if key not in self._bases:
+            full = self.ev.graph.derive(key, compute)
+            self._bases[key] = gather(full, self.windows, self.k, self.ndim)
+        return self._bases[key]
+
     def d(self, i):
         """Change of input ``i`` as float64, or None."""
         c = self.changes[i]

@@ -36,27 +36,45 @@ def _sum(ev, node, changes):
     return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
 
 
+def _moved(array, order, flat_shape):
+    return np.transpose(array, order).reshape(flat_shape)
+
+
 def _extreme(ev, node, changes):
     larger = node.op == "max"
     axes, keepdims = node.kw["axis"], node.kw["keepdims"]
     change = widen(changes[0], axes)
     k, ndim = change.k, len(change.shape)
-    d = np.broadcast_to(change.floats(), (k,) + change.wshape)
-    x = np.broadcast_to(gather(ev.base(node.args[0]), change.windows, k, ndim), d.shape)
     kept_axes = [a for a in range(ndim) if a not in axes]
     order = [0] + [a + 1 for a in kept_axes] + [a + 1 for a in axes]
-    flat_shape = d.shape[:1] + tuple(d.shape[a + 1] for a in kept_axes) + (-1,)
-    x = np.transpose(x, order).reshape(flat_shape)
-    d = np.transpose(d, order).reshape(flat_shape)
+    x_full = np.asarray(ev.base(node.args[0]), dtype=np.float64)
+    pick, arg = (np.max, np.argmax) if larger else (np.min, np.argmin)
+
+    def winners():  # per kept entry: the winner's position along the reduced axes, and whether it is tied
+        flat = _moved(x_full[None], order, (1,) + tuple(x_full.shape[a] for a in kept_axes) + (-1,))[0]
+        best = arg(flat, axis=-1)
+        tied = (flat == np.take_along_axis(flat, best[..., None], axis=-1)).sum(axis=-1) > 1
+        return np.expand_dims(best, axes), np.expand_dims(tied, axes)  # in place of the reduced axes
+
+    best, tied = ev.graph.derive(("winners", node.id), winners)
+    windows = {a: w for a, w in change.windows.items()}
+    best_w = gather(best, windows, k, ndim)
+    tied_w = gather(tied, windows, k, ndim)
+    d = np.broadcast_to(change.floats(), (k,) + change.wshape)
+    flat_shape = (k,) + tuple(d.shape[a + 1] for a in kept_axes) + (-1,)
+    x = _moved(np.broadcast_to(gather(x_full, windows, k, ndim), d.shape), order, flat_shape)
+    d = _moved(d, order, flat_shape)
+    best_w = np.broadcast_to(_moved(best_w, order, best_w.shape[:1] + flat_shape[1:-1] + (1,)), flat_shape[:-1] + (1,))
+    tied_w = _moved(tied_w, order, tied_w.shape[:1] + flat_shape[1:-1] + (1,))[..., 0]
     new = x + d
-    pick = np.max if larger else np.min
-    old_y, new_y = pick(x, axis=-1, keepdims=True), pick(new, axis=-1, keepdims=True)
-    flips = ((x == old_y) != (new == new_y)).any(axis=-1)
-    ev.kink(flips)
-    winner = (np.argmax if larger else np.argmin)(x, axis=-1)[..., None]
-    values = np.take_along_axis(d, winner, axis=-1)[..., 0]
-    if flips.any():
-        values = np.where(flips, (new_y - old_y)[..., 0], values)
+    new_y = pick(new, axis=-1)
+    d_win = np.take_along_axis(d, best_w, axis=-1)[..., 0]
+    new_win = np.take_along_axis(x, best_w, axis=-1)[..., 0] + d_win
+    flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & (d != 0).any(axis=-1))
+    values = d_win
+    if flips.any():  # a new winner, or a tie broken: recomputed, and a kink
+        ev.kink(flips)
+        values = np.where(flips, new_y - pick(x, axis=-1), d_win)
     if keepdims:
         values = np.expand_dims(values, tuple(a + 1 for a in axes))
     return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)

@@ -67,6 +67,14 @@ class Graph:
     output: int
     cost: float
     users: list = field(default_factory=list)  # for each node, the ids of the nodes that read it
+    derived: dict = field(default_factory=dict)  # arrays rules derive from base values, once per node
+
+    def derive(self, key, compute):
+        """``compute()``, kept under ``key`` for every later chunk (a race only computes it twice)."""
+        value = self.derived.get(key)
+        if value is None:
+            value = self.derived[key] = compute()
+        return value
 
     def value(self, arg):
         """The base value of an argument (a Ref's node value, or the constant itself)."""
