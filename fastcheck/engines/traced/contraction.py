@@ -61,14 +61,33 @@ def contract(lx: str, x: np.ndarray, ly: str, y: np.ndarray, lo: str) -> np.ndar
 
 
 def add_changes(changes: list, shape: tuple) -> Change | None:
-    """The sum of changes of one array (None for no change)."""
-    changes = unify([c for c in changes if c is not None])
+    """The sum of changes of one array (None for no change).
+
+    Changes with the same windows add directly; a change windowed on one axis is added
+    into a less windowed one at its windows' positions (no zero-filled copy of it).
+    """
+    changes = [c for c in changes if c is not None]
     if not changes:
         return None
-    values = changes[0].floats()
+    changes.sort(key=lambda c: len(c.windows))
+    total = changes[0]
+    values = np.array(np.broadcast_to(total.floats(), (total.k,) + total.wshape))
     for c in changes[1:]:
-        values = values + c.floats()
-    return Change(values, changes[0].windows, shape)
+        extra = [a for a in c.windows if a not in total.windows]
+        same = all(a in c.windows and same_window(c.windows[a], w) for a, w in total.windows.items())
+        if same and not extra:
+            values += c.floats()
+        elif same and len(extra) == 1:
+            a = extra[0]
+            starts, length = c.windows[a]
+            target = np.moveaxis(values, a + 1, 1)
+            rows = np.arange(c.k)[:, None]
+            index = starts[:, None] + np.arange(length)
+            target[rows, index] += np.moveaxis(np.broadcast_to(c.floats(), (c.k,) + c.wshape), a + 1, 1)
+        else:
+            total, other = unify([Change(values, total.windows, shape), c])
+            values = np.array(np.broadcast_to(total.floats(), (total.k,) + total.wshape)) + other.floats()
+    return Change(values, total.windows, shape)
 
 
 def _term(la: str, x, lb: str, y, lo: str, shape: tuple) -> Change:

@@ -86,8 +86,9 @@ def _sqrt(c, d):
 
 
 def _tanh(c, d):
+    y = c.node.value
     t, td = c.y(), np.tanh(d)
-    return (1.0 - t) * (1.0 + t) * td / (1.0 + t * td)
+    return c.derived("1 - t^2", lambda: (1.0 - y) * (1.0 + y)) * td / (1.0 + t * td)
 
 
 def _reciprocal(c, d):

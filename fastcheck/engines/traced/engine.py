@@ -126,7 +126,7 @@ class TracedEngine:
                 if position not in self._bytes:  # a first small chunk measures the memory of one coordinate
                     done = min(FIRST_CHUNK, rows.size)
                     store(rows[:done], position, local[:done])
-                size = self._chunk_size(position)
+                size = max(1, min(self._chunk_size(position), -(-(rows.size - done) // self.n_threads)))
                 tasks += [(rows[lo:lo + size], position, local[lo:lo + size]) for lo in range(done, rows.size, size)]
             if self.n_threads > 1 and len(tasks) > 1:
                 with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
