@@ -104,9 +104,22 @@ def test_size_one_array_counts_as_a_scalar():
 
 
 def test_bad_settings():
-    with pytest.raises(fc.InputError, match="`mode`='bogus'"):
+    with pytest.raises(fc.InputError, match="`mode`: expected one of .* got 'bogus'"):
         fc.check(lambda t: 0.0, np.ones(2), np.zeros(2), mode="bogus")
     with pytest.raises(fc.InputError, match="`seed`"):
         fc.check(lambda t: 0.0, np.ones(2), np.zeros(2), seed=-1)
     with pytest.raises(fc.CostError, match="not a callable"):
         fc.check(3.0, np.ones(2), np.zeros(2))
+
+
+def test_grads_none_is_an_error_not_a_zero_gradient():
+    """A backprop that forgot to `return` hands over None: that is named, not checked as zeros."""
+    params = {"W": np.ones((2, 3))}
+    with pytest.raises(fc.InputError, match=r"`grads` is None.*forget to `return`"):
+        fc.check(lambda p: float(np.sum(p["W"] ** 2)), params, None)
+    net = fc.MLP([3, 2], l2=0.1)
+    params = net.init(seed=0)
+    X, Y = net.random_data(4, seed=1)
+    with pytest.raises(fc.InputError, match="`grads` is None"):
+        net.check(params, None, X, Y)
+    assert fc.plan(lambda p: float(np.sum(p["W"] ** 2)), {"W": np.ones((2, 3))}).n_coordinates == 6

@@ -80,7 +80,7 @@ def test_check_user_problem(problem_module, capsys):
     [
         (["check"], "nothing to check"),
         (["check", "--layers", "6,x"], "must be comma-separated integers"),
-        (["check", "--layers", "6,5", "--eps", "2"], "`eps`=2.0 is out of range"),
+        (["check", "--layers", "6,5", "--eps", "2"], "--eps: expected a step in [1e-12, 1e-1]"),
         (["check", "nosuchmodule_xyz:f"], "cannot import module 'nosuchmodule_xyz'"),
         (["check", "nocolon"], "must look like MODULE:FUNCTION"),
         (["check", "--layers", "6,5", "--hidden", "gelu"], "invalid choice: 'gelu'"),

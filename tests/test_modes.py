@@ -152,9 +152,9 @@ def test_escalation_names_the_wrong_entry(net_s, mode):
 
 def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict(net_s, monkeypatch):
     """W2[3, 7] off by 10%: its directions flag W2; a re-check of 100 other entries finds them right."""
-    from fastcheck import api
+    from fastcheck.pipeline import escalation
 
-    monkeypatch.setattr(api, "LOCALISE_BLOCKS", 0)  # bisection gives up at once: a plain random sample
+    monkeypatch.setattr(escalation, "LOCALISE_BLOCKS", 0)  # bisection gives up at once: a plain random sample
     net, params, X, Y, grads = net_s
     bad = {k: v.copy() for k, v in grads.items()}
     bad["dW2"][3, 7] *= 1.1
@@ -224,15 +224,15 @@ def test_bisection_of_a_spread_out_bug_samples_where_the_error_is(net_s):
 
 
 def test_escalation_by_default_rechecks_whole_groups_that_fit_in_its_time(net_s, monkeypatch):
-    from fastcheck import api
+    from fastcheck.pipeline import options
 
     net, params, X, Y, grads = net_s
     bad = {k: v.copy() for k, v in grads.items()}
     bad["dW1"][5, 9] *= 1.1
     report = net.check(params, bad, X, Y, mode="directions", n_directions=8, escalate=True)
     assert report.group("W1").checked == 2048 and report.worst(1)[0].label == "W1[5, 9]"
-    monkeypatch.setattr(api, "ESCALATE_SECONDS", 1e-9)  # nothing fits: the floor of entries per group
-    monkeypatch.setattr(api, "ESCALATE_MIN", 300)
+    monkeypatch.setattr(options, "ESCALATE_SECONDS", 1e-9)  # nothing fits: the floor of entries per group
+    monkeypatch.setattr(options, "ESCALATE_MIN", 300)
     report = net.check(params, bad, X, Y, mode="directions", n_directions=8, escalate=True)
     assert report.group("W1").checked == 300
 
@@ -287,11 +287,11 @@ def test_budget_picks_a_subset_when_a_full_check_would_not_fit(quadratic):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"fraction": 0.1}, "go with mode='subset'"),
+    ({"fraction": 0.1}, "`fraction`: goes with mode='subset'"),
     ({"mode": "full", "n_directions": 3}, "goes with mode='directions'"),
-    ({"mode": "directions", "n_directions": 0}, "`n_directions`=0"),
+    ({"mode": "directions", "n_directions": 0}, "`n_directions`: expected a positive integer"),
     ({"mode": "subset", "fraction": 0.5, "budget": 1.0}, "use it with mode='full'"),
-    ({"budget": -1}, "`budget`=-1"),
+    ({"budget": -1}, "`budget`: expected a positive number of seconds"),
 ])
 def test_bad_mode_options(quadratic, kwargs, message):
     cost, params, grads = quadratic

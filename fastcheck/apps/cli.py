@@ -7,45 +7,35 @@ line on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 from .. import __version__
-from ..api import Plan, prepare_mlp
-from ..errors import FastcheckError, InputError
+from ..api import Plan, plan, plan_mlp, prepare_check, prepare_mlp
+from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
+from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
+from ..pipeline.options import DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from .bugs import BUGS, buggy_gradient
+from .common import EXIT_FAILED, EXIT_OK, Parser, UsageError, check_output, run_command, write_output
 from .networks import NETWORKS, network
 from .problems import import_function
 
 __all__ = ["main", "get_parser"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad command-line usage; becomes one line on stderr and exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, instead of argparse's usage dump
-        raise UsageError(f"{message} (see {self.prog} --help)")
-
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fastcheck", description="Is d-theta really the gradient of J(theta)?")
+    parser = Parser(prog="fastcheck", description="Is d-theta really the gradient of J(theta)?")
     parser.add_argument("--version", action="version", version=f"fastcheck {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
     sub.required = True
 
     demo = sub.add_parser("demo", help="check a built-in network, correct and with a planted bug")
     demo.add_argument("--network", choices=sorted(NETWORKS), default="M", help="benchmark network (default M)")
     demo.add_argument("--bug", choices=sorted(BUGS), default="scaled", help="bug to plant (default scaled)")
-    demo.add_argument("--engine", choices=["batched", "reference"], default="batched")
+    demo.add_argument("--engine", choices=MLP_ENGINES, default=MLP_ENGINES[0])
     demo.add_argument("--html", metavar="FILE", help="also write the planted bug's report as an HTML page with plots")
     demo.set_defaults(func=run_demo)
 
@@ -62,18 +52,19 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--examples", type=int, default=32, help="number of examples m (default 32)")
     net.add_argument("--params-seed", type=int, default=0, help="seed of net.init (default 0)")
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
-    net.add_argument("--engine", choices=["batched", "reference"], default="batched")
+    net.add_argument("--engine", choices=MLP_ENGINES, default=MLP_ENGINES[0])
     net.add_argument("--include-kinks", action="store_true", help="count coordinates that cross a kink")
     opts = chk.add_argument_group("checking")
-    opts.add_argument("--eps", type=float, default=1e-7, help="step (default 1e-7)")
-    opts.add_argument("--warn", type=float, default=1e-6, help="warn bound (default 1e-6)")
-    opts.add_argument("--fail", type=float, default=1e-3, help="fail bound (default 1e-3)")
+    opts.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"step (default {DEFAULT_EPS:g})")
+    opts.add_argument("--warn", type=float, default=DEFAULT_WARN, help=f"warn bound (default {DEFAULT_WARN:g})")
+    opts.add_argument("--fail", type=float, default=DEFAULT_FAIL, help=f"fail bound (default {DEFAULT_FAIL:g})")
     modes = chk.add_argument_group("what to check")
-    modes.add_argument("--mode", choices=["full", "subset", "directions"], default="full",
+    modes.add_argument("--mode", choices=MODES, default=MODES[0],
                        help="every coordinate (default), a stratified random subset, or random directions")
     modes.add_argument("--fraction", type=float, help="subset: fraction of each group's entries, in (0, 1]")
     modes.add_argument("--samples", type=int, help="subset: number of coordinates instead of --fraction")
-    modes.add_argument("--directions", type=int, help="directions: directions per group (default 16)")
+    modes.add_argument("--directions", type=int,
+                       help=f"directions: directions per group (default {DEFAULT_DIRECTIONS})")
     modes.add_argument("--seed", type=int, default=0, help="seed of the random modes (default 0)")
     modes.add_argument("--no-escalate", dest="escalate", action="store_false",
                        help="do not re-check flagged groups coordinate by coordinate after a cheap mode")
@@ -100,47 +91,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit code."""
-    parser = get_parser()
-    try:
-        args = parser.parse_args(argv)
-        return args.func(args)
-    except (UsageError, FastcheckError) as exc:
-        print(f"fastcheck: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("fastcheck: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `fastcheck check ... | head`: the reader left, stop quietly
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit-time flush quiet
-        return EXIT_OK
-
-
-def _one_line(exc) -> str:
-    return " ".join(str(exc).split())
+    return run_command(get_parser(), argv)
 
 
 def _exit_code(report) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
-
-
-def _check_output(path: str | None, flag: str) -> None:
-    """Refuse an output path whose directory is missing before any work is done."""
-    if path is None:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"{flag} {path!r} is a directory; give a file name")
-    if not target.parent.is_dir():
-        raise UsageError(f"{flag} {path!r}: directory {str(target.parent)!r} does not exist")
-
-
-def _write_output(path: str | None, text: str, flag: str) -> None:
-    if path is None:
-        return
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {flag} {path!r}: {exc.strerror or exc}") from None
 
 
 def _compile_kernels(engine: str, hidden: str, output: str) -> float:
@@ -165,7 +120,7 @@ def _compile_kernels(engine: str, hidden: str, output: str) -> float:
 
 
 def run_demo(args) -> int:
-    _check_output(args.html, "--html")
+    check_output(args.html, "--html")
     started = time.perf_counter()
     net, params, X, Y = network(args.network)
     print(f"fastcheck demo: network {args.network} {net!r}, {X.shape[1]} examples, {net.n_params:,} parameters\n")
@@ -184,14 +139,14 @@ def run_demo(args) -> int:
           f"correct gradient {'passed' if good.passed else 'FAILED'}; "
           f"{time.perf_counter() - started:.2f} s in all")
     if args.html:
-        _write_output(args.html, bad.to_html(f"fastcheck demo: network {args.network}, planted bug {args.bug!r}"),
-                      "--html")
+        write_output(args.html, bad.to_html(f"fastcheck demo: network {args.network}, planted bug {args.bug!r}"),
+                     "--html")
     return EXIT_OK if good.passed and caught else EXIT_FAILED
 
 
 def run_check(args) -> int:
-    _check_output(args.json, "--json")
-    _check_output(args.html, "--html")
+    check_output(args.json, "--json")
+    check_output(args.html, "--html")
     if args.problem:
         if args.layers or args.network or args.bug:
             raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
@@ -208,8 +163,8 @@ def run_check(args) -> int:
         print(str(report).splitlines()[0])
     else:
         print(report)
-    _write_output(args.json, report.to_json(), "--json")
-    _write_output(args.html, report.to_html(), "--html")
+    write_output(args.json, report.to_json(), "--json")
+    write_output(args.html, report.to_html(), "--html")
     return _exit_code(report)
 
 
@@ -231,35 +186,30 @@ def _check_builtin(args):
     net = MLP(layers, hidden=args.hidden, output=args.output, l2=l2)
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
+    options = _options(args, engine=args.engine, kinks="include" if args.include_kinks else "exclude")
     if args.dry_run:
-        return net.plan(params, X, Y, engine=args.engine, **_mode_options(args, plan=True))
+        return plan_mlp(net, params, X, Y, options=options)
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
-    options = dict(engine=args.engine, eps=args.eps, warn=args.warn, fail=args.fail,
-                   kinks="include" if args.include_kinks else "exclude", **_mode_options(args))
-    prepare_mlp(net, params, grads, X, Y, **options)  # bad settings fail here, before any compiling
+    prepared = prepare_mlp(net, params, grads, X, Y, options=options)  # bad settings fail here, before compiling
     _compile_kernels(args.engine, args.hidden, args.output)
-    return net.check(params, grads, X, Y, **options)
+    return prepared.run()
 
 
-def _mode_options(args, plan=False) -> dict:
-    """The keyword arguments of check/plan for --mode and its options."""
-    options = {"mode": args.mode, "seed": args.seed}
-    if args.fraction is not None or args.samples is not None:
-        if args.mode != "subset":
-            raise UsageError("--fraction and --samples go with --mode subset")
-        options["fraction"], options["n_samples"] = args.fraction, args.samples
-    elif args.mode == "subset":
-        raise UsageError("--mode subset needs --fraction F (e.g. 0.01) or --samples N")
-    if args.directions is not None:
-        if args.mode != "directions":
-            raise UsageError("--directions goes with --mode directions")
-        options["n_directions"] = args.directions
-    if not plan:
-        if args.mode != "full":
-            options["escalate"] = args.escalate
-        if args.budget is not None:
-            options["budget"] = args.budget
-    return options
+#: How the command line names the settings it takes under another name (else ``--key``).
+_FLAGS = {"n_samples": "--samples", "n_directions": "--directions", "kinks": "--include-kinks",
+          "escalate": "--no-escalate"}
+
+
+def cli_name(key: str) -> str:
+    """How a setting is named in the command line's messages: ``--mode``."""
+    return _FLAGS.get(key, "--" + key.replace("_", "-"))
+
+
+def _options(args, **more) -> CheckOptions:
+    """The CheckOptions of ``fastcheck check``'s flags (their rules are CheckOptions', named as flags)."""
+    return CheckOptions(eps=args.eps, warn=args.warn, fail=args.fail, mode=args.mode, seed=args.seed,
+                        fraction=args.fraction, n_samples=args.samples, n_directions=args.directions,
+                        escalate=args.escalate, budget=args.budget, name=cli_name, **more)
 
 
 def load_problem(spec: str):
@@ -275,17 +225,15 @@ def load_problem(spec: str):
 
 
 def _check_user_problem(args):
-    from ..api import check, plan
-
     cost, params, grads = load_problem(args.problem)
+    options = _options(args)
     if args.dry_run:
-        return plan(cost, params, n_jobs=args.jobs, **_mode_options(args, plan=True))
-    options = {"eps": args.eps, "warn": args.warn, "fail": args.fail, "n_jobs": args.jobs, "backend": args.backend,
-               **_mode_options(args)}
+        return plan(cost, params, options=options, n_jobs=args.jobs)
+    run = {"n_jobs": args.jobs, "backend": args.backend}
     if args.scheduler is None:
         if args.backend == "dask":
             raise UsageError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")
-        return check(cost, params, grads, **options)
+        return prepare_check(cost, params, grads, options=options, **run).run()
     if args.backend not in (None, "dask"):
         raise UsageError(f"--scheduler runs on Dask: drop --backend {args.backend}")
     try:
@@ -294,8 +242,8 @@ def _check_user_problem(args):
         raise UsageError("--scheduler needs Dask: pip install 'fastcheck[distributed]'") from None
     with Client(args.scheduler, timeout="10s") as client:
         del client  # joblib's dask backend finds the client through distributed's default
-        options.update(backend="dask", n_jobs=-1 if args.jobs == 1 else args.jobs)
-        return check(cost, params, grads, **options)
+        run.update(backend="dask", n_jobs=-1 if args.jobs == 1 else args.jobs)
+        return prepare_check(cost, params, grads, options=options, **run).run()
 
 
 def _indent(text: str) -> str:

@@ -11,13 +11,15 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["HIDDEN", "OUTPUTS", "LEAKY_SLOPE", "sigmoid", "activate", "activation_derivative", "example_losses",
-           "output_delta"]
+__all__ = ["HIDDEN", "OUTPUTS", "LEAKY_SLOPE", "PIECEWISE_LINEAR", "sigmoid", "activate", "activation_derivative",
+           "example_losses", "output_delta"]
 
 #: Slope of leaky ReLU for negative inputs.
 LEAKY_SLOPE = 0.01
 #: Hidden activations, and whether each has kinks (points where it is not differentiable).
 HIDDEN = {"relu": True, "leaky_relu": True, "tanh": False, "sigmoid": False, "identity": False}
+#: Activations that are linear between their kinks (a perturbation's change is exactly linear there).
+PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
 #: Output activations and the loss each is paired with.
 OUTPUTS = {"softmax": "cross-entropy", "sigmoid": "binary cross-entropy", "identity": "mean squared error"}
 

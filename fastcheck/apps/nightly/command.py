@@ -52,9 +52,6 @@ __all__ = ["ConfigError", "RunLockedError", "Point", "Problem", "Suite", "load_s
 
 #: The default chunk size aims at chunks of about this many seconds (a kill loses at most that).
 TARGET_CHUNK_SECONDS = 2.0
-#: Prior seconds per coordinate of the batched engine, per 64 examples, before a chunk was timed:
-#: piecewise-linear hidden layers (the linear shortcut) and smooth ones (the general path).
-BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 2e-5}
 #: A chunk at most this many times larger (or smaller) than the previous one.
 CHUNK_GROWTH = 8
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -497,8 +494,8 @@ def _prepare(problem: Problem, point: Point) -> _Unit:
     arrays = [np.ascontiguousarray(a) for a in (theta, prepared.analytic, *extra) if isinstance(a, np.ndarray)]
     key = _sha256(config_hash, __version__, *(memoryview(a).cast("B") for a in arrays),
                   *(a for a in extra if isinstance(a, bytes)))
-    prepared.extra_settings = {**prepared.extra_settings, "nightly": {
-        "problem": problem.name, "point": point.name, "config_hash": config_hash, "key": key}}
+    prepared = prepared.with_settings(nightly={
+        "problem": problem.name, "point": point.name, "config_hash": config_hash, "key": key})
     return _Unit(problem, point, prepared, config_hash, key, time.perf_counter() - started)
 
 
@@ -654,15 +651,7 @@ class _Sizer:
 
     def __init__(self, unit: _Unit, fixed: int | None):
         self.fixed = fixed
-        engine = unit.prepared.engine
-        if engine.name == "batched":
-            from ...engines.mlp.batched import PIECEWISE_LINEAR
-
-            spec = unit.problem.spec
-            kind = "piecewise" if spec["hidden"] in PIECEWISE_LINEAR else "smooth"
-            self.rate = BATCHED_PRIOR[kind] * max(1.0, spec["examples"] / 64)
-        else:
-            self.rate = max(engine.estimate(2), 1e-9)  # seconds for the 2 evaluations of one coordinate
+        self.rate = unit.prepared.seconds_per_coordinate()
         self.size = None
 
     def next(self) -> int:

@@ -1,0 +1,40 @@
+"""What the pipeline asks of an engine: :class:`Engine`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.results import DirectionEvaluations, Evaluations
+
+__all__ = ["Engine"]
+
+
+@dataclass
+class Engine:
+    """How one kind of problem evaluates coordinates and directions, and how fast.
+
+    Attributes
+    ----------
+    name : str
+        As the report names it (``"batched"``, ``"reference"``, ``"blackbox"``).
+    coordinates : callable ``(indices) -> Evaluations``
+        Central differences of the coordinates ``indices`` (int64, any order).
+    directions : callable ``(directions) -> DirectionEvaluations``
+    estimate : callable ``(n_evaluations) -> seconds``
+        The time ``n_evaluations`` cost evaluations (or their equivalent) take.
+    cost : float
+        J(theta), for the rounding scale of central differences.
+    prior : float or None
+        Seconds per coordinate (both signs) known without timing anything, where the
+        engine has such a figure: it sizes the first chunk of a resumable run.
+    """
+
+    name: str
+    coordinates: Callable[[np.ndarray], Evaluations]
+    directions: Callable[[list], DirectionEvaluations]
+    estimate: Callable[[int], float]
+    cost: float = float("nan")
+    prior: float | None = None

@@ -1,0 +1,173 @@
+"""Building the engine of a problem: a user's cost, or the built-in MLP on its data."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..core.layout import Layout, call_grads
+from ..core.objective import CostObjective, describe_value
+from ..core.selection import stratified_subset
+from ..engines.base import Engine
+from ..engines.mlp.directions import mlp_evaluate_directions
+from ..engines.mlp.objective import MLPObjective
+from ..engines.mlp.stacked import BaseState
+from ..engines.reference import evaluate_directions, reference_engine
+from ..errors import CostError, InputError
+from ..mlp.functions import PIECEWISE_LINEAR
+from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
+
+__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
+
+#: The batched engine's seconds per coordinate on 64 examples, a priori (measured on
+#: network M): piecewise-linear hidden layers take the margin shortcut, smooth ones the
+#: stacked propagation. More examples cost proportionally more.
+BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 2e-5}
+
+
+class _Marker:
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+#: Passed as ``grads`` by plans, which evaluate no gradient.
+NO_GRADIENT = _Marker("<no gradient>")
+#: ``grads`` not given: the cost returns ``(loss, grads)`` (CS231n's ``model.loss``).
+FROM_COST = _Marker("<from the cost's (loss, grads)>")
+
+
+def _layout_and_gradient(params, grads, cast: bool):
+    """(layout, theta, analytic gradient, gradient keys left aside) of validated ``params`` and ``grads``."""
+    layout, theta = Layout.from_params(params, cast=cast)
+    if grads is NO_GRADIENT:
+        return layout, theta, np.zeros(layout.n_params), []
+    grads = call_grads(grads, params)
+    if grads is None:
+        raise InputError("`grads` is None: there is no gradient to check (did the backprop forget to `return` "
+                         "its gradients?); pass the analytic gradient in the structure of `params`")
+    analytic = layout.flatten_grads(grads, cast=cast)
+    aside = layout.grad_keys(grads)[1] if isinstance(grads, Mapping) and not layout.flat else []
+    return layout, theta, analytic, aside
+
+
+def _gradient_from_cost(cost, params):
+    """The ``grads`` of a cost returning ``(loss, grads)``, from one call at the unperturbed parameters."""
+    if not callable(cost):
+        return None  # the objective names the problem
+    try:
+        value = cost(params)
+    except Exception as exc:
+        raise CostError(f"the cost raised {type(exc).__name__} at the unperturbed parameters: {exc}") from exc
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise InputError(f"`grads` is not given and the cost returned {describe_value(value)}, not (loss, grads): "
+                         "pass the analytic gradient as `grads`, or return (loss, grads) from the cost")
+    return value[1]
+
+
+class CostProblem:
+    """A user's cost, its parameters and the gradient under test, validated and timed once."""
+
+    def __init__(self, cost, params, grads, cast: bool):
+        if grads is FROM_COST:
+            grads = _gradient_from_cost(cost, params)
+            self.objective_flags = {"returns_grads": True}
+        else:
+            self.objective_flags = {}
+        self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
+        self.objective = CostObjective(cost, self.layout, **self.objective_flags)
+        tic = time.perf_counter()
+        self.objective.cost_at_theta = self.objective.base(self.theta)
+        self.seconds = (time.perf_counter() - tic) / 2  # base() evaluates twice
+
+
+def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
+                chunk_size=None, progress=None) -> Engine:
+    """The reference loop in-process, or the black-box engine (workers, Dask, a vectorized cost)."""
+    objective, theta, analytic, eps = problem.objective, problem.theta, problem.analytic, options.eps
+    in_process = n_jobs == 1 and batch_cost is None and backend is None
+    name = options.engine_or(COST_ENGINES, "reference" if in_process else "blackbox")
+    if name == "reference" and in_process:
+        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps),
+                      lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps),
+                      lambda n: n * problem.seconds, objective.cost_at_theta)
+    # lazy: joblib (and Dask) load only when a check runs on workers
+    from ..engines.blackbox.dispatch import blackbox_directions, blackbox_engine
+
+    settings = dict(n_jobs=n_jobs, batch_cost=batch_cost, backend=backend, chunk_size=chunk_size,
+                    max_memory=options.max_memory, progress=progress)
+    workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
+    return Engine("blackbox", lambda idx: blackbox_engine(objective, theta, idx, eps, **settings),
+                  lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
+                  lambda n: n * problem.seconds / workers, objective.cost_at_theta)
+
+
+class MLPProblem:
+    """The built-in network, its parameters, data and the gradient under test, validated."""
+
+    def __init__(self, net, params, grads, X, Y, cast: bool):
+        net.validate_params(params)
+        self.net = net
+        self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
+        self.X, self.Y = net.validate_data(X, Y)
+
+
+def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) -> Engine:
+    """The batched engine (the default) or the reference loop on the built-in network."""
+    net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
+                                          problem.X, problem.Y)
+    eps = options.eps
+    name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
+    params = layout.unflatten(theta)
+    if name == "reference":
+        objective = MLPObjective(net, layout, X, Y)
+        tic = time.perf_counter()
+        value = objective.base(theta)
+        seconds = time.perf_counter() - tic
+
+        def directions(dirs):
+            costs = CostObjective(lambda p: net.cost(p, X, Y), layout)
+            return evaluate_directions(costs, theta, analytic, dirs, eps)
+
+        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps), directions,
+                      lambda n: n * seconds, value)
+
+    # lazy: numba loads (and compiles, the first time) only when the batched engine runs
+    from ..engines.mlp.batched import base_pass, batched_engine
+
+    cache = {}
+
+    def coordinates(idx):  # the base pass is built once, however many chunks are evaluated
+        if "base" not in cache:
+            cache["base"] = base_pass(net, params, X, Y)
+        return batched_engine(net, params, X, Y, idx, eps, max_memory=options.max_memory, n_threads=n_threads,
+                              base=cache["base"])
+
+    def directions(dirs):
+        return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
+                                       max_memory=options.memory)
+
+    timings = []
+
+    def estimate(n_evaluations):
+        # the engine has a fixed set-up cost: time two sample sizes, fit fixed + slope * n
+        if not timings:
+            sample = stratified_subset(layout, n_samples=min(layout.n_params, 8000), seed=0)
+            small = sample[:: 4]
+            coordinates(small[:50])  # compile or load the kernels first
+            for part in (small, sample):
+                tic = time.perf_counter()
+                coordinates(part)
+                timings.append((2 * len(part), time.perf_counter() - tic))
+        (n0, t0), (n1, t1) = timings
+        slope = max((t1 - t0) / (n1 - n0), 0.25 * t1 / n1)
+        return max(t0 - slope * n0, 0.0) + slope * n_evaluations
+
+    kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
+    prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
+    return Engine("batched", coordinates, directions, estimate, net.cost(params, X, Y), prior)

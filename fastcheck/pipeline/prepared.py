@@ -1,0 +1,98 @@
+"""A validated check, ready to run whole or in pieces: :class:`Prepared`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..core.layout import Layout
+from ..core.results import Evaluations
+from ..engines.base import Engine
+from ..errors import InputError
+from ..report import Report, build_report
+from .escalation import escalate
+from .options import CheckOptions
+from .plan import Plan, fit_budget, make_plan, what_to_check
+
+__all__ = ["Prepared"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated check, ready to run in pieces: the one door of resumable runs.
+
+    ``indices()`` lists the coordinates the mode checks; ``evaluate(chunk)`` runs the
+    engine on any chunk of them; ``report(evaluations)`` builds the report from the
+    merged chunks (see :func:`fastcheck.core.results.merge_evaluations`). Running every
+    chunk and reporting gives the same numbers as :meth:`run` (for the coordinate
+    modes, without escalation or budget).
+    """
+
+    layout: Layout
+    analytic: np.ndarray
+    theta: np.ndarray
+    engine: Engine
+    options: CheckOptions
+    started: float
+    settings: dict = field(default_factory=dict)  # recorded beside the options' (e.g. n_jobs)
+    context: dict = field(default_factory=dict)  # what diagnoses may use (m, l2 of the built-in MLP)
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    def with_settings(self, **settings) -> Prepared:
+        """The same check, recording ``settings`` too in its reports."""
+        return replace(self, settings={**self.settings, **settings})
+
+    def seconds_per_coordinate(self) -> float:
+        """About how long one coordinate (both signs) takes: the engine's prior, else its estimate."""
+        if self.engine.prior is not None:
+            return self.engine.prior
+        return max(self.engine.estimate(2), 1e-9)
+
+    def plan(self) -> Plan:
+        return make_plan(self.layout, self.engine, self.options)
+
+    def indices(self) -> np.ndarray:
+        indices, _ = what_to_check(self.layout, self.options)
+        if indices is None:
+            raise InputError("a prepared check runs in chunks of coordinates: use mode 'full' or 'subset'")
+        return indices
+
+    def evaluate(self, indices: np.ndarray) -> Evaluations:
+        return self.engine.coordinates(np.asarray(indices, dtype=np.int64))
+
+    def report(self, evaluations: Evaluations, elapsed: float | None = None) -> Report:
+        elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
+        return build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
+                            settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
+                            context=self.context)
+
+    def _settings(self, options: CheckOptions) -> dict:
+        settings = options.settings()
+        if self.options.budget is not None:  # also when it was fitted to a subset (which takes none)
+            settings["budget"] = self.options.budget
+        return {**settings, "engine": self.engine.name, **self.settings}
+
+    def run(self) -> Report:
+        """The whole check at once, escalation and budget included."""
+        options = self.options
+        if options.budget is not None:
+            options = fit_budget(self.layout, self.engine, options, self.started)
+        indices, directions = what_to_check(self.layout, options)
+        coords = self.engine.coordinates(indices) if indices is not None else None
+        dirs = self.engine.directions(directions) if directions is not None else None
+        settings = self._settings(options)
+
+        def build(coords, escalated=()):
+            return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
+                                settings=settings, elapsed=time.perf_counter() - self.started,
+                                escalated=escalated, theta=self.theta, context=self.context)
+
+        report = build(coords)
+        if options.mode == "full" or not options.escalate:
+            return report
+        return escalate(report, self.layout, self.engine, options, coords, dirs, settings, build)
