@@ -80,7 +80,7 @@ def test_mutation_during_the_loop_names_the_coordinate():
         return float(np.sum(theta**2))
 
     with pytest.raises(fc.MutationError, match=r"at theta\[1\] \+ eps"):
-        fc.check(cost, np.ones(3), 2 * np.ones(3))
+        fc.check(cost, np.ones(3), 2 * np.ones(3), engine="reference")
 
 
 @pytest.mark.parametrize(

@@ -234,7 +234,14 @@ def traced_engine(objective, layout, theta: np.ndarray, eps: float, *, max_memor
     NotTraceable
         When the cost cannot be traced or the trace disagrees with the cost; ``reason`` says why.
     """
-    graph = trace(objective.cost, layout, theta)
+    cost = objective.cost
+    if getattr(objective, "returns_grads", False):  # a cost returning (loss, grads): the loss is traced
+
+        def cost(params, _cost=objective.cost):
+            value = _cost(params)
+            return value[0] if isinstance(value, tuple) and len(value) == 2 else value
+
+    graph = trace(cost, layout, theta)
     engine = TracedEngine(graph, objective, layout, theta, eps, max_memory=max_memory, n_threads=n_threads)
     engine.verify(seed)
     return engine
