@@ -33,7 +33,7 @@ from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
 from fastcheck.engines.blackbox.dispatch import blackbox_engine
 from fastcheck.engines.traced import traced_engine
-from fastcheck.engines.traced.trace import trace
+from fastcheck.engines.traced.tracing import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the user-style models live with the tests
 from traced_models import cnn, course_mlp, rnn  # noqa: E402

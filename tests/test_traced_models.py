@@ -8,15 +8,14 @@ import math
 
 import numpy as np
 import pytest
+from traced_models import batchnorm_net, cnn, course_mlp, cs231n_net, rnn
 
 from fastcheck.core.finite import Bounds, relative_difference
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
 from fastcheck.engines.reference import reference_engine
 from fastcheck.engines.traced import NotTraceable, traced_engine
-from fastcheck.engines.traced.trace import trace
-
-from traced_models import batchnorm_net, cnn, course_mlp, cs231n_net, rnn
+from fastcheck.engines.traced.tracing import trace
 
 EPS = 1e-7
 

@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from fastcheck.core.layout import Layout
 from fastcheck.engines.traced.evaluate import plan, point_changes, run
-from fastcheck.engines.traced.trace import trace
+from fastcheck.engines.traced.tracing import trace
 
 rng = np.random.default_rng(7)
 A = rng.standard_normal((5, 6))

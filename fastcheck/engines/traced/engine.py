@@ -32,7 +32,8 @@ from ...core.objective import perturbation_label
 from ...core.results import DirectionEvaluations, Evaluations
 from .changes import Change
 from .evaluate import plan, point_changes, run
-from .trace import NotTraceable, trace
+from .trace import NotTraceable
+from .tracing import trace
 
 __all__ = ["traced_engine", "TracedEngine", "DEFAULT_MAX_MEMORY", "TOLERANCE_ULPS", "VERIFY_PER_GROUP"]
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .changes import Change
+from .contract import contract
 
 __all__ = ["Factored", "expand", "FACTORED", "make_factored", "SAFETY", "TABLE_ENTRIES"]
 
@@ -181,8 +182,6 @@ def _einsum(ev, node, changes):
     key = (node.id, id(f.table), "einsum")
     table = ev.tables.get(key)
     if table is None:
-        from .contraction import contract
-
         t = np.broadcast_to(f.table, f.table.shape[:1] + tuple(f.shape))
         table = contract(_TABLE + lf, t, lb, np.asarray(ev.base(node.args[1 - i]), dtype=np.float64), _TABLE + lo)
         ev.tables[key] = table

@@ -16,7 +16,9 @@ import string
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view as _swv
 
-from .trace import Traced
+from .indexing import getitem, setitem
+from .products import dot, einsum, inner, matmul, outer, tensordot
+from .trace import HANDLERS, Traced
 
 __all__ = ["ufunc_call", "function_call", "UFUNCS"]
 
@@ -338,8 +340,6 @@ def full_like(a, fill_value, *args, **kwargs):
     return np.full_like(_val(a), fill_value, *args, **kwargs)
 
 
-from .indexing import getitem, setitem  # noqa: E402  (indexing builds on the handlers above)
-from .products import dot, einsum, inner, matmul, outer, tensordot  # noqa: E402
 
 _HANDLERS = {
     np.sum: sum_, np.mean: mean, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin, np.var: var,
@@ -359,3 +359,8 @@ _REASONS = {name: "of a traced value is not supported (its result depends on the
 
 #: Letters einsum specs may use (numpy's own set).
 LETTERS = string.ascii_letters
+
+HANDLERS.update(ufunc_call=ufunc_call, function_call=function_call, getitem=getitem, setitem=setitem,
+                reshape=reshape, transpose=transpose, sum_=sum_, mean=mean, amax=amax, amin=amin, var=var, std=std,
+                ravel=ravel, swapaxes=swapaxes, squeeze=squeeze, astype=astype, copy=copy, clip=clip, dot=dot,
+                repeat=repeat)

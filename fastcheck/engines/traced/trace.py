@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-__all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "trace"]
+__all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS"]
+
+#: What traced arrays call for each operation, filled in by :mod:`~.functions` (which builds on this
+#: module, so it cannot be imported from here): ``ufunc_call``, ``function_call``, ``getitem``, ...
+HANDLERS: dict = {}
 
 
 class NotTraceable(Exception):
@@ -145,14 +149,10 @@ class Traced(NDArrayOperatorsMixin):
 
     # ------------------------------------------------------------------ numpy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from .functions import ufunc_call
-
-        return ufunc_call(self._live(inputs), ufunc, method, inputs, kwargs)
+        return HANDLERS["ufunc_call"](self._live(inputs), ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from .functions import function_call
-
-        return function_call(self._live(args), func, args, kwargs)
+        return HANDLERS["function_call"](self._live(args), func, args, kwargs)
 
     @staticmethod
     def _live(args) -> Tracer | None:
@@ -236,11 +236,9 @@ class Traced(NDArrayOperatorsMixin):
     # ------------------------------------------------------------------ methods
     def _method(name, plain):  # noqa: N805 -- builds the methods below from the function handlers
         def method(self, *args, **kwargs):
-            from . import functions
-
             if not self._tracer.active:  # a value kept from a finished trace is a plain array
                 return getattr(self._value, plain)(*args, **kwargs)
-            return getattr(functions, name)(self, *args, **kwargs)
+            return HANDLERS[name](self, *args, **kwargs)
 
         method.__name__ = name
         return method
@@ -262,32 +260,24 @@ class Traced(NDArrayOperatorsMixin):
     repeat = _method("repeat", "repeat")
 
     def reshape(self, *shape, order="C"):
-        from .functions import reshape
-
         if not self._tracer.active:
             return self._value.reshape(*shape, order=order)
-        return reshape(self, shape[0] if len(shape) == 1 else shape, order=order)
+        return HANDLERS["reshape"](self, shape[0] if len(shape) == 1 else shape, order=order)
 
     def transpose(self, *axes):
-        from .functions import transpose
-
         if not self._tracer.active:
             return self._value.transpose(*axes)
-        return transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+        return HANDLERS["transpose"](self, axes[0] if len(axes) == 1 else (axes or None))
 
     def __getitem__(self, index):
-        from .functions import getitem
-
         if not self._tracer.active:
             return self._value[index]
-        return getitem(self, index)
+        return HANDLERS["getitem"](self, index)
 
     def __setitem__(self, index, value):
-        from .functions import setitem
-
         if not self._tracer.active:
             raise ValueError("assignment destination is read-only")
-        self._rebind(setitem(self, index, value))
+        self._rebind(HANDLERS["setitem"](self, index, value))
 
     def _rebind(self, result: Traced) -> None:
         """Make this array the result of an in-place update (refused where memory is shared)."""
@@ -311,77 +301,3 @@ def _flatten(args):
             yield from _flatten(a)
         else:
             yield a
-
-
-def _parameters(layout, theta, tracer):
-    params = {}
-    for position, g in enumerate(layout.groups):
-        value = np.array(theta[g.start:g.stop]).reshape(g.shape)
-        params[g.name] = tracer.record("param", (), value, group=position)
-    return params
-
-
-def trace(cost, layout, theta: np.ndarray) -> Graph:
-    """Run ``cost`` once on traced parameters and return its graph.
-
-    Parameters
-    ----------
-    cost : callable ``cost(params) -> float``
-        The user's cost, unmodified.
-    layout : Layout
-    theta : ndarray of shape (n_params,), float64
-
-    Returns
-    -------
-    Graph
-
-    Raises
-    ------
-    NotTraceable
-        With the reason the cost cannot be traced.
-    """
-    tracer = Tracer()
-    params = _parameters(layout, theta, tracer)
-    leaves = [params[g.name]._node for g in layout.groups]
-    arg = params[layout.groups[0].name] if layout.flat else params
-    try:
-        result = cost(arg)
-    except NotTraceable:
-        pass
-    except Exception as exc:  # the cost failed on traced arrays: the real cost decides what that means
-        if tracer.failure is None:
-            tracer.failure = f"the cost raised {type(exc).__name__} on traced arrays ({exc})"
-    finally:
-        tracer.active = False
-    if tracer.failure is not None:
-        raise NotTraceable(tracer.failure)
-    output = _output(tracer, result)
-    value = tracer.nodes[output].value
-    graph = Graph(tracer.nodes, leaves, output, float(value.reshape(())))
-    graph.users = [[] for _ in graph.nodes]
-    for node in graph.nodes:
-        for a in node.args:
-            if isinstance(a, Ref):
-                graph.users[a.id].append(node.id)
-    return graph
-
-
-def _output(tracer: Tracer, result) -> int:
-    """The node the cost returned: a traced scalar, or the Python float of its final conversion."""
-    if isinstance(result, Traced):
-        if result._tracer is not tracer:
-            raise NotTraceable("the cost returned a traced value kept from outside this call")
-        if tracer.conversions:
-            raise NotTraceable("the cost converts a traced value to a Python number (float(), .item(), "
-                               "math.*) before its end")
-        if result.size != 1:
-            raise NotTraceable(f"the cost returned an array of shape {result.shape}")
-        if result.dtype != np.float64:
-            raise NotTraceable(f"the cost returned a traced value of dtype {result.dtype}")
-        return result._node
-    if tracer.conversions and tracer.conversions[-1][1] is result and len(tracer.conversions) == 1:
-        return tracer.conversions[-1][0]
-    if tracer.conversions:
-        raise NotTraceable("the cost converts a traced value to a Python number (float(), .item(), math.*) "
-                           "before its end")
-    raise NotTraceable("the cost's value does not depend on the traced parameters")
