@@ -126,13 +126,15 @@ def plan(graph: Graph, leaves) -> Plan:
     return Plan(order, last_use)
 
 
-def _apply(ev, node, inputs):
+def _apply(ev, node, inputs, changes):
     if any(isinstance(c, Factored) for c in inputs):
         rule = FACTORED.get(node.op)
         change = NotImplemented if rule is None else rule(ev, node, inputs)
         if change is not NotImplemented:
             return change
-        inputs = [expand(c) for c in inputs]
+        for i, (a, c) in enumerate(zip(node.args, inputs)):
+            if isinstance(c, Factored):  # expanded once, for every later reader too
+                inputs[i] = changes[a.id] = expand(c)
     return RULES[node.op](ev, node, inputs)
 
 
@@ -165,7 +167,7 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
         node = graph.nodes[node_id]
         inputs = [changes.get(a.id) if isinstance(a, Ref) else None for a in node.args]
         if any(c is not None for c in inputs):
-            change = _apply(ev, node, inputs)
+            change = _apply(ev, node, inputs, changes)
             if change is not None:
                 changes[node_id] = change
                 held[node_id] = _nbytes(change)
