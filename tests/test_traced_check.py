@@ -1,6 +1,7 @@
 """``fc.check`` on a user's unmodified cost: the traced engine by default, the fallback named in the report."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -81,3 +82,53 @@ def test_other_modes_use_the_traced_engine(mode):
     cost, params, grads = course_mlp()
     report = fc.check(cost, params, grads, **mode)
     assert report.settings["engine"] == "traced" and report.verdict == "pass"
+
+
+def test_params_as_a_list_reach_the_cost_as_a_list():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 3))
+    params = [rng.standard_normal((3, 2)), rng.standard_normal(2)]
+
+    def cost(p):
+        W, b = p
+        return np.sum(np.tanh(X @ W + b) ** 2)
+
+    def grads(p):
+        W, b = p
+        h = np.tanh(X @ W + b)
+        d = 2 * h * (1 - h**2)
+        return [X.T @ d, d.sum(axis=0)]
+
+    report = fc.check(cost, params, grads(params))
+    assert report.settings["engine"] == "traced" and report.passed
+
+
+def test_flat_theta():
+    A = np.random.default_rng(1).standard_normal((5, 5))
+    theta = np.random.default_rng(2).standard_normal(5)
+    report = fc.check(lambda t: float(np.sum(np.exp(A @ t * 0.1))), theta, 0.1 * A.T @ np.exp(A @ theta * 0.1))
+    assert report.settings["engine"] == "traced" and report.passed
+
+
+def _branching(p):
+    z = p["W"] @ np.ones(3)
+    if z.max() > 50:
+        z = z / 2
+    return np.sum(p["W"] ** 2)
+
+
+def _python_number(p):
+    return math.exp(float(np.sum(p["W"] * 0.0))) * np.sum(p["W"] ** 2)
+
+
+def _plain_array(p):
+    return np.sum(np.asarray(p["W"]) ** 2)
+
+
+@pytest.mark.parametrize(("cost", "reason"), [(_branching, "branches on a traced value"),
+                                              (_python_number, "converts a traced value to a Python number"),
+                                              (_plain_array, "to a plain numpy array")])
+def test_untraceable_costs_are_checked_by_the_loop_with_the_reason(cost, reason):
+    report = fc.check(cost, W, {"W": 2 * W["W"]})
+    assert report.settings["engine"] == "reference" and reason in report.settings["traced_not_used"]
+    assert report.passed

@@ -40,7 +40,11 @@ def trace(cost, layout, theta: np.ndarray) -> Graph:
     tracer = Tracer()
     params = _parameters(layout, theta, tracer)
     leaves = [params[g.name]._node for g in layout.groups]
-    arg = params[layout.groups[0].name] if layout.flat else params
+    if layout.flat:
+        arg = params[layout.groups[0].name]
+    else:  # the caller's structure: a dict, or a list or tuple of arrays
+        sequence = getattr(layout, "sequence", None)
+        arg = params if sequence is None else sequence(params.values())
     try:
         result = cost(arg)
     except NotTraceable:
