@@ -61,6 +61,22 @@ def _extreme(ev, node, changes):
     best_w = gather(best, windows, k, ndim)
     tied_w = gather(tied, windows, k, ndim)
     d = np.broadcast_to(change.floats(), (k,) + change.wshape)
+    if len(axes) == 1:  # one reduced axis (a softmax's shift): no moving of axes
+        a = axes[0] + 1
+        x = gather(x_full, windows, k, ndim)
+        new = x + d
+        new_y = pick(new, axis=a, keepdims=True)
+        index = np.broadcast_to(best_w, new_y.shape)
+        d_win = np.take_along_axis(d, index, axis=a)
+        new_win = np.take_along_axis(np.broadcast_to(x, d.shape), index, axis=a) + d_win
+        flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & (d != 0).any(axis=a, keepdims=True))
+        values = d_win
+        if flips.any():
+            ev.kink(flips)
+            values = np.where(flips, new_y - pick(x, axis=a, keepdims=True), d_win)
+        if not keepdims:
+            values = np.squeeze(values, axis=a)
+        return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
     flat_shape = (k,) + tuple(d.shape[a + 1] for a in kept_axes) + (-1,)
     x = _moved(np.broadcast_to(gather(x_full, windows, k, ndim), d.shape), order, flat_shape)
     d = _moved(d, order, flat_shape)
