@@ -17,7 +17,7 @@ from .reductions import REDUCTIONS
 from .shapes import SHAPES
 from .trace import Graph, Ref
 
-__all__ = ["RULES", "Plan", "plan", "run"]
+__all__ = ["RULES", "Plan", "plan", "run", "point_changes", "Evaluation"]
 
 
 class _Inputs:
@@ -191,5 +191,3 @@ def point_changes(shape: tuple, local: np.ndarray, steps: np.ndarray) -> Change:
     windows = {a: (np.asarray(c, dtype=np.int64), 1) for a, c in enumerate(coordinates)}
     return Change(np.asarray(steps, dtype=np.float64).reshape((k,) + (1,) * len(shape)), windows, shape)
 
-
-__all__ += ["point_changes", "Evaluation"]

@@ -11,8 +11,6 @@ kept) every handler is plain numpy.
 
 from __future__ import annotations
 
-import string
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view as _swv
 
@@ -356,9 +354,6 @@ _HANDLERS = {
 
 _REASONS = {name: "of a traced value is not supported (its result depends on the parameters discretely)"
             for name in ("argmax", "argmin", "argsort", "sort", "nonzero", "argwhere", "flatnonzero", "unique")}
-
-#: Letters einsum specs may use (numpy's own set).
-LETTERS = string.ascii_letters
 
 HANDLERS.update(ufunc_call=ufunc_call, function_call=function_call, getitem=getitem, setitem=setitem,
                 reshape=reshape, transpose=transpose, sum_=sum_, mean=mean, amax=amax, amin=amin, var=var, std=std,

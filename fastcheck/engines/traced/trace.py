@@ -70,7 +70,6 @@ class Graph:
     params: list
     output: int
     cost: float
-    users: list = field(default_factory=list)  # for each node, the ids of the nodes that read it
     derived: dict = field(default_factory=dict)  # arrays rules derive from base values, once per node
 
     def derive(self, key, compute):
@@ -126,9 +125,6 @@ class Tracer:
         node = Node(op, refs, kw, value, len(self.nodes))
         self.nodes.append(node)
         return Traced(self, node.id, value)
-
-    def value_of(self, x):
-        return x._value if isinstance(x, Traced) else x
 
 
 class Traced(NDArrayOperatorsMixin):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functions  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
-from .trace import Graph, NotTraceable, Ref, Traced, Tracer
+from .trace import Graph, NotTraceable, Traced, Tracer
 
 __all__ = ["trace"]
 
@@ -58,13 +58,7 @@ def trace(cost, layout, theta: np.ndarray) -> Graph:
         raise NotTraceable(tracer.failure)
     output = _output(tracer, result)
     value = tracer.nodes[output].value
-    graph = Graph(tracer.nodes, leaves, output, float(value.reshape(())))
-    graph.users = [[] for _ in graph.nodes]
-    for node in graph.nodes:
-        for a in node.args:
-            if isinstance(a, Ref):
-                graph.users[a.id].append(node.id)
-    return graph
+    return Graph(tracer.nodes, leaves, output, float(value.reshape(())))
 
 
 def _output(tracer: Tracer, result) -> int:
