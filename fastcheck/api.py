@@ -66,7 +66,7 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
           max_memory: int | None = None, progress: bool | None = None, warn: float = DEFAULT_WARN,
-          fail: float = DEFAULT_FAIL, cast: bool = False) -> Report:
+          fail: float = DEFAULT_FAIL, engine: str | None = None, cast: bool = False) -> Report:
     """Check an analytic gradient against central differences of ``cost``.
 
     For every checked coordinate i, the numeric gradient is
@@ -136,6 +136,12 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
         Show a progress bar; default: on a terminal, for runs longer than a few seconds.
     warn, fail : float
         Verdict bounds: ``pass`` below ``warn`` <= ``warn`` < ``fail`` <= ``fail``.
+    engine : {"traced", "reference", "blackbox"}, optional
+        Default: the traced engine (the cost traced once, every perturbation evaluated
+        incrementally and exactly), unless ``backend``, ``batch_cost`` or ``chunk_size``
+        ask for the black-box engine; a cost that cannot be traced falls back to the
+        reference loop (``n_jobs=1``) or the black-box engine, with the reason in
+        ``report.settings["traced_not_used"]``. Given, it forces the engine.
     cast : bool
         Up-cast real non-float64 arrays with a warning instead of raising.
 

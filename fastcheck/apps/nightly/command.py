@@ -484,8 +484,10 @@ def _prepare(problem: Problem, point: Point) -> _Unit:
     else:
         cost, params, grads, batch_cost, source = _build_factory(problem, point)
         backend = "dask" if o["backend"] == "dask" else None
+        in_process = (o["n_jobs"] or 1) == 1 and batch_cost is None and backend is None
+        # the suite's user problems keep the per-coordinate engines (resumable chunks of real evaluations)
         prepared = prepare_check(cost, params, grads, n_jobs=o["n_jobs"] or 1, batch_cost=batch_cost, backend=backend,
-                                 progress=False, **common)
+                                 progress=False, engine="reference" if in_process else "blackbox", **common)
         extra = (source,)
     from ...core.layout import Layout
 
