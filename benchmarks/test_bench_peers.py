@@ -10,9 +10,9 @@ Peers that are not installed are skipped. Groups are ``<network>-<kind>``: ``exh
 mode, ``scipy.optimize.check_grad``), ``directions`` (fastcheck directions mode,
 ``gradcheck(fast_mode=True)``, ``jax.test_util.check_grads``, ``check_grad(direction=
 "random")``), ``subset`` and ``richardson`` (numdifftools, S only). The methods and their
-sample sizes are :data:`fastcheck.bench.METHODS`: where a method is sampled, the timed
+sample sizes are :data:`fastcheck.apps.bench.methods.METHODS`: where a method is sampled, the timed
 call checks the seeded sample and ``extra_info`` holds the extrapolation to every
-coordinate (``full_s``, ``extrapolated``, ``sample``) from :func:`fastcheck.bench.measure`,
+coordinate (``full_s``, ``extrapolated``, ``sample``) from :func:`fastcheck.apps.bench.measure.measure`,
 which also records the extra peak memory (``extra_memory_mb``, from ``ru_maxrss`` in a
 fresh process) and the verdict on the correct gradient (``passed``). Quick mode
 (``--fast-bench`` / ``--benchmark-disable``) skips L and the ``measure`` runs.
@@ -27,7 +27,7 @@ import pytest
 from conftest import FAST_SAMPLE
 from threadpoolctl import threadpool_limits
 
-from fastcheck.apps.bench import command as bench
+from fastcheck.apps.bench import measure, methods
 from fastcheck.apps.bench.peers import PEERS
 
 pytestmark = pytest.mark.skipif(os.environ.get("FASTCHECK_PEERS") != "1",
@@ -38,27 +38,27 @@ CASES = [pytest.param(name, method.name,
                       marks=[pytest.mark.benchmark(group=f"{name}-{method.kind}"),
                              *([pytest.mark.slow, pytest.mark.network_L] if name == "L" else [])],
                       id=f"{name}-{method.name.replace(' ', '_')}")
-         for name in ("S", "M", "L") for method in bench.METHODS.values() if name in method.networks]
+         for name in ("S", "M", "L") for method in methods.METHODS.values() if name in method.networks]
 
 
 @pytest.mark.parametrize(("name", "method_name"), CASES)
 def test_peer(benchmark, problem, sample_size, request, name, method_name):
-    method = bench.METHODS[method_name]
+    method = methods.METHODS[method_name]
     if method.peer is not None:
         pytest.importorskip(PEERS[method.peer])
     if method.peer == "torch":
         import torch
 
-        torch.set_num_threads(bench.DEFAULT_THREADS)
-    blas = threadpool_limits(limits=bench.DEFAULT_THREADS, user_api="blas")  # as `fastcheck bench` does
+        torch.set_num_threads(measure.DEFAULT_THREADS)
+    blas = threadpool_limits(limits=measure.DEFAULT_THREADS, user_api="blas")  # as `fastcheck bench` does
     request.addfinalizer(blas.restore_original_limits)
     data = problem(name)
     net = data[0]
     indices = None
     if name in method.samples:
-        indices = bench._sample(net.n_params, method.samples[name][1])
+        indices = measure._sample(net.n_params, method.samples[name][1])
     warm = time.perf_counter()
-    method.run(bench._problem("tiny"), None)  # JIT, imports, op dispatch
+    method.run(methods.build_problem("tiny"), None)  # JIT, imports, op dispatch
     method.run(data, indices)
     info = benchmark.extra_info
     info.update(network=name, n_params=net.n_params, kind=method.kind, method=method.name,
@@ -68,7 +68,7 @@ def test_peer(benchmark, problem, sample_size, request, name, method_name):
     passed, difference = benchmark.pedantic(method.run, args=(data, indices), rounds=rounds, iterations=1)
     info.update(passed=bool(passed), difference=difference)
     if sample_size != FAST_SAMPLE:  # not in quick mode
-        row = bench.measure(method, name, repeats=3)
+        row = measure.measure(method, name, repeats=3)
         info.update(full_s=row.seconds, extrapolated=row.extrapolated, sample=row.sample,
                     extra_memory_mb=row.extra_memory_mb, measured_passed=row.passed, note=row.note)
 

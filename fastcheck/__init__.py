@@ -8,7 +8,7 @@
 True
 """
 
-from .api import Plan, check, plan
+from .api import Plan, check, check_layer, plan
 from .core.finite import DEFAULT_EPS, Bounds, relative_difference
 from .core.layout import CastWarning, Group, Layout
 from .errors import (
@@ -21,15 +21,17 @@ from .errors import (
     WorkerError,
 )
 from .mlp.model import MLP
-from .report.model import DirectionRow, EntryRow, GroupRow, Report
-from .testing import assert_gradient, assert_report
+from .report import DirectionRow, EntryRow, GroupRow, Report
+from .testing import assert_gradient, assert_layer, assert_report
 
 __version__ = "0.1.0"
 
 __all__ = [
     "check",
+    "check_layer",
     "plan",
     "assert_gradient",
+    "assert_layer",
     "assert_report",
     "Plan",
     "MLP",

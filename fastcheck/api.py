@@ -15,16 +15,20 @@ import inspect
 import time
 from dataclasses import fields
 
+import numpy as np
+
 from .core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from .core.results import merge_evaluations
 from .core.selection import DEFAULT_MIN_PER_GROUP
-from .pipeline.factories import NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
+from .errors import InputError
+from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
+from .pipeline.layer import DOUT_NOTE, LayerCost, default_dout, layer_gradients, layer_output
 from .pipeline.options import MLP_ENGINES, CheckOptions
 from .pipeline.plan import Plan, make_plan
 from .pipeline.prepared import Prepared
-from .report.model import Report
+from .report import Report
 
-__all__ = ["check", "plan", "check_mlp", "plan_mlp", "Plan", "Prepared", "prepare_check", "prepare_mlp",
+__all__ = ["check", "check_layer", "plan", "check_mlp", "plan_mlp", "Plan", "Prepared", "prepare_check", "prepare_mlp",
            "merge_evaluations", "CheckOptions"]
 
 _OPTION_NAMES = frozenset(f.name for f in fields(CheckOptions)) - {"name"}
@@ -50,8 +54,13 @@ def _arguments(entry, *args, options: CheckOptions | None, **keywords) -> tuple[
     return _split(bound.arguments, options)
 
 
+def _aside(problem) -> dict:
+    """The settings that record gradient keys left aside (the course's dA1, dZ2, ...), if any."""
+    return {"grads_not_parameters": problem.aside} if problem.aside else {}
+
+
 # ---------------------------------------------------------------------- any cost
-def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
+def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
           n_samples: int | None = None, n_directions: int | None = None,
           min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = False,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
@@ -70,11 +79,15 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
     cost : callable ``cost(params) -> float``
         Receives read-only arrays in the structure of ``params`` and returns a finite
         float64 scalar. It must be deterministic (no dropout: keep_prob = 1).
-    params : dict of str -> ndarray, or ndarray of shape (n,)
-        float64 parameters; the dict order is theta's order. Never modified.
-    grads : dict of str -> ndarray, ndarray of shape (n,), or callable
+    params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,)
+        float64 parameters; the dict (or list) order is theta's order. Never modified.
+    grads : dict of str -> ndarray, list of ndarray, ndarray of shape (n,), or callable, optional
         The analytic gradient under test, in the structure of ``params``; dict entries
-        may be named ``"W1"`` or ``"dW1"``. A callable is called as ``grads(params)``.
+        may be named ``"W1"`` or ``"dW1"``, and other keys of the course's gradients
+        dict (``dA2``, ``dZ1``, ...) are left aside (listed in the report's settings). A
+        callable is called as ``grads(params)``. When not given, ``cost`` returns
+        ``(loss, grads)`` (as CS231n's ``model.loss`` does): the gradient is taken from
+        its call at theta, the loss from every call.
     eps : float, default 1e-7
         The step, in ``[1e-12, 1e-1]``.
     mode : {"full", "subset", "directions"}
@@ -151,7 +164,7 @@ def check(cost, params, grads, *, eps: float = DEFAULT_EPS, mode: str = "full", 
     return _prepare_cost(*_split(locals())).run()
 
 
-def prepare_check(cost, params, grads, options: CheckOptions | None = None, **keywords) -> Prepared:
+def prepare_check(cost, params, grads=FROM_COST, options: CheckOptions | None = None, **keywords) -> Prepared:
     """Validate everything :func:`check` takes and return the :class:`Prepared` check.
 
     ``keywords`` are :func:`check`'s; ``options`` may replace its option keywords.
@@ -165,7 +178,7 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
     engine = cost_engine(problem, options, n_jobs=rest["n_jobs"], batch_cost=rest["batch_cost"],
                          backend=rest["backend"], chunk_size=rest["chunk_size"], progress=rest["progress"])
     return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started,
-                    {"n_jobs": rest["n_jobs"]})
+                    {"n_jobs": rest["n_jobs"], **_aside(problem)})
 
 
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
@@ -179,6 +192,70 @@ def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_s
     options, _ = _split({k: v for k, v in locals().items() if k != "options"}, options)
     problem = CostProblem(cost, params, NO_GRADIENT, cast)
     return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
+
+
+# ---------------------------------------------------------------------- one layer
+def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: int = 0, **options) -> Report:
+    """Check a layer's backward: the gradient of ``sum(forward(**inputs) * dout)`` w.r.t. every input.
+
+    This is CS231n's ``eval_numerical_gradient_array`` for every input at once: the
+    scalar ``sum(out * dout)`` has exactly the gradients the layer's backward returns for
+    the upstream gradient ``dout``.
+
+    Parameters
+    ----------
+    forward : callable ``forward(**inputs) -> out`` or ``-> (out, cache)``
+        The layer's forward pass (CS231n's layers return ``(out, cache)``).
+    inputs : dict of str -> ndarray
+        float64 arrays, e.g. ``{"x": x, "w": w, "b": b}``; the gradient is checked with
+        respect to every one of them, inputs as well as parameters. Never modified.
+    grads : dict of str -> ndarray, optional
+        The analytic gradients for ``dout``, named as the inputs (``"x"``) or with the
+        ``"d"`` prefix (``"dx"``).
+    backward : callable ``backward(dout, cache)``, optional
+        Instead of ``grads``: returns the gradients in the order of ``inputs``
+        (CS231n's signature, e.g. ``dx, dw, db = affine_backward(dout, cache)``).
+    dout : ndarray of out's shape, optional
+        The upstream gradient; by default seeded standard-normal (the report says so),
+        which checks every entry of the backward (``ones`` would not).
+    seed : int
+        Seed of the default ``dout`` and of the random modes.
+    **options
+        Any option of :func:`check` (``mode``, ``eps``, ``n_jobs``, ...).
+
+    Returns
+    -------
+    Report
+
+    Examples
+    --------
+    >>> import numpy as np, fastcheck as fc
+    >>> def affine_forward(x, w, b):
+    ...     return x @ w + b, (x, w)
+    >>> def affine_backward(dout, cache):
+    ...     x, w = cache
+    ...     return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    >>> rng = np.random.default_rng(0)
+    >>> inputs = {"x": rng.standard_normal((4, 3)), "w": rng.standard_normal((3, 2)), "b": np.zeros(2)}
+    >>> fc.check_layer(affine_forward, inputs, backward=affine_backward).verdict
+    'pass'
+    """
+    if not isinstance(inputs, dict) or not inputs:
+        raise InputError(f"`inputs` must be a non-empty dict name -> float64 array (x, w, b, ...), "
+                         f"got {type(inputs).__name__}")
+    result = forward(**{k: np.array(v, copy=True) for k, v in inputs.items()})  # the user's arrays stay as given
+    out = layer_output(result)
+    cache = result[1] if isinstance(result, tuple) and len(result) > 1 else None
+    if dout is None:
+        dout, note = default_dout(np.shape(out), seed), DOUT_NOTE.format(seed=seed)
+    else:
+        if not isinstance(dout, np.ndarray) or dout.shape != np.shape(out) or dout.dtype != np.float64:
+            raise InputError(f"`dout` must be a float64 array of out's shape {np.shape(out)}, got "
+                             f"{getattr(dout, 'dtype', type(dout).__name__)} {np.shape(dout)}")
+        note = "dout: given (the checked scalar is sum(out * dout))"
+    grads = layer_gradients(inputs, grads, backward, dout, cache)
+    prepared = prepare_check(LayerCost(forward, dout), inputs, grads, seed=seed, **options)
+    return prepared.with_settings(layer=note).run()
 
 
 # ---------------------------------------------------------------------- the built-in MLP
@@ -205,7 +282,7 @@ def _prepare_mlp(options: CheckOptions, rest: dict) -> Prepared:
     net = rest["net"]
     problem = MLPProblem(net, rest["params"], rest["grads"], rest["X"], rest["Y"], rest["cast"])
     engine = mlp_engine(problem, options, n_threads=rest["n_threads"])
-    return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started,
+    return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started, _aside(problem),
                     context={"m": problem.X.shape[1], "l2": net.l2})
 
 

@@ -11,10 +11,10 @@ AssertionError: gradient check FAILED: difference 3.33e-01 ...
 
 from __future__ import annotations
 
-from .api import check
-from .report.model import Report
+from .api import check, check_layer
+from .report import Report
 
-__all__ = ["assert_gradient", "assert_report"]
+__all__ = ["assert_gradient", "assert_layer", "assert_report"]
 
 
 def assert_report(report: Report, *, strict: bool = False) -> Report:
@@ -74,3 +74,13 @@ def assert_gradient(cost, params, grads, *, strict: bool = False, **options) -> 
     """
     __tracebackhide__ = True
     return assert_report(check(cost, params, grads, **options), strict=strict)
+
+
+def assert_layer(forward, inputs, grads=None, *, strict: bool = False, **options) -> Report:
+    """:func:`fastcheck.check_layer`, raising ``AssertionError`` (with the report) unless it passes.
+
+    ``backward=``, ``dout=``, ``seed=`` and every option of :func:`fastcheck.check` are
+    accepted as there; ``strict`` also fails on a ``"warn"`` verdict.
+    """
+    __tracebackhide__ = True
+    return assert_report(check_layer(forward, inputs, grads, **options), strict=strict)

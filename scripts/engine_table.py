@@ -26,7 +26,7 @@ from fastcheck.core.layout import Layout
 from fastcheck.core.selection import stratified_subset
 from fastcheck.engines.mlp.objective import MLPObjective
 from fastcheck.engines.reference import reference_engine
-from fastcheck.report.model import build_report
+from fastcheck.report import build_report
 
 
 def median_time(net, params, grads, X, Y, repeats, **options):

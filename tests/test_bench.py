@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fastcheck.apps.bench import command as bench
+from fastcheck.apps.bench import measure, output
 
 FASTCHECK_ROWS = ["fastcheck batched", "fastcheck reference", "fastcheck directions", "fastcheck subset 1%"]
 
@@ -58,12 +59,12 @@ def test_register_adds_the_subcommand():
 
 def test_growth_exponent_and_extrapolation():
     n = np.array([1e3, 1e4, 1e5, 1e6])
-    exponent, constant = bench.growth_exponent(n, 2e-6 * n**1.3)
+    exponent, constant = measure.growth_exponent(n, 2e-6 * n**1.3)
     assert exponent == pytest.approx(1.3) and constant == pytest.approx(2e-6)
-    assert bench._extrapolate(1000, 10, 1.5, 100, 6.0) == pytest.approx(1.5 + 0.05 * 990)
-    assert bench._extrapolate(1000, 10, 7.0, 100, 6.0) == pytest.approx(60.0)  # noise: proportional
-    assert bench._scaling_width(1000) == 19  # 2*19^2 + 12*19 + 10 = 960
-    assert all(a < b for a, b in zip(bench.SCALING_TARGETS, bench.SCALING_TARGETS[1:]))
+    assert measure._extrapolate(1000, 10, 1.5, 100, 6.0) == pytest.approx(1.5 + 0.05 * 990)
+    assert measure._extrapolate(1000, 10, 7.0, 100, 6.0) == pytest.approx(60.0)  # noise: proportional
+    assert measure._scaling_width(1000) == 19  # 2*19^2 + 12*19 + 10 = 960
+    assert all(a < b for a, b in zip(measure.SCALING_TARGETS, measure.SCALING_TARGETS[1:]))
 
 
 def _result():
@@ -78,7 +79,7 @@ def _result():
 
 
 def test_format_table_labels_extrapolated_rows():
-    text = bench.format_table(_result())
+    text = output.format_table(_result())
     assert "200*" in text and "2e+03" in text and "pass (sample)" in text
     assert "extrapolated from seeded samples" in text and "skipped: jax" in text and "n^0.83" in text
 
@@ -86,10 +87,10 @@ def test_format_table_labels_extrapolated_rows():
 def test_plot_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "bench.png"
-    bench.plot(_result(), str(path))
+    output.plot(_result(), str(path))
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_method_in_process_on_a_sample():
-    out = bench.run_method("fastcheck reference", "S", k=50, repeats=1)
+    out = measure.run_method("fastcheck reference", "S", k=50, repeats=1)
     assert out["passed"] and out["seconds"] > 0 and out["repeats"] == 1

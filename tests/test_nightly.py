@@ -16,7 +16,7 @@ import pytest
 from fastcheck.apps.nightly import command as nightly
 from fastcheck.apps.nightly.command import ChunkStore, main, parse_suite, run_suite
 from fastcheck.apps.nightly.history import History
-from fastcheck.report.model import Report
+from fastcheck.report import Report
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

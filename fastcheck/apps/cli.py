@@ -7,41 +7,29 @@ line on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 from .. import __version__
 from ..api import Plan, plan, plan_mlp, prepare_check, prepare_mlp
 from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
-from ..errors import FastcheckError, InputError
+from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
 from ..pipeline.options import DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from .bugs import BUGS, buggy_gradient
+from .common import EXIT_FAILED, EXIT_OK, Parser, UsageError, check_output, run_command, write_output
 from .networks import NETWORKS, network
 from .problems import import_function
 
 __all__ = ["main", "get_parser"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad command-line usage; becomes one line on stderr and exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, instead of argparse's usage dump
-        raise UsageError(f"{message} (see {self.prog} --help)")
-
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fastcheck", description="Is d-theta really the gradient of J(theta)?")
+    parser = Parser(prog="fastcheck", description="Is d-theta really the gradient of J(theta)?")
     parser.add_argument("--version", action="version", version=f"fastcheck {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
     sub.required = True
 
     demo = sub.add_parser("demo", help="check a built-in network, correct and with a planted bug")
@@ -103,47 +91,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit code."""
-    parser = get_parser()
-    try:
-        args = parser.parse_args(argv)
-        return args.func(args)
-    except (UsageError, FastcheckError) as exc:
-        print(f"fastcheck: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("fastcheck: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `fastcheck check ... | head`: the reader left, stop quietly
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit-time flush quiet
-        return EXIT_OK
-
-
-def _one_line(exc) -> str:
-    return " ".join(str(exc).split())
+    return run_command(get_parser(), argv)
 
 
 def _exit_code(report) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
-
-
-def _check_output(path: str | None, flag: str) -> None:
-    """Refuse an output path whose directory is missing before any work is done."""
-    if path is None:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"{flag} {path!r} is a directory; give a file name")
-    if not target.parent.is_dir():
-        raise UsageError(f"{flag} {path!r}: directory {str(target.parent)!r} does not exist")
-
-
-def _write_output(path: str | None, text: str, flag: str) -> None:
-    if path is None:
-        return
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {flag} {path!r}: {exc.strerror or exc}") from None
 
 
 def _compile_kernels(engine: str, hidden: str, output: str) -> float:
@@ -168,7 +120,7 @@ def _compile_kernels(engine: str, hidden: str, output: str) -> float:
 
 
 def run_demo(args) -> int:
-    _check_output(args.html, "--html")
+    check_output(args.html, "--html")
     started = time.perf_counter()
     net, params, X, Y = network(args.network)
     print(f"fastcheck demo: network {args.network} {net!r}, {X.shape[1]} examples, {net.n_params:,} parameters\n")
@@ -187,14 +139,14 @@ def run_demo(args) -> int:
           f"correct gradient {'passed' if good.passed else 'FAILED'}; "
           f"{time.perf_counter() - started:.2f} s in all")
     if args.html:
-        _write_output(args.html, bad.to_html(f"fastcheck demo: network {args.network}, planted bug {args.bug!r}"),
-                      "--html")
+        write_output(args.html, bad.to_html(f"fastcheck demo: network {args.network}, planted bug {args.bug!r}"),
+                     "--html")
     return EXIT_OK if good.passed and caught else EXIT_FAILED
 
 
 def run_check(args) -> int:
-    _check_output(args.json, "--json")
-    _check_output(args.html, "--html")
+    check_output(args.json, "--json")
+    check_output(args.html, "--html")
     if args.problem:
         if args.layers or args.network or args.bug:
             raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
@@ -211,8 +163,8 @@ def run_check(args) -> int:
         print(str(report).splitlines()[0])
     else:
         print(report)
-    _write_output(args.json, report.to_json(), "--json")
-    _write_output(args.html, report.to_html(), "--html")
+    write_output(args.json, report.to_json(), "--json")
+    write_output(args.html, report.to_html(), "--html")
     return _exit_code(report)
 
 

@@ -12,7 +12,11 @@ from ..errors import InputError
 __all__ = [
     "DEFAULT_EPS",
     "EPS_RANGE",
+    "DEFAULT_WARN",
+    "DEFAULT_FAIL",
+    "VERDICTS",
     "Bounds",
+    "worst_verdict",
     "validate_eps",
     "central_difference",
     "relative_difference",
@@ -28,6 +32,8 @@ EPS_RANGE = (1e-12, 1e-1)
 #: DEFAULT_FAIL on (the method's "worry").
 DEFAULT_WARN = 1e-6
 DEFAULT_FAIL = 1e-3
+#: The verdicts, from best to worst.
+VERDICTS = ("pass", "warn", "fail")
 
 
 def _short(x: float) -> str:
@@ -51,7 +57,9 @@ def validate_eps(eps, where: str = "`eps`") -> float:
 class Bounds:
     """Verdict bands: ``pass`` below ``warn``, ``warn`` below ``fail``, else ``fail``.
 
-    The defaults are the method's: about 1e-7 is great, 1e-3 is worry.
+    The defaults are the method's (:data:`DEFAULT_WARN`, :data:`DEFAULT_FAIL`). This is the
+    one place a difference becomes a verdict: the report, its HTML page and the benchmark
+    table all ask :meth:`verdict`.
     """
 
     warn: float = DEFAULT_WARN
@@ -66,9 +74,21 @@ class Bounds:
             raise InputError(f"verdict bounds need warn <= fail, got warn={self.warn:g}, fail={self.fail:g}")
 
     def verdict(self, difference: float) -> str:
+        """The band of ``difference``: ``"pass"``, ``"warn"`` or ``"fail"`` (NaN fails)."""
         if not difference < self.fail:  # NaN fails too
             return "fail"
         return "pass" if difference < self.warn else "warn"
+
+
+def worst_verdict(verdicts) -> str:
+    """The worst of ``verdicts`` (``"fail"`` over ``"warn"`` over ``"pass"``); ``"pass"`` when empty.
+
+    Examples
+    --------
+    >>> worst_verdict(["pass", "warn", "pass"])
+    'warn'
+    """
+    return max(verdicts, key=VERDICTS.index, default="pass")
 
 
 def central_difference(cost_plus, cost_minus, eps: float):

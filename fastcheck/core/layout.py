@@ -8,6 +8,8 @@ so a coordinate of theta can always be named back (``W2[3, 7]``).
 from __future__ import annotations
 
 import bisect
+import contextlib
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..errors import DtypeError, InputError
 
-__all__ = ["Group", "Layout", "CastWarning"]
+__all__ = ["Group", "Layout", "CastWarning", "call_grads"]
 
 
 class CastWarning(UserWarning):
@@ -60,11 +62,15 @@ class Layout:
         Consecutive groups covering ``theta[0:n_params]``.
     flat : bool
         True when the caller gave a flat 1-D array rather than a dict.
+    sequence : type, optional
+        ``list`` or ``tuple`` when the caller gave a sequence of arrays: the cost then
+        receives one of that type.
     """
 
-    def __init__(self, groups, flat: bool = False):
+    def __init__(self, groups, flat: bool = False, sequence: type | None = None):
         self.groups = tuple(groups)
         self.flat = flat
+        self.sequence = sequence  # list or tuple when params came as one
         self._starts = [g.start for g in self.groups]
         self.n_params = self.groups[-1].stop if self.groups else 0
 
@@ -73,7 +79,8 @@ class Layout:
         return f"Layout({inner})"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Layout) and (self.groups, self.flat) == (other.groups, other.flat)
+        return isinstance(other, Layout) and (self.groups, self.flat, self.sequence) == (
+            other.groups, other.flat, other.sequence)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -92,10 +99,11 @@ class Layout:
 
         Parameters
         ----------
-        params : dict of str -> ndarray, or ndarray of shape (n,)
-            float64 arrays; dict order is theta's order.
+        params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,)
+            float64 arrays; the dict (or sequence) order is theta's order. A sequence's
+            arrays are named ``params[0]``, ``params[1]``, ...
         cast : bool
-            Up-cast real non-float64 arrays to float64 with a :class:`CastWarning`
+            Up-cast real non-float64 arrays to float64 with one :class:`CastWarning`
             instead of raising :class:`DtypeError`.
 
         Returns
@@ -109,38 +117,45 @@ class Layout:
                     f"`params` is an array of shape {params.shape}; pass a flat 1-D array "
                     "or a dict name -> array (e.g. {'W1': ..., 'b1': ...})"
                 )
-            arr = _as_float64(params, "params", cast)
+            with _casts(cast) as up:
+                arr = up(params, "params")
             _require_finite(arr, "params")
             if arr.size == 0:
                 raise InputError("`params` is empty: there is nothing to check")
             layout = cls([Group("theta", arr.shape, 0, arr.size)], flat=True)
             return layout, arr.astype(np.float64, copy=True)
+        sequence = type(params) if isinstance(params, (list, tuple)) else None
+        if sequence is not None:
+            params = {f"params[{i}]": value for i, value in enumerate(params)}
         if not isinstance(params, Mapping):
             raise InputError(
-                f"`params` is a {type(params).__name__}; pass a dict name -> float64 ndarray "
-                "or a flat 1-D float64 ndarray"
+                f"`params` is a {type(params).__name__}; pass a dict name -> float64 ndarray, "
+                "a list of float64 ndarrays or a flat 1-D float64 ndarray"
             )
         if len(params) == 0:
-            raise InputError("`params` is an empty dict: there is nothing to check")
+            kind = "dict" if sequence is None else sequence.__name__
+            raise InputError(f"`params` is an empty {kind}: there is nothing to check")
         groups, arrays, start = [], [], 0
-        for name, value in params.items():
-            if not isinstance(name, str):
-                raise InputError(f"`params` has a key {name!r} of type {type(name).__name__}; keys must be str")
-            where = f"params[{name!r}]"
-            arr = _as_float64(value, where, cast)
-            _require_finite(arr, where)
-            if arr.size == 0:
-                raise InputError(f"`{where}` is empty (shape {arr.shape}): remove it or give it entries")
-            groups.append(Group(name, tuple(arr.shape), start, start + arr.size))
-            arrays.append(arr.ravel(order="C"))
-            start += arr.size
-        return cls(groups), np.concatenate(arrays).astype(np.float64, copy=False)
+        with _casts(cast) as up:
+            for name, value in params.items():
+                if not isinstance(name, str):
+                    raise InputError(f"`params` has a key {name!r} of type {type(name).__name__}; keys must be str")
+                where = name if sequence is not None else f"params[{name!r}]"
+                arr = up(value, where)
+                _require_finite(arr, where)
+                if arr.size == 0:
+                    raise InputError(f"`{where}` is empty (shape {arr.shape}): remove it or give it entries")
+                groups.append(Group(name, tuple(arr.shape), start, start + arr.size))
+                arrays.append(arr.ravel(order="C"))
+                start += arr.size
+        return cls(groups, sequence=sequence), np.concatenate(arrays).astype(np.float64, copy=False)
 
     def flatten_grads(self, grads, *, cast: bool = False) -> np.ndarray:
         """Validate ``grads`` against this layout and return them as a flat float64 vector.
 
-        A dict may name its entries as the parameters (``"W1"``) or with the course's
-        ``"d"`` prefix (``"dW1"``).
+        ``grads`` has the structure of ``params``; a dict may name its entries as the
+        parameters (``"W1"``) or with the course's ``"d"`` prefix (``"dW1"``), and may
+        hold other gradients too (see :meth:`grad_keys`).
         """
         if self.flat:
             if isinstance(grads, Mapping) or not isinstance(grads, np.ndarray):
@@ -148,47 +163,73 @@ class Layout:
                     f"`params` is a flat array but `grads` is a {type(grads).__name__}; "
                     "pass grads as a flat float64 array of the same length"
                 )
-            arr = _as_float64(grads, "grads", cast)
+            with _casts(cast) as up:
+                arr = up(grads, "grads")
             if arr.shape != self.groups[0].shape:
                 raise InputError(
                     f"`grads` has shape {arr.shape} but `params` has shape {self.groups[0].shape}"
                 )
             _require_finite(arr, "grads")
             return arr.astype(np.float64, copy=True)
+        if self.sequence is not None and isinstance(grads, (list, tuple)):
+            if len(grads) != len(self.groups):
+                raise InputError(f"`grads` has {len(grads)} arrays but `params` has {len(self.groups)}")
+            grads = {g.name: value for g, value in zip(self.groups, grads)}
         if not isinstance(grads, Mapping):
             raise InputError(
                 f"`grads` is a {type(grads).__name__}; pass a dict with the same names as "
                 f"`params` ({', '.join(self.names)}) or their 'd' forms (d{self.names[0]}, ...)"
             )
-        used, parts = set(), []
-        for g in self.groups:
-            candidates = [k for k in (g.name, "d" + g.name) if k in grads]
-            if not candidates:
-                raise InputError(
-                    f"`grads` has no entry for params[{g.name!r}] (looked for {g.name!r} and "
-                    f"{'d' + g.name!r}); it has {', '.join(map(repr, grads)) or 'nothing'}"
-                )
-            if len(candidates) == 2:
-                raise InputError(
-                    f"`grads` has both {g.name!r} and {'d' + g.name!r}: keep only one of them"
-                )
-            key = candidates[0]
-            used.add(key)
-            where = f"grads[{key!r}]"
-            arr = _as_float64(grads[key], where, cast)
-            if arr.shape != g.shape:
-                raise InputError(
-                    f"`{where}` has shape {arr.shape} but `params[{g.name!r}]` has shape {g.shape}"
-                )
-            _require_finite(arr, where)
-            parts.append(arr.ravel(order="C"))
-        extra = [k for k in grads if k not in used]
-        if extra:
-            raise InputError(
-                f"`grads` has {', '.join(map(repr, extra))} which match no parameter; "
-                f"parameters are {', '.join(self.names)}"
-            )
+        chosen, _ = self.grad_keys(grads)
+        parts = []
+        with _casts(cast) as up:
+            for g in self.groups:
+                key = chosen[g.name]
+                where = key if self.sequence is not None else f"grads[{key!r}]"
+                arr = up(grads[key], where)
+                if arr.shape != g.shape:
+                    param = g.name if self.sequence is not None else f"params[{g.name!r}]"
+                    raise InputError(f"`{where}` has shape {arr.shape} but `{param}` has shape {g.shape}")
+                _require_finite(arr, where)
+                parts.append(arr.ravel(order="C"))
         return np.concatenate(parts).astype(np.float64, copy=True)
+
+    def grad_keys(self, grads: Mapping) -> tuple[dict[str, str], list[str]]:
+        """Which key of a gradients dict holds each group's gradient, and the keys left aside.
+
+        A group's gradient is named as the parameter (``"W1"``) or with the course's ``"d"``
+        prefix (``"dW1"``). When every group has its ``"d"`` form among the keys, those are
+        used (so parameters named ``W`` and ``dW`` take ``dW`` and ``ddW``); otherwise exact
+        names come first and ``"d"`` forms fill in. Keys that match no group are left
+        aside when they cannot be a parameter's gradient: the course's intermediate
+        gradients (``dA2``, ``dZ1``, ...) and names unlike any parameter's; a key that looks
+        like a typo of a parameter's name (``dw1`` beside ``W1``) is an error.
+        """
+        names = self.names
+        d_forms = {"d" + n for n in names}
+        for n in names:
+            if n in grads and "d" + n in grads and "d" + n not in names and n not in d_forms:
+                raise InputError(f"`grads` has both {n!r} and {'d' + n!r}: keep only one of them")
+        if all("d" + n in grads for n in names):
+            chosen = {n: "d" + n for n in names}
+        else:
+            chosen = {n: n for n in names if n in grads}
+            taken = set(chosen.values())
+            for n in names:
+                if n not in chosen and "d" + n in grads and "d" + n not in taken:
+                    chosen[n] = "d" + n
+            for n in names:
+                if n not in chosen:
+                    raise InputError(
+                        f"`grads` has no entry for params[{n!r}] (looked for {n!r} and {'d' + n!r}); "
+                        f"it has {', '.join(map(repr, grads)) or 'nothing'}")
+        used = set(chosen.values())
+        extra = [k for k in grads if k not in used]
+        typos = [k for k in extra if not isinstance(k, str) or _looks_like(k, names)]
+        if typos:
+            raise InputError(f"`grads` has {', '.join(map(repr, typos))} which match no parameter; "
+                             f"parameters are {', '.join(names)}")
+        return chosen, extra
 
     # ------------------------------------------------------------------ views
     def unflatten(self, theta: np.ndarray, *, readonly: bool = False):
@@ -204,7 +245,7 @@ class Layout:
             if readonly:
                 view.flags.writeable = False
             out[g.name] = view
-        return out
+        return out if self.sequence is None else self.sequence(out.values())
 
     def locate(self, flat_index: int) -> tuple[Group, tuple[int, ...]]:
         """The group holding ``theta[flat_index]`` and the index into that group's array."""
@@ -226,33 +267,68 @@ class Layout:
     # ------------------------------------------------------------------ helpers
     def resolve_grads(self, grads, params, *, cast: bool = False) -> np.ndarray:
         """Like :meth:`flatten_grads`, calling ``grads(params)`` first when it is callable."""
-        if isinstance(grads, Callable) and not isinstance(grads, (Mapping, np.ndarray)):
-            try:
-                grads = grads(params)
-            except Exception as exc:  # report the user's failure with context
-                raise InputError(f"`grads` is callable and raised {type(exc).__name__}: {exc}") from exc
-        return self.flatten_grads(grads, cast=cast)
+        return self.flatten_grads(call_grads(grads, params), cast=cast)
 
 
-def _as_float64(value, where: str, cast: bool) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise DtypeError(
-            f"`{where}` is a {type(value).__name__}, not a numpy array; "
-            "convert it with np.asarray(value, dtype=np.float64)"
-        )
-    if value.dtype == np.float64:
-        return value
-    if cast and (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-        warnings.warn(f"`{where}` up-cast from {value.dtype} to float64 (cast=True)", CastWarning, stacklevel=4)
-        return value.astype(np.float64)
-    hint = "" if np.issubdtype(value.dtype, np.complexfloating) else (
-        ", or pass cast=True to up-cast with a warning"
-    )
-    raise DtypeError(
-        f"`{where}` has dtype {value.dtype}; gradient checks need float64 "
-        f"(central differences with eps=1e-7 drown in float32 rounding): "
-        f"convert it with .astype(np.float64){hint}"
-    )
+def call_grads(grads, params):
+    """``grads(params)`` when ``grads`` is callable (a user's backprop), else ``grads`` itself."""
+    if isinstance(grads, Callable) and not isinstance(grads, (Mapping, np.ndarray)):
+        try:
+            return grads(params)
+        except Exception as exc:  # report the user's failure with context
+            raise InputError(f"`grads` is callable and raised {type(exc).__name__}: {exc}") from exc
+    return grads
+
+
+@contextlib.contextmanager
+def _casts(cast: bool):
+    """Yield ``up(value, where)``, the float64 array of ``value``; with ``cast``, one warning for all up-casts."""
+    done = []
+
+    def up(value, where: str) -> np.ndarray:
+        if not isinstance(value, np.ndarray):
+            raise DtypeError(
+                f"`{where}` is a {type(value).__name__}, not a numpy array; "
+                "convert it with np.asarray(value, dtype=np.float64)"
+            )
+        if value.dtype == np.float64:
+            return value
+        integer = np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_
+        real = integer or np.issubdtype(value.dtype, np.floating)
+        if cast and real:
+            done.append(f"{where} {value.dtype} to float64")
+            return value.astype(np.float64)
+        why = ("an integer array cannot take a step of eps" if integer
+               else f"central differences with eps=1e-7 drown in {value.dtype} rounding" if real
+               else "the check works on real float64 values")
+        hint = ", or pass cast=True to up-cast with a warning" if real else ""
+        raise DtypeError(f"`{where}` has dtype {value.dtype}; gradient checks need float64 ({why}): "
+                         f"convert it with .astype(np.float64){hint}")
+
+    yield up
+    if done:
+        warnings.warn(f"up-cast (cast=True): {', '.join(done)}", CastWarning, stacklevel=4)
+
+
+def _looks_like(key: str, names) -> bool:
+    """Whether an unmatched gradient key looks like a typo of a parameter's name or of its d form.
+
+    The course's intermediate gradients (dA1, dZ2, ...) never do.
+    """
+    if re.fullmatch(r"d[AZ]\d+", key):
+        return False
+    low = key.lower()
+    return any(low == form or _one_edit(low, form) for n in names for form in (n.lower(), "d" + n.lower()))
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` differ by exactly one substitution, insertion or deletion."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b)) == 1
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
 
 
 def _require_finite(arr: np.ndarray, where: str) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import CostError, DtypeError, MutationError, NondeterministicCostError
 from .layout import Layout
 
-__all__ = ["CostObjective", "as_cost_value", "perturbation_label", "require_deterministic"]
+__all__ = ["CostObjective", "as_cost_value", "describe_value", "perturbation_label", "require_deterministic"]
 
 
 def perturbation_label(layout: Layout, coordinate: int | None, sign: int) -> str:
@@ -25,8 +25,25 @@ def perturbation_label(layout: Layout, coordinate: int | None, sign: int) -> str
     return f"{layout.describe(coordinate)} {'+' if sign > 0 else '-'} eps"
 
 
+def describe_value(value) -> str:
+    """A short description of what user code returned, for messages: arrays by shape, never whole."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    if isinstance(value, dict):
+        return f"a dict with keys {', '.join(map(repr, list(value)[:8]))}{', ...' if len(value) > 8 else ''}"
+    if isinstance(value, (tuple, list)):
+        kinds = ", ".join(type(v).__name__ for v in value[:4]) + (", ..." if len(value) > 4 else "")
+        return f"a {type(value).__name__} of {len(value)} items ({kinds})"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
 def as_cost_value(value, where: str) -> float:
     """Return ``value`` as a Python float, or raise :class:`CostError` naming ``where``."""
+    if isinstance(value, tuple) and len(value) == 2:
+        raise CostError(f"the cost returned {describe_value(value)} at {where}; it must return a float. A cost "
+                        "that returns (loss, grads), as CS231n's model.loss does, is read as such when `grads` "
+                        "is not given: fc.check(loss_fn, params)")
     if isinstance(value, np.ndarray):
         if value.size != 1:
             raise CostError(
@@ -35,7 +52,7 @@ def as_cost_value(value, where: str) -> float:
             )
         value = value.reshape(())[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise CostError(f"the cost returned {type(value).__name__} {value!r} at {where}; it must return a float")
+        raise CostError(f"the cost returned {describe_value(value)} at {where}; it must return a float")
     if isinstance(value, np.floating) and value.dtype != np.float64:
         raise DtypeError(
             f"the cost returned {value.dtype} at {where}; compute it in float64 so that "
@@ -56,11 +73,12 @@ class CostObjective:
 
     has_kinks = False
 
-    def __init__(self, cost, layout: Layout):
+    def __init__(self, cost, layout: Layout, returns_grads: bool = False):
         if not callable(cost):
             raise CostError(f"`cost` is a {type(cost).__name__}, not a callable cost(params) -> float")
         self.cost = cost
         self.layout = layout
+        self.returns_grads = returns_grads  # the cost returns (loss, grads): only the loss is used
 
     def evaluate(self, theta: np.ndarray, coordinate: int | None = None, sign: int = 0,
                  where: str | None = None) -> float:
@@ -79,6 +97,8 @@ class CostObjective:
             raise CostError(f"the cost raised {type(exc).__name__} at {where}: {exc}") from exc
         except Exception as exc:
             raise CostError(f"the cost raised {type(exc).__name__} at {where}: {exc}") from exc
+        if self.returns_grads and isinstance(value, tuple) and len(value) == 2:
+            value = value[0]
         return as_cost_value(value, where)
 
     def __call__(self, theta: np.ndarray, coordinate: int, sign: int) -> tuple[float, bool]:

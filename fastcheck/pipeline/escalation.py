@@ -16,7 +16,7 @@ from ..core.finite import relative_errors
 from ..core.layout import Layout
 from ..core.results import Evaluations, merge_evaluations
 from ..engines.base import Engine
-from ..report.model import Report
+from ..report import Report
 from . import options as defaults
 from .options import CheckOptions
 

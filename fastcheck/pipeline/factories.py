@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
-from ..core.layout import Layout
-from ..core.objective import CostObjective
+from ..core.layout import Layout, call_grads
+from ..core.objective import CostObjective, describe_value
 from ..core.selection import stratified_subset
 from ..engines.base import Engine
 from ..engines.mlp.directions import mlp_evaluate_directions
 from ..engines.mlp.objective import MLPObjective
 from ..engines.mlp.stacked import BaseState
 from ..engines.reference import evaluate_directions, reference_engine
-from ..errors import InputError
+from ..errors import CostError, InputError
 from ..mlp.functions import PIECEWISE_LINEAR
 from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
 
-__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT"]
+__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
 
 #: The batched engine's seconds per coordinate on 64 examples, a priori (measured on
 #: network M): piecewise-linear hidden layers take the margin shortcut, smooth ones the
@@ -27,27 +28,59 @@ __all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIEN
 BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 2e-5}
 
 
+class _Marker:
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 #: Passed as ``grads`` by plans, which evaluate no gradient.
-NO_GRADIENT = object()
+NO_GRADIENT = _Marker("<no gradient>")
+#: ``grads`` not given: the cost returns ``(loss, grads)`` (CS231n's ``model.loss``).
+FROM_COST = _Marker("<from the cost's (loss, grads)>")
 
 
 def _layout_and_gradient(params, grads, cast: bool):
-    """(layout, theta, analytic gradient) of validated ``params`` and ``grads``."""
+    """(layout, theta, analytic gradient, gradient keys left aside) of validated ``params`` and ``grads``."""
     layout, theta = Layout.from_params(params, cast=cast)
     if grads is NO_GRADIENT:
-        return layout, theta, np.zeros(layout.n_params)
+        return layout, theta, np.zeros(layout.n_params), []
+    grads = call_grads(grads, params)
     if grads is None:
         raise InputError("`grads` is None: there is no gradient to check (did the backprop forget to `return` "
                          "its gradients?); pass the analytic gradient in the structure of `params`")
-    return layout, theta, layout.resolve_grads(grads, params, cast=cast)
+    analytic = layout.flatten_grads(grads, cast=cast)
+    aside = layout.grad_keys(grads)[1] if isinstance(grads, Mapping) and not layout.flat else []
+    return layout, theta, analytic, aside
+
+
+def _gradient_from_cost(cost, params):
+    """The ``grads`` of a cost returning ``(loss, grads)``, from one call at the unperturbed parameters."""
+    if not callable(cost):
+        return None  # the objective names the problem
+    try:
+        value = cost(params)
+    except Exception as exc:
+        raise CostError(f"the cost raised {type(exc).__name__} at the unperturbed parameters: {exc}") from exc
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise InputError(f"`grads` is not given and the cost returned {describe_value(value)}, not (loss, grads): "
+                         "pass the analytic gradient as `grads`, or return (loss, grads) from the cost")
+    return value[1]
 
 
 class CostProblem:
     """A user's cost, its parameters and the gradient under test, validated and timed once."""
 
     def __init__(self, cost, params, grads, cast: bool):
-        self.layout, self.theta, self.analytic = _layout_and_gradient(params, grads, cast)
-        self.objective = CostObjective(cost, self.layout)
+        if grads is FROM_COST:
+            grads = _gradient_from_cost(cost, params)
+            self.objective_flags = {"returns_grads": True}
+        else:
+            self.objective_flags = {}
+        self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
+        self.objective = CostObjective(cost, self.layout, **self.objective_flags)
         tic = time.perf_counter()
         self.objective.cost_at_theta = self.objective.base(self.theta)
         self.seconds = (time.perf_counter() - tic) / 2  # base() evaluates twice
@@ -80,7 +113,7 @@ class MLPProblem:
     def __init__(self, net, params, grads, X, Y, cast: bool):
         net.validate_params(params)
         self.net = net
-        self.layout, self.theta, self.analytic = _layout_and_gradient(params, grads, cast)
+        self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
         self.X, self.Y = net.validate_data(X, Y)
 
 

@@ -17,7 +17,7 @@ from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN, Bounds, valid
 from ..core.limits import DEFAULT_MAX_MEMORY
 from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..errors import InputError
-from ..report.model import GUARANTEE_FRACTION
+from ..report import GUARANTEE_FRACTION
 
 __all__ = ["CheckOptions", "MODES", "KINK_POLICIES", "MLP_ENGINES", "COST_ENGINES", "DEFAULT_DIRECTIONS",
            "ESCALATE_SECONDS", "ESCALATE_MIN", "DEFAULT_MAX_MEMORY", "python_name", "expect", "type_name"]

@@ -11,7 +11,7 @@ from ..core.layout import Layout
 from ..core.results import Evaluations
 from ..engines.base import Engine
 from ..errors import InputError
-from ..report.model import Report, build_report
+from ..report import Report, build_report
 from .escalation import escalate
 from .options import CheckOptions
 from .plan import Plan, fit_budget, make_plan, what_to_check

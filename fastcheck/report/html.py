@@ -24,6 +24,9 @@ from html import escape
 
 import numpy as np
 
+from ..core.finite import Bounds
+from .text import group_rows, guarantee_lines, headline, kink_line
+
 __all__ = ["report_html", "index_html", "HEAT_CELLS"]
 
 #: A heat map has at most this many cells a side; larger matrices are max-pooled.
@@ -58,14 +61,14 @@ _HATCH = ('<svg width="0" height="0" style="position:absolute" aria-hidden="true
 
 def report_html(report, title: str | None = None) -> str:
     """The page for ``report`` (a :class:`fastcheck.Report`), headed ``title`` (default "fastcheck report")."""
-    warn, fail = report.settings["warn"], report.settings["fail"]
-    head, coverage = report._headline()
+    bounds = Bounds(warn=report.settings["warn"], fail=report.settings["fail"])
+    head, coverage = headline(report)
     title = title or "fastcheck report"
     body = [f"<h1>{escape(title)}</h1>", f'<p class="verdict {report.verdict}">{escape(head)}</p>',
             f"<p>{escape(coverage)}</p>"]
-    body += [f"<p>{escape(line)}</p>" for line in report._guarantee_lines() if line]
+    body += [f"<p>{escape(line)}</p>" for line in guarantee_lines(report)]
     if report.n_kinks:
-        body.append(f"<p>{escape(report._kink_line())}</p>")
+        body.append(f"<p>{escape(kink_line(report))}</p>")
     if report.failing_groups:
         body.append(f"<p><strong>wrong: {escape(', '.join(report.failing_groups))}</strong></p>")
     body += ["<h2>Groups</h2>", _groups_table(report)]
@@ -73,9 +76,9 @@ def report_html(report, title: str | None = None) -> str:
         body += ["<h2>Diagnosis</h2>", "<ul>"]
         body += [f"<li><code>{escape(name)}</code>: {escape(text)}</li>" for name, text in report.diagnoses.items()]
         body.append("</ul>")
-    body += _worst_tables(report, warn, fail)
-    body += ["<h2>Difference per group</h2>", _difference_plot(report, warn, fail)]
-    body += _error_plots(report, warn, fail)
+    body += _worst_tables(report, bounds)
+    body += ["<h2>Difference per group</h2>", _difference_plot(report, bounds)]
+    body += _error_plots(report, bounds)
     settings = escape(json.dumps(report.settings, indent=1, sort_keys=True, default=str))
     body.append(f"<details><summary>settings</summary><pre>{settings}</pre></details>")
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -113,7 +116,7 @@ def _table(header, rows, classes=None) -> str:
 
 def _groups_table(report) -> str:
     rows, classes = [], []
-    for g in report.groups + ([report.overall_directions] if report.overall_directions else []):
+    for g in group_rows(report):
         checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked:,}/{g.size:,}"
         method = g.method + (", escalated" if g.escalated else "")
         rows.append([(g.name, False), ("x".join(map(str, g.shape)) or "()", True), (checked, True),
@@ -123,7 +126,7 @@ def _groups_table(report) -> str:
     return _table(["group", "shape", "checked", "difference", "verdict", "wrong", "kinks", "method"], rows, classes)
 
 
-def _worst_tables(report, warn, fail) -> list[str]:
+def _worst_tables(report, bounds) -> list[str]:
     out = []
     worst = report.worst(WORST_ROWS)
     if worst and worst[0].rel_error > 0:
@@ -132,25 +135,22 @@ def _worst_tables(report, warn, fail) -> list[str]:
                 for e in worst]
         out += ["<h2>Worst entries</h2>",
                 _table(["entry", "analytic", "numeric", "abs error", "rel error", "kink"], rows,
-                       [_band(e.rel_error, warn, fail) for e in worst])]
+                       [bounds.verdict(e.rel_error) for e in worst])]
     directions = report.worst_directions(5)
     if directions:
         rows = [[(d.group, False), (str(d.number), True), (f"{d.analytic:.6e}", True), (f"{d.numeric:.6e}", True),
                  (f"{d.rel_error:.2e}", True)] for d in directions]
         out += ["<h2>Worst directions</h2>",
                 _table(["group", "direction", "u . grad", "central difference", "rel error"], rows,
-                       [_band(d.rel_error, warn, fail) for d in directions])]
+                       [bounds.verdict(d.rel_error) for d in directions])]
     return out
 
 
 # ---------------------------------------------------------------------- colours and axes
-def _band(value: float, warn: float, fail: float) -> str:
-    return "pass" if value < warn else "warn" if value < fail else "fail"  # NaN fails
-
-
-def _colour(value: float, warn: float, fail: float) -> str:
+def _colour(value: float, bounds: Bounds) -> str:
     """A ramp per band, lighter to darker as ``value`` grows (log scale) within its band."""
-    band = _band(value, warn, fail)
+    band = bounds.verdict(value)
+    warn, fail = bounds.warn, bounds.fail
     lo, hi = {"pass": (10.0 ** LOWEST, warn), "warn": (warn, fail), "fail": (fail, 1.0)}[band]
     t = (math.log10(max(value, lo)) - math.log10(lo)) / max(math.log10(hi / lo), 1e-9) if value == value else 1.0
     _, light, dark = _BAND[band]
@@ -170,11 +170,12 @@ class _LogAxis:
         e = min(max(e, self.lo), self.hi)
         return self.x0 + (e - self.lo) / (self.hi - self.lo) * (self.x1 - self.x0)
 
-    def edges(self, warn: float, fail: float) -> list[tuple[str, float, float]]:
-        return [("pass", self.x0, self(warn)), ("warn", self(warn), self(fail)), ("fail", self(fail), self.x1)]
+    def edges(self, bounds: Bounds) -> list[tuple[str, float, float]]:
+        warn, fail = self(bounds.warn), self(bounds.fail)
+        return [("pass", self.x0, warn), ("warn", warn, fail), ("fail", fail, self.x1)]
 
-    def bands(self, y0: float, y1: float, warn: float, fail: float) -> list[str]:
-        return [_rect(a, y0, b - a, y1 - y0, _BAND[band][0]) for band, a, b in self.edges(warn, fail) if b > a]
+    def bands(self, y0: float, y1: float, bounds: Bounds) -> list[str]:
+        return [_rect(a, y0, b - a, y1 - y0, _BAND[band][0]) for band, a, b in self.edges(bounds) if b > a]
 
     def ticks(self, y0: float, y1: float) -> list[str]:
         """Decade grid lines from y0 to y1 and labels below y1, every 1, 2 or 4 decades."""
@@ -213,20 +214,17 @@ def _short(name: str, n: int = 16) -> str:
 
 
 # ---------------------------------------------------------------------- plots
-def _difference_plot(report, warn, fail) -> str:
+def _difference_plot(report, bounds) -> str:
     """One row per group: its difference as a dot on a log axis over the verdict bands."""
-    rows = [(g.name, g.difference, g.verdict) for g in report.groups]
-    if report.overall_directions:
-        rows.append((report.overall_directions.name, report.overall_directions.difference,
-                     report.overall_directions.verdict))
+    rows = [(g.name, g.difference, g.verdict) for g in group_rows(report)]
     rows.append(("overall", report.difference, report.verdict))
     positive = [d for _, d, _ in rows if d > 0 and math.isfinite(d)]
     lo = max(min([LOWEST] + [math.floor(math.log10(d)) for d in positive]), -20)
     left, width, row_h, top = 120, 460, 18, 18
     axis = _LogAxis(lo, 0, left, left + width)
     bottom = top + row_h * len(rows)
-    parts = axis.bands(top, bottom, warn, fail) + axis.ticks(top, bottom)
-    parts += [_text((a + b) / 2, top - 5, band, "middle") for band, a, b in axis.edges(warn, fail) if b - a > 24]
+    parts = axis.bands(top, bottom, bounds) + axis.ticks(top, bottom)
+    parts += [_text((a + b) / 2, top - 5, band, "middle") for band, a, b in axis.edges(bounds) if b - a > 24]
     for k, (name, d, verdict) in enumerate(rows):
         y = top + row_h * (k + 0.5)
         if k == len(rows) - 1:
@@ -239,7 +237,7 @@ def _difference_plot(report, warn, fail) -> str:
     return _svg(left + width + 70, bottom + 20, parts, "difference per group on a log axis", "differences")
 
 
-def _histogram(caption: str, rel: np.ndarray, kink: np.ndarray, noun: str, warn: float, fail: float) -> str:
+def _histogram(caption: str, rel: np.ndarray, kink: np.ndarray, noun: str, bounds: Bounds) -> str:
     """Decade-binned counts of ``rel`` (kinks stacked in their own colour); bar heights on a log scale."""
     with np.errstate(divide="ignore"):
         decade = np.floor(np.log10(np.maximum(rel, 10.0 ** LOWEST)))
@@ -251,13 +249,13 @@ def _histogram(caption: str, rel: np.ndarray, kink: np.ndarray, noun: str, warn:
     left, width, height, top = 16, 16 * n_bins, 90, 14
     axis = _LogAxis(LOWEST, 0, left, left + width)
     scale = height / math.log10(1 + max(int((counted + kinked).max()), 1))
-    parts = axis.bands(top, top + height, warn, fail) + axis.ticks(top + height, top + height)
+    parts = axis.bands(top, top + height, bounds) + axis.ticks(top + height, top + height)
     for b in range(n_bins):
         x0, x1 = axis(10.0 ** (b + LOWEST)) + 1, axis(10.0 ** (b + LOWEST + 1)) - 1
         span = f"< 1e{b + LOWEST + 1}" if b == 0 else f"[1e{b + LOWEST}, 1e{b + LOWEST + 1})"
         y = top + height
         total = 0
-        for count, fill, what in ((counted[b], _BAND[_band(10.0 ** (b + LOWEST + 0.5), warn, fail)][2], ""),
+        for count, fill, what in ((counted[b], _BAND[bounds.verdict(10.0 ** (b + LOWEST + 0.5))][2], ""),
                                   (kinked[b], _KINK, " crossing a kink")):
             if count:
                 h = (math.log10(1 + total + count) - math.log10(1 + total)) * scale
@@ -270,28 +268,28 @@ def _histogram(caption: str, rel: np.ndarray, kink: np.ndarray, noun: str, warn:
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
-def _error_plots(report, warn, fail) -> list[str]:
+def _error_plots(report, bounds) -> list[str]:
     include = report.settings.get("kinks") == "include"
     figures, maps = [], []
     by_group: dict[str, list] = {}
     for d in report.directions:
         by_group.setdefault(d.group, []).append(d)
-    for g in report.groups + ([report.overall_directions] if report.overall_directions else []):
+    for g in group_rows(report):
         if g.method == "coordinates" and report.has_entries and g.checked:
             positions, rel, kink = report.entry_errors(g.name)
             figures.append(_histogram(f"{g.name}: {g.checked:,} coordinates" + (f", {g.kinks} kinks" if g.kinks
-                                      else ""), rel, kink, "entries", warn, fail))
+                                      else ""), rel, kink, "entries", bounds))
             if len(g.shape) == 2 and (g.wrong_entries or g.verdict == "fail"):
-                maps.append(_heat_map(g, positions, rel, np.zeros_like(kink) if include else kink, warn, fail))
+                maps.append(_heat_map(g, positions, rel, np.zeros_like(kink) if include else kink, bounds))
         elif by_group.get(g.name):
             rows = by_group[g.name]
             figures.append(_histogram(f"{g.name}: {len(rows)} directions", np.array([d.rel_error for d in rows]),
-                                      np.array([d.kink for d in rows]), "directions", warn, fail))
+                                      np.array([d.kink for d in rows]), "directions", bounds))
     out = []
     if maps:
         legend = "".join(f'<span class="sw" style="background:{c}"></span>{escape(t)}' for c, t in (
-            (_colour(1e-12, warn, fail), f"< {warn:.0e}"), (_colour(warn, warn, fail), "warn"),
-            (_colour(0.1, warn, fail), "fail"), (_KINK, "kink only"),
+            (_colour(1e-12, bounds), f"< {bounds.warn:.0e}"), (_colour(bounds.warn, bounds), "warn"),
+            (_colour(0.1, bounds), "fail"), (_KINK, "kink only"),
             ("repeating-linear-gradient(45deg,#f4f4f4 0 2px,#b0b0b0 2px 3px)", "not checked")))
         out += ["<h2>Where the errors are</h2>",
                 f'<p class="note">Largest relative error per cell (hover a cell for its entries).{legend}</p>',
@@ -307,7 +305,7 @@ def _error_plots(report, warn, fail) -> list[str]:
     return out
 
 
-def _heat_map(g, positions, rel, kink, warn, fail) -> str:
+def _heat_map(g, positions, rel, kink, bounds) -> str:
     """The relative error of a 2-D group over its matrix, max-pooled to at most HEAT_CELLS a side."""
     n_rows, n_cols = g.shape
     value = np.full(g.size, -np.inf)
@@ -334,7 +332,7 @@ def _heat_map(g, positions, rel, kink, warn, fail) -> str:
             where = f"{g.name}[{r0}, {c0}]" if single else f"{g.name}[{r0}:{r1}, {c0}:{c1}]"
             v = top_value[i, j]
             if v > -np.inf:
-                fill, cls, note = _colour(v, warn, fail), _band(v, warn, fail), f"{'' if single else 'max '}{v:.2e}"
+                fill, cls, note = _colour(v, bounds), bounds.verdict(v), f"{'' if single else 'max '}{v:.2e}"
             elif any_checked[i, j]:
                 fill, cls, note = _KINK, "kink", "kink (left out)"
             else:

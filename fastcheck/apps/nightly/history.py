@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ...errors import InputError
+from ...report.text import text_table
 
 __all__ = ["History", "Regression", "REGRESSION_FACTOR", "REGRESSION_FLOOR", "format_history", "text_table"]
 
@@ -190,12 +191,6 @@ class History:
             r["groups"] = [dict(zip(("name", "difference", "verdict"), g)) for g in self._db.execute(
                 "SELECT name, difference, verdict FROM groups WHERE result_id=? ORDER BY position", (r["id"],))]
         return rows
-
-
-def text_table(rows) -> list[str]:
-    """Rows of cells as lines, columns left-aligned and two spaces apart."""
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
 
 
 def _fmt(value) -> str:

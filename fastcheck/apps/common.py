@@ -1,0 +1,98 @@
+"""What the command-line front doors share: exit codes, the argument parser, one-line
+errors and the checks of output paths.
+
+``fastcheck`` (:mod:`fastcheck.apps.cli`) and ``python -m fastcheck.apps.bench`` both run
+through :func:`run_command`, so bad usage or input is always one line on stderr and exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..errors import FastcheckError
+
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "UsageError", "Parser", "one_line",
+           "run_command", "check_output", "write_output"]
+
+#: Nothing failed; a gradient check (or the planted bug's detection) failed; bad usage or input.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Interrupted (Ctrl-C), as a shell reports SIGINT.
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad command-line usage; becomes one line on stderr and exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors raise :class:`UsageError` instead of printing the usage and exiting."""
+
+    def error(self, message):  # one line, exit 2, instead of argparse's usage dump
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` with its whitespace (newlines included) collapsed to single spaces."""
+    return " ".join(str(exc).split())
+
+
+def run_command(parser: argparse.ArgumentParser, argv) -> int:
+    """Parse ``argv`` with ``parser`` and call the chosen subcommand's ``func(args)``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        A :class:`Parser` whose subcommands ``set_defaults(func=...)``.
+    argv : list of str or None
+        The arguments (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The subcommand's exit code; :data:`EXIT_USAGE` after a :class:`UsageError` or a
+        fastcheck error (printed as one line on stderr), :data:`EXIT_INTERRUPTED` after
+        Ctrl-C, :data:`EXIT_OK` when the reader of stdout went away.
+    """
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except (UsageError, FastcheckError) as exc:
+        print(f"fastcheck: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fastcheck: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `fastcheck check ... | head`: the reader left, stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit-time flush quiet
+        return EXIT_OK
+
+
+def check_output(path: str | None, flag: str) -> None:
+    """Refuse an output path whose directory is missing before any work is done.
+
+    Raises
+    ------
+    UsageError
+        When ``path`` is a directory or its directory does not exist (``flag`` names the option).
+    """
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path!r} is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise UsageError(f"{flag} {path!r}: directory {str(target.parent)!r} does not exist")
+
+
+def write_output(path: str | None, text: str, flag: str) -> None:
+    """Write ``text`` to ``path`` (UTF-8) when given; a failure is a :class:`UsageError` naming ``flag``."""
+    if path is None:
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path!r}: {exc.strerror or exc}") from None

@@ -1,0 +1,132 @@
+"""The report as text: the headline, the group and worst-entry tables, and the lines on
+guarantees, kinks and diagnoses.
+
+``str(report)`` is :func:`report_text`; the HTML page (:mod:`fastcheck.report.html`) takes
+its headline and lines from here too, so the two never disagree. :func:`text_table` draws
+every plain-text table of fastcheck (the report's, the nightly summary and history, the
+benchmark table).
+"""
+
+from __future__ import annotations
+
+__all__ = ["text_table", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines"]
+
+#: The verdict as the headline says it.
+HEADLINES = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}
+#: Rows of the worst-entries table of the text report.
+WORST_ROWS = 5
+#: Kink coordinates named in the kink line.
+KINKS_SHOWN = 5
+
+
+def text_table(rows, align: str | None = None, indent: str = "  ") -> list[str]:
+    """Rows of cells (strings; the first row is the header) as lines of a table.
+
+    Parameters
+    ----------
+    rows : sequence of sequences of str
+    align : str, optional
+        One letter per column, ``"l"`` (left-aligned) or ``"r"`` (right-aligned);
+        default: every column left-aligned.
+    indent : str
+        Put before every line.
+
+    Returns
+    -------
+    list of str
+        One line per row, columns two spaces apart, trailing spaces dropped.
+    """
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    align = align or "l" * len(widths)
+    return [indent + "  ".join(cell.rjust(w) if a == "r" else cell.ljust(w)
+                               for cell, w, a in zip(r, widths, align)).rstrip() for r in rows]
+
+
+def group_rows(report) -> list:
+    """The report's group rows, then the row of the directions over all of theta, if any."""
+    return report.groups + ([report.overall_directions] if report.overall_directions else [])
+
+
+def report_text(report) -> str:
+    """The readable report: headline, group table, guarantee, worst entries, kinks, diagnoses."""
+    head, coverage = headline(report)
+    lines = [head, "  " + coverage]
+    rows = [("group", "shape", "checked", "kinks", "wrong", "difference", "verdict")]
+    for g in group_rows(report):
+        checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked}/{g.size}"
+        verdict = g.verdict + (" (escalated)" if g.escalated else "")
+        rows.append((g.name, "x".join(map(str, g.shape)) or "()", checked, str(g.kinks),
+                     str(g.wrong_entries), f"{g.difference:.2e}", verdict))
+    lines += [""] + text_table(rows, "l" + "r" * 6)
+    guarantee = guarantee_lines(report)
+    if guarantee:
+        lines += [""] + guarantee
+    worst = report.worst(WORST_ROWS)
+    if worst and worst[0].rel_error > 0:
+        lines += ["", "worst entries:"]
+        rows = [("entry", "analytic", "numeric", "abs error", "rel error")]
+        for e in worst:
+            rows.append((e.label, f"{e.analytic:.6e}", f"{e.numeric:.6e}", f"{e.abs_error:.2e}",
+                         f"{e.rel_error:.2e}"))
+        lines += text_table(rows, "l" + "r" * 4)
+    if report.n_kinks:
+        lines += ["", kink_line(report)]
+    if report.diagnoses:
+        lines += ["", "diagnosis:"] + [f"  {name}: {text}" for name, text in report.diagnoses.items()]
+    if report.failing_groups:
+        lines += ["", f"wrong: {', '.join(report.failing_groups)}"]
+    if any(g.wrong_entries for g in report.groups):
+        lines.append("  ('wrong' counts entries off by more than the fail bound and far beyond rounding)")
+    return "\n".join(lines)
+
+
+def headline(report) -> list[str]:
+    """The verdict line and the settings-and-coverage line."""
+    s = report.settings
+    return [f"gradient check {HEADLINES[report.verdict]}: difference {report.difference:.2e} "
+            f"(pass < {s['warn']:.0e} <= warn < {s['fail']:.0e} <= fail)",
+            f"{s['engine']} engine, mode {s['mode']}, eps {s['eps']:.0e}: " + _coverage(report)
+            + f", {report.n_evaluations:,} cost evaluations, {report.elapsed:.3g} s"]
+
+
+def kink_line(report) -> str:
+    """How many coordinates crossed a kink, whether they count, and the first few of them."""
+    policy = "included in" if report.settings.get("kinks") == "include" else "left out of"
+    shown = ", ".join(e.label for e in report.kinks[:KINKS_SHOWN])
+    more = f" and {report.n_kinks - KINKS_SHOWN} more" if report.n_kinks > KINKS_SHOWN else ""
+    return f"{report.n_kinks} coordinate(s) crossed a kink ({policy} the verdict): {shown}{more}"
+
+
+def _coverage(report) -> str:
+    s = report.settings
+    if s["mode"] == "directions":
+        n = s["n_directions"]
+        text = f"{n} random directions per group and {n} over all of theta"
+        return text + (f", then {report.n_checked:,} coordinates" if report.n_checked else "")
+    return f"{report.n_checked:,} of {report.n_params:,} coordinates ({report.n_checked / report.n_params:.2%})"
+
+
+def guarantee_lines(report) -> list[str]:
+    """What a check of less than every coordinate vouches for: the subset guarantee, the
+    groups narrowed down by bisection, the groups checked by directions only (none in full mode)."""
+    mode = report.settings["mode"]
+    if mode == "full":
+        return []
+    f = report.guarantee_fraction
+    lines = []
+    partial = {name: p for name, p in report.guarantee(f).items() if p < 1.0}
+    if partial:
+        shown = "; ".join(f"{name} {p:.1%}" for name, p in partial.items())
+        others = "other groups were checked in full" if mode == "subset" else "groups of a random sample of entries"
+        lines.append(f"guarantee: a bug making >= {f:.0%} of a group's entries wrong would have been caught "
+                     f"with probability at least: {shown} ({others})")
+    for name, info in report.settings.get("localised", {}).items():
+        which = "all" if info["rechecked"] == info["entries"] else f"{info['rechecked']:,} of them at random,"
+        lines.append(f"narrowed down: {name} by bisection with random directions ({info['evaluations']:,} cost "
+                     f"evaluations) to {info['entries']:,} entries, {which} re-checked one by one")
+    if mode == "directions":
+        unescalated = [g.name for g in report.groups if g.method == "directions"]
+        if unescalated:
+            lines.append(f"directions only: {', '.join(unescalated)} (a wrong group shows in its directional "
+                         "difference; its entries are named once escalated)")
+    return lines
