@@ -36,7 +36,7 @@ _CHECK_KEYS = {"mode": "mode", "fraction": "fraction", "n_samples": "n_samples",
                "eps": "eps", "warn": "warn", "fail": "fail"}
 _TOML_KEYS = {key: toml for toml, key in _CHECK_KEYS.items()}
 #: Check settings that are numbers: an integer in the file (``fail = 1``) is that float.
-_FLOATS = ("fraction", "eps", "warn", "fail")
+_FLOATS = ("fraction", "eps", "warn", "fail")  # the same in the file and in CheckOptions
 _DEFAULT_OPTIONS = CheckOptions()
 #: Every setting a problem (or ``[defaults]``) takes, and its default: the check's, then how it runs.
 _CHECK_DEFAULTS = {**{toml: getattr(_DEFAULT_OPTIONS, key) for toml, key in _CHECK_KEYS.items()},
@@ -130,8 +130,6 @@ def _given_settings(table: dict, path: str) -> dict:
         elif key == "scheduler":
             expect(isinstance(value, str) and value, where, "a scheduler address like 'tcp://host:8786'", value)
             out[key] = value
-        elif key in _FLOATS and isinstance(value, int) and not isinstance(value, bool):
-            out[key] = float(value)
         else:
             out[key] = value
     return out
@@ -144,11 +142,12 @@ def _check_options(options: dict, spec: dict, origin: dict, path: str) -> CheckO
         toml = _TOML_KEYS.get(key, key)
         return f"{origin.get(toml, path)}.{toml}"
 
+    values = {key: options[toml] for toml, key in _CHECK_KEYS.items()}
     mlp = {"engine": spec["engine"], "kinks": spec["kinks"]} if "engine" in spec else {}
-    check = CheckOptions(**{key: options[toml] for toml, key in _CHECK_KEYS.items()}, **mlp, name=name)
+    check = CheckOptions(**values, **mlp, name=name)  # its rules, on the values as written
     if mlp:
         check.engine_or(MLP_ENGINES, MLP_ENGINES[0])  # CheckOptions checks an engine's name against a kind
-    return check
+    return check.but(**{key: float(values[key]) for key in _FLOATS if values[key] is not None})
 
 
 def _run_rules(options: dict, path: str, kind: str) -> None:
@@ -271,6 +270,7 @@ def _problem(table: dict, path: str, name: str, defaults: dict) -> Problem:
     options = {**_CHECK_DEFAULTS, **defaults, **given}
     check = _check_options(options, spec, {**dict.fromkeys(defaults, "defaults"), **dict.fromkeys(given, path)},
                            path)
+    options.update({key: getattr(check, key) for key in _FLOATS})
     _run_rules(options, path, kind)
     return Problem(name, kind, spec, options, _points(table.get("points", _MISSING), f"{path}.points", kind), check)
 

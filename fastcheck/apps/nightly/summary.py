@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...report.html import index_html
 from ...report.model import Report
-from .history import text_table
+from ...report.text import text_table
 
 __all__ = ["UnitResult", "format_summary", "format_markdown", "format_index"]
 
