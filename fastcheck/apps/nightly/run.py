@@ -40,6 +40,7 @@ from ... import __version__
 from ...core.results import merge_evaluations
 from ...errors import FastcheckError, InputError
 from ...report.model import Report
+from ..common import one_line
 from .history import History
 from .store import Chunk, ChunkStore, canonical, write_atomic
 from .suite import Problem, Suite
@@ -264,7 +265,7 @@ def run_suite(suite: Suite, run_dir, *, history=None, chunk_size: int | None = N
                     except (FastcheckError, ImportError, OSError) as exc:
                         if isinstance(exc, RunLockedError):
                             raise
-                        message = " ".join(str(exc).split())
+                        message = one_line(exc)
                         shown.done(f"{problem.name}@{point.name}", f"error: {message}")
                         results.append(UnitResult(problem.name, point.name, "error", error=message))
                         continue
