@@ -123,3 +123,19 @@ def test_grads_none_is_an_error_not_a_zero_gradient():
     with pytest.raises(fc.InputError, match="`grads` is None"):
         net.check(params, None, X, Y)
     assert fc.plan(lambda p: float(np.sum(p["W"] ** 2)), {"W": np.ones((2, 3))}).n_coordinates == 6
+
+
+def test_a_cost_that_exits_is_an_error_not_the_end_of_the_program():
+    import sys
+
+    calls = []
+
+    def cost(p):
+        calls.append(1)
+        if len(calls) > 3:
+            sys.exit(0)
+        return float(np.sum(p["W"] ** 2))
+
+    params = {"W": np.ones(3)}
+    with pytest.raises(fc.CostError, match=r"sys.exit\(0\) at W\[0\] - eps"):
+        fc.check(cost, params, {"W": 2 * params["W"]})
