@@ -135,7 +135,7 @@ def _given_settings(table: dict, path: str) -> dict:
     return out
 
 
-def _check_options(options: dict, spec: dict, origin: dict, path: str) -> CheckOptions:
+def _build_check(options: dict, spec: dict, origin: dict, path: str) -> CheckOptions:
     """The CheckOptions of a problem's merged settings; errors name the table each value came from."""
 
     def name(key: str) -> str:
@@ -268,7 +268,7 @@ def _problem(table: dict, path: str, name: str, defaults: dict) -> Problem:
     spec = _factory_spec(table, path) if kind == "factory" else _mlp_spec(table, path)
     given = _given_settings(table, path)
     options = {**_CHECK_DEFAULTS, **defaults, **given}
-    check = _check_options(options, spec, {**dict.fromkeys(defaults, "defaults"), **dict.fromkeys(given, path)},
+    check = _build_check(options, spec, {**dict.fromkeys(defaults, "defaults"), **dict.fromkeys(given, path)},
                            path)
     options.update({key: getattr(check, key) for key in _FLOATS})
     _run_rules(options, path, kind)
