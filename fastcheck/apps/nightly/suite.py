@@ -268,8 +268,8 @@ def _problem(table: dict, path: str, name: str, defaults: dict) -> Problem:
     spec = _factory_spec(table, path) if kind == "factory" else _mlp_spec(table, path)
     given = _given_settings(table, path)
     options = {**_CHECK_DEFAULTS, **defaults, **given}
-    check = _build_check(options, spec, {**dict.fromkeys(defaults, "defaults"), **dict.fromkeys(given, path)},
-                           path)
+    origin = {**dict.fromkeys(defaults, "defaults"), **dict.fromkeys(given, path)}
+    check = _build_check(options, spec, origin, path)
     options.update({key: getattr(check, key) for key in _FLOATS})
     _run_rules(options, path, kind)
     return Problem(name, kind, spec, options, _points(table.get("points", _MISSING), f"{path}.points", kind), check)
