@@ -139,3 +139,11 @@ def test_a_cost_that_exits_is_an_error_not_the_end_of_the_program():
     params = {"W": np.ones(3)}
     with pytest.raises(fc.CostError, match=r"sys.exit\(0\) at W\[0\] - eps"):
         fc.check(cost, params, {"W": 2 * params["W"]})
+
+
+def test_a_plan_says_what_its_estimate_rests_on(quadratic):
+    cost, params, _ = quadratic
+    plan = fc.plan(cost, params)
+    assert plan.basis.startswith("the median of ") and "timed cost evaluations" in plan.basis
+    assert int(plan.basis.split()[3]) >= 4
+    assert "(from the median of" in str(plan)

@@ -30,6 +30,8 @@ class Engine:
     prior : float or None
         Seconds per coordinate (both signs) known without timing anything, where the
         engine has such a figure: it sizes the first chunk of a resumable run.
+    basis : callable ``() -> str``, optional
+        What ``estimate`` rests on, in a phrase (plans print it).
     """
 
     name: str
@@ -38,3 +40,4 @@ class Engine:
     estimate: Callable[[int], float]
     cost: float = float("nan")
     prior: float | None = None
+    basis: Callable[[], str] | None = None

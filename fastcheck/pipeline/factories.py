@@ -70,6 +70,46 @@ def _gradient_from_cost(cost, params):
     return value[1]
 
 
+#: A cost is timed on perturbed evaluations until this many seconds have gone by ...
+TIMING_SECONDS = 0.25
+#: ... or this many evaluations were made (at least 4, at most this many).
+TIMING_EVALUATIONS = 32
+
+
+class CostTiming:
+    """Seconds per evaluation of a user's cost, timed once, when an estimate is first needed.
+
+    The two evaluations at theta that validate the cost also warm it up (caches, lazy
+    imports); the timing then evaluates a seeded sample of perturbed coordinates and
+    takes the median, so one slow call (a page fault, another process) does not move
+    the estimate much.
+    """
+
+    def __init__(self, problem: CostProblem):
+        self.problem = problem
+        self.samples: list[float] = []
+
+    def seconds(self) -> float:
+        if not self.samples:
+            objective, theta = self.problem.objective, self.problem.theta
+            rng = np.random.default_rng(0)
+            work, started = theta.copy(), time.perf_counter()
+            eps = 1e-7
+            while len(self.samples) < TIMING_EVALUATIONS and (
+                    len(self.samples) < 4 or time.perf_counter() - started < TIMING_SECONDS):
+                i = int(rng.integers(theta.size))
+                work[i] = theta[i] + eps
+                tic = time.perf_counter()
+                objective(work, i, +1)
+                self.samples.append(time.perf_counter() - tic)
+                work[i] = theta[i]
+        return float(np.median(self.samples))
+
+    def basis(self) -> str:
+        self.seconds()
+        return f"the median of {len(self.samples)} timed cost evaluations, {self.seconds() * 1e3:.3g} ms each"
+
+
 class CostProblem:
     """A user's cost, its parameters and the gradient under test, validated and timed once."""
 
@@ -81,9 +121,8 @@ class CostProblem:
             self.objective_flags = {}
         self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
         self.objective = CostObjective(cost, self.layout, **self.objective_flags)
-        tic = time.perf_counter()
         self.objective.cost_at_theta = self.objective.base(self.theta)
-        self.seconds = (time.perf_counter() - tic) / 2  # base() evaluates twice
+        self.timing = CostTiming(self)
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
@@ -95,7 +134,8 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     if name == "reference" and in_process:
         return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps),
                       lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps),
-                      lambda n: n * problem.seconds, objective.cost_at_theta)
+                      lambda n: n * problem.timing.seconds(), objective.cost_at_theta,
+                      basis=problem.timing.basis)
     # lazy: joblib (and Dask) load only when a check runs on workers
     from ..engines.blackbox.dispatch import blackbox_directions, blackbox_engine
 
@@ -104,7 +144,8 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
     return Engine("blackbox", lambda idx: blackbox_engine(objective, theta, idx, eps, **settings),
                   lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
-                  lambda n: n * problem.seconds / workers, objective.cost_at_theta)
+                  lambda n: n * problem.timing.seconds() / workers, objective.cost_at_theta,
+                  basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)")
 
 
 class MLPProblem:
@@ -135,7 +176,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
             return evaluate_directions(costs, theta, analytic, dirs, eps)
 
         return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps), directions,
-                      lambda n: n * seconds, value)
+                      lambda n: n * seconds, value, basis=lambda: f"one timed forward pass, {seconds * 1e3:.3g} ms")
 
     # lazy: numba loads (and compiles, the first time) only when the batched engine runs
     from ..engines.mlp.batched import base_pass, batched_engine
@@ -170,4 +211,9 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
 
     kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
     prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
-    return Engine("batched", coordinates, directions, estimate, net.cost(params, X, Y), prior)
+    def basis():
+        estimate(0)
+        return (f"the batched engine timed on {timings[0][0] // 2:,} and {timings[1][0] // 2:,} coordinates, "
+                "fitted as set-up + slope x n")
+
+    return Engine("batched", coordinates, directions, estimate, net.cost(params, X, Y), prior, basis)

@@ -80,7 +80,7 @@ class CheckOptions:
     min_per_group: int = DEFAULT_MIN_PER_GROUP
     seed: int = 0
     kinks: str = "exclude"
-    escalate: bool = False
+    escalate: bool = True
     escalate_budget: int | None = None
     budget: float | None = None
     warn: float = DEFAULT_WARN
