@@ -64,7 +64,8 @@ class _Sizer:
 
     def __init__(self, unit: Unit, fixed: int | None):
         self.fixed = fixed
-        self.rate = unit.prepared.seconds_per_coordinate()
+        # a fixed size needs no estimate (which may time the user's cost): the first chunk's time is the rate
+        self.rate = None if fixed else unit.prepared.seconds_per_coordinate()
         self.size = None
 
     def next(self) -> int:

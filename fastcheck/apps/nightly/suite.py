@@ -144,7 +144,8 @@ def _build_check(options: dict, spec: dict, origin: dict, path: str) -> CheckOpt
 
     values = {key: options[toml] for toml, key in _CHECK_KEYS.items()}
     mlp = {"engine": spec["engine"], "kinks": spec["kinks"]} if "engine" in spec else {}
-    check = CheckOptions(**values, **mlp, name=name)  # its rules, on the values as written
+    # its rules, on the values as written; a resumable run checks its chunks and escalates nothing
+    check = CheckOptions(**values, **mlp, escalate=False, name=name)
     if mlp:
         check.engine_or(MLP_ENGINES, MLP_ENGINES[0])  # CheckOptions checks an engine's name against a kind
     return check.but(**{key: float(values[key]) for key in _FLOATS if values[key] is not None})
