@@ -22,7 +22,7 @@ import fastcheck as fc
 from fastcheck.core.directions import draw_directions
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
-from fastcheck.engines.blackbox.dispatch import blackbox_directions, blackbox_engine
+from fastcheck.engines.blackbox import blackbox_directions, blackbox_engine
 from fastcheck.engines.reference import evaluate_directions, reference_engine
 from fastcheck.errors import CostError, DtypeError, InputError
 
@@ -305,14 +305,6 @@ def test_dask_without_a_client_says_so():
     objective, theta, indices = _objective()
     with pytest.raises(InputError, match="needs a running Dask client"):
         _engine(objective, theta, indices, backend="dask")
-
-
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
-        yield client
 
 
 def test_dask_cluster_is_bitwise_the_reference(dask_client, reference):

@@ -471,7 +471,7 @@ def test_progress_line_and_the_cli(tmp_path, user_module, capsys):
 
 
 def test_parallel_and_dask_backends_give_the_same_report(tmp_path, user_module):
-    pytest.importorskip("fastcheck.engines.blackbox.dispatch")
+    pytest.importorskip("fastcheck.engines.blackbox")
     distributed = pytest.importorskip("distributed")
     import warnings
 
