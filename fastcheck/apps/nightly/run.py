@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ... import __version__
+from ...core.progress import ProgressLine
 from ...core.results import merge_evaluations
 from ...errors import FastcheckError, InputError
 from ...report.model import Report
@@ -82,25 +83,6 @@ class _Sizer:
             self.rate = max(seconds / k, 1e-12)
 
 
-class _Progress:
-    """One progress line per unit on stderr, with an ETA; only on a terminal."""
-
-    def __init__(self, enabled: bool | None = None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-
-    def update(self, label: str, done: int, total: int, rate: float) -> None:
-        if self.enabled:
-            eta = (total - done) * rate
-            sys.stderr.write(f"\r{label}: {done:,}/{total:,} coordinates ({done / max(total, 1):.0%}), "
-                             f"ETA {eta:.0f} s   ")
-            sys.stderr.flush()
-
-    def done(self, label: str, text: str) -> None:
-        if self.enabled:
-            sys.stderr.write(f"\r{label}: {text}" + " " * 30 + "\n")
-            sys.stderr.flush()
-
-
 def _note(message: str) -> None:
     print(f"fastcheck nightly: {message}", file=sys.stderr)
 
@@ -137,7 +119,12 @@ def _gaps(chunks: list[Chunk], n: int) -> list[tuple[int, int]]:
     return out
 
 
-def _run_unit(unit: Unit, run_dir: Path, chunk_size: int | None, progress: _Progress) -> UnitResult:
+def _line(progress: bool | None, label: str, total: int = 0) -> ProgressLine:
+    """A unit's progress line, rewritten after every chunk (chunks take seconds: nothing to throttle)."""
+    return ProgressLine(total, progress, label=label, refresh=0.0)
+
+
+def _run_unit(unit: Unit, run_dir: Path, chunk_size: int | None, progress: bool | None) -> UnitResult:
     result = UnitResult(unit.problem.name, unit.point.name, "run")
     result.report_path = run_dir / f"{unit.label}.json"
     store = ChunkStore(run_dir / "chunks" / unit.label, unit.key)
@@ -156,31 +143,33 @@ def _run_unit(unit: Unit, run_dir: Path, chunk_size: int | None, progress: _Prog
     sizer = _Sizer(unit, chunk_size or unit.problem.options["chunk_size"])
     gaps = _gaps(chunks, n)
     done = sum(c.stop - c.start for c in chunks)
-    for g, (lo, hi) in enumerate(gaps):
-        pos = lo
-        while pos < hi:
-            stop = min(pos + sizer.next(), hi)
-            tic = time.perf_counter()
-            evaluations = prepared.evaluate(indices[pos:stop])
-            seconds = time.perf_counter() - tic
-            sizer.observe(stop - pos, seconds)
-            last = stop == hi and g == len(gaps) - 1
-            if not last:  # the last chunk is not written: the report it completes is, next
-                store.save(pos, stop, evaluations, seconds)
-            chunks.append(Chunk(pos, stop, evaluations, seconds))
-            result.chunks_computed += 1
-            done += stop - pos
-            pos = stop
-            progress.update(unit.label, done, n, sizer.rate)
-    chunks.sort(key=lambda c: c.start)
-    elapsed = unit.prepare_seconds + sum(c.seconds for c in chunks)
-    report = prepared.report(merge_evaluations(c.evaluations for c in chunks), elapsed=elapsed)
-    # the page first: a unit whose JSON report exists is finished, and so has its page
-    write_atomic(run_dir / f"{unit.label}.html", report.to_html(f"fastcheck nightly: {unit.label}").encode())
-    write_atomic(result.report_path, report.to_json().encode())
-    store.clear()
-    result.report = report
-    progress.done(unit.label, f"{report.verdict}, difference {report.difference:.2e}")
+    with _line(progress, unit.label, n) as line:  # ended by a newline, whatever stops the unit
+        for g, (lo, hi) in enumerate(gaps):
+            pos = lo
+            while pos < hi:
+                stop = min(pos + sizer.next(), hi)
+                tic = time.perf_counter()
+                evaluations = prepared.evaluate(indices[pos:stop])
+                seconds = time.perf_counter() - tic
+                sizer.observe(stop - pos, seconds)
+                last = stop == hi and g == len(gaps) - 1
+                if not last:  # the last chunk is not written: the report it completes is, next
+                    store.save(pos, stop, evaluations, seconds)
+                chunks.append(Chunk(pos, stop, evaluations, seconds))
+                result.chunks_computed += 1
+                done += stop - pos
+                pos = stop
+                # the ETA from this session's rate: chunks of an earlier session took none of its time
+                line.update(done - line.done, eta=(n - done) * sizer.rate)
+        chunks.sort(key=lambda c: c.start)
+        elapsed = unit.prepare_seconds + sum(c.seconds for c in chunks)
+        report = prepared.report(merge_evaluations(c.evaluations for c in chunks), elapsed=elapsed)
+        # the page first: a unit whose JSON report exists is finished, and so has its page
+        write_atomic(run_dir / f"{unit.label}.html", report.to_html(f"fastcheck nightly: {unit.label}").encode())
+        write_atomic(result.report_path, report.to_json().encode())
+        store.clear()
+        result.report = report
+        line.finish(f"{report.verdict}, difference {report.difference:.2e}")
     return result
 
 
@@ -254,7 +243,6 @@ def run_suite(suite: Suite, run_dir, *, history=None, chunk_size: int | None = N
         for leftover in run_dir.glob(".*.tmp"):  # a report being written when a run was killed
             leftover.unlink(missing_ok=True)
         run_id = _run_id(run_dir)
-        shown = _Progress(progress)
         results = []
         with History(history_path) as db:
             for problem in suite.problems:
@@ -262,12 +250,12 @@ def run_suite(suite: Suite, run_dir, *, history=None, chunk_size: int | None = N
                     try:
                         with _dask_client(problem):
                             unit = prepare_unit(problem, point)
-                            result = _run_unit(unit, run_dir, chunk_size, shown)
+                            result = _run_unit(unit, run_dir, chunk_size, progress)
                     except (FastcheckError, ImportError, OSError) as exc:
                         if isinstance(exc, RunLockedError):
                             raise
                         message = one_line(exc)
-                        shown.done(f"{problem.name}@{point.name}", f"error: {message}")
+                        _line(progress, f"{problem.name}@{point.name}").finish(f"error: {message}")
                         results.append(UnitResult(problem.name, point.name, "error", error=message))
                         continue
                     result.regressions = db.record(run_id=run_id, problem=problem.name, point=point.name,
