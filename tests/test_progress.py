@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import fastcheck as fc
 from fastcheck.core.directions import draw_directions
@@ -86,7 +85,6 @@ def test_the_reference_directions_loop_reports_each_direction(capfd):
     np.testing.assert_array_equal(shown.numeric, evaluate_directions(objective, theta, analytic, dirs, EPS).numeric)
 
 
-@pytest.mark.xfail(strict=True, reason="the pipeline does not yet pass `progress` to the reference engine")
 def test_a_serial_check_shows_progress_on_request(capfd):
     fc.check(cost, PARAMS, grads(PARAMS), progress=True)
     assert "coordinates (100%), ETA" in capfd.readouterr().err

@@ -132,12 +132,12 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     in_process = n_jobs == 1 and batch_cost is None and backend is None
     name = options.engine_or(COST_ENGINES, "reference" if in_process else "blackbox")
     if name == "reference" and in_process:
-        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps),
-                      lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps),
+        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps, progress=progress),
+                      lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps, progress=progress),
                       lambda n: n * problem.timing.seconds(), objective.cost_at_theta,
                       basis=problem.timing.basis)
     # lazy: joblib (and Dask) load only when a check runs on workers
-    from ..engines.blackbox.dispatch import blackbox_directions, blackbox_engine
+    from ..engines.blackbox import blackbox_directions, blackbox_engine
 
     settings = dict(n_jobs=n_jobs, batch_cost=batch_cost, backend=backend, chunk_size=chunk_size,
                     max_memory=options.max_memory, progress=progress)
