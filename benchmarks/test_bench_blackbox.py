@@ -29,7 +29,7 @@ import pytest
 import fastcheck as fc
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
-from fastcheck.engines.blackbox.dispatch import blackbox_engine
+from fastcheck.engines.blackbox import blackbox_engine
 from fastcheck.engines.reference import reference_engine
 
 EPS = 1e-7

@@ -62,11 +62,11 @@ def _aside(problem) -> dict:
 # ---------------------------------------------------------------------- any cost
 def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
           n_samples: int | None = None, n_directions: int | None = None,
-          min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = False,
+          min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = True,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
           max_memory: int | None = None, progress: bool | None = None, warn: float = DEFAULT_WARN,
-          fail: float = DEFAULT_FAIL, cast: bool = False) -> Report:
+          fail: float = DEFAULT_FAIL, engine: str | None = None, cast: bool = False) -> Report:
     """Check an analytic gradient against central differences of ``cost``.
 
     For every checked coordinate i, the numeric gradient is
@@ -102,9 +102,10 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
         Directions per group (mode ``"directions"``; default 16).
     seed : int
         Seed of the random modes: same seed, same coordinates and directions.
-    escalate : bool
+    escalate : bool, default True
         After a subset or directions check, re-check every group that is not
-        ``"pass"`` coordinate by coordinate, so the report names the wrong entries.
+        ``"pass"`` coordinate by coordinate, so the report names the wrong entries
+        (and a cheap mode cannot wave a real bug through as a mere ``"warn"``).
     escalate_budget : int, optional
         Entries re-checked per flagged group, at random; by default (None) all of
         them when the engine's estimate says that takes at most 30 s, else as many
@@ -135,6 +136,12 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
         Show a progress bar; default: on a terminal, for runs longer than a few seconds.
     warn, fail : float
         Verdict bounds: ``pass`` below ``warn`` <= ``warn`` < ``fail`` <= ``fail``.
+    engine : {"traced", "reference", "blackbox"}, optional
+        Default: the traced engine (the cost traced once, every perturbation evaluated
+        incrementally and exactly), unless ``backend``, ``batch_cost`` or ``chunk_size``
+        ask for the black-box engine; a cost that cannot be traced falls back to the
+        reference loop (``n_jobs=1``) or the black-box engine, with the reason in
+        ``report.settings["traced_not_used"]``. Given, it forces the engine.
     cast : bool
         Up-cast real non-float64 arrays with a warning instead of raising.
 
@@ -262,7 +269,7 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
 def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float = DEFAULT_EPS,
               mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
               n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
-              kinks: str = "exclude", escalate: bool = False, escalate_budget: int | None = None,
+              kinks: str = "exclude", escalate: bool = True, escalate_budget: int | None = None,
               budget: float | None = None, max_memory: int | None = None, n_threads: int | None = None,
               warn: float = DEFAULT_WARN, fail: float = DEFAULT_FAIL, cast: bool = False) -> Report:
     """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost."""

@@ -25,3 +25,12 @@ def quadratic():
 
     grads = {"dW": params["W"] - A, "db": np.cos(params["b"])}
     return cost, params, grads
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A client of a local Dask cluster of two one-thread worker processes (free dashboard port)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
+        yield client

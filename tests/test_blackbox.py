@@ -22,7 +22,7 @@ import fastcheck as fc
 from fastcheck.core.directions import draw_directions
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
-from fastcheck.engines.blackbox.dispatch import blackbox_directions, blackbox_engine
+from fastcheck.engines.blackbox import blackbox_directions, blackbox_engine
 from fastcheck.engines.reference import evaluate_directions, reference_engine
 from fastcheck.errors import CostError, DtypeError, InputError
 
@@ -128,8 +128,9 @@ def test_a_shuffled_subset_comes_back_in_its_order():
 
 
 def test_check_reports_the_same_numbers_serial_and_parallel():
-    serial = fc.check(cost, PARAMS, grads)
-    for kw in (dict(n_jobs=2, chunk_size=7), dict(n_jobs=2, backend="threading", chunk_size=3), dict(n_jobs=-1)):
+    serial = fc.check(cost, PARAMS, grads, engine="reference")
+    for kw in (dict(n_jobs=2, chunk_size=7), dict(n_jobs=2, backend="threading", chunk_size=3),
+               dict(n_jobs=-1, engine="blackbox")):
         parallel = fc.check(cost, PARAMS, grads, **kw)
         assert parallel.difference == serial.difference
         assert [g.difference for g in parallel.groups] == [g.difference for g in serial.groups]
@@ -307,14 +308,6 @@ def test_dask_without_a_client_says_so():
         _engine(objective, theta, indices, backend="dask")
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
-        yield client
-
-
 def test_dask_cluster_is_bitwise_the_reference(dask_client, reference):
     objective, theta, indices = _objective()
     _assert_same(_engine(objective, theta, indices, backend="dask", chunk_size=6), reference)
@@ -377,7 +370,7 @@ def test_directions_on_workers_are_bitwise_the_serial_loop(kw):
 
 
 def test_check_in_directions_mode_uses_the_workers_and_names_a_bug():
-    serial = fc.check(cost, PARAMS, grads(PARAMS), mode="directions", n_directions=4)
+    serial = fc.check(cost, PARAMS, grads(PARAMS), mode="directions", n_directions=4, engine="reference")
     parallel = fc.check(cost, PARAMS, grads(PARAMS), mode="directions", n_directions=4, n_jobs=2, chunk_size=3)
     assert parallel.settings["engine"] == "blackbox" and parallel.directions == serial.directions
     bad = grads(PARAMS)

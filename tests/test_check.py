@@ -80,7 +80,7 @@ def test_mutation_during_the_loop_names_the_coordinate():
         return float(np.sum(theta**2))
 
     with pytest.raises(fc.MutationError, match=r"at theta\[1\] \+ eps"):
-        fc.check(cost, np.ones(3), 2 * np.ones(3))
+        fc.check(cost, np.ones(3), 2 * np.ones(3), engine="reference")
 
 
 @pytest.mark.parametrize(
@@ -123,3 +123,27 @@ def test_grads_none_is_an_error_not_a_zero_gradient():
     with pytest.raises(fc.InputError, match="`grads` is None"):
         net.check(params, None, X, Y)
     assert fc.plan(lambda p: float(np.sum(p["W"] ** 2)), {"W": np.ones((2, 3))}).n_coordinates == 6
+
+
+def test_a_cost_that_exits_is_an_error_not_the_end_of_the_program():
+    import sys
+
+    calls = []
+
+    def cost(p):
+        calls.append(1)
+        if len(calls) > 3:
+            sys.exit(0)
+        return float(np.sum(p["W"] ** 2))
+
+    params = {"W": np.ones(3)}
+    with pytest.raises(fc.CostError, match=r"sys.exit\(0\) at "):
+        fc.check(cost, params, {"W": 2 * params["W"]})
+
+
+def test_a_plan_says_what_its_estimate_rests_on(quadratic):
+    cost, params, _ = quadratic
+    plan = fc.plan(cost, params)
+    assert plan.basis.startswith("the median of ") and "timed cost evaluations" in plan.basis
+    assert int(plan.basis.split()[3]) >= 4
+    assert "(from the median of" in str(plan)

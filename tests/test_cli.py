@@ -132,3 +132,73 @@ def test_user_problem_on_a_dask_scheduler(problem_module, tmp_path, monkeypatch,
                                   host="127.0.0.1") as cluster:
         assert main(["check", f"{problem_module}:bad", "--scheduler", cluster.scheduler_address, "--quiet"]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+FACTORIES = '''
+import numpy as np
+
+def scaled(m=4, factor=1.0):
+    x = np.arange(1.0, m + 1)
+    return (lambda t: float(np.sum(np.sin(t) * x)), np.ones(m), factor * np.cos(np.ones(m)) * x)
+
+def loss_and_grads():
+    x = np.arange(1.0, 5.0)
+    return (lambda t: (float(np.sum(np.sin(t) * x)), np.cos(t) * x)), np.ones(4)
+
+def pair_of_numbers():
+    return 1, 2
+
+def broken():
+    def inner():
+        raise RuntimeError("no data today")
+    return inner()
+
+not_callable = 3
+'''
+
+
+@pytest.fixture
+def factories(tmp_path, monkeypatch):
+    (tmp_path / "userfactories.py").write_text(FACTORIES)
+    (tmp_path / "usersyntax.py").write_text("def f(:\n    pass\n")
+    (tmp_path / "userexits.py").write_text("import sys\nsys.exit(0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "userfactories"
+
+
+def test_factory_arguments_from_the_command_line(factories, capsys):
+    assert main(["check", f"{factories}:scaled", "--arg", "m=6"]) == 0
+    assert "6 of 6 coordinates" in capsys.readouterr().out
+    assert main(["check", f"{factories}:scaled", "--arg", "m=6", "--arg", "factor=1.5"]) == 1
+    assert main(["check", f"{factories}:scaled", "--arg", "6"]) == 2
+    assert "must look like KEY=VALUE" in capsys.readouterr().err
+
+
+def test_a_factory_of_a_cost_returning_loss_and_grads(factories, capsys):
+    assert main(["check", f"{factories}:loss_and_grads"]) == 0
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("userfactories:pair_of_numbers", "got 2 items"),
+    ("userfactories:not_callable", "userfactories.not_callable is a int, not a function"),
+    ("userfactories:nothing", "has no function 'nothing'"),
+    ("usersyntax:f", "a SyntaxError in"),
+    ("userexits:f", "importing it raised SystemExit"),
+    ("userfactories:broken", "raised RuntimeError: no data today (--traceback shows where)"),
+])
+def test_bad_factories_are_one_line_and_exit_2(factories, capsys, spec, message):
+    assert main(["check", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fastcheck: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_traceback_shows_the_factory_s_own_traceback(factories, capsys):
+    assert main(["check", f"{factories}:broken", "--traceback"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in inner" in err and err.strip().endswith("RuntimeError: no data today")
+
+
+def test_min_per_group_on_the_command_line(capsys):
+    assert main(["check", "--layers", "6,5,3", "--mode", "subset", "--samples", "1", "--min-per-group", "2"]) == 0
+    assert "8 of 53 coordinates" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import pytest
 import fastcheck as fc
 from fastcheck.apps.cli import main
 from fastcheck.apps.networks import network
-from fastcheck.apps.nightly.command import parse_suite, run_suite
+from fastcheck.apps.nightly import parse_suite, run_suite
 from fastcheck.report.html import HEAT_CELLS
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "wbr"}

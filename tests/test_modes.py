@@ -105,7 +105,7 @@ def test_subset_detection_rate_meets_its_stated_bound(net_s):
     seeds = range(300)
     caught = 0
     for seed in seeds:
-        report = net.check(params, bad, X, Y, mode="subset", fraction=0.01, seed=seed)
+        report = net.check(params, bad, X, Y, mode="subset", fraction=0.01, seed=seed, escalate=False)
         caught += "W1" in report.failing_groups
     checked = report.group("W1").checked
     bound = 1 - escape_probability(checked, 2048, 41 / 2048)
@@ -163,7 +163,8 @@ def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict
     seed = next(s for s in range(100)  # a seed whose 100 re-checked entries miss W2[3, 7]
                 if target not in np.random.default_rng([s, 1]).choice(np.arange(layout.group("W2").start,
                                                                                 layout.group("W2").stop), 100, False))
-    flagged = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed).group("W2").verdict
+    flagged = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed,
+                        escalate=False).group("W2").verdict
     assert flagged != "pass"
     report = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed, escalate=True,
                        escalate_budget=100)
@@ -280,7 +281,7 @@ def test_budget_picks_a_subset_when_a_full_check_would_not_fit(quadratic):
         time.sleep(0.002)
         return cost(p)
 
-    report = fc.check(slow_cost, params, grads, budget=0.02, min_per_group=1)
+    report = fc.check(slow_cost, params, grads, budget=0.02, min_per_group=1, engine="reference")
     assert report.settings["mode"] == "subset" and report.settings["budget"] == 0.02
     assert report.n_checked < 15
     assert fc.check(cost, params, grads, budget=60).settings["mode"] == "full"
@@ -313,3 +314,18 @@ def test_prepared_chunks_equal_one_check(hidden):
     whole = net.check(params, grads, X, Y)
     assert report.difference == whole.difference and report.groups == whole.groups
     assert report.worst(10) == whole.worst(10)
+
+
+def test_cheap_modes_escalate_by_default_in_the_python_api(net_s):
+    """A single wrong entry must not pass a cheap mode in a user's test suite (escalate=True by default)."""
+    net, params, X, Y, grads = net_s
+    bad = {k: v.copy() for k, v in grads.items()}
+    bad["dW1"][5, 9] *= 1.1
+    report = net.check(params, bad, X, Y, mode="directions", n_directions=4)
+    assert not report.passed and report.worst(1)[0].label == "W1[5, 9]"
+
+    def cost(p):
+        return net.cost(p, X, Y)
+
+    with pytest.raises(AssertionError, match=r"W1\[5, 9\]"):
+        fc.assert_gradient(cost, params, bad, mode="directions", n_directions=4)

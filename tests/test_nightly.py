@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastcheck.apps.nightly import command as nightly
-from fastcheck.apps.nightly.command import ChunkStore, main, parse_suite, run_suite
+from fastcheck.apps import nightly
+from fastcheck.apps.nightly import ChunkStore, main, parse_suite, run_suite
 from fastcheck.apps.nightly.history import History
 from fastcheck.report import Report
 
@@ -83,7 +83,7 @@ points = [{seed = 0}, {seed = 1}, {seed = 2}]
 # kill at a random moment lands mid-run, inside a chunk's computation or between chunks.
 CALL = """
 import os, sys, time
-from fastcheck.apps.nightly import command as nightly
+from fastcheck.apps import nightly
 delay, save = float(os.environ.get("NIGHTLY_TEST_CHUNK_SLEEP", "0")), nightly.ChunkStore.save
 def slow_save(self, *args, **kwargs):
     time.sleep(delay)
@@ -285,10 +285,10 @@ CONFIG_ERRORS = [
     ("[[problems]]\nname='a'\nlayers=[3,2]\nengine='fast'", "problems[0].engine: expected one of"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nmode='directions'", "problems[0].mode: 'directions' cannot run"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nmode='subset'", "problems[0].mode: 'subset' needs exactly one"),
-    ("[[problems]]\nname='a'\nlayers=[3,2]\nfraction=0.5", "problems[0].fraction: goes with mode = 'subset'"),
+    ("[[problems]]\nname='a'\nlayers=[3,2]\nfraction=0.5", "problems[0].fraction: goes with mode='subset'"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nmode='subset'\nfraction=1.5", "problems[0].fraction: expected a number"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\neps=1", "problems[0].eps: expected a step in [1e-12, 1e-1]"),
-    ("[[problems]]\nname='a'\nlayers=[3,2]\neps='small'", "problems[0].eps: expected a number"),
+    ("[[problems]]\nname='a'\nlayers=[3,2]\neps='small'", "problems[0].eps: expected a step"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nwarn=1e-2\nfail=1e-3", "problems[0].warn: expected warn <= fail"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nfail=0", "problems[0].fail: expected a positive number"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nn_jobs=0", "problems[0].n_jobs: expected a positive integer or -1"),
@@ -471,7 +471,7 @@ def test_progress_line_and_the_cli(tmp_path, user_module, capsys):
 
 
 def test_parallel_and_dask_backends_give_the_same_report(tmp_path, user_module):
-    pytest.importorskip("fastcheck.engines.blackbox.dispatch")
+    pytest.importorskip("fastcheck.engines.blackbox")
     distributed = pytest.importorskip("distributed")
     import warnings
 

@@ -14,14 +14,17 @@ import time
 from .. import __version__
 from ..api import Plan, plan, plan_mlp, prepare_check, prepare_mlp
 from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
+from ..core.objective import describe_value
+from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
+from ..pipeline.factories import FROM_COST
 from ..pipeline.options import DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from .bugs import BUGS, buggy_gradient
 from .common import EXIT_FAILED, EXIT_OK, Parser, UsageError, check_output, run_command, write_output
 from .networks import NETWORKS, network
-from .problems import import_function
+from .problems import call_factory, import_function, parse_arguments
 
 __all__ = ["main", "get_parser"]
 
@@ -43,6 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
                          description="Check a built-in MLP (give --layers) or a user problem: MODULE:FUNCTION "
                          "names a function returning (cost, params, grads).")
     chk.add_argument("problem", nargs="?", help="MODULE:FUNCTION returning (cost, params, grads)")
+    chk.add_argument("--arg", action="append", metavar="KEY=VALUE",
+                     help="a keyword argument for the MODULE:FUNCTION factory (a Python literal or a string); repeat")
+    chk.add_argument("--traceback", action="store_true", help="show the factory's own traceback when it raises")
     net = chk.add_argument_group("built-in MLP")
     net.add_argument("--layers", help="comma-separated widths, e.g. 64,32,16,4")
     net.add_argument("--network", choices=sorted(NETWORKS), help="a benchmark network instead of --layers")
@@ -65,6 +71,8 @@ def get_parser() -> argparse.ArgumentParser:
     modes.add_argument("--samples", type=int, help="subset: number of coordinates instead of --fraction")
     modes.add_argument("--directions", type=int,
                        help=f"directions: directions per group (default {DEFAULT_DIRECTIONS})")
+    modes.add_argument("--min-per-group", type=int, default=DEFAULT_MIN_PER_GROUP,
+                       help=f"subset: entries of every group at the least (default {DEFAULT_MIN_PER_GROUP})")
     modes.add_argument("--seed", type=int, default=0, help="seed of the random modes (default 0)")
     modes.add_argument("--no-escalate", dest="escalate", action="store_false",
                        help="do not re-check flagged groups coordinate by coordinate after a cheap mode")
@@ -209,23 +217,26 @@ def _options(args, **more) -> CheckOptions:
     """The CheckOptions of ``fastcheck check``'s flags (their rules are CheckOptions', named as flags)."""
     return CheckOptions(eps=args.eps, warn=args.warn, fail=args.fail, mode=args.mode, seed=args.seed,
                         fraction=args.fraction, n_samples=args.samples, n_directions=args.directions,
-                        escalate=args.escalate, budget=args.budget, name=cli_name, **more)
+                        min_per_group=args.min_per_group, escalate=args.escalate, budget=args.budget,
+                        name=cli_name, **more)
 
 
-def load_problem(spec: str):
-    """Import ``MODULE:FUNCTION`` and call it; it must return ``(cost, params, grads)``."""
-    func = import_function(spec)
-    try:
-        result = func()
-    except Exception as exc:
-        raise InputError(f"{spec} raised {type(exc).__name__}: {exc}") from exc
-    if not (isinstance(result, tuple) and len(result) == 3):
-        raise InputError(f"{spec} must return a tuple (cost, params, grads), got {type(result).__name__}")
+def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = False):
+    """Import ``MODULE:FUNCTION`` and call it with ``kwargs``; it returns ``(cost, params, grads)``.
+
+    ``(cost, params)`` is accepted too, for a cost that returns ``(loss, grads)``.
+    """
+    result = call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback)
+    if not (isinstance(result, tuple) and len(result) in (2, 3) and callable(result[0])):
+        got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
+        raise InputError(f"{spec} must return a tuple (cost, params, grads), or (cost, params) for a cost that "
+                         f"returns (loss, grads); got {got}")
     return result
 
 
 def _check_user_problem(args):
-    cost, params, grads = load_problem(args.problem)
+    cost, params, *grads = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
+    grads = grads[0] if grads else FROM_COST
     options = _options(args)
     if args.dry_run:
         return plan(cost, params, options=options, n_jobs=args.jobs)

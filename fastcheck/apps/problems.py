@@ -2,29 +2,71 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
+import traceback
 
 from ..errors import InputError
 
-__all__ = ["import_function"]
+__all__ = ["import_function", "call_factory", "parse_arguments"]
 
 
 def import_function(spec: str):
     """Import ``MODULE:FUNCTION`` and return the function; :class:`InputError` says what failed.
 
-    The current directory is searched too, as ``python -m`` does.
+    The current directory is searched too, as ``python -m`` does, but after the installed
+    packages: a file there named like a module fastcheck uses (``html.py``, ``joblib.py``)
+    cannot shadow it. Whatever the module's import raises or exits with, SyntaxError and
+    ``sys.exit`` included, is reported as an error of that module.
     """
     module_name, sep, func_name = spec.partition(":")
     if not sep or not module_name or not func_name:
         raise InputError(f"{spec!r} must look like MODULE:FUNCTION, e.g. mypkg.problems:small_net")
     if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")
+        sys.path.append("")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         raise InputError(f"cannot import module {module_name!r}: {exc}") from exc
-    func = getattr(module, func_name, None)
-    if not callable(func):
+    except SyntaxError as exc:
+        raise InputError(f"cannot import module {module_name!r}: a SyntaxError in {exc.filename}, line "
+                         f"{exc.lineno}: {exc.msg}") from exc
+    except (Exception, SystemExit) as exc:  # the user's module failed or exited while importing
+        raise InputError(f"cannot import module {module_name!r}: importing it raised "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, func_name):
         raise InputError(f"module {module_name!r} has no function {func_name!r}")
+    func = getattr(module, func_name)
+    if not callable(func):
+        raise InputError(f"{module_name}.{func_name} is a {type(func).__name__}, not a function")
     return func
+
+
+def call_factory(spec: str, func, kwargs: dict | None = None, *, show_traceback: bool = False):
+    """``func(**kwargs)``; what it raises (or exits with) becomes an :class:`InputError` naming ``spec``.
+
+    With ``show_traceback``, the factory's own traceback is printed to stderr first.
+    """
+    try:
+        return func(**(kwargs or {}))
+    except (Exception, SystemExit) as exc:
+        if show_traceback:
+            traceback.print_exception(exc, file=sys.stderr)
+        what = "exited" if isinstance(exc, SystemExit) else "raised"
+        raise InputError(f"{spec} {what} {type(exc).__name__}: {exc}"
+                         + ("" if show_traceback else " (--traceback shows where)")) from exc
+
+
+def parse_arguments(pairs) -> dict:
+    """``["m=64", "name=x"]`` -> ``{"m": 64, "name": "x"}``: Python literals, else strings."""
+    out = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise InputError(f"--arg {pair!r} must look like KEY=VALUE, e.g. --arg m=64")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out

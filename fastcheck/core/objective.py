@@ -97,6 +97,9 @@ class CostObjective:
             raise CostError(f"the cost raised {type(exc).__name__} at {where}: {exc}") from exc
         except Exception as exc:
             raise CostError(f"the cost raised {type(exc).__name__} at {where}: {exc}") from exc
+        except SystemExit as exc:  # user code ending the run is a failure of the check, never a pass
+            raise CostError(f"the cost called sys.exit({exc.code!r}) at {where}; a cost must return its value") \
+                from exc
         if self.returns_grads and isinstance(value, tuple) and len(value) == 2:
             value = value[0]
         return as_cost_value(value, where)

@@ -70,6 +70,46 @@ def _gradient_from_cost(cost, params):
     return value[1]
 
 
+#: A cost is timed on perturbed evaluations until this many seconds have gone by ...
+TIMING_SECONDS = 0.25
+#: ... or this many evaluations were made (at least 4, at most this many).
+TIMING_EVALUATIONS = 32
+
+
+class CostTiming:
+    """Seconds per evaluation of a user's cost, timed once, when an estimate is first needed.
+
+    The two evaluations at theta that validate the cost also warm it up (caches, lazy
+    imports); the timing then evaluates a seeded sample of perturbed coordinates and
+    takes the median, so one slow call (a page fault, another process) does not move
+    the estimate much.
+    """
+
+    def __init__(self, problem: CostProblem):
+        self.problem = problem
+        self.samples: list[float] = []
+
+    def seconds(self) -> float:
+        if not self.samples:
+            objective, theta = self.problem.objective, self.problem.theta
+            rng = np.random.default_rng(0)
+            work, started = theta.copy(), time.perf_counter()
+            eps = 1e-7
+            while len(self.samples) < TIMING_EVALUATIONS and (
+                    len(self.samples) < 4 or time.perf_counter() - started < TIMING_SECONDS):
+                i = int(rng.integers(theta.size))
+                work[i] = theta[i] + eps
+                tic = time.perf_counter()
+                objective(work, i, +1)
+                self.samples.append(time.perf_counter() - tic)
+                work[i] = theta[i]
+        return float(np.median(self.samples))
+
+    def basis(self) -> str:
+        self.seconds()
+        return f"the median of {len(self.samples)} timed cost evaluations, {self.seconds() * 1e3:.3g} ms each"
+
+
 class CostProblem:
     """A user's cost, its parameters and the gradient under test, validated and timed once."""
 
@@ -81,30 +121,57 @@ class CostProblem:
             self.objective_flags = {}
         self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
         self.objective = CostObjective(cost, self.layout, **self.objective_flags)
-        tic = time.perf_counter()
         self.objective.cost_at_theta = self.objective.base(self.theta)
-        self.seconds = (time.perf_counter() - tic) / 2  # base() evaluates twice
+        self.timing = CostTiming(self)
+
+
+def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
+    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used."""
+    from ..engines.traced import traced_engine
+
+    objective, theta, analytic = problem.objective, problem.theta, problem.analytic
+    engine = traced_engine(objective, problem.layout, theta, options.eps, max_memory=options.max_memory,
+                           seed=options.seed)
+    return Engine("traced", engine.coordinates, lambda dirs: engine.directions(dirs, analytic), engine.estimate,
+                  objective.cost_at_theta)
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
                 chunk_size=None, progress=None) -> Engine:
-    """The reference loop in-process, or the black-box engine (workers, Dask, a vectorized cost)."""
+    """The traced engine where the cost can be traced, else the reference loop in-process or the black-box
+    engine (workers, Dask, a vectorized cost); the report says why the traced engine was not used."""
+    from ..engines.traced import NotTraceable
+
     objective, theta, analytic, eps = problem.objective, problem.theta, problem.analytic, options.eps
     in_process = n_jobs == 1 and batch_cost is None and backend is None
-    name = options.engine_or(COST_ENGINES, "reference" if in_process else "blackbox")
+    untraced = "reference" if in_process else "blackbox"
+    # settings only the black-box engine has (a joblib backend, a vectorized cost, chunks) ask for it
+    blackbox_settings = backend is not None or batch_cost is not None or chunk_size is not None
+    name = options.engine_or(COST_ENGINES, untraced if blackbox_settings else "traced")
+    notes = {}
+    if name == "traced":
+        try:
+            return _traced(problem, options)
+        except NotTraceable as exc:
+            if options.engine == "traced":
+                raise InputError(f"{options.name('engine')}: 'traced' cannot be used on this cost: {exc.reason}; "
+                                 "leave `engine` unset to fall back to the black-box engine") from None
+            name, notes = untraced, {"traced_not_used": exc.reason}
     if name == "reference" and in_process:
-        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps),
-                      lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps),
-                      lambda n: n * problem.seconds, objective.cost_at_theta)
+        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps, progress=progress),
+                      lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps, progress=progress),
+                      lambda n: n * problem.timing.seconds(), objective.cost_at_theta,
+                      basis=problem.timing.basis, notes=notes)
     # lazy: joblib (and Dask) load only when a check runs on workers
-    from ..engines.blackbox.dispatch import blackbox_directions, blackbox_engine
+    from ..engines.blackbox import blackbox_directions, blackbox_engine
 
     settings = dict(n_jobs=n_jobs, batch_cost=batch_cost, backend=backend, chunk_size=chunk_size,
                     max_memory=options.max_memory, progress=progress)
     workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
     return Engine("blackbox", lambda idx: blackbox_engine(objective, theta, idx, eps, **settings),
                   lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
-                  lambda n: n * problem.seconds / workers, objective.cost_at_theta)
+                  lambda n: n * problem.timing.seconds() / workers, objective.cost_at_theta,
+                  basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)", notes=notes)
 
 
 class MLPProblem:
@@ -135,7 +202,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
             return evaluate_directions(costs, theta, analytic, dirs, eps)
 
         return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps), directions,
-                      lambda n: n * seconds, value)
+                      lambda n: n * seconds, value, basis=lambda: f"one timed forward pass, {seconds * 1e3:.3g} ms")
 
     # lazy: numba loads (and compiles, the first time) only when the batched engine runs
     from ..engines.mlp.batched import base_pass, batched_engine
@@ -170,4 +237,9 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
 
     kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
     prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
-    return Engine("batched", coordinates, directions, estimate, net.cost(params, X, Y), prior)
+    def basis():
+        estimate(0)
+        return (f"the batched engine timed on {timings[0][0] // 2:,} and {timings[1][0] // 2:,} coordinates, "
+                "fitted as set-up + slope x n")
+
+    return Engine("batched", coordinates, directions, estimate, net.cost(params, X, Y), prior, basis)

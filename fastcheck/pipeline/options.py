@@ -27,8 +27,9 @@ MODES = ("full", "subset", "directions")
 KINK_POLICIES = ("exclude", "include")
 #: Engines of the built-in MLP (the first is the default).
 MLP_ENGINES = ("batched", "reference")
-#: Engines of a user's cost (the default is chosen from n_jobs and batch_cost).
-COST_ENGINES = ("reference", "blackbox")
+#: Engines of a user's cost (the default: traced where the cost can be traced, else chosen from n_jobs and
+#: batch_cost).
+COST_ENGINES = ("traced", "reference", "blackbox")
 #: Directions per group (and over all of theta) when ``n_directions`` is not given.
 DEFAULT_DIRECTIONS = 16
 #: Escalation re-checks every entry of the flagged groups when the engine's estimate says
@@ -80,7 +81,7 @@ class CheckOptions:
     min_per_group: int = DEFAULT_MIN_PER_GROUP
     seed: int = 0
     kinks: str = "exclude"
-    escalate: bool = False
+    escalate: bool = True
     escalate_budget: int | None = None
     budget: float | None = None
     warn: float = DEFAULT_WARN

@@ -34,6 +34,8 @@ class Plan:
         From a timing of this machine (a sample run of the engine, or of the cost).
     per_group : dict of str -> int
         Coordinates or directions checked in each group.
+    basis : str
+        What the estimate rests on.
     """
 
     mode: str
@@ -43,13 +45,15 @@ class Plan:
     n_evaluations: int
     estimated_seconds: float
     per_group: dict = field(default_factory=dict)
+    basis: str = ""
 
     def __str__(self) -> str:
         what = (f"{self.n_directions} directions" if self.mode == "directions"
                 else f"{self.n_coordinates:,} coordinates")
         groups = ", ".join(f"{k} {v:,}" for k, v in self.per_group.items())
         return (f"plan: mode {self.mode}, {self.engine} engine: {what} ({groups}), "
-                f"{self.n_evaluations:,} cost evaluations, about {self.estimated_seconds:.3g} s")
+                f"{self.n_evaluations:,} cost evaluations, about {self.estimated_seconds:.3g} s"
+                + (f" (from {self.basis})" if self.basis else ""))
 
 
 def what_to_check(layout: Layout, options: CheckOptions):
@@ -74,7 +78,9 @@ def make_plan(layout: Layout, engine: Engine, options: CheckOptions) -> Plan:
         per_group = {g.name: int(c) for g, c in zip(layout.groups, counts)}
         n_evaluations, n_coordinates = 2 * len(indices), len(indices)
     seconds = engine.estimate(n_evaluations)
-    return Plan(options.mode, engine.name, n_coordinates, len(directions or ()), n_evaluations, seconds, per_group)
+    basis = engine.basis() if engine.basis else ""
+    return Plan(options.mode, engine.name, n_coordinates, len(directions or ()), n_evaluations, seconds, per_group,
+                basis)
 
 
 def fit_budget(layout: Layout, engine: Engine, options: CheckOptions, started: float) -> CheckOptions:
@@ -93,4 +99,4 @@ def fit_budget(layout: Layout, engine: Engine, options: CheckOptions, started: f
             break
         fraction *= 0.8
     # a subset takes no budget (the mode rules): the caller records the budget it was fitted to
-    return options.but(budget=None, mode="subset", fraction=fraction)
+    return options.but(budget=None, mode="subset", fraction=max(fraction, 1e-12))  # the per-group minimum stays

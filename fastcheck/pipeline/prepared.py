@@ -75,7 +75,7 @@ class Prepared:
         settings = options.settings()
         if self.options.budget is not None:  # also when it was fitted to a subset (which takes none)
             settings["budget"] = self.options.budget
-        return {**settings, "engine": self.engine.name, **self.settings}
+        return {**settings, "engine": self.engine.name, **self.engine.notes, **self.settings}
 
     def run(self) -> Report:
         """The whole check at once, escalation and budget included."""
