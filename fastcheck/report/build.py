@@ -79,9 +79,9 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
       relative difference of two roundings is meaningless.
 
     Kinks are left out of the differences unless ``settings["kinks"] == "include"``; NaN
-    entries never are. With ``theta`` and ``cost`` (J(theta)) a wrong entry whose
-    one-sided differences show a tie the analytic gradient takes one side of is a kink
-    too (:func:`fastcheck.report.policy.ties`).
+    entries never are. With ``theta`` and ``cost`` (J(theta)) an entry off by the fail
+    bound whose one-sided differences show a tie the analytic gradient takes one side of
+    is a kink too, if the engine did not flag it already (:func:`fastcheck.report.policy.ties`).
 
     With ``theta`` every coordinate group with wrong entries gets a diagnosis of the
     error's shape when one fits (:mod:`fastcheck.report.diagnose`, :mod:`fastcheck.report.layers`);
@@ -112,7 +112,7 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     wrong_band = wrong_entries(rel, abs_error, rounding, bounds)
     tie = np.zeros_like(kinks)
     if theta is not None and cost is not None and np.isfinite(cost):
-        at = np.flatnonzero(wrong_band & ~kinks & ~not_finite)
+        at = np.flatnonzero(wrong_band & ~not_finite)  # the engine's kinks too: a tie says why it is no bug
         forward, backward = one_sided(theta[idx[at]], cost, cost_plus[at], cost_minus[at], eps)
         tie[at] = ties(an[at], forward, backward, rounding[at])
     kinks = kinks | tie
