@@ -190,7 +190,8 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
 
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
          n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
-         n_jobs: int = 1, cast: bool = False, options: CheckOptions | None = None) -> Plan:
+         n_jobs: int = 1, engine: str | None = None, cast: bool = False,
+         options: CheckOptions | None = None) -> Plan:
     """What :func:`check` would do with these settings, and about how long it would take.
 
     The cost is evaluated twice (to time it and to make sure it is deterministic);

@@ -143,7 +143,8 @@ def test_a_cost_that_exits_is_an_error_not_the_end_of_the_program():
 
 def test_a_plan_says_what_its_estimate_rests_on(quadratic):
     cost, params, _ = quadratic
-    plan = fc.plan(cost, params)
+    assert "traced engine timed" in fc.plan(cost, params).basis
+    plan = fc.plan(cost, params, options=fc.api.CheckOptions(engine="reference"))
     assert plan.basis.startswith("the median of ") and "timed cost evaluations" in plan.basis
     assert int(plan.basis.split()[3]) >= 4
     assert "(from the median of" in str(plan)

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
 from ..pipeline.factories import FROM_COST
-from ..pipeline.options import DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
+from ..pipeline.options import COST_ENGINES, DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from .bugs import BUGS, buggy_gradient
 from .common import EXIT_FAILED, EXIT_OK, Parser, UsageError, check_output, run_command, write_output
 from .networks import NETWORKS, network
@@ -58,7 +58,10 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--examples", type=int, default=32, help="number of examples m (default 32)")
     net.add_argument("--params-seed", type=int, default=0, help="seed of net.init (default 0)")
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
-    net.add_argument("--engine", choices=MLP_ENGINES, default=MLP_ENGINES[0])
+    chk.add_argument("--engine", choices=sorted(set(MLP_ENGINES) | set(COST_ENGINES)),
+                     help=f"force an engine: {', '.join(MLP_ENGINES)} for the built-in network (default "
+                          f"{MLP_ENGINES[0]}); {', '.join(COST_ENGINES)} for a user problem (default: traced where the "
+                          "cost can be traced)")
     net.add_argument("--include-kinks", action="store_true", help="count coordinates that cross a kink")
     opts = chk.add_argument_group("checking")
     opts.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"step (default {DEFAULT_EPS:g})")
@@ -194,12 +197,13 @@ def _check_builtin(args):
     net = MLP(layers, hidden=args.hidden, output=args.output, l2=l2)
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
-    options = _options(args, engine=args.engine, kinks="include" if args.include_kinks else "exclude")
+    engine = args.engine or MLP_ENGINES[0]
+    options = _options(args, engine=engine, kinks="include" if args.include_kinks else "exclude")
     if args.dry_run:
         return plan_mlp(net, params, X, Y, options=options)
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
     prepared = prepare_mlp(net, params, grads, X, Y, options=options)  # bad settings fail here, before compiling
-    _compile_kernels(args.engine, args.hidden, args.output)
+    _compile_kernels(engine, args.hidden, args.output)
     return prepared.run()
 
 
@@ -237,7 +241,7 @@ def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = F
 def _check_user_problem(args):
     cost, params, *grads = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
     grads = grads[0] if grads else FROM_COST
-    options = _options(args)
+    options = _options(args, engine=args.engine)
     if args.dry_run:
         return plan(cost, params, options=options, n_jobs=args.jobs)
     run = {"n_jobs": args.jobs, "backend": args.backend}

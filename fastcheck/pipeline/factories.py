@@ -133,7 +133,7 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
     engine = traced_engine(objective, problem.layout, theta, options.eps, max_memory=options.max_memory,
                            seed=options.seed)
     return Engine("traced", engine.coordinates, lambda dirs: engine.directions(dirs, analytic), engine.estimate,
-                  objective.cost_at_theta)
+                  objective.cost_at_theta, basis=lambda: "the traced engine timed on a sample of every group")
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
