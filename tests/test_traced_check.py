@@ -132,3 +132,15 @@ def test_untraceable_costs_are_checked_by_the_loop_with_the_reason(cost, reason)
     report = fc.check(cost, W, {"W": 2 * W["W"]})
     assert report.settings["engine"] == "reference" and reason in report.settings["traced_not_used"]
     assert report.passed
+
+
+def test_the_text_report_says_why_the_traced_engine_was_not_used():
+    params = {"w": np.array([0.3, -0.2])}
+
+    def cost(p):
+        return math.exp(float(p["w"][0])) + float(np.sum(p["w"] ** 2))
+
+    grads = {"w": np.array([math.exp(0.3) + 0.6, -0.4])}
+    report = fc.check(cost, params, grads)
+    assert report.settings["engine"] == "reference" and report.passed
+    assert "traced engine not used: " in str(report)
