@@ -43,8 +43,8 @@ class Bug:
     @property
     def doc(self) -> str:
         """The first line of the buggy function's docstring."""
-        fn = getattr(self.raw, "func", self.raw)
-        return (fn.__doc__ or self.name).strip().splitlines()[0]
+        doc = getattr(self.raw, "func", self.raw).__doc__
+        return (doc or self.name).strip().splitlines()[0]
 
 
 def param_grads(grads: dict, params: dict) -> dict:
@@ -71,23 +71,31 @@ class Case(NamedTuple):
 class LayerCase:
     """A layer as CS231n checks it: ``out, cache = forward(**inputs)``, ``backward(dout, cache)``.
 
-    ``backward`` returns the gradients in the order of ``inputs``; ``bugs`` maps a
-    name to a :class:`Bug` whose ``grads`` is a buggy backward of the same signature.
+    ``backward`` returns the gradients in the order of ``inputs`` (one array for one
+    input); ``bugs`` maps a name to a :class:`Bug` whose ``raw`` is a :class:`LayerGrads`
+    of a buggy backward. :meth:`as_cost` gives the same layer in today's form for
+    ``fc.check``: the checked scalar is ``sum(out * dout)``, the inputs are the parameters.
     """
 
     name: str
     forward: Callable
     inputs: dict
     backward: Callable
-    dout: np.ndarray | float
+    dout: np.ndarray
     bugs: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
-    def as_cost(self, backward: Callable | None = None) -> Case:
-        """Today's form for ``fc.check``: ``cost = sum(out * dout)`` over the inputs as parameters."""
-        out, cache = self.forward(**self.inputs)
-        grads = dict(zip(self.inputs, (backward or self.backward)(self.dout, cache)))
-        meta = {"layer": self.name, "grads_clean": grads, **self.meta}
+    def grads(self, backward: Callable | None = None) -> LayerGrads:
+        return LayerGrads(self.forward, backward or self.backward, self.dout)
+
+    def bug(self, backward: Callable, wrong, right=(), entry=None, kink=False, name=None) -> Bug:
+        """A :class:`Bug` for a buggy ``backward`` of this layer, named after it unless ``name`` is given."""
+        return Bug(name or backward.__name__, self.grads(backward), tuple(wrong), tuple(right), entry, kink)
+
+    def as_cost(self) -> Case:
+        grads = self.grads()(self.inputs)
+        meta = {"layout": "layer", "layer": self.name, "grads_clean": grads, "bugs": self.bugs,
+                "n_params": sum(v.size for v in self.inputs.values()), **self.meta}
         return Case(LayerCost(self.forward, self.dout), dict(self.inputs), grads, meta)
 
 
@@ -101,3 +109,20 @@ class LayerCost:
     def __call__(self, params) -> float:
         out, _ = self.forward(**params)
         return float(np.sum(out * self.dout))
+
+
+class LayerGrads:
+    """``params -> {name: d name}``: a layer's backward for ``dout`` at the inputs ``params``."""
+
+    def __init__(self, forward: Callable, backward: Callable, dout):
+        self.forward = forward
+        self.backward = backward
+        self.dout = dout
+        self.__doc__ = getattr(backward, "__doc__", None)
+
+    def __call__(self, params) -> dict:
+        _, cache = self.forward(**params)
+        grads = self.backward(self.dout, cache)
+        if isinstance(grads, np.ndarray):
+            grads = (grads,)
+        return {"d" + name: g for name, g in zip(params, grads)}
