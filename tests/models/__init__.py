@@ -31,8 +31,8 @@ import functools
 from . import course_mlp, cs231n, rnn
 from .base import Bug, Case, LayerCase, LayerCost, LayerGrads, param_grads
 
-__all__ = ["MODELS", "LAYERS", "SMALL", "BIG", "build", "build_layer", "Bug", "Case", "LayerCase", "LayerCost", "LayerGrads",
-           "param_grads", "course_mlp", "cs231n", "rnn"]
+__all__ = ["MODELS", "LAYERS", "SMALL", "BIG", "build", "build_layer", "Bug", "Case", "LayerCase", "LayerCost",
+           "LayerGrads", "param_grads", "course_mlp", "cs231n", "rnn"]
 
 
 def _sized(size: str, builder, **spec) -> Case:
@@ -67,7 +67,8 @@ def _layer_model(name: str) -> Case:
     return case
 
 
-MODELS = {name: functools.partial(_sized, size, builder, **spec) for name, (size, builder, spec) in _MODEL_SPECS.items()}
+MODELS = {name: functools.partial(_sized, size, builder, **spec)
+          for name, (size, builder, spec) in _MODEL_SPECS.items()}
 MODELS.update({f"layer_{name}": functools.partial(_layer_model, name) for name in LAYERS})
 #: Names of the models small enough to check in full in a test, and of the issue's sizes.
 SMALL = [name for name in MODELS if _MODEL_SPECS.get(name, ("small",))[0] == "small"]
