@@ -90,6 +90,11 @@ def test_the_gradient_dicts_come_as_the_users_code_returns_them():
     assert loss == pytest.approx(c.cost(c.params), rel=1e-15) and grads.keys() == c.grads.keys()
 
 
+def test_every_planted_bug_says_what_the_user_wrote():
+    docs = {b.name: b.doc for n in SMALL for b in case(n).meta["bugs"].values()}
+    assert all(docs.values()) and docs["relu_derivative_layer2"].startswith("``dZ2 = dA2 * A2``")
+
+
 def test_the_sizes_are_the_issues():
     assert [case(n).meta["n_params"] for n in BIG] == [99_081, 41_418, 7_643]
     assert case("cs231n_cnn_big").meta["data"][0].shape == (8, 3, 32, 32)

@@ -7,7 +7,7 @@ model is written the way a course's students write it, not with fastcheck's MLP:
   gradients dict with ``dA``/``dZ`` keys);
 - :mod:`.cs231n`: CS231n layout (examples as rows, layers returning ``(out, cache)``,
   ``loss(X, y) -> (loss, grads)``), a fully connected net with batch norm, a TwoLayerNet with
-  the SVM loss, a conv net, and every layer as a layer check;
+  the SVM loss, a conv net; :mod:`.layer_checks`: every CS231n layer as a layer check;
 - :mod:`.rnn`: the course's character-level vanilla RNN with BPTT.
 
 ``MODELS`` maps a name to a builder returning a :class:`Case` ``(cost, params, grads, meta)``:
@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import functools
 
-from . import course_mlp, cs231n, rnn
-from .base import Bug, Case, LayerCase, LayerCost, LayerGrads, param_grads
+from . import course_mlp, cs231n, layer_checks, rnn
+from .base import Bug, Case, LayerCase, LayerCost, LayerGrads, first_line, param_grads
 
 __all__ = ["MODELS", "LAYERS", "SMALL", "BIG", "build", "build_layer", "Bug", "Case", "LayerCase", "LayerCost",
-           "LayerGrads", "param_grads", "course_mlp", "cs231n", "rnn"]
+           "LayerGrads", "first_line", "param_grads", "course_mlp", "cs231n", "layer_checks", "rnn"]
 
 
 def _sized(size: str, builder, **spec) -> Case:
@@ -54,11 +54,11 @@ _MODEL_SPECS = {
 
 
 def build_layer(name: str, seed: int = 0) -> LayerCase:
-    """The CS231n layer check ``name`` (see :func:`cs231n.layer_cases`)."""
-    return cs231n.layer_cases(seed)[name]
+    """The CS231n layer check ``name`` (see :func:`layer_checks.layer_cases`)."""
+    return layer_checks.layer_cases(seed)[name]
 
 
-LAYERS = {name: functools.partial(build_layer, name) for name in cs231n.layer_cases()}
+LAYERS = {name: functools.partial(build_layer, name) for name in layer_checks.layer_cases()}
 
 
 def _layer_model(name: str) -> Case:

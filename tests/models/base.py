@@ -27,6 +27,8 @@ class Bug:
         The one wrong entry, for a single-entry bug.
     kink : bool
         Not a bug at all: the backward is a valid subgradient at a kink or tie.
+    doc : str
+        The line the user got wrong (the first line of the buggy function's docstring).
     """
 
     name: str
@@ -35,16 +37,17 @@ class Bug:
     right: tuple[str, ...] = ()
     entry: tuple | None = None
     kink: bool = False
+    doc: str = ""
 
     def grads(self, params) -> dict:
         """The buggy gradient at ``params``, parameter keys only (what ``fc.check`` takes today)."""
         return param_grads(self.raw(params), params)
 
-    @property
-    def doc(self) -> str:
-        """The first line of the buggy function's docstring."""
-        doc = getattr(self.raw, "func", self.raw).__doc__
-        return (doc or self.name).strip().splitlines()[0]
+
+
+def first_line(fn) -> str:
+    """The first line of ``fn``'s docstring: what a planted bug does."""
+    return fn.__doc__.strip().splitlines()[0] if fn.__doc__ else ""
 
 
 def param_grads(grads: dict, params: dict) -> dict:
@@ -90,7 +93,8 @@ class LayerCase:
 
     def bug(self, backward: Callable, wrong, right=(), entry=None, kink=False, name=None) -> Bug:
         """A :class:`Bug` for a buggy ``backward`` of this layer, named after it unless ``name`` is given."""
-        return Bug(name or backward.__name__, self.grads(backward), tuple(wrong), tuple(right), entry, kink)
+        return Bug(name or backward.__name__, self.grads(backward), tuple(wrong), tuple(right), entry, kink,
+                   first_line(backward))
 
     def as_cost(self) -> Case:
         grads = self.grads()(self.inputs)
@@ -118,7 +122,6 @@ class LayerGrads:
         self.forward = forward
         self.backward = backward
         self.dout = dout
-        self.__doc__ = getattr(backward, "__doc__", None)
 
     def __call__(self, params) -> dict:
         _, cache = self.forward(**params)

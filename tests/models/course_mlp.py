@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from .base import Bug, Case, param_grads
+from .base import Bug, Case, first_line, param_grads
 
 #: The issue's network: 784-120-40-1 on m = 64 examples (99,081 parameters).
 BIG = {"layer_dims": (784, 120, 40, 1), "m": 64, "lambd": 0.7}
@@ -205,7 +205,7 @@ def build(layer_dims, m, lambd, seed=0) -> Case:
 
     def bug(fn, wrong, right=(), entry=None):
         return Bug(fn.__name__.removeprefix("bug_"), functools.partial(fn, X=X, Y=Y, lambd=lambd), wrong, right,
-                   entry)
+                   entry, doc=first_line(fn))
 
     bugs = [bug(bug_relu_derivative_layer2, ("W1", "b1", "W2", "b2"), ("W3", "b3")),
             bug(bug_db_without_m, biases, weights),

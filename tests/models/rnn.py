@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from .base import Bug, Case, param_grads
+from .base import Bug, Case, first_line, param_grads
 
 VOCAB = 27
 #: The issue's RNN: n_a = 64, 27 characters, T = 20 (7,643 parameters).
@@ -132,7 +132,8 @@ def build(n_a, T, seed=0, scale=None) -> Case:
     grads = model_backward(parameters, X, Y, a0)
 
     def bug(name, step, wrong, right):
-        return Bug(name, functools.partial(model_backward, X=X, Y=Y, a0=a0, step_backward=step), wrong, right)
+        return Bug(name, functools.partial(model_backward, X=X, Y=Y, a0=a0, step_backward=step), wrong, right,
+                   doc=first_line(step))
 
     bugs = [bug("transposed_dWaa", rnn_step_backward_transposed_dWaa, ("Waa",), ("Wax", "Wya", "ba", "by")),
             bug("without_da_next", rnn_step_backward_without_da_next, ("Wax", "Waa", "ba"), ("Wya", "by"))]
