@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from models import BIG, SMALL, build
+from threadpoolctl import threadpool_limits
 
 import fastcheck as fc
 from fastcheck.engines.reference import reference_engine
@@ -26,6 +27,14 @@ BIG_SUBSET = {"mode": "subset", "n_samples": 64, "min_per_group": 16, "seed": 0}
 ZERO_GRADIENT = pytest.mark.xfail(strict=True, reason=(
     "issue 14: b1 and b2 sit before a batch norm, their true gradient is zero; rounding (analytic 4e-17, "
     "numeric 0) gives them a difference of 1.0 and a fail"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """The models' products are small: on a shared machine, BLAS threads only contend
+    (this file took 53 s with the default threads, 12 s with one, under the same load)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @functools.cache

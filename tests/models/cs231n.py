@@ -187,6 +187,13 @@ def batchnorm_backward_without_mean(dout, cache):
     return (dxhat - xhat * np.mean(dxhat * xhat, axis=0)) / std, dgamma, dbeta
 
 
+#: The layers by name: (forward, backward).
+LAYERS = {"affine": (affine_forward, affine_backward), "relu": (relu_forward, relu_backward),
+          "affine_relu": (affine_relu_forward, affine_relu_backward), "conv": (conv_forward, conv_backward),
+          "max_pool": (max_pool_forward, max_pool_backward), "batchnorm": (batchnorm_forward, batchnorm_backward),
+          "softmax_loss": (softmax_loss, None), "svm_loss": (svm_loss, None)}
+
+
 # ---------------------------------------------------------------------- models
 class FullyConnectedNet:
     """{affine - [batchnorm] - relu} x (L - 1) - affine - softmax (or SVM), as in assignment 2.
@@ -330,6 +337,7 @@ def _model_case(model, X, y, bugs, **meta) -> Case:
         setattr(buggy, attribute, backward)
         case_bugs[name] = Bug(name, ModelGrads(buggy, X, y), wrong, right, doc=first_line(backward))
     meta = {"layout": "cs231n", "n_params": sum(v.size for v in model.params.values()), "data": (X, y),
+            "layers": LAYERS,
             "model": model, "loss": ModelLoss(model, X, y), "grads_clean": grads, "bugs": case_bugs, **meta}
     return Case(ModelCost(model, X, y), dict(model.params), grads, meta)
 
