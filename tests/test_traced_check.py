@@ -144,3 +144,50 @@ def test_the_text_report_says_why_the_traced_engine_was_not_used():
     report = fc.check(cost, params, grads)
     assert report.settings["engine"] == "reference" and report.passed
     assert "traced engine not used: " in str(report)
+
+
+def test_coordinates_whose_traced_changes_are_not_finite_take_the_real_cost():
+    """A saturated sigmoid (exactly 1.0) under a tiny log guard: the traced change is NaN there."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3, 6))
+    params = {"W": 0.1 * rng.standard_normal((8, 3)), "b": np.zeros((8, 1))}
+    params["b"][5] = 40.0  # sigmoid(40) == 1.0 in float64
+
+    def cost(p):
+        A = 1 / (1 + np.exp(-(p["W"] @ X + p["b"])))
+        return -np.sum(np.log(A) + 0.0 * np.log(1 - A + 1e-300)) / 6
+
+    A = 1 / (1 + np.exp(-(params["W"] @ X + params["b"])))
+    grads = {"W": (A - 1) @ X.T / 6, "b": (A - 1).sum(axis=1, keepdims=True) / 6}
+    reference = fc.check(cost, params, grads, engine="reference")
+    for options in ({}, {"mode": "subset", "n_samples": 12}, {"mode": "directions", "n_directions": 4}):
+        report = fc.check(cost, params, grads, **options)
+        assert report.verdict == reference.verdict == "pass", (options, report)
+        assert np.isfinite(report.difference)
+
+
+def test_a_wrong_gradient_is_not_excused_by_a_kink():
+    """Zero biases before a ReLU on blank inputs: every perturbation of b flips a ReLU; a 2x bug still fails."""
+    rng = np.random.default_rng(7)
+    X = rng.random((5, 6))
+    X[:, :3] = 0.0  # three blank examples: their pre-activations are exactly the zero bias
+    params = {"W": 0.3 * rng.standard_normal((4, 5)), "b": np.zeros((4, 1)), "V": rng.standard_normal((1, 4))}
+    T = rng.standard_normal((1, 6))
+
+    def forward(p):
+        Z = p["W"] @ X + p["b"]
+        A = np.maximum(0, Z)
+        return Z, A, p["V"] @ A
+
+    def cost(p):
+        return 0.5 * float(np.sum((forward(p)[2] - T) ** 2)) / 6
+
+    Z, A, out = forward(params)
+    dout = (out - T) / 6
+    dZ = (params["V"].T @ dout) * (Z > 0)
+    grads = {"W": dZ @ X.T, "b": dZ.sum(axis=1, keepdims=True), "V": dout @ A.T}
+    assert fc.check(cost, params, grads).passed
+    bad = {**grads, "b": 2.0 * grads["b"]}
+    for engine in (None, "reference"):
+        report = fc.check(cost, params, bad, engine=engine)
+        assert "b" in report.failing_groups, report

@@ -132,7 +132,30 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
     objective, theta, analytic = problem.objective, problem.theta, problem.analytic
     engine = traced_engine(objective, problem.layout, theta, options.eps, max_memory=options.max_memory,
                            seed=options.seed)
-    return Engine("traced", engine.coordinates, lambda dirs: engine.directions(dirs, analytic), engine.estimate,
+
+    def coordinates(idx):
+        ev = engine.coordinates(idx)
+        # where the traced changes are not finite (an identity that overflowed, a log1p below -1 next to a
+        # saturated unit), the engine cannot vouch: those coordinates take full evaluations of the real cost
+        bad = ~(np.isfinite(ev.numeric) & np.isfinite(ev.cost_plus) & np.isfinite(ev.cost_minus))
+        if not bad.any():
+            return ev
+        redo = reference_engine(objective, theta, np.asarray(ev.indices)[bad], options.eps)
+        for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
+            getattr(ev, name)[bad] = getattr(redo, name)
+        ev.n_evaluations += redo.n_evaluations
+        return ev
+
+    def directions(dirs):
+        ev = engine.directions(dirs, analytic)
+        bad = np.flatnonzero(~np.isfinite(ev.numeric))
+        if bad.size:  # as for coordinates: the real cost where the traced changes are not finite
+            redo = evaluate_directions(objective, theta, analytic, [dirs[j] for j in bad], options.eps)
+            ev.numeric[bad], ev.kinks[bad] = redo.numeric, redo.kinks
+            ev.n_evaluations += redo.n_evaluations
+        return ev
+
+    return Engine("traced", coordinates, directions, engine.estimate,
                   objective.cost_at_theta, basis=lambda: "the traced engine timed on a sample of every group")
 
 

@@ -115,6 +115,9 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
         at = np.flatnonzero(wrong_band & ~not_finite)  # the engine's kinks too: a tie says why it is no bug
         forward, backward = one_sided(theta[idx[at]], cost, cost_plus[at], cost_minus[at], eps)
         tie[at] = ties(an[at], forward, backward, rounding[at])
+        # a kink excuses a wrong entry only when the analytic gradient is one side's derivative: a
+        # gradient that is wrong on both sides of the kink (a 2x bug in a bias at ReLU's 0) still counts
+        kinks = kinks & ~(wrong_band & ~not_finite & ~tie)
     kinks = kinks | tie
     counted = (np.ones_like(kinks) if include else ~kinks) | not_finite
     suspect = counted & wrong_band
