@@ -22,7 +22,16 @@ from ..mlp.model import MLP
 from ..pipeline.factories import FROM_COST
 from ..pipeline.options import COST_ENGINES, DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from .bugs import BUGS, buggy_gradient
-from .common import EXIT_FAILED, EXIT_OK, Parser, UsageError, check_output, run_command, write_output
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Parser,
+    UsageError,
+    check_output,
+    refuse_unfitting,
+    run_command,
+    write_output,
+)
 from .networks import NETWORKS, network
 from .problems import call_factory, import_function, parse_arguments
 
@@ -193,8 +202,11 @@ def _check_builtin(args):
         examples = args.examples
     else:
         raise UsageError("nothing to check: give MODULE:FUNCTION, --layers WIDTHS or --network S|M|L")
+    if args.params_seed < 0:
+        raise UsageError(f"--params-seed: expected a non-negative integer, got {args.params_seed}")
     l2 = args.l2 if args.l2 is not None else (0.1 if args.network else 0.0)
     net = MLP(layers, hidden=args.hidden, output=args.output, l2=l2)
+    refuse_unfitting(net.n_params, "--layers" if args.layers else "--network")
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
     engine = args.engine or MLP_ENGINES[0]
@@ -255,10 +267,20 @@ def _check_user_problem(args):
         from distributed import Client
     except ImportError:
         raise UsageError("--scheduler needs Dask: pip install 'fastcheck[distributed]'") from None
-    with Client(args.scheduler, timeout="10s") as client:
-        del client  # joblib's dask backend finds the client through distributed's default
+    from concurrent.futures import CancelledError  # what distributed raises when a cluster's workers died
+
+    try:
+        client = Client(args.scheduler, timeout="10s")
+    except (OSError, ValueError, TypeError) as exc:  # a malformed address, or nothing answering there
+        raise UsageError(f"--scheduler {args.scheduler!r}: cannot reach a Dask scheduler there: {exc}") from None
+    with client:
         run.update(backend="dask", n_jobs=-1 if args.jobs == 1 else args.jobs)
-        return prepare_check(cost, params, grads, options=options, **run).run()
+        prepared = prepare_check(cost, params, grads, options=options, **run)
+        try:  # joblib's dask backend finds the client through distributed's default
+            return prepared.run()
+        except (CancelledError, OSError) as exc:
+            raise InputError(f"the Dask cluster at {args.scheduler} failed during the check "
+                             f"({type(exc).__name__}: {exc}); are its workers alive?") from None
 
 
 def _indent(text: str) -> str:
