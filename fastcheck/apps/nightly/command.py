@@ -7,10 +7,22 @@ codes (:mod:`fastcheck.apps.common`).
 
 from __future__ import annotations
 
+import sys
+
 from ...errors import InputError
-from ..common import EXIT_FAILED, EXIT_OK, Parser, check_output, run_command, write_output
+from ..common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Parser,
+    UsageError,
+    check_output,
+    one_line,
+    run_command,
+    write_output,
+)
 from .history import History, format_history
-from .run import TARGET_CHUNK_SECONDS, run_suite
+from .run import TARGET_CHUNK_SECONDS, RunResults, check_run_dir, run_suite
 from .suite import ConfigError, load_suite
 from .summary import format_markdown, format_summary
 
@@ -18,15 +30,33 @@ __all__ = ["register", "main", "run_nightly", "run_history"]
 
 
 def run_nightly(args) -> int:
-    """``fastcheck nightly SUITE.toml --run-dir DIR``: 0 when everything passed and nothing regressed."""
+    """``fastcheck nightly SUITE.toml --run-dir DIR``: 0 when everything passed and nothing regressed.
+
+    The summary of what finished is printed (and written) however the run ends: 130 after
+    Ctrl-C, 1 after user code called ``sys.exit`` (whatever its code), after a check that
+    failed or could not run, or an output (history, ``index.html``, ``--markdown``) not written.
+    """
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ConfigError(f"--chunk-size: expected a positive integer, got {args.chunk_size}")
     check_output(args.markdown, "--markdown")
+    check_run_dir(args.run_dir)  # the outputs before the suite: a bad one costs no import of the user's code
     suite = load_suite(args.suite)
-    results = run_suite(suite, args.run_dir, history=args.history, chunk_size=args.chunk_size)
+    results, ended = RunResults(), None
+    try:
+        run_suite(suite, args.run_dir, history=args.history, chunk_size=args.chunk_size, results=results)
+    except KeyboardInterrupt:
+        ended = EXIT_INTERRUPTED
+    except SystemExit:  # user code ended the run: never a success, whatever the code it exited with
+        ended = EXIT_FAILED
+    try:
+        write_output(args.markdown, format_markdown(results), "--markdown")
+    except UsageError as exc:  # a full disk: the summary is printed all the same
+        print(f"fastcheck nightly: {one_line(exc)}", file=sys.stderr)
+        results.failures.append(one_line(exc))
     print(format_summary(results))
-    write_output(args.markdown, format_markdown(results), "--markdown")
-    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+    if ended is not None:
+        return ended
+    return EXIT_OK if results.ok else EXIT_FAILED
 
 
 def run_history(args) -> int:

@@ -50,11 +50,15 @@ def write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
     (chunks skip it: a rename lost to a power cut only means the chunk is recomputed).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (or a kill) leaves the old file and no half-written one
+        tmp.unlink(missing_ok=True)
+        raise
     if sync_dir:
         _fsync_dir(path.parent)
 

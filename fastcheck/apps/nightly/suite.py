@@ -212,8 +212,7 @@ def _factory_spec(table: dict, path: str) -> dict:
     value, where = table["factory"], f"{path}.factory"
     expect(isinstance(value, str) and bool(_FACTORY.match(value)), where,
            "'module:function', e.g. 'mypkg.problems:small_net'", value)
-    import_factory(value, where)
-    return {"factory": value}
+    return {"factory": value}  # imported once the whole suite is valid (parse_suite)
 
 
 def import_factory(spec: str, where: str):
@@ -279,17 +278,25 @@ def _problem(table: dict, path: str, name: str, defaults: dict) -> Problem:
 def parse_suite(data: dict, path: str = "<string>") -> Suite:
     """Validate a parsed suite (the TOML's dict) and return the :class:`Suite`.
 
+    The factories' modules are imported after the whole suite is validated.
+
     Raises
     ------
     ConfigError
-        Naming the key path (``problems[2].layers``) and what was expected.
+        Naming the key path (``problems[2].layers``) and what was expected, or the
+        factory whose module cannot be imported.
     """
     try:
-        return _parse(data, path)
+        suite = _parse(data, path)
     except ConfigError:
         raise
     except InputError as exc:  # the rules shared with the API (CheckOptions, expect) raise InputError
         raise ConfigError(str(exc)) from exc
+    # the user's modules run only for a suite that is valid as a whole: a rejected suite runs no code of theirs
+    for i, problem in enumerate(suite.problems):
+        if problem.kind == "factory":
+            import_factory(problem.spec["factory"], f"problems[{i}].factory")
+    return suite
 
 
 def _parse(data: dict, source: str) -> Suite:
@@ -340,6 +347,9 @@ def load_suite(path) -> Suite:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read suite {str(path)!r}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); a suite is a UTF-8 TOML "
+                          "file") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return parse_suite(data, str(path))

@@ -20,7 +20,8 @@ class UnitResult:
 
     problem: str
     point: str
-    status: str  # "run", "resumed" (some chunks from an earlier session), "done" (finished earlier), "error"
+    status: str  # "run", "resumed" (some chunks from an earlier session), "done" (finished earlier), "error",
+    # "not run" (the run ended before it)
     report: Report | None = None
     regressions: list = field(default_factory=list)
     error: str | None = None
@@ -58,9 +59,11 @@ def _headline(results: list[UnitResult]) -> str:
     failed = sum(r.report is not None and not r.report.passed for r in results)
     errors = sum(r.error is not None for r in results)
     regressed = sum(bool(r.regressions) for r in results)
-    ok = all(r.ok for r in results)
+    unwritten = len(getattr(results, "failures", ()))  # a run's RunResults: outputs it could not write
+    ok = all(r.ok for r in results) and not unwritten
     return (f"fastcheck nightly {'PASSED' if ok else 'FAILED'}: {len(results)} check(s), "
-            f"{len(results) - failed - errors} passed, {failed} failed, {errors} error(s), {regressed} regressed")
+            f"{len(results) - failed - errors} passed, {failed} failed, {errors} error(s), {regressed} regressed"
+            + (f", {unwritten} output(s) not written" if unwritten else ""))
 
 
 def format_summary(results: list[UnitResult]) -> str:

@@ -21,6 +21,7 @@ from ...core.layout import Layout
 from ...errors import InputError
 from ...mlp.model import MLP
 from ..bugs import buggy_gradient
+from ..problems import call_factory
 from .store import canonical, sha256
 from .suite import Point, Problem, import_factory
 
@@ -74,14 +75,13 @@ def _call_factory(problem: Problem, point: Point):
     spec = problem.spec["factory"]
     func = import_factory(spec, f"problem {problem.name!r} factory")
     try:
-        result = func(seed=point.seed) if point.seed is not None else func()
-    except TypeError as exc:
-        if point.seed is not None and "seed" in str(exc):
+        result = call_factory(spec, func, {"seed": point.seed} if point.seed is not None else {}, hint=None)
+    except InputError as exc:
+        cause = exc.__cause__
+        if point.seed is not None and isinstance(cause, TypeError) and "seed" in str(cause):
             raise InputError(f"{spec} does not take a `seed` keyword, but problem {problem.name!r} point "
-                             f"{point.name!r} gives one") from exc
-        raise InputError(f"{spec} raised TypeError: {exc}") from exc
-    except Exception as exc:
-        raise InputError(f"{spec} raised {type(exc).__name__}: {exc}") from exc
+                             f"{point.name!r} gives one") from cause
+        raise
     if isinstance(result, dict):
         missing = {"cost", "params", "grads"} - set(result)
         if missing:
