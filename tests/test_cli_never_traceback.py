@@ -9,21 +9,7 @@ from pathlib import Path
 import pytest
 
 MODULES = {
-    "mods.py": '''
-import sys
-import numpy as np
-
-def good(seed=0):
-    x = np.arange(3.0) + 1 + seed
-    return (lambda t: float(0.5 * np.sum(t ** 2))), x, x.copy()
-
-def bad(seed=0):
-    x = np.arange(3.0) + 1
-    return (lambda t: float(0.5 * np.sum(t ** 2))), x, 2 * x
-
-def exits(seed=0):
-    sys.exit(0)
-''',
+    "mods.py": (Path(__file__).with_name("user_factories.py")).read_text(),
     "syntax_error.py": "def f(:\n",
     "raises_at_import.py": "raise RuntimeError('no data today')\n",
     "exits_at_import.py": "import sys\nsys.exit(0)\n",
