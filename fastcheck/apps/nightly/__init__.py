@@ -10,11 +10,11 @@ subcommands).
 """
 
 from .command import main, register
-from .run import TARGET_CHUNK_SECONDS, RunLockedError, run_suite
+from .run import TARGET_CHUNK_SECONDS, RunLockedError, RunResults, run_suite
 from .store import ChunkStore
 from .suite import ConfigError, Point, Problem, Suite, load_suite, parse_suite
 from .summary import UnitResult, format_index, format_markdown, format_summary
 
-__all__ = ["ConfigError", "RunLockedError", "Point", "Problem", "Suite", "load_suite", "parse_suite",
+__all__ = ["ConfigError", "RunLockedError", "RunResults", "Point", "Problem", "Suite", "load_suite", "parse_suite",
            "ChunkStore", "UnitResult", "run_suite", "register", "main", "TARGET_CHUNK_SECONDS", "format_summary",
            "format_markdown", "format_index"]
