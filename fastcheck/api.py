@@ -60,7 +60,8 @@ def _aside(problem) -> dict:
 
 
 # ---------------------------------------------------------------------- any cost
-def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
+# the documented keywords of the public API (one CheckOptions is built from them)
+def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
           n_samples: int | None = None, n_directions: int | None = None,
           min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = True,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
@@ -188,7 +189,8 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
                     {"n_jobs": rest["n_jobs"], **_aside(problem)})
 
 
-def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
+# the documented keywords of the public API
+def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,  # noqa: PLR0913
          n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
          n_jobs: int = 1, engine: str | None = None, cast: bool = False,
          options: CheckOptions | None = None) -> Plan:
@@ -267,7 +269,8 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
 
 
 # ---------------------------------------------------------------------- the built-in MLP
-def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float = DEFAULT_EPS,
+# the documented keywords of the public API
+def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float = DEFAULT_EPS,  # noqa: PLR0913
               mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
               n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
               kinks: str = "exclude", escalate: bool = True, escalate_budget: int | None = None,
@@ -294,7 +297,8 @@ def _prepare_mlp(options: CheckOptions, rest: dict) -> Prepared:
                     context={"m": problem.X.shape[1], "l2": net.l2})
 
 
-def plan_mlp(net, params, X, Y, *, engine: str = MLP_ENGINES[0], mode: str = "full", fraction: float | None = None,
+# the documented keywords of the public API
+def plan_mlp(net, params, X, Y, *, engine: str = MLP_ENGINES[0], mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
              n_samples: int | None = None, n_directions: int | None = None,
              min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, options: CheckOptions | None = None) -> Plan:
     """:meth:`fastcheck.MLP.plan`: what :meth:`MLP.check` would do, and about how long it would take.

@@ -57,7 +57,8 @@ def produced() -> dict:
                        f"Python {platform.python_version()}, numpy {np.__version__})"}
 
 
-def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,
+# the verdict policy in one readable pass; splitting it is on the list (see the closing note)
+def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,  # noqa: C901, PLR0913
                  elapsed: float, directions=None, escalated=(), theta: np.ndarray | None = None,
                  context: dict | None = None, cost: float | None = None) -> Report:
     """Compare ``analytic`` (flat, all of theta) with an engine's central differences.
@@ -239,7 +240,8 @@ def _zero_note(an, numeric, rounding) -> str:
             "(a bias before a batch norm, or a parameter the cost does not use?)")
 
 
-def _tie_note(at, idx, an, numeric, theta, cost, cost_plus, cost_minus, eps, include, labels) -> str:
+# one group's arrays, passed as they are sliced (no state object for one call)
+def _tie_note(at, idx, an, numeric, theta, cost, cost_plus, cost_minus, eps, include, labels) -> str:  # noqa: PLR0913
     p = at[0]
     forward, backward = one_sided(theta[idx[p:p + 1]], cost, cost_plus[p:p + 1], cost_minus[p:p + 1], eps)
     policy = "included in" if include else "left out of"

@@ -137,7 +137,8 @@ class Report:
         Seconds spent, validation included.
     """
 
-    def __init__(self, *, difference, verdict, groups, entries, settings, n_params, n_checked,
+    # keyword-only: the report's fields, as JSON gives them back
+    def __init__(self, *, difference, verdict, groups, entries, settings, n_params, n_checked,  # noqa: PLR0913
                  n_evaluations, elapsed, n_kinks=None, directions=(), overall_directions=None, diagnoses=None,
                  notes=None, produced=None, n_ties=None, rel=None):
         self.difference = float(difference)

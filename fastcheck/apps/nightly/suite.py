@@ -165,7 +165,8 @@ def _run_rules(options: dict, path: str, kind: str) -> None:
                           "at once (or -1)")
 
 
-def _mlp_spec(table: dict, path: str) -> dict:
+# the MLP table's keys, one rule each, in the order the suite documents them
+def _mlp_spec(table: dict, path: str) -> dict:  # noqa: C901
     spec = dict(_MLP_DEFAULTS)
     if "network" in table:
         name = _choice(f"{path}.network", table["network"], tuple(NETWORKS))

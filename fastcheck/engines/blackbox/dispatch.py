@@ -130,7 +130,8 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
     return run.result()
 
 
-def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list, eps: float, *,
+# the black-box engine's keywords, as the pipeline passes them
+def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list, eps: float, *,  # noqa: PLR0913
                         n_jobs=1, batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
                         max_memory: int | None = None, progress: bool | None = None):
     """Random-direction central differences of a user cost, on joblib workers or as stacks.

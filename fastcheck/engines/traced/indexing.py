@@ -19,7 +19,8 @@ def _tracer(*args):
     return Traced._live(args)
 
 
-def normalize_index(tracer, index, shape) -> tuple:
+# numpy's index forms (ints, slices, None, Ellipsis, arrays, masks) one at a time
+def normalize_index(tracer, index, shape) -> tuple:  # noqa: C901
     """``index`` as a tuple with one entry per axis (plus ``None``s); boolean arrays become integer ones."""
     items = index if isinstance(index, tuple) else (index,)
     out = []

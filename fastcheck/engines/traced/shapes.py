@@ -49,7 +49,8 @@ def reshape_groups(old: tuple, new: tuple) -> list:
     return groups
 
 
-def _reshape(ev, node, changes):
+# numpy's reshape rules (-1, order, 0-d) one case at a time
+def _reshape(ev, node, changes):  # noqa: C901
     change, new = changes[0], node.value.shape
     old = change.shape
     if change.windows:
