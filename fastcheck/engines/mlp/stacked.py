@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...mlp.functions import LEAKY_SLOPE, sigmoid
+from ...mlp.functions import LEAKY_SLOPE, cost_from_logits, output_aux
 
 __all__ = ["BaseState", "cost_changes", "symmetric_cost_changes"]
 
@@ -36,16 +36,9 @@ class BaseState:
         self.net, self.params, self.X, self.Y = net, params, X, Y
         self.zs, self.acts = net.forward(params, X)
         self.acts_out = self.acts + [None]
-        z = self.zs[-1]
-        if net.output == "softmax":
-            e = np.exp(z - z.max(axis=0))
-            self.out = e / e.sum(axis=0)
-            self.y_sum = Y.sum(axis=0)
-        elif net.output == "sigmoid":
-            self.out = sigmoid(z)
-        else:
-            self.out = z - Y
-        self.cost = net.cost(params, X, Y)
+        self.out = output_aux(net.output, self.zs[-1], Y)
+        self.y_sum = Y.sum(axis=0)
+        self.cost = cost_from_logits(net.output, self.zs[-1], Y, net.regularization(params, X.shape[1]))
 
 
 def _activation_change(name: str, z: np.ndarray, a: np.ndarray, dz: np.ndarray):
