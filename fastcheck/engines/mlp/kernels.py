@@ -602,7 +602,8 @@ def _row_task_lanes(codes, layer, j, ks, d, ain_t, net, out, sums, work):
     path), one coordinate at a time with one lane per example; ``sums[k] = sum_e dl[e]``
     in example order, as there."""
     hidden, output = codes
-    a_row, dl = work.a_row, work.dl
+    a_row, buf_a, buf_b, y, nonzero = work.a_row, work.buf_a, work.buf_b, work.y, work.nonzero
+    acc, ya, col, dl = work.acc, work.ya, work.col, work.dl
     dims, z_off, z_buf, aux1, aux2 = net.dims, net.z_off, net.z_buf, net.aux1, net.aux2
     m = ain_t.shape[0]
     for q in range(ks.size):
@@ -611,8 +612,8 @@ def _row_task_lanes(codes, layer, j, ks, d, ain_t, net, out, sums, work):
             x = d[q] * ain_t[e, k]
             z_row = z_off[layer] + e * dims[layer] + j
             a_row[0, e] = act_diff(hidden, z_buf[z_row], aux1[z_row], aux2[z_row], x)[0]
-        dz = _propagate_lanes(hidden, layer, j, a_row, m, net, work.buf_a, work.buf_b, work.y, work.nonzero)
-        _loss_lanes(output, dz, m, net, out, work.acc, work.ya, work.col, dl)
+        dz = _propagate_lanes(hidden, layer, j, a_row, m, net, buf_a, buf_b, y, nonzero)
+        _loss_lanes(output, dz, m, net, out, acc, ya, col, dl)
         total = 0.0
         for e in range(m):
             total += dl[e]
