@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["HIDDEN", "OUTPUTS", "LEAKY_SLOPE", "PIECEWISE_LINEAR", "sigmoid", "activate", "activation_derivative",
-           "example_losses", "cost_from_logits", "output_aux", "output_delta"]
+__all__ = ["HIDDEN", "OUTPUTS", "LEAKY_SLOPE", "NEGATIVE_SLOPE", "PIECEWISE_LINEAR", "sigmoid", "activate",
+           "activation_derivative", "example_losses", "cost_from_logits", "output_aux", "output_delta"]
 
 #: Slope of leaky ReLU for negative inputs.
 LEAKY_SLOPE = 0.01
@@ -21,6 +21,8 @@ LEAKY_SLOPE = 0.01
 HIDDEN = {"relu": True, "leaky_relu": True, "tanh": False, "sigmoid": False, "identity": False}
 #: Activations that are linear between their kinks (a perturbation's change is exactly linear there).
 PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
+#: The relu-like activations (the kinked ones) and their slope below the kink.
+NEGATIVE_SLOPE = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE}
 #: Output activations and the loss each is paired with.
 OUTPUTS = {"softmax": "cross-entropy", "sigmoid": "binary cross-entropy", "identity": "mean squared error"}
 

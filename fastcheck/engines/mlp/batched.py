@@ -32,7 +32,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from ...core.results import Evaluations
-from ...mlp.functions import LEAKY_SLOPE, cost_from_logits, output_aux, sigmoid
+from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
 from . import kernels
 
 __all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
@@ -43,7 +43,6 @@ DEFAULT_MAX_MEMORY = 256 * 2**20
 HIDDEN_CODES = {"relu": kernels.RELU, "leaky_relu": kernels.LEAKY_RELU, "tanh": kernels.TANH,
                 "sigmoid": kernels.SIGMOID, "identity": kernels.IDENTITY}
 OUTPUT_CODES = {"softmax": kernels.SOFTMAX_CE, "sigmoid": kernels.SIGMOID_BCE, "identity": kernels.IDENTITY_MSE}
-PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
 #: Certified changes stay below this fraction of the margin to the nearest kink.
 SAFETY = 0.5
 
@@ -201,8 +200,8 @@ class _BasePass:
         self.codes = (HIDDEN_CODES[net.hidden], OUTPUT_CODES[net.output])
         self.packed = self._pack(net, zs)
         self.out = self._output(net, zs[-1], Y)
-        if net.hidden in ("relu", "leaky_relu"):
-            self.slopes = [np.where(z > 0, 1.0, 0.0 if net.hidden == "relu" else LEAKY_SLOPE) for z in zs[:-1]]
+        if net.hidden in NEGATIVE_SLOPE:
+            self.slopes = [np.where(z > 0, 1.0, NEGATIVE_SLOPE[net.hidden]) for z in zs[:-1]]
         else:
             self.slopes = [np.ones_like(z) for z in zs[:-1]]
 
