@@ -44,7 +44,7 @@ import numba
 import numpy as np
 
 from ...core.jit import JIT_OPTIONS
-from ...mlp.functions import LEAKY_SLOPE as LEAKY  # a module global: numba compiles it in as a constant
+from ...mlp.functions import LEAKY_SLOPE as LEAKY  # one source; numba compiles the global in as a constant
 
 __all__ = [
     "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "IDENTITY", "SOFTMAX_CE", "SIGMOID_BCE", "IDENTITY_MSE",
@@ -64,6 +64,8 @@ SOFTMAX_CE, SIGMOID_BCE, IDENTITY_MSE = 0, 1, 2
 SMALL = 2.0**-16
 #: Output changes larger than this use the direct (two-sided) formula.
 LARGE = 1.0
+# LEAKY (imported above) is frozen into the compiled kernels, and numba's on-disk cache is keyed on
+# this file alone: a new LEAKY_SLOPE needs a cleared cache (the tests against the reference see a stale one).
 #: Hidden units per pass of the fused last-hidden-layer loop (:func:`_fused_last_hidden`,
 #: which is written for exactly 8).
 UNITS = 8
