@@ -39,7 +39,7 @@ def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: n
 
     Directions are evaluated in chunks of at most about ``max_memory`` bytes of steps and
     stacked changes, each pair of signs as one perturbation where the steps are
-    symmetric (see :mod:`fastcheck.stacked`). The Gaussian draws of global directions
+    symmetric (see :mod:`fastcheck.engines.mlp.stacked`). The Gaussian draws of global directions
     are made once and also serve the groups' directions of the same numbers.
     """
     k = len(directions)
