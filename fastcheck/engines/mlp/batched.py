@@ -25,48 +25,22 @@ thread: ``dJ = sum_e dloss_e / m + (lambda / 2m) d (2 w + d)``. The numeric grad
 
 from __future__ import annotations
 
-import contextlib
-
-import numba
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
+from ...core.threads import blas_limited, numba_threads
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
 from . import kernels
 
 __all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
 
-#: Default bound, in bytes, of the per-chunk temporaries of the kernels.
-DEFAULT_MAX_MEMORY = 256 * 2**20
 
 HIDDEN_CODES = {"relu": kernels.RELU, "leaky_relu": kernels.LEAKY_RELU, "tanh": kernels.TANH,
                 "sigmoid": kernels.SIGMOID, "identity": kernels.IDENTITY}
 OUTPUT_CODES = {"softmax": kernels.SOFTMAX_CE, "sigmoid": kernels.SIGMOID_BCE, "identity": kernels.IDENTITY_MSE}
 #: Certified changes stay below this fraction of the margin to the nearest kink.
 SAFETY = 0.5
-
-_controller = None
-
-
-def _blas_limited():
-    """BLAS pinned to one thread while the engine runs (numba's threads do the parallel work)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
-
-
-@contextlib.contextmanager
-def _numba_threads(n_threads):
-    previous = numba.get_num_threads()
-    try:
-        if n_threads is not None:
-            numba.set_num_threads(int(n_threads))
-        yield numba.get_num_threads()
-    finally:
-        numba.set_num_threads(previous)
-
 
 def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.ndarray, eps: float, *,
                    max_memory: int | None = None, n_threads: int | None = None, base=None) -> Evaluations:
@@ -106,7 +80,7 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     """
     indices = np.asarray(indices, dtype=np.int64)
     max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
-    with _numba_threads(n_threads) as threads, _blas_limited():
+    with numba_threads(n_threads) as threads, blas_limited():  # numba's threads do the parallel work
         if base is None:
             base = _BasePass(net, params, X, Y)
         theta = np.concatenate([np.ravel(params[name]) for name in net.shapes])
@@ -182,7 +156,7 @@ def _tasks(rows, cols, max_columns):
 
 def base_pass(net, params, X, Y):
     """The base forward pass of ``net``, packed for the kernels, for :func:`batched_engine`'s ``base``."""
-    with _blas_limited():
+    with blas_limited():
         return _BasePass(net, params, X, Y)
 
 

@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from ...core.directions import direction_steps
 from ...core.finite import central_difference
+from ...core.limits import DEFAULT_MAX_MEMORY  # bounds the changes held at once by all threads together
 from ...core.objective import perturbation_label
 from ...core.results import DirectionEvaluations, Evaluations
 from .changes import Change
@@ -37,8 +38,6 @@ from .tracing import trace
 
 __all__ = ["traced_engine", "TracedEngine", "DEFAULT_MAX_MEMORY", "TOLERANCE_ULPS", "VERIFY_PER_GROUP"]
 
-#: Default bound, in bytes, of the changes held at once by all threads together.
-DEFAULT_MAX_MEMORY = 256 * 2**20
 #: Traced and real costs must agree to this many units in the last place of |J|.
 TOLERANCE_ULPS = 2**10
 #: Coordinates of each group evaluated by the real cost before the engine is trusted.
