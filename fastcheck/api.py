@@ -264,7 +264,8 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
                              f"{getattr(dout, 'dtype', type(dout).__name__)} {np.shape(dout)}")
         note = "dout: given (the checked scalar is sum(out * dout))"
     grads = layer_gradients(inputs, grads, backward, dout, cache)
-    prepared = prepare_check(LayerCost(forward, dout), inputs, grads, seed=seed, **options)
+    same_seed = {} if options.get("options") is not None else {"seed": seed}  # a CheckOptions has its seed
+    prepared = prepare_check(LayerCost(forward, dout), inputs, grads, **same_seed, **options)
     return prepared.with_settings(layer=note).run()
 
 

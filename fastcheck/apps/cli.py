@@ -12,7 +12,7 @@ import threading
 import time
 
 from .. import __version__
-from ..api import Plan, plan, plan_mlp, prepare_check, prepare_mlp
+from ..api import Plan, check_layer, plan, plan_mlp, prepare_check, prepare_mlp
 from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from ..core.objective import describe_value
 from ..core.selection import DEFAULT_MIN_PER_GROUP
@@ -58,6 +58,9 @@ def get_parser() -> argparse.ArgumentParser:
     chk.add_argument("--arg", action="append", metavar="KEY=VALUE",
                      help="a keyword argument for the MODULE:FUNCTION factory (a Python literal or a string); repeat")
     chk.add_argument("--traceback", action="store_true", help="show the factory's own traceback when it raises")
+    chk.add_argument("--layer", action="store_true",
+                     help="MODULE:FUNCTION returns a layer check (forward, inputs, backward or grads[, dout]), as "
+                          "fc.check_layer takes it")
     net = chk.add_argument_group("built-in MLP")
     net.add_argument("--layers", help="comma-separated widths, e.g. 64,32,16,4")
     net.add_argument("--network", choices=sorted(NETWORKS), help="a benchmark network instead of --layers")
@@ -250,7 +253,26 @@ def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = F
     return result
 
 
+def _check_user_layer(args):
+    """``--layer``: the factory returns ``(forward, inputs, backward or grads[, dout])`` for fc.check_layer."""
+    result = call_factory(args.problem, import_function(args.problem), parse_arguments(args.arg),
+                          show_traceback=args.traceback)
+    if not (isinstance(result, tuple) and len(result) in (3, 4) and callable(result[0])):
+        got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
+        raise InputError(f"{args.problem} must return (forward, inputs, backward or grads[, dout]) with --layer; "
+                         f"got {got}")
+    forward, inputs, third, *dout = result
+    if args.dry_run:
+        raise UsageError("--dry-run is for cost problems; a layer check costs two forward passes per entry")
+    gradient = {"backward": third} if callable(third) else {"grads": third}
+    return check_layer(forward, inputs, dout=dout[0] if dout else None, seed=args.seed,
+                       options=_options(args, engine=args.engine), n_jobs=args.jobs, backend=args.backend,
+                       **gradient)
+
+
 def _check_user_problem(args):
+    if args.layer:
+        return _check_user_layer(args)
     cost, params, *grads = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
     grads = grads[0] if grads else FROM_COST
     options = _options(args, engine=args.engine)
