@@ -21,7 +21,7 @@ import time
 import pytest
 
 from fastcheck.apps.networks import network
-from fastcheck.apps.nightly.command import parse_suite, run_suite
+from fastcheck.apps.nightly import parse_suite, run_suite
 
 ROUNDS = {"S": 20, "L": 5}
 

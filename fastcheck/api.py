@@ -60,13 +60,15 @@ def _aside(problem) -> dict:
 
 
 # ---------------------------------------------------------------------- any cost
-def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,
+# the documented keywords of the public API (one CheckOptions is built from them)
+def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
           n_samples: int | None = None, n_directions: int | None = None,
           min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = True,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
           max_memory: int | None = None, progress: bool | None = None, warn: float = DEFAULT_WARN,
-          fail: float = DEFAULT_FAIL, cast: bool = False, timeout: float | None = None) -> Report:
+          fail: float = DEFAULT_FAIL, engine: str | None = None, cast: bool = False,
+          timeout: float | None = None) -> Report:
     """Check an analytic gradient against central differences of ``cost``.
 
     For every checked coordinate i, the numeric gradient is
@@ -136,6 +138,12 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
         Show a progress bar; default: on a terminal, for runs longer than a few seconds.
     warn, fail : float
         Verdict bounds: ``pass`` below ``warn`` <= ``warn`` < ``fail`` <= ``fail``.
+    engine : {"traced", "reference", "blackbox"}, optional
+        Default: the traced engine (the cost traced once, every perturbation evaluated
+        incrementally and exactly), unless ``backend``, ``batch_cost`` or ``chunk_size``
+        ask for the black-box engine; a cost that cannot be traced falls back to the
+        reference loop (``n_jobs=1``) or the black-box engine, with the reason in
+        ``report.settings["traced_not_used"]``. Given, it forces the engine.
     cast : bool
         Up-cast real non-float64 arrays with a warning instead of raising.
     timeout : float, optional
@@ -187,9 +195,11 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
                     {"n_jobs": rest["n_jobs"], **_aside(problem)})
 
 
-def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
+# the documented keywords of the public API
+def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,  # noqa: PLR0913
          n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
-         n_jobs: int = 1, cast: bool = False, options: CheckOptions | None = None) -> Plan:
+         n_jobs: int = 1, engine: str | None = None, cast: bool = False,
+         options: CheckOptions | None = None) -> Plan:
     """What :func:`check` would do with these settings, and about how long it would take.
 
     The cost is evaluated twice (to time it and to make sure it is deterministic);
@@ -260,12 +270,14 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
                              f"{getattr(dout, 'dtype', type(dout).__name__)} {np.shape(dout)}")
         note = "dout: given (the checked scalar is sum(out * dout))"
     grads = layer_gradients(inputs, grads, backward, dout, cache)
-    prepared = prepare_check(LayerCost(forward, dout), inputs, grads, seed=seed, **options)
+    same_seed = {} if options.get("options") is not None else {"seed": seed}  # a CheckOptions has its seed
+    prepared = prepare_check(LayerCost(forward, dout), inputs, grads, **same_seed, **options)
     return prepared.with_settings(layer=note).run()
 
 
 # ---------------------------------------------------------------------- the built-in MLP
-def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float = DEFAULT_EPS,
+# the documented keywords of the public API
+def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float = DEFAULT_EPS,  # noqa: PLR0913
               mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
               n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
               kinks: str = "exclude", escalate: bool = True, escalate_budget: int | None = None,
@@ -292,7 +304,8 @@ def _prepare_mlp(options: CheckOptions, rest: dict) -> Prepared:
                     context={"m": problem.X.shape[1], "l2": net.l2})
 
 
-def plan_mlp(net, params, X, Y, *, engine: str = MLP_ENGINES[0], mode: str = "full", fraction: float | None = None,
+# the documented keywords of the public API
+def plan_mlp(net, params, X, Y, *, engine: str = MLP_ENGINES[0], mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
              n_samples: int | None = None, n_directions: int | None = None,
              min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, options: CheckOptions | None = None) -> Plan:
     """:meth:`fastcheck.MLP.plan`: what :meth:`MLP.check` would do, and about how long it would take.

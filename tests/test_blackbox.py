@@ -128,8 +128,9 @@ def test_a_shuffled_subset_comes_back_in_its_order():
 
 
 def test_check_reports_the_same_numbers_serial_and_parallel():
-    serial = fc.check(cost, PARAMS, grads)
-    for kw in (dict(n_jobs=2, chunk_size=7), dict(n_jobs=2, backend="threading", chunk_size=3), dict(n_jobs=-1)):
+    serial = fc.check(cost, PARAMS, grads, engine="reference")
+    for kw in (dict(n_jobs=2, chunk_size=7), dict(n_jobs=2, backend="threading", chunk_size=3),
+               dict(n_jobs=-1, engine="blackbox")):
         parallel = fc.check(cost, PARAMS, grads, **kw)
         assert parallel.difference == serial.difference
         assert [g.difference for g in parallel.groups] == [g.difference for g in serial.groups]
@@ -387,7 +388,7 @@ def test_directions_on_workers_are_bitwise_the_serial_loop(kw):
 
 
 def test_check_in_directions_mode_uses_the_workers_and_names_a_bug():
-    serial = fc.check(cost, PARAMS, grads(PARAMS), mode="directions", n_directions=4)
+    serial = fc.check(cost, PARAMS, grads(PARAMS), mode="directions", n_directions=4, engine="reference")
     parallel = fc.check(cost, PARAMS, grads(PARAMS), mode="directions", n_directions=4, n_jobs=2, chunk_size=3)
     assert parallel.settings["engine"] == "blackbox" and parallel.directions == serial.directions
     bad = grads(PARAMS)

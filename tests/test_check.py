@@ -80,7 +80,7 @@ def test_mutation_during_the_loop_names_the_coordinate():
         return float(np.sum(theta**2))
 
     with pytest.raises(fc.MutationError, match=r"at theta\[1\] \+ eps"):
-        fc.check(cost, np.ones(3), 2 * np.ones(3))
+        fc.check(cost, np.ones(3), 2 * np.ones(3), engine="reference")
 
 
 @pytest.mark.parametrize(
@@ -137,13 +137,14 @@ def test_a_cost_that_exits_is_an_error_not_the_end_of_the_program():
         return float(np.sum(p["W"] ** 2))
 
     params = {"W": np.ones(3)}
-    with pytest.raises(fc.CostError, match=r"sys.exit\(0\) at W\[0\] - eps"):
+    with pytest.raises(fc.CostError, match=r"sys.exit\(0\) at "):
         fc.check(cost, params, {"W": 2 * params["W"]})
 
 
 def test_a_plan_says_what_its_estimate_rests_on(quadratic):
     cost, params, _ = quadratic
-    plan = fc.plan(cost, params)
+    assert "traced engine timed" in fc.plan(cost, params).basis
+    plan = fc.plan(cost, params, options=fc.api.CheckOptions(engine="reference"))
     assert plan.basis.startswith("the median of ") and "timed cost evaluations" in plan.basis
     assert int(plan.basis.split()[3]) >= 4
     assert "(from the median of" in str(plan)

@@ -202,3 +202,28 @@ def test_traceback_shows_the_factory_s_own_traceback(factories, capsys):
 def test_min_per_group_on_the_command_line(capsys):
     assert main(["check", "--layers", "6,5,3", "--mode", "subset", "--samples", "1", "--min-per-group", "2"]) == 0
     assert "8 of 53 coordinates" in capsys.readouterr().out
+
+
+LAYER = '''
+import numpy as np
+
+def affine(bug=False):
+    rng = np.random.default_rng(0)
+    def forward(x, w, b):
+        return x @ w + b, (x, w)
+    def backward(dout, cache):
+        x, w = cache
+        db = dout.sum(axis=0)
+        return dout @ w.T, x.T @ dout, db / len(dout) if bug else db
+    return forward, {"x": rng.standard_normal((4, 3)), "w": rng.standard_normal((3, 2)), "b": np.zeros(2)}, backward
+'''
+
+
+def test_a_layer_check_from_the_command_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "userlayer.py").write_text(LAYER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check", "userlayer:affine", "--layer"]) == 0
+    assert "layer check: dout: standard normal, seed 0" in capsys.readouterr().out
+    assert main(["check", "userlayer:affine", "--layer", "--arg", "bug=True", "--quiet"]) == 1
+    assert main(["check", "userlayer:affine", "--layer", "--arg", "bug=True"]) == 1
+    assert "wrong: b" in capsys.readouterr().out

@@ -71,7 +71,11 @@ def drifting_batch(thetas):
 
 
 # --------------------------------------------------------------------- nondeterminism
-@pytest.mark.parametrize("kw", [{}, {"n_jobs": 2, "chunk_size": 6}, {"mode": "directions", "n_directions": 4}])
+#: The reference loop in this process, the black-box engine's workers, the directions loop.
+IN_PROCESS, WORKERS = {"engine": "reference"}, {"n_jobs": 2, "chunk_size": 6}
+
+
+@pytest.mark.parametrize("kw", [IN_PROCESS, WORKERS, {"mode": "directions", "n_directions": 4, **IN_PROCESS}])
 def test_a_cost_that_changes_now_and_then_is_refused_not_failed(kw):
     with pytest.raises(fc.NondeterministicCostError, match=r"at (theta\[\d+\]|direction \d+ of \S+) .?[+-].?eps"
                                                            r".* and then .* when evaluated there again"):
@@ -79,7 +83,7 @@ def test_a_cost_that_changes_now_and_then_is_refused_not_failed(kw):
 
 
 def test_a_deterministic_cost_is_never_refused():
-    for kw in ({}, {"n_jobs": 2, "chunk_size": 5}, {"batch_cost": _batch}, {"mode": "directions"}):
+    for kw in (IN_PROCESS, WORKERS, {"batch_cost": _batch}, {"mode": "directions", **IN_PROCESS}):
         assert fc.check(_cost, THETA, GRAD, **kw).verdict == "pass"
 
 
@@ -90,7 +94,7 @@ def test_a_batch_cost_that_drifts_at_perturbed_points_is_refused():
 
 # --------------------------------------------------------------------- mutation
 @pytest.mark.parametrize("how", ["base", "flags", "swap"])
-@pytest.mark.parametrize("kw", [{}, {"n_jobs": 2, "chunk_size": 6}])
+@pytest.mark.parametrize("kw", [IN_PROCESS, WORKERS])
 def test_a_write_only_when_perturbed_is_refused_naming_the_coordinate(how, kw):
     with pytest.raises(fc.MutationError, match=r"theta\[3\] \+ eps"):
         fc.check(WritesWhenPerturbed(how), THETA, GRAD, **kw)
@@ -98,7 +102,7 @@ def test_a_write_only_when_perturbed_is_refused_naming_the_coordinate(how, kw):
 
 def test_a_write_during_the_directions_loop_is_refused():
     with pytest.raises(fc.MutationError, match=r"while evaluating direction \d+ of \(all\) \([+-]eps\)"):
-        fc.check(WritesWhenPerturbed("flags"), THETA, GRAD, mode="directions", n_directions=2)
+        fc.check(WritesWhenPerturbed("flags"), THETA, GRAD, mode="directions", n_directions=2, **IN_PROCESS)
 
 
 def test_a_batch_cost_writing_into_its_stack_is_refused():

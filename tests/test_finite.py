@@ -65,11 +65,19 @@ MAGNITUDES = [(1e-300, 1e-7), (1e-12, 1e-7), (1e-7, 1e-7), (1.0, 1e-7), (1e6, 1e
               (1e12, 1e-3)]
 
 
+#: Engines that do not divide by the steps taken yet: they are to call core.finite.coordinate_gradient.
+NOT_YET = pytest.mark.xfail(strict=True, reason="divides by the nominal 2 eps: to call "
+                                                "fastcheck.core.finite.coordinate_gradient (#13)")
+
+
+@pytest.mark.parametrize("engine", ["reference", "blackbox", pytest.param("traced", marks=NOT_YET)])
 @pytest.mark.parametrize(("magnitude", "eps"), MAGNITUDES)
-def test_an_exact_gradient_passes_at_any_magnitude(magnitude, eps):
+def test_an_exact_gradient_passes_at_any_magnitude(magnitude, eps, engine):
     """fl(theta + eps) - theta is not eps: 2% off at 1e7 (a FAIL) and 2.4% at 1e12 with eps=1e-3."""
+    if engine == "traced" and magnitude < 1e6:
+        pytest.skip("exact at this magnitude either way")
     cost = OffsetQuadratic(magnitude)
-    report = fc.check(cost, cost.theta, cost.g, eps=eps)
+    report = fc.check(cost, cost.theta, cost.g, eps=eps, engine=engine)
     assert report.verdict == "pass", (report.difference, report.worst(3))
     assert report.difference < 1e-7
 
@@ -94,6 +102,19 @@ def test_every_path_of_the_blackbox_engine_divides_by_the_steps_taken(magnitude,
         assert fc.relative_difference(comp.numeric, cost.g) < 1e-7, kw  # in process, on workers, stacked
         if "batch_cost" not in kw:  # the same evaluations, the same formula
             np.testing.assert_array_equal(comp.numeric, ref.numeric)
+
+
+@pytest.mark.parametrize("engine", ["reference", pytest.param("batched", marks=NOT_YET)])
+def test_an_mlp_with_large_parameters_passes(engine):
+    """Output biases near 1e7 (and targets near the outputs, so that J stays small): the steps of b2 round."""
+    net = fc.MLP([3, 4, 2], hidden="tanh", output="identity")
+    params = net.init(seed=0)
+    params["b2"] = params["b2"] + 1e7 * np.array([[1.3], [1.7]])
+    X, _ = net.random_data(6, seed=1)
+    zs, _ = net.forward(params, X)
+    Y = zs[-1] + np.random.default_rng(2).standard_normal(zs[-1].shape)
+    report = net.check(params, net.gradient(params, X, Y), X, Y, engine=engine)
+    assert report.group("b2").verdict == "pass", report.group("b2")
 
 
 def test_the_one_liner_of_the_issue_passes():

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastcheck.apps.nightly import command as nightly
-from fastcheck.apps.nightly.command import ChunkStore, main, parse_suite, run_suite
+from fastcheck.apps import nightly
+from fastcheck.apps.nightly import ChunkStore, main, parse_suite, run_suite
 from fastcheck.apps.nightly.history import History
 from fastcheck.report import Report
 
@@ -84,7 +84,7 @@ points = [{seed = 0}, {seed = 1}, {seed = 2}]
 # kill at a random moment lands mid-run, inside a chunk's computation or between chunks.
 CALL = """
 import os, sys, time
-from fastcheck.apps.nightly import command as nightly
+from fastcheck.apps import nightly
 delay, save = float(os.environ.get("NIGHTLY_TEST_CHUNK_SLEEP", "0")), nightly.ChunkStore.save
 def slow_save(self, *args, **kwargs):
     time.sleep(delay)
@@ -190,6 +190,13 @@ def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, user_module, k
             assert len(db.results(problem, point)) == 2
 
 
+def _chunk_calls(chunks: int, size: int = 4) -> int:
+    """Cost calls of ``chunks`` chunks of ``size`` coordinates: both signs, and the sample evaluated again."""
+    from fastcheck.core.objective import recheck_sample
+
+    return chunks * (2 * size + len(recheck_sample(size, 0)))
+
+
 def _interrupted(tmp_path, user_module, limit, chunk_size=4):
     """Run the black-box suite in process until the cost raises KeyboardInterrupt after ``limit`` calls."""
     module = __import__(user_module)
@@ -204,7 +211,7 @@ def _interrupted(tmp_path, user_module, limit, chunk_size=4):
 
 
 def test_corrupted_truncated_and_foreign_chunks_are_recomputed(tmp_path, user_module, capsys):
-    suite, run_dir = _interrupted(tmp_path, user_module, limit=2 + 2 * 4 * 6)  # base twice, then 6 chunks
+    suite, run_dir = _interrupted(tmp_path, user_module, limit=2 + _chunk_calls(6))  # base twice, then 6 chunks
     files = _chunk_files(run_dir)
     assert len(files) == 6
     flipped = bytearray(files[0].read_bytes())
@@ -286,10 +293,10 @@ CONFIG_ERRORS = [
     ("[[problems]]\nname='a'\nlayers=[3,2]\nengine='fast'", "problems[0].engine: expected one of"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nmode='directions'", "problems[0].mode: 'directions' cannot run"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nmode='subset'", "problems[0].mode: 'subset' needs exactly one"),
-    ("[[problems]]\nname='a'\nlayers=[3,2]\nfraction=0.5", "problems[0].fraction: goes with mode = 'subset'"),
+    ("[[problems]]\nname='a'\nlayers=[3,2]\nfraction=0.5", "problems[0].fraction: goes with mode='subset'"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nmode='subset'\nfraction=1.5", "problems[0].fraction: expected a number"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\neps=1", "problems[0].eps: expected a step in [1e-12, 1e-1]"),
-    ("[[problems]]\nname='a'\nlayers=[3,2]\neps='small'", "problems[0].eps: expected a number"),
+    ("[[problems]]\nname='a'\nlayers=[3,2]\neps='small'", "problems[0].eps: expected a step"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nwarn=1e-2\nfail=1e-3", "problems[0].warn: expected warn <= fail"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nfail=0", "problems[0].fail: expected a positive number"),
     ("[[problems]]\nname='a'\nlayers=[3,2]\nn_jobs=0", "problems[0].n_jobs: expected a positive integer or -1"),
@@ -501,7 +508,7 @@ def test_parallel_and_dask_backends_give_the_same_report(tmp_path, user_module):
 
 
 def test_chunks_of_another_configuration_are_never_merged(tmp_path, user_module, capsys):
-    suite, run_dir = _interrupted(tmp_path, user_module, limit=2 + 2 * 4 * 3)
+    suite, run_dir = _interrupted(tmp_path, user_module, limit=2 + _chunk_calls(3))
     assert len(_chunk_files(run_dir)) == 3
     changed = parse_suite({"problems": [{"name": "box", "factory": f"{user_module}:slow", "chunk_size": 4,
                                          "eps": 1e-6, "points": [{"seed": 0}]}]})

@@ -86,5 +86,5 @@ def test_the_reference_directions_loop_reports_each_direction(capfd):
 
 
 def test_a_serial_check_shows_progress_on_request(capfd):
-    fc.check(cost, PARAMS, grads(PARAMS), progress=True)
+    fc.check(cost, PARAMS, grads(PARAMS), progress=True, engine="reference")
     assert "coordinates (100%), ETA" in capfd.readouterr().err

@@ -81,13 +81,14 @@ def _run(where, code, limit=60):
 
 
 @pytest.mark.parametrize(("cost", "kw"), [
-    ("sleeps", {}),
-    ("spins", {}),
-    ("swallows", {}),
+    ("sleeps", {"engine": "reference"}),
+    ("spins", {"engine": "reference"}),
+    ("swallows", {"engine": "reference"}),
     ("sleeps", {"n_jobs": 2, "chunk_size": 2}),
     ("spins", {"n_jobs": 2, "chunk_size": 2}),
     ("spins", {"n_jobs": 2, "chunk_size": 2, "backend": "threading"}),
-    ("sleeps", {"mode": "directions", "n_directions": 2}),
+    ("sleeps", {"mode": "directions", "n_directions": 2, "engine": "reference"}),
+    ("sleeps", {}),  # the default engine: the traced one, or whichever runs the cost
 ])
 def test_a_cost_that_never_returns_ends_the_check_naming_the_coordinate(hanging, cost, kw):
     out = _run(hanging, RUN.format(cost=cost, timeout=0.5, kw=kw))

@@ -12,7 +12,7 @@ import threading
 import time
 
 from .. import __version__
-from ..api import Plan, plan, plan_mlp, prepare_check, prepare_mlp
+from ..api import Plan, check_layer, plan, plan_mlp, prepare_check, prepare_mlp
 from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from ..core.objective import describe_value
 from ..core.selection import DEFAULT_MIN_PER_GROUP
@@ -20,9 +20,18 @@ from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
 from ..pipeline.factories import FROM_COST
-from ..pipeline.options import DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
+from ..pipeline.options import COST_ENGINES, DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from .bugs import BUGS, buggy_gradient
-from .common import EXIT_FAILED, EXIT_OK, Parser, UsageError, check_output, run_command, write_output
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Parser,
+    UsageError,
+    check_output,
+    refuse_unfitting,
+    run_command,
+    write_output,
+)
 from .networks import NETWORKS, network
 from .problems import call_factory, import_function, parse_arguments
 
@@ -49,6 +58,9 @@ def get_parser() -> argparse.ArgumentParser:
     chk.add_argument("--arg", action="append", metavar="KEY=VALUE",
                      help="a keyword argument for the MODULE:FUNCTION factory (a Python literal or a string); repeat")
     chk.add_argument("--traceback", action="store_true", help="show the factory's own traceback when it raises")
+    chk.add_argument("--layer", action="store_true",
+                     help="MODULE:FUNCTION returns a layer check (forward, inputs, backward or grads[, dout]), as "
+                          "fc.check_layer takes it")
     net = chk.add_argument_group("built-in MLP")
     net.add_argument("--layers", help="comma-separated widths, e.g. 64,32,16,4")
     net.add_argument("--network", choices=sorted(NETWORKS), help="a benchmark network instead of --layers")
@@ -58,7 +70,10 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--examples", type=int, default=32, help="number of examples m (default 32)")
     net.add_argument("--params-seed", type=int, default=0, help="seed of net.init (default 0)")
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
-    net.add_argument("--engine", choices=MLP_ENGINES, default=MLP_ENGINES[0])
+    chk.add_argument("--engine", choices=sorted(set(MLP_ENGINES) | set(COST_ENGINES)),
+                     help=f"force an engine: {', '.join(MLP_ENGINES)} for the built-in network (default "
+                          f"{MLP_ENGINES[0]}); {', '.join(COST_ENGINES)} for a user problem (default: traced where the "
+                          "cost can be traced)")
     net.add_argument("--include-kinks", action="store_true", help="count coordinates that cross a kink")
     opts = chk.add_argument_group("checking")
     opts.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"step (default {DEFAULT_EPS:g})")
@@ -193,16 +208,20 @@ def _check_builtin(args):
         examples = args.examples
     else:
         raise UsageError("nothing to check: give MODULE:FUNCTION, --layers WIDTHS or --network S|M|L")
+    if args.params_seed < 0:
+        raise UsageError(f"--params-seed: expected a non-negative integer, got {args.params_seed}")
     l2 = args.l2 if args.l2 is not None else (0.1 if args.network else 0.0)
     net = MLP(layers, hidden=args.hidden, output=args.output, l2=l2)
+    refuse_unfitting(net.n_params, "--layers" if args.layers else "--network")
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
-    options = _options(args, engine=args.engine, kinks="include" if args.include_kinks else "exclude")
+    engine = args.engine or MLP_ENGINES[0]
+    options = _options(args, engine=engine, kinks="include" if args.include_kinks else "exclude")
     if args.dry_run:
         return plan_mlp(net, params, X, Y, options=options)
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
     prepared = prepare_mlp(net, params, grads, X, Y, options=options)  # bad settings fail here, before compiling
-    _compile_kernels(args.engine, args.hidden, args.output)
+    _compile_kernels(engine, args.hidden, args.output)
     return prepared.run()
 
 
@@ -237,10 +256,29 @@ def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = F
     return result
 
 
+def _check_user_layer(args):
+    """``--layer``: the factory returns ``(forward, inputs, backward or grads[, dout])`` for fc.check_layer."""
+    result = call_factory(args.problem, import_function(args.problem), parse_arguments(args.arg),
+                          show_traceback=args.traceback)
+    if not (isinstance(result, tuple) and len(result) in (3, 4) and callable(result[0])):
+        got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
+        raise InputError(f"{args.problem} must return (forward, inputs, backward or grads[, dout]) with --layer; "
+                         f"got {got}")
+    forward, inputs, third, *dout = result
+    if args.dry_run:
+        raise UsageError("--dry-run is for cost problems; a layer check costs two forward passes per entry")
+    gradient = {"backward": third} if callable(third) else {"grads": third}
+    return check_layer(forward, inputs, dout=dout[0] if dout else None, seed=args.seed,
+                       options=_options(args, engine=args.engine), n_jobs=args.jobs, backend=args.backend,
+                       **gradient)
+
+
 def _check_user_problem(args):
+    if args.layer:
+        return _check_user_layer(args)
     cost, params, *grads = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
     grads = grads[0] if grads else FROM_COST
-    options = _options(args)
+    options = _options(args, engine=args.engine)
     if args.dry_run:
         return plan(cost, params, options=options, n_jobs=args.jobs)
     run = {"n_jobs": args.jobs, "backend": args.backend}
@@ -254,10 +292,20 @@ def _check_user_problem(args):
         from distributed import Client
     except ImportError:
         raise UsageError("--scheduler needs Dask: pip install 'fastcheck[distributed]'") from None
-    with Client(args.scheduler, timeout="10s") as client:
-        del client  # joblib's dask backend finds the client through distributed's default
+    from concurrent.futures import CancelledError  # what distributed raises when a cluster's workers died
+
+    try:
+        client = Client(args.scheduler, timeout="10s")
+    except (OSError, ValueError, TypeError) as exc:  # a malformed address, or nothing answering there
+        raise UsageError(f"--scheduler {args.scheduler!r}: cannot reach a Dask scheduler there: {exc}") from None
+    with client:
         run.update(backend="dask", n_jobs=-1 if args.jobs == 1 else args.jobs)
-        return prepare_check(cost, params, grads, options=options, **run).run()
+        prepared = prepare_check(cost, params, grads, options=options, **run)
+        try:  # joblib's dask backend finds the client through distributed's default
+            return prepared.run()
+        except (CancelledError, OSError) as exc:
+            raise InputError(f"the Dask cluster at {args.scheduler} failed during the check "
+                             f"({type(exc).__name__}: {exc}); are its workers alive?") from None
 
 
 def _indent(text: str) -> str:

@@ -16,7 +16,10 @@ from pathlib import Path
 from ..errors import FastcheckError
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "UsageError", "Parser", "one_line",
-           "run_command", "check_output", "write_output"]
+           "run_command", "check_output", "write_output", "refuse_unfitting", "memory_limit"]
+
+#: Copies of the parameters a check holds at once at the least (params, gradient, flat theta, numeric).
+_COPIES = 4
 
 #: Nothing failed; a gradient check (or the planted bug's detection) failed; bad usage or input.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -54,8 +57,8 @@ def run_command(parser: argparse.ArgumentParser, argv) -> int:
     -------
     int
         The subcommand's exit code; :data:`EXIT_USAGE` after a :class:`UsageError` or a
-        fastcheck error (printed as one line on stderr), :data:`EXIT_INTERRUPTED` after
-        Ctrl-C, :data:`EXIT_OK` when the reader of stdout went away.
+        fastcheck error or running out of memory (printed as one line on stderr),
+        :data:`EXIT_INTERRUPTED` after Ctrl-C, :data:`EXIT_OK` when the reader of stdout went away.
     """
     try:
         args = parser.parse_args(argv)
@@ -66,6 +69,10 @@ def run_command(parser: argparse.ArgumentParser, argv) -> int:
     except KeyboardInterrupt:
         print("fastcheck: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError:  # a problem too large for this machine: say so, not a traceback
+        print("fastcheck: error: out of memory: the problem does not fit in this machine's memory (or the "
+              "process's limit); check a smaller network or a subset", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # e.g. `fastcheck check ... | head`: the reader left, stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit-time flush quiet
         return EXIT_OK
@@ -96,3 +103,37 @@ def write_output(path: str | None, text: str, flag: str) -> None:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {flag} {path!r}: {exc.strerror or exc}") from None
+
+
+def memory_limit() -> int | None:
+    """The bytes this process may use at most: the smaller of physical memory and ``RLIMIT_AS`` (None: unknown)."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not every platform says
+        pass
+    try:
+        import resource  # POSIX only: imported where a limit is asked for
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def refuse_unfitting(n_params: int, flag: str) -> None:
+    """Refuse, before allocating anything, a problem whose parameters alone cannot fit in memory.
+
+    Raises
+    ------
+    UsageError
+        When :data:`_COPIES` float64 copies of ``n_params`` exceed :func:`memory_limit`.
+    """
+    limit = memory_limit()
+    need = _COPIES * 8 * n_params
+    if limit is not None and need > limit:
+        raise UsageError(f"{flag}: {n_params:,} parameters need at least {need / 2**30:.1f} GiB "
+                         f"({_COPIES} float64 copies), more than the {limit / 2**30:.1f} GiB this process may use; "
+                         "check a smaller network")

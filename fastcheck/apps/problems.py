@@ -43,10 +43,14 @@ def import_function(spec: str):
     return func
 
 
-def call_factory(spec: str, func, kwargs: dict | None = None, *, show_traceback: bool = False):
+def call_factory(spec: str, func, kwargs: dict | None = None, *, show_traceback: bool = False,
+                 hint: str | None = "--traceback shows where"):
     """``func(**kwargs)``; what it raises (or exits with) becomes an :class:`InputError` naming ``spec``.
 
-    With ``show_traceback``, the factory's own traceback is printed to stderr first.
+    A factory calling ``sys.exit`` (whatever its code) is a factory that failed: it never
+    ends the caller's run, and never as a success. With ``show_traceback``, the factory's
+    own traceback is printed to stderr first; otherwise ``hint`` (how to see it) ends the
+    message.
     """
     try:
         return func(**(kwargs or {}))
@@ -54,8 +58,8 @@ def call_factory(spec: str, func, kwargs: dict | None = None, *, show_traceback:
         if show_traceback:
             traceback.print_exception(exc, file=sys.stderr)
         what = "exited" if isinstance(exc, SystemExit) else "raised"
-        raise InputError(f"{spec} {what} {type(exc).__name__}: {exc}"
-                         + ("" if show_traceback else " (--traceback shows where)")) from exc
+        tail = f" ({hint})" if hint and not show_traceback else ""
+        raise InputError(f"{spec} {what} {type(exc).__name__}: {exc}{tail}") from exc
 
 
 def parse_arguments(pairs) -> dict:

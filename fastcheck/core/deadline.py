@@ -184,6 +184,7 @@ def time_limit(seconds: float | None, where: str, who: str = "the cost"):
         return
     slot = _Slot(seconds, time.monotonic() + seconds, where, who, _stuck_files[ident])
     with _lock:
+        outer = _slots.get(ident)  # an evaluation inside another one's limit: the outer one resumes after
         _slots[ident] = slot
     overrun = False
     try:
@@ -195,7 +196,10 @@ def time_limit(seconds: float | None, where: str, who: str = "the cost"):
             try:
                 slot.done = True
                 with _lock:
-                    _slots.pop(ident, None)
+                    if outer is None:
+                        _slots.pop(ident, None)
+                    else:
+                        _slots[ident] = outer
                 if slot.fired is not None and ident != _main():
                     _set_async(ident, None)
                 break

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,9 @@ class Engine:
         engine has such a figure: it sizes the first chunk of a resumable run.
     basis : callable ``() -> str``, optional
         What ``estimate`` rests on, in a phrase (plans print it).
+    notes : dict
+        Recorded in the report's settings beside the engine's name (``traced_not_used``:
+        why the traced engine was not used).
     """
 
     name: str
@@ -41,3 +44,4 @@ class Engine:
     cost: float = float("nan")
     prior: float | None = None
     basis: Callable[[], str] | None = None
+    notes: dict = field(default_factory=dict)

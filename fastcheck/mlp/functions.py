@@ -1,8 +1,9 @@
 """The built-in network's activations, losses and their derivatives, written once.
 
 Every engine and the model use these: the reference passes call them directly, the
-stacked and batched engines take the constants (``LEAKY_SLOPE``) and the base-pass
-quantities from here.
+stacked and batched engines (and their kernels) take the constant ``LEAKY_SLOPE``, the
+output layer's quantities (:func:`output_aux`) and the cost of a forward pass
+(:func:`cost_from_logits`) from here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["HIDDEN", "OUTPUTS", "LEAKY_SLOPE", "PIECEWISE_LINEAR", "sigmoid", "activate", "activation_derivative",
-           "example_losses", "output_delta"]
+__all__ = ["HIDDEN", "OUTPUTS", "LEAKY_SLOPE", "NEGATIVE_SLOPE", "PIECEWISE_LINEAR", "sigmoid", "activate",
+           "activation_derivative", "example_losses", "cost_from_logits", "output_aux", "output_delta"]
 
 #: Slope of leaky ReLU for negative inputs.
 LEAKY_SLOPE = 0.01
@@ -20,6 +21,8 @@ LEAKY_SLOPE = 0.01
 HIDDEN = {"relu": True, "leaky_relu": True, "tanh": False, "sigmoid": False, "identity": False}
 #: Activations that are linear between their kinks (a perturbation's change is exactly linear there).
 PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
+#: The relu-like activations (the kinked ones) and their slope below the kink.
+NEGATIVE_SLOPE = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE}
 #: Output activations and the loss each is paired with.
 OUTPUTS = {"softmax": "cross-entropy", "sigmoid": "binary cross-entropy", "identity": "mean squared error"}
 
@@ -67,13 +70,33 @@ def example_losses(output: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return 0.5 * ((z - y) ** 2).sum(axis=0)
 
 
-def output_delta(output: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Derivative of each example's loss with respect to the logits, shape of ``z``."""
+def cost_from_logits(output: str, z: np.ndarray, y: np.ndarray, penalty: float) -> float:
+    """J from the output logits ``z`` (n_L, m): the mean loss over the m examples plus ``penalty``.
+
+    ``penalty`` is the L2 term of the same parameters (:meth:`fastcheck.MLP.regularization`).
+    """
+    return float(example_losses(output, z, y).sum() / z.shape[1]) + penalty
+
+
+def output_aux(output: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """What the output's loss derivative and loss changes are made of, shape of ``z``.
+
+    The softmax probabilities (softmax), ``sigmoid(z)`` (sigmoid) or the residual
+    ``z - y`` (identity).
+    """
     if output == "softmax":
         e = np.exp(z - z.max(axis=0))
-        return e / e.sum(axis=0) * y.sum(axis=0) - y
+        return e / e.sum(axis=0)
     if output == "sigmoid":
-        return sigmoid(z) - y
+        return sigmoid(z)
     return z - y
 
 
+def output_delta(output: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Derivative of each example's loss with respect to the logits, shape of ``z``."""
+    aux = output_aux(output, z, y)
+    if output == "softmax":
+        return aux * y.sum(axis=0) - y
+    if output == "sigmoid":
+        return aux - y
+    return aux

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import DtypeError, InputError
-from .functions import HIDDEN, OUTPUTS, activate, activation_derivative, example_losses, output_delta
+from .functions import HIDDEN, OUTPUTS, activate, activation_derivative, cost_from_logits, output_delta
 
 __all__ = ["MLP"]
 
@@ -157,8 +157,7 @@ class MLP:
     def cost(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> float:
         """J: the mean loss over the examples plus the L2 term."""
         zs, _ = self.forward(params, X)
-        m = X.shape[1]
-        return float(example_losses(self.output, zs[-1], Y).sum() / m) + self.regularization(params, m)
+        return cost_from_logits(self.output, zs[-1], Y, self.regularization(params, X.shape[1]))
 
     def kink_states(self, zs: list) -> list[np.ndarray]:
         """For relu-like hidden layers, the boolean state ``Z > 0`` of every unit and example."""

@@ -140,19 +140,68 @@ class CostProblem:
         self.timing = CostTiming(self)
 
 
+def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
+    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used."""
+    from ..engines.traced import traced_engine
+
+    objective, theta, analytic = problem.objective, problem.theta, problem.analytic
+    engine = traced_engine(objective, problem.layout, theta, options.eps, max_memory=options.max_memory,
+                           seed=options.seed)
+
+    def coordinates(idx):
+        ev = engine.coordinates(idx)
+        # where the traced changes are not finite (an identity that overflowed, a log1p below -1 next to a
+        # saturated unit), the engine cannot vouch: those coordinates take full evaluations of the real cost
+        bad = ~(np.isfinite(ev.numeric) & np.isfinite(ev.cost_plus) & np.isfinite(ev.cost_minus))
+        if not bad.any():
+            return ev
+        redo = reference_engine(objective, theta, np.asarray(ev.indices)[bad], options.eps)
+        for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
+            getattr(ev, name)[bad] = getattr(redo, name)
+        ev.n_evaluations += redo.n_evaluations
+        return ev
+
+    def directions(dirs):
+        ev = engine.directions(dirs, analytic)
+        bad = np.flatnonzero(~np.isfinite(ev.numeric))
+        if bad.size:  # as for coordinates: the real cost where the traced changes are not finite
+            redo = evaluate_directions(objective, theta, analytic, [dirs[j] for j in bad], options.eps)
+            ev.numeric[bad], ev.kinks[bad] = redo.numeric, redo.kinks
+            ev.n_evaluations += redo.n_evaluations
+        return ev
+
+    return Engine("traced", coordinates, directions, engine.estimate,
+                  objective.cost_at_theta, basis=lambda: "the traced engine timed on a sample of every group")
+
+
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
                 chunk_size=None, progress=None) -> Engine:
-    """The reference loop in-process, or the black-box engine (workers, Dask, a vectorized cost)."""
+    """The traced engine where the cost can be traced, else the reference loop in-process or the black-box
+    engine (workers, Dask, a vectorized cost); the report says why the traced engine was not used."""
+    from ..engines.traced import NotTraceable
+
     objective, theta, analytic, eps = problem.objective, problem.theta, problem.analytic, options.eps
     _require_checkable(problem.layout, theta, options)
     require_n_jobs(n_jobs, options.name("n_jobs"))
     in_process = n_jobs == 1 and batch_cost is None and backend is None
-    name = options.engine_or(COST_ENGINES, "reference" if in_process else "blackbox")
+    untraced = "reference" if in_process else "blackbox"
+    # settings only the black-box engine has (a joblib backend, a vectorized cost, chunks) ask for it
+    blackbox_settings = backend is not None or batch_cost is not None or chunk_size is not None
+    name = options.engine_or(COST_ENGINES, untraced if blackbox_settings else "traced")
+    notes = {}
+    if name == "traced":
+        try:
+            return _traced(problem, options)
+        except NotTraceable as exc:
+            if options.engine == "traced":
+                raise InputError(f"{options.name('engine')}: 'traced' cannot be used on this cost: {exc.reason}; "
+                                 "leave `engine` unset to fall back to the black-box engine") from None
+            name, notes = untraced, {"traced_not_used": exc.reason}
     if name == "reference" and in_process:
         return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps, progress=progress),
                       lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps, progress=progress),
                       lambda n: n * problem.timing.seconds(), objective.cost_at_theta,
-                      basis=problem.timing.basis)
+                      basis=problem.timing.basis, notes=notes)
     # lazy: joblib (and Dask) load only when a check runs on workers
     from ..engines.blackbox import blackbox_directions, blackbox_engine
 
@@ -162,7 +211,7 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     return Engine("blackbox", lambda idx: blackbox_engine(objective, theta, idx, eps, **settings),
                   lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
                   lambda n: n * problem.timing.seconds() / workers, objective.cost_at_theta,
-                  basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)")
+                  basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)", notes=notes)
 
 
 class MLPProblem:

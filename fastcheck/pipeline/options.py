@@ -25,8 +25,9 @@ MODES = ("full", "subset", "directions")
 KINK_POLICIES = ("exclude", "include")
 #: Engines of the built-in MLP (the first is the default).
 MLP_ENGINES = ("batched", "reference")
-#: Engines of a user's cost (the default is chosen from n_jobs and batch_cost).
-COST_ENGINES = ("reference", "blackbox")
+#: Engines of a user's cost (the default: traced where the cost can be traced, else chosen from n_jobs and
+#: batch_cost).
+COST_ENGINES = ("traced", "reference", "blackbox")
 #: Directions per group (and over all of theta) when ``n_directions`` is not given.
 DEFAULT_DIRECTIONS = 16
 #: Escalation re-checks every entry of the flagged groups when the engine's estimate says

@@ -69,13 +69,13 @@ class Prepared:
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
         return build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
                             settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
-                            context=self.context)
+                            context=self.context, cost=self.engine.cost)
 
     def _settings(self, options: CheckOptions) -> dict:
         settings = options.settings()
         if self.options.budget is not None:  # also when it was fitted to a subset (which takes none)
             settings["budget"] = self.options.budget
-        return {**settings, "engine": self.engine.name, **self.settings}
+        return {**settings, "engine": self.engine.name, **self.engine.notes, **self.settings}
 
     def run(self) -> Report:
         """The whole check at once, escalation and budget included."""
@@ -90,7 +90,8 @@ class Prepared:
         def build(coords, escalated=()):
             return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
                                 settings=settings, elapsed=time.perf_counter() - self.started,
-                                escalated=escalated, theta=self.theta, context=self.context)
+                                escalated=escalated, theta=self.theta, context=self.context,
+                                cost=self.engine.cost)
 
         report = build(coords)
         if options.mode == "full" or not options.escalate:

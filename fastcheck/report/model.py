@@ -14,12 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.finite import relative_errors
+from ..core.finite import Bounds
 from ..core.selection import escape_probability
 from .html import report_html
+from .layers import LAYERS
+from .policy import entry_bands, entry_relative_errors
 from .text import report_text
 
-__all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "GUARANTEE_FRACTION", "JSON_WORST", "JSON_KINKS"]
+__all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "GUARANTEE_FRACTION", "JSON_WORST", "JSON_KINKS",
+           "LAYERS"]
 
 #: How many worst entries ``to_json`` keeps.
 JSON_WORST = 20
@@ -40,6 +43,10 @@ class GroupRow:
     perturbation crossed a kink; ``difference`` leaves them out unless kinks were
     included. ``wrong_entries`` counts entries wrong beyond any rounding (see
     :func:`fastcheck.report.build.build_report`); one is enough for ``verdict`` to be ``"fail"``.
+    ``ties`` counts the kinks found from the one-sided differences, where the analytic
+    gradient is one side's derivative (see :func:`fastcheck.report.policy.ties`);
+    ``zero_to_rounding`` says every entry, analytic and numeric, is zero to within
+    rounding (the group passes whatever its difference).
     """
 
     name: str
@@ -52,11 +59,18 @@ class GroupRow:
     wrong_entries: int = 0
     method: str = "coordinates"
     escalated: bool = False
+    ties: int = 0
+    zero_to_rounding: bool = False
 
 
 @dataclass(frozen=True)
 class EntryRow:
-    """One coordinate: where it is, the two gradients and how far apart they are."""
+    """One coordinate: where it is, the two gradients and how far apart they are.
+
+    ``rounding`` is the rounding scale of its central difference (None when unknown: a
+    report read from an older JSON); ``tie`` says its kink was found from the one-sided
+    differences, the analytic gradient being one side's derivative.
+    """
 
     group: str
     index: tuple[int, ...]
@@ -66,6 +80,8 @@ class EntryRow:
     abs_error: float
     rel_error: float
     kink: bool
+    rounding: float | None = None
+    tie: bool = False
 
     @property
     def label(self) -> str:
@@ -103,19 +119,28 @@ class Report:
         In directions mode, the row of the directions over all of theta.
     directions : list of DirectionRow
     diagnoses : dict of str -> str
-        For groups that are not ``pass``, what the error looks like when a known
-        pattern explains it (a constant factor, a missing L2 term, a transpose, ...).
+        For groups with wrong entries, what the error looks like when a known pattern
+        explains it (a constant factor, a missing L2 term, a transpose, a flip, ...);
+        under the key :data:`LAYERS` (``"(layers)"``), the layer where the error enters.
+    notes : dict of str -> str
+        Per group, what is worth knowing that is not an error: a gradient zero to rounding,
+        ties in a max.
     kinks : list of EntryRow
-        Coordinates whose perturbation crossed a kink.
+        Coordinates whose perturbation crossed a kink (ties included).
     settings : dict
         eps, mode, engine, seed, bounds, kink policy and the mode's options.
-    n_params, n_checked, n_evaluations, n_kinks : int
+    produced : dict
+        fastcheck's version, the date and the machine the report was built on (empty
+        for a report read from an older JSON).
+    n_params, n_checked, n_evaluations, n_kinks, n_ties : int
     elapsed : float
         Seconds spent, validation included.
     """
 
-    def __init__(self, *, difference, verdict, groups, entries, settings, n_params, n_checked,
-                 n_evaluations, elapsed, n_kinks=None, directions=(), overall_directions=None, diagnoses=None):
+    # keyword-only: the report's fields, as JSON gives them back
+    def __init__(self, *, difference, verdict, groups, entries, settings, n_params, n_checked,  # noqa: PLR0913
+                 n_evaluations, elapsed, n_kinks=None, directions=(), overall_directions=None, diagnoses=None,
+                 notes=None, produced=None, n_ties=None, rel=None):
         self.difference = float(difference)
         self.verdict = verdict
         self.groups = list(groups)
@@ -127,18 +152,26 @@ class Report:
         self.directions = list(directions)
         self.overall_directions = overall_directions
         self.diagnoses = dict(diagnoses or {})
-        # entries: flat_index, analytic, numeric, kink as arrays sorted by flat_index
-        self._index, self._analytic, self._numeric, self._kink = (np.asarray(a) for a in entries)
+        self.notes = dict(notes or {})
+        self.produced = dict(produced or {})
+        # entries: flat_index, analytic, numeric, kink, and optionally rounding scale and tie, as arrays
+        # sorted by flat_index
+        entries = [np.asarray(a) for a in entries]
+        self._index, self._analytic, self._numeric, self._kink = entries[:4]
+        n = len(self._index)
+        self._rounding = np.asarray(entries[4], dtype=np.float64) if len(entries) > 4 else np.full(n, np.nan)
+        self._tie = np.asarray(entries[5], dtype=bool) if len(entries) > 5 else np.zeros(n, dtype=bool)
         self._starts = np.cumsum([0] + [g.size for g in self.groups])
         self.n_kinks = int(self._kink.sum()) if n_kinks is None else int(n_kinks)
-        self._rel_cache: np.ndarray | None = None
+        self.n_ties = int(self._tie.sum()) if n_ties is None else int(n_ties)
+        self._rel_cache: np.ndarray | None = None if rel is None else np.asarray(rel)
         self._worst_cache: tuple[int, list[int]] = (0, [])  # (for which k, positions of the worst, best first)
 
     @property
     def _rel(self) -> np.ndarray:
         """Relative error of every kept entry (computed once)."""
         if self._rel_cache is None:
-            self._rel_cache = relative_errors(self._numeric, self._analytic)
+            self._rel_cache = entry_relative_errors(self._numeric, self._analytic)
         return self._rel_cache
 
     @property
@@ -154,11 +187,13 @@ class Report:
         g = self.groups[position]
         index = tuple(int(v) for v in np.unravel_index(i - self._starts[position], g.shape)) if g.shape else ()
         a, n = float(self._analytic[p]), float(self._numeric[p])
-        rel = float(relative_errors(np.array([n]), np.array([a]))[0])
-        return EntryRow(g.name, index, i, a, n, abs(n - a), rel, bool(self._kink[p]))
+        rounding = float(self._rounding[p])
+        return EntryRow(g.name, index, i, a, n, abs(n - a), float(self._rel[p]), bool(self._kink[p]),
+                        rounding if np.isfinite(rounding) else None, bool(self._tie[p]))
 
     def worst(self, k: int = 10) -> list[EntryRow]:
-        """The k coordinates with the largest relative error (kinks left out when excluded).
+        """The k coordinates with the largest relative error (kinks left out when excluded);
+        NaN entries (never a silent verdict) come first.
 
         In directions mode only escalated groups have coordinates; see :meth:`worst_directions`.
         """
@@ -171,13 +206,13 @@ class Report:
     def _worst_positions(self, k: int) -> list[int]:
         candidates = np.arange(len(self._index))
         if self.settings.get("kinks") != "include":
-            candidates = candidates[~self._kink]
-        rel = self._rel[candidates]
+            candidates = candidates[~self._kink | np.isnan(self._rel)]
+        rel = np.nan_to_num(self._rel[candidates], nan=np.inf)
         if 0 < k < len(rel):  # only the top k matter: keep all >= the k-th largest (ties included)
             cut = np.partition(rel, len(rel) - k)[len(rel) - k]
             keep = rel >= cut
             candidates, rel = candidates[keep], rel[keep]
-        absolute = np.abs(self._numeric[candidates] - self._analytic[candidates])
+        absolute = np.nan_to_num(np.abs(self._numeric[candidates] - self._analytic[candidates]), nan=np.inf)
         order = np.lexsort((self._index[candidates], -absolute, -rel))[:k]
         return [int(p) for p in candidates[order]]
 
@@ -189,6 +224,11 @@ class Report:
     @property
     def kinks(self) -> list[EntryRow]:
         return [self._row(int(p)) for p in np.flatnonzero(self._kink)]
+
+    @property
+    def ties(self) -> list[EntryRow]:
+        """The kinks found as ties (the analytic gradient is one side's derivative)."""
+        return [self._row(int(p)) for p in np.flatnonzero(self._tie)]
 
     def group(self, name: str) -> GroupRow:
         for row in self.groups:
@@ -237,6 +277,16 @@ class Report:
         lo, hi = np.searchsorted(self._index, self._starts[position:position + 2])
         return self._index[lo:hi] - self._starts[position], self._rel[lo:hi], self._kink[lo:hi]
 
+    def entry_bands(self, name: str, bounds: Bounds | None = None) -> np.ndarray:
+        """Group ``name``'s checked coordinates, in the order of :meth:`entry_errors`: each
+        one's band for the eye (:func:`fastcheck.report.policy.entry_bands`): an error within
+        rounding noise is ``"pass"`` whatever its relative size, a wrong entry ``"fail"``."""
+        bounds = bounds or Bounds(warn=self.settings["warn"], fail=self.settings["fail"])
+        position = [g.name for g in self.groups].index(name)
+        lo, hi = np.searchsorted(self._index, self._starts[position:position + 2])
+        abs_error = np.abs(self._numeric[lo:hi] - self._analytic[lo:hi])
+        return entry_bands(self._rel[lo:hi], abs_error, self._rounding[lo:hi], bounds)
+
     def to_html(self, title: str | None = None) -> str:
         """The report as one self-contained HTML page with inline SVG plots; see :mod:`fastcheck.report.html`.
 
@@ -283,6 +333,9 @@ class Report:
             "kinks": [asdict(e) for e in self.kinks[:JSON_KINKS]],
             "directions": [asdict(d) for d in self.directions],
             "diagnoses": self.diagnoses,
+            "notes": self.notes,
+            "n_ties": self.n_ties,
+            "produced": self.produced,
         }
         if self.settings["mode"] != "full":
             f = self.guarantee_fraction
@@ -302,11 +355,14 @@ class Report:
 
         rows = {e["flat_index"]: e for e in data["worst"] + data["kinks"]}
         ordered = [rows[i] for i in sorted(rows)]
+        rounding = [e.get("rounding") for e in ordered]
         entries = (
             np.array([e["flat_index"] for e in ordered], dtype=np.int64),
             np.array([e["analytic"] for e in ordered], dtype=np.float64),
             np.array([e["numeric"] for e in ordered], dtype=np.float64),
             np.array([e["kink"] for e in ordered], dtype=bool),
+            np.array([np.nan if r is None else r for r in rounding], dtype=np.float64),
+            np.array([e.get("tie", False) for e in ordered], dtype=bool),
         )
         overall = data.get("overall_directions")
         return cls(difference=data["difference"], verdict=data["verdict"],
@@ -314,6 +370,7 @@ class Report:
                    n_params=data["n_params"], n_checked=data["n_checked"], n_evaluations=data["n_evaluations"],
                    elapsed=data["elapsed"], n_kinks=data["n_kinks"],
                    directions=[DirectionRow(**d) for d in data.get("directions", [])],
-                   diagnoses=data.get("diagnoses"),
+                   diagnoses=data.get("diagnoses"), notes=data.get("notes"), produced=data.get("produced"),
+                   n_ties=data.get("n_ties"),
                    overall_directions=group_row(overall) if overall else None)
 

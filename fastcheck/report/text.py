@@ -9,7 +9,8 @@ benchmark table).
 
 from __future__ import annotations
 
-__all__ = ["text_table", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines"]
+__all__ = ["text_table", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines", "note_lines",
+           "verdict_cell", "has_errors"]
 
 #: The verdict as the headline says it.
 HEADLINES = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}
@@ -54,15 +55,14 @@ def report_text(report) -> str:
     rows = [("group", "shape", "checked", "kinks", "wrong", "difference", "verdict")]
     for g in group_rows(report):
         checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked}/{g.size}"
-        verdict = g.verdict + (" (escalated)" if g.escalated else "")
         rows.append((g.name, "x".join(map(str, g.shape)) or "()", checked, str(g.kinks),
-                     str(g.wrong_entries), f"{g.difference:.2e}", verdict))
+                     str(g.wrong_entries), f"{g.difference:.2e}", verdict_cell(g)))
     lines += [""] + text_table(rows, "l" + "r" * 6)
     guarantee = guarantee_lines(report)
     if guarantee:
         lines += [""] + guarantee
     worst = report.worst(WORST_ROWS)
-    if worst and worst[0].rel_error > 0:
+    if has_errors(worst):
         lines += ["", "worst entries:"]
         rows = [("entry", "analytic", "numeric", "abs error", "rel error")]
         for e in worst:
@@ -73,11 +73,40 @@ def report_text(report) -> str:
         lines += ["", kink_line(report)]
     if report.diagnoses:
         lines += ["", "diagnosis:"] + [f"  {name}: {text}" for name, text in report.diagnoses.items()]
+    notes = note_lines(report)
+    if notes:
+        lines += ["", "notes:"] + [f"  {line}" for line in notes]
     if report.failing_groups:
         lines += ["", f"wrong: {', '.join(report.failing_groups)}"]
     if any(g.wrong_entries for g in report.groups):
         lines.append("  ('wrong' counts entries off by more than the fail bound and far beyond rounding)")
     return "\n".join(lines)
+
+
+def verdict_cell(row) -> str:
+    """A group's verdict as the tables show it, with how it was reached when that is not its difference alone."""
+    return row.verdict + (" (escalated)" if row.escalated else "") + (" (zero)" if row.zero_to_rounding else "")
+
+
+def has_errors(worst) -> bool:
+    """Whether the worst entries are worth a table: some error, or a NaN (never hidden)."""
+    return bool(worst) and not worst[0].rel_error <= 0
+
+
+def note_lines(report) -> list[str]:
+    """What the report notes that is not an error: why the traced engine was not used, how a
+    layer check was made, the gradient keys left aside, and per group a gradient zero to
+    rounding or ties in a max."""
+    settings = report.settings
+    lines = []
+    if settings.get("layer"):
+        lines.append(f"layer check: {settings['layer']}")
+    if settings.get("traced_not_used"):
+        lines.append(f"traced engine not used: {settings['traced_not_used']}")
+    aside = settings.get("grads_not_parameters")
+    if aside:
+        lines.append(f"gradient keys left aside, not parameters: {', '.join(map(str, aside))}")
+    return lines + [f"{name}: {text}" for name, text in report.notes.items()]
 
 
 def headline(report) -> list[str]:
@@ -94,7 +123,8 @@ def kink_line(report) -> str:
     policy = "included in" if report.settings.get("kinks") == "include" else "left out of"
     shown = ", ".join(e.label for e in report.kinks[:KINKS_SHOWN])
     more = f" and {report.n_kinks - KINKS_SHOWN} more" if report.n_kinks > KINKS_SHOWN else ""
-    return f"{report.n_kinks} coordinate(s) crossed a kink ({policy} the verdict): {shown}{more}"
+    ties = f"; {report.n_ties} of them at a tie (see the notes)" if report.n_ties else ""
+    return f"{report.n_kinks} coordinate(s) crossed a kink ({policy} the verdict): {shown}{more}{ties}"
 
 
 def _coverage(report) -> str:

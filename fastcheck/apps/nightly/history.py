@@ -10,6 +10,7 @@ passes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ...errors import InputError
+from ...errors import FastcheckError, InputError
 from ...report.text import text_table
+from ..common import one_line
 
-__all__ = ["History", "Regression", "REGRESSION_FACTOR", "REGRESSION_FLOOR", "format_history", "text_table"]
+__all__ = ["History", "Recorder", "Regression", "REGRESSION_FACTOR", "REGRESSION_FLOOR", "format_history", "text_table"]
 
 #: A group regressed when its difference exceeds this many times its last passing one ...
 REGRESSION_FACTOR = 10.0
@@ -191,6 +193,43 @@ class History:
             r["groups"] = [dict(zip(("name", "difference", "verdict"), g)) for g in self._db.execute(
                 "SELECT name, difference, verdict FROM groups WHERE result_id=? ORDER BY position", (r["id"],))]
         return rows
+
+
+class Recorder:
+    """The history of a run, or once it fails, the reason it is not written: the checks run on unrecorded.
+
+    ``failures`` gets one message per failure, ``note(message)`` says it as it happens.
+    """
+
+    def __init__(self, path: Path, failures: list[str], note):
+        self.path, self.failures, self.note, self.db = path, failures, note, None
+        try:
+            self.db = History(path)
+        except (FastcheckError, OSError, sqlite3.Error) as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        message = f"history {str(self.path)!r} not written ({one_line(exc)}); the checks run on without it"
+        self.note(message)
+        self.failures.append(message)
+        self.close()
+
+    def record(self, **row) -> list:
+        """The unit's regressions (none once the history failed)."""
+        if self.db is None:
+            return []
+        try:
+            return self.db.record(**row)
+        except (OSError, sqlite3.Error) as exc:  # read-only, corrupt mid-file, a full disk
+            self._fail(exc)
+            return []
+
+    def close(self) -> None:
+        if self.db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.close()
+            self.db = None
+
 
 
 def _fmt(value) -> str:

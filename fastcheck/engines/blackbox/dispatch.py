@@ -74,7 +74,7 @@ MIN_PARALLEL_SECONDS = 1.0
 TASKS_PER_WORKER = 4
 
 
-def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs=1, batch_cost=None,
+def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs=1, batch_cost=None,  # noqa: PLR0913
                     backend: str | None = None, chunk_size: int | None = None, max_memory: int | None = None,
                     progress: bool | None = None, timeout: float | None = None) -> Evaluations:
     """Central differences of a user cost, in chunks on joblib workers or as stacks.
@@ -140,7 +140,8 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
     return run.result()
 
 
-def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list, eps: float, *,
+# the black-box engine's keywords, as the pipeline passes them
+def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list, eps: float, *,  # noqa: PLR0913
                         n_jobs=1, batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
                         max_memory: int | None = None, progress: bool | None = None, timeout: float | None = None):
     """Random-direction central differences of a user cost, on joblib workers or as stacks.

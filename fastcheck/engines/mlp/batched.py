@@ -9,7 +9,7 @@ what changes:
 * **general path** (any activation, any depth): the change of the row is pushed through
   the later layers as *changes* (``dZ_{h+1} = W_{h+1} dA_h``), each activation change
   and the loss change evaluated by exact identities without cancellation
-  (:mod:`fastcheck.kernels`); for tanh and sigmoid it runs one SIMD lane per example,
+  (:mod:`fastcheck.engines.mlp.kernels`); for tanh and sigmoid it runs one SIMD lane per example,
   the last hidden layer fused with the logits;
 * **linear shortcut** (relu, leaky relu, identity): while no hidden unit can change state
   (certified per example from the margins ``|Z|`` of every later hidden layer, with a
@@ -25,51 +25,22 @@ thread: ``dJ = sum_e dloss_e / m + (lambda / 2m) d (2 w + d)``. The numeric grad
 
 from __future__ import annotations
 
-import contextlib
-
-import numba
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
-from ...mlp.functions import LEAKY_SLOPE, example_losses, sigmoid
+from ...core.threads import blas_limited, numba_threads
+from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
 from . import kernels
 
 __all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
 
-#: Default bound, in bytes, of the per-chunk temporaries of the kernels.
-DEFAULT_MAX_MEMORY = 256 * 2**20
 
 HIDDEN_CODES = {"relu": kernels.RELU, "leaky_relu": kernels.LEAKY_RELU, "tanh": kernels.TANH,
                 "sigmoid": kernels.SIGMOID, "identity": kernels.IDENTITY}
 OUTPUT_CODES = {"softmax": kernels.SOFTMAX_CE, "sigmoid": kernels.SIGMOID_BCE, "identity": kernels.IDENTITY_MSE}
-PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
 #: Certified changes stay below this fraction of the margin to the nearest kink.
 SAFETY = 0.5
-
-assert kernels.LEAKY == LEAKY_SLOPE, "kernels.LEAKY must equal mlp.LEAKY_SLOPE"
-
-_controller = None
-
-
-def _blas_limited():
-    """BLAS pinned to one thread while the engine runs (numba's threads do the parallel work)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
-
-
-@contextlib.contextmanager
-def _numba_threads(n_threads):
-    previous = numba.get_num_threads()
-    try:
-        if n_threads is not None:
-            numba.set_num_threads(int(n_threads))
-        yield numba.get_num_threads()
-    finally:
-        numba.set_num_threads(previous)
-
 
 def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.ndarray, eps: float, *,
                    max_memory: int | None = None, n_threads: int | None = None, base=None) -> Evaluations:
@@ -105,11 +76,11 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     parameters to float64 rounding; ``numeric = (dJ+ - dJ-) / (2 eps)`` where ``dJ+-`` are
     the exact cost changes, so the rounding noise of the two full costs never enters.
     ``kinks[p]`` is true when a relu-like hidden unit changes state (``Z > 0``) for some
-    example under the + or - step, as :class:`fastcheck.objective.MLPObjective` reports.
+    example under the + or - step, as :class:`fastcheck.engines.mlp.objective.MLPObjective` reports.
     """
     indices = np.asarray(indices, dtype=np.int64)
     max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
-    with _numba_threads(n_threads) as threads, _blas_limited():
+    with numba_threads(n_threads) as threads, blas_limited():  # numba's threads do the parallel work
         if base is None:
             base = _BasePass(net, params, X, Y)
         theta = np.concatenate([np.ravel(params[name]) for name in net.shapes])
@@ -180,12 +151,12 @@ def _tasks(rows, cols, max_columns):
     run_start = np.flatnonzero(new_row)
     position = np.arange(n) - np.repeat(run_start, np.diff(np.append(run_start, n)))
     starts = np.flatnonzero(new_row | (position % max_columns == 0))
-    return rows[starts].copy(), np.append(starts, n).astype(np.int64), cols.copy()
+    return kernels.Tasks(rows[starts].copy(), np.append(starts, n).astype(np.int64), cols.copy())
 
 
 def base_pass(net, params, X, Y):
     """The base forward pass of ``net``, packed for the kernels, for :func:`batched_engine`'s ``base``."""
-    with _blas_limited():
+    with blas_limited():
         return _BasePass(net, params, X, Y)
 
 
@@ -199,12 +170,12 @@ class _BasePass:
         self.weights = [params[f"W{layer}"] for layer in range(1, net.n_layers + 1)]
         zs, acts = net.forward(params, X)
         self.zs, self.acts = zs, acts
-        self.cost = float(example_losses(net.output, zs[-1], Y).sum() / self.m) + net.regularization(params, self.m)
+        self.cost = cost_from_logits(net.output, zs[-1], Y, net.regularization(params, self.m))
         self.codes = (HIDDEN_CODES[net.hidden], OUTPUT_CODES[net.output])
         self.packed = self._pack(net, zs)
         self.out = self._output(net, zs[-1], Y)
-        if net.hidden in ("relu", "leaky_relu"):
-            self.slopes = [np.where(z > 0, 1.0, 0.0 if net.hidden == "relu" else LEAKY_SLOPE) for z in zs[:-1]]
+        if net.hidden in NEGATIVE_SLOPE:
+            self.slopes = [np.where(z > 0, 1.0, NEGATIVE_SLOPE[net.hidden]) for z in zs[:-1]]
         else:
             self.slopes = [np.ones_like(z) for z in zs[:-1]]
 
@@ -230,19 +201,13 @@ class _BasePass:
                 aux2.append(np.zeros_like(z))
         flat = [np.concatenate([a.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
         flat_nt = [np.concatenate([a.T.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
-        return (dims, w_off, w_buf, z_off, flat[0], flat[1], flat[2], flat_nt[0], flat_nt[1], flat_nt[2])
+        return kernels.Net(dims, w_off, w_buf, z_off, *flat, *flat_nt)
 
     @staticmethod
     def _output(net, z_last, Y):
-        if net.output == "softmax":
-            e = np.exp(z_last - z_last.max(axis=0))
-            aux = e / e.sum(axis=0)
-        elif net.output == "sigmoid":
-            aux = sigmoid(z_last)
-        else:
-            aux = z_last - Y
-        return (np.ascontiguousarray(aux.T), np.ascontiguousarray(Y.T), np.ascontiguousarray(Y.sum(axis=0)),
-                np.ascontiguousarray(aux), np.ascontiguousarray(Y))
+        aux = output_aux(net.output, z_last, Y)
+        return kernels.Output(np.ascontiguousarray(aux.T), np.ascontiguousarray(Y.T),
+                              np.ascontiguousarray(Y.sum(axis=0)), np.ascontiguousarray(aux), np.ascontiguousarray(Y))
 
     def inputs_t(self, layer):
         """``[A_{l-1}; 1]`` transposed, shape (m, n_{l-1} + 1); computed once per layer."""
@@ -273,9 +238,9 @@ class _BasePass:
         if layer == n_layers:  # a logit row: dZ_L = e_j t, exactly
             G = np.zeros((n_out, m, n_out))
             G[np.arange(n_out), :, np.arange(n_out)] = 1.0
-            return G, np.full((n_out, m), np.inf), np.ones((n_out, m))
+            return kernels.Linear(G, np.full((n_out, m), np.inf), np.ones((n_out, m)))
         if net.hidden not in PIECEWISE_LINEAR:
-            return np.zeros((1, 1, n_out)), np.zeros((n_l, m)), np.ones((n_l, m))
+            return kernels.Linear(np.zeros((1, 1, n_out)), np.zeros((n_l, m)), np.ones((n_l, m)))
         slope = self.slopes[layer - 1]
         # J[e] = dZ_L / dA_l at the base state, (m, n_L, n_l)
         J = np.broadcast_to(self.weights[n_layers - 1], (m, n_out, net.layers[n_layers - 1]))
@@ -304,4 +269,4 @@ class _BasePass:
             bound = np.where(abs_slope > 0, radius_t.T / abs_slope, np.inf)
         if net.hidden != "identity":
             bound = np.minimum(bound, np.abs(self.zs[layer - 1]))
-        return G, np.ascontiguousarray(SAFETY * bound), np.ascontiguousarray(slope)
+        return kernels.Linear(G, np.ascontiguousarray(SAFETY * bound), np.ascontiguousarray(slope))

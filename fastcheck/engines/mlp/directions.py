@@ -10,6 +10,7 @@ import numpy as np
 
 from ...core.directions import GLOBAL, Steps, _draw_all, direction_steps
 from ...core.layout import Layout
+from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import DirectionEvaluations
 from .stacked import cost_changes, symmetric_cost_changes
 
@@ -34,12 +35,12 @@ def _group_views(steps: np.ndarray, rows, groups, start: int) -> dict[str, np.nd
 
 
 def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: np.ndarray, directions: list,
-                            eps: float, *, max_memory: int = 256 * 2**20) -> DirectionEvaluations:
+                            eps: float, *, max_memory: int = DEFAULT_MAX_MEMORY) -> DirectionEvaluations:
     """Directional central differences of the built-in MLP by stacked change propagation.
 
     Directions are evaluated in chunks of at most about ``max_memory`` bytes of steps and
     stacked changes, each pair of signs as one perturbation where the steps are
-    symmetric (see :mod:`fastcheck.stacked`). The Gaussian draws of global directions
+    symmetric (see :mod:`fastcheck.engines.mlp.stacked`). The Gaussian draws of global directions
     are made once and also serve the groups' directions of the same numbers.
     """
     k = len(directions)

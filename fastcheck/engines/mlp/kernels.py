@@ -1,22 +1,22 @@
 """Numba kernels of the batched MLP engine (loops only; no validation).
 
 Every kernel takes C-contiguous float64 arrays and writes into preallocated outputs.
-The Python side (:mod:`fastcheck.batched`) validates, prepares the caches of the base
-forward pass, packs them and assembles the results.
+The Python side (:mod:`fastcheck.engines.mlp.batched`) validates, prepares the caches of
+the base forward pass, packs them into the named tuples below and assembles the results.
+Named tuples cost nothing in the kernels: a field is read as a constant index.
 
-Packed network (argument ``net``, a tuple)
-    ``(dims, w_off, w_buf, z_off, z_buf, aux1_buf, aux2_buf, z_nt, aux1_nt, aux2_nt)``:
+Packed network (argument ``net``, a :class:`Net`)
     ``dims`` (L+1,) int64 layer widths; ``w_buf`` holds W1, ..., WL in C order, Wh at
     ``w_off[h]``; ``z_buf`` holds the base pre-activations transposed, Zh.T of shape
-    (m, n_h) at ``z_off[h]``; ``aux1_buf`` and ``aux2_buf`` (same layout) hold what the
-    exact activation differences need: tanh(z) and sech^2(z) for tanh, sigmoid(z) and
+    (m, n_h) at ``z_off[h]``; ``aux1`` and ``aux2`` (same layout) hold what the exact
+    activation differences need: tanh(z) and sech^2(z) for tanh, sigmoid(z) and
     sigmoid(-z) for sigmoid. ``z_nt``, ``aux1_nt``, ``aux2_nt`` hold the same values
     untransposed, Zh of shape (n_h, m) at ``z_off[h]``, for the loops whose lanes are
     examples.
-Packed output (argument ``out``, a tuple)
-    ``(aux (m, n_L), y (m, n_L), y_sum (m,), aux_nt (n_L, m), y_nt (n_L, m))``: softmax
-    probabilities, sigmoid(z) or the residual z - y (by loss), the targets transposed, the
-    per-example target sums, and the first two untransposed.
+Packed output (argument ``out``, an :class:`Output`)
+    ``aux`` (m, n_L): softmax probabilities, sigmoid(z) or the residual z - y (by loss);
+    ``y`` (m, n_L) the targets transposed; ``y_sum`` (m,) the per-example target sums;
+    ``aux_nt``, ``y_nt`` (n_L, m) the first two untransposed.
 
 Tanh and sigmoid hidden layers (no linear shortcut: every example takes the general path)
 run one coordinate at a time with one SIMD lane per example (:func:`_row_task_lanes`),
@@ -38,15 +38,17 @@ keeps the hot loops free of calls so that they vectorize (likewise ``1 / (1 + u)
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numba
 import numpy as np
 
 from ...core.jit import JIT_OPTIONS
+from ...mlp.functions import LEAKY_SLOPE as LEAKY  # one source; numba compiles the global in as a constant
 
 __all__ = [
     "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "IDENTITY", "SOFTMAX_CE", "SIGMOID_BCE", "IDENTITY_MSE",
-    "SMALL", "layer_kernel", "layer_kernel_lanes", "min_ratio", "min_ratio_batched",
+    "SMALL", "Net", "Output", "Linear", "Tasks", "layer_kernel", "layer_kernel_lanes", "min_ratio", "min_ratio_batched",
     "expm1_", "log1p_", "tanh_",
 ]
 
@@ -62,10 +64,31 @@ SOFTMAX_CE, SIGMOID_BCE, IDENTITY_MSE = 0, 1, 2
 SMALL = 2.0**-16
 #: Output changes larger than this use the direct (two-sided) formula.
 LARGE = 1.0
-LEAKY = 0.01  # must equal fastcheck.mlp.LEAKY_SLOPE (checked in batched.py)
+# LEAKY (imported above) is frozen into the compiled kernels, and numba's on-disk cache is keyed on
+# this file alone: a new LEAKY_SLOPE needs a cleared cache (the tests against the reference see a stale one).
 #: Hidden units per pass of the fused last-hidden-layer loop (:func:`_fused_last_hidden`,
 #: which is written for exactly 8).
 UNITS = 8
+
+# ---------------------------------------------------------------- kernel data
+#: The packed base network (module docstring).
+Net = namedtuple("Net", "dims w_off w_buf z_off z_buf aux1 aux2 z_nt aux1_nt aux2_nt")
+#: The packed output layer of the base pass (module docstring).
+Output = namedtuple("Output", "aux y y_sum aux_nt y_nt")
+#: The linear shortcut of one layer (:func:`layer_kernel`).
+Linear = namedtuple("Linear", "G bound slope")
+#: Row tasks of one layer in CSR form (:func:`layer_kernel`).
+Tasks = namedtuple("Tasks", "rows starts ks")
+#: One task's buffers in :func:`_row_task`; lengths K (coordinates of the task), n_max
+#: (widest layer): ``t``, ``dl``, ``acc``, ``ya`` (K,) the steps of the inputs, loss
+#: changes and their two accumulators; ``buf_a``, ``buf_b`` (n_max K,) ping-pong layer
+#: changes; ``nonzero`` (n_max,) bool; ``kink`` (2K,) bool; ``fail`` (K,) int64 the
+#: coordinates whose certificate failed, ``tf``, ``dlf`` (K,) their steps and loss changes.
+RowWork = namedtuple("RowWork", "t dl acc ya buf_a buf_b nonzero kink fail tf dlf")
+#: One task's buffers in :func:`_row_task_lanes`, lanes over the m examples: ``a_row``
+#: (1, m); ``buf_a``, ``buf_b`` (n_max m,); ``y`` (UNITS, m); ``nonzero`` (n_max,) bool;
+#: ``acc``, ``ya``, ``dl`` (m + 1,) (the last slot for one example at a time); ``col`` (n_max,).
+LaneWork = namedtuple("LaneWork", "a_row buf_a buf_b y nonzero acc ya col dl")
 
 
 # ---------------------------------------------------------------- special functions
@@ -191,7 +214,7 @@ def activate_vec(code, z, a1, a2, x, K, kink):
 @jit
 def _activate_rows(code, net, h, e, block, n_rows, K, kink, nonzero):
     """Replace ``block[i, :K]`` (changes of Zh[i, e]) by the changes of Ah[i, e] in place."""
-    dims, z_off, z_buf, aux1, aux2 = net[0], net[3], net[4], net[5], net[6]
+    dims, z_off, z_buf, aux1, aux2 = net.dims, net.z_off, net.z_buf, net.aux1, net.aux2
     base = z_off[h] + e * dims[h]
     for i in range(n_rows):
         nonzero[i] = activate_vec(code, z_buf[base + i], aux1[base + i], aux2[base + i], block[i], K, kink)
@@ -199,7 +222,7 @@ def _activate_rows(code, net, h, e, block, n_rows, K, kink, nonzero):
 
 @jit
 def _weights(net, h):
-    dims, w_off, w_buf = net[0], net[1], net[2]
+    dims, w_off, w_buf = net.dims, net.w_off, net.w_buf
     return w_buf[w_off[h]:w_off[h] + dims[h] * dims[h - 1]].reshape((dims[h], dims[h - 1]))
 
 
@@ -211,7 +234,7 @@ def propagate(hidden, layer, j, e, t, K, net, buf_a, buf_b, nonzero, kink):
     for a unit contributes nothing). Returns a (n_L, K) view of ``buf_a`` or ``buf_b``;
     sets ``kink[k]`` when a hidden unit changes state.
     """
-    dims = net[0]
+    dims = net.dims
     n_layers = dims.size - 1
     if layer == n_layers:
         dz = buf_a[:dims[n_layers] * K].reshape((dims[n_layers], K))
@@ -220,8 +243,8 @@ def propagate(hidden, layer, j, e, t, K, net, buf_a, buf_b, nonzero, kink):
         return dz
     row = buf_a[:K].reshape((1, K))
     row[0, :] = t[:K]
-    z_row = net[3][layer] + e * dims[layer] + j
-    z, a1, a2 = net[4][z_row], net[5][z_row], net[6][z_row]
+    z_row = net.z_off[layer] + e * dims[layer] + j
+    z, a1, a2 = net.z_buf[z_row], net.aux1[z_row], net.aux2[z_row]
     activate_vec(hidden, z, a1, a2, row[0], K, kink)
     prev, spare = buf_a, buf_b
     for h in range(layer + 1, n_layers + 1):
@@ -256,7 +279,7 @@ def loss_diff(output, e, dz, K, z_last, out, acc, ya, dl):
     ``z_last`` is the base logits of example e, shape (n_L,). Same arithmetic, element by
     element, as :func:`loss_diff_outer` (which it must match bit for bit).
     """
-    aux, y, y_sum = out[0], out[1], out[2]
+    aux, y, y_sum = out.aux, out.y, out.y_sum
     n_out = dz.shape[0]
     xmax = 0.0
     for c in range(n_out):
@@ -298,7 +321,7 @@ def loss_diff(output, e, dz, K, z_last, out, acc, ya, dl):
 
 @jit
 def _direct_loss_diff(output, e, dz, k, z_last, out):
-    y, y_sum = out[1], out[2]
+    y, y_sum = out.y, out.y_sum
     n_out = dz.shape[0]
     if output == SOFTMAX_CE:
         top_old, top_new = -np.inf, -np.inf
@@ -320,7 +343,7 @@ def _direct_loss_diff(output, e, dz, k, z_last, out):
 @jit
 def _loss_diff_series(output, e, dz, K, out, acc, ya, dl):
     """:func:`loss_diff` when every ``|dz| < SMALL / 2``: call-free loops, same results."""
-    aux, y, y_sum = out[0], out[1], out[2]
+    aux, y, y_sum = out.aux, out.y, out.y_sum
     acc[:K] = 0.0
     ya[:K] = 0.0
     for c in range(dz.shape[0]):
@@ -361,7 +384,7 @@ def loss_diff_outer(output, e, g, t, K, out, acc, ya, dl):
     The series replace the library calls, so the loops vectorize; results equal
     :func:`loss_diff`'s bit for bit.
     """
-    aux, y, y_sum = out[0], out[1], out[2]
+    aux, y, y_sum = out.aux, out.y, out.y_sum
     acc[:K] = 0.0
     ya[:K] = 0.0
     for c in range(g.size):
@@ -391,7 +414,7 @@ def _activate_lanes(code, net, h, dz, n_rows, m, nonzero):
     For tanh and sigmoid. Element by element the arithmetic of :func:`act_diff`: the
     call-free series when the row's largest |change| is below SMALL, ``act_diff`` otherwise.
     """
-    z_off, z_nt, aux1_nt, aux2_nt = net[3], net[7], net[8], net[9]
+    z_off, z_nt, aux1_nt, aux2_nt = net.z_off, net.z_nt, net.aux1_nt, net.aux2_nt
     for i in range(n_rows):
         base = z_off[h] + i * m
         xmax = 0.0
@@ -437,7 +460,7 @@ def _fused_last_hidden(code, net, h, j, a_row, m, y, dz):
     UNITS at a time through ``y`` (UNITS, m) so that ``dz`` is loaded and stored once per
     UNITS terms; the additions stay in ascending i (a unit past n_h adds an exact zero).
     """
-    dims, z_off, z_nt, aux1_nt, aux2_nt = net[0], net[3], net[7], net[8], net[9]
+    dims, z_off, z_nt, aux1_nt, aux2_nt = net.dims, net.z_off, net.z_nt, net.aux1_nt, net.aux2_nt
     W_h = _weights(net, h)
     W_out = _weights(net, h + 1)
     n_h, n_out = dims[h], dims[h + 1]
@@ -485,7 +508,7 @@ def _propagate_lanes(code, layer, j, a_row, m, net, buf_a, buf_b, y, nonzero):
     from the changes only, ``dZ_{h+1}[i, e] = sum_{i2} W[i, i2] dA_h[i2, e]`` summed over
     i2 in ascending order (zero changes skipped) for each lane on its own.
     """
-    dims = net[0]
+    dims = net.dims
     n_layers = dims.size - 1
     n_out = dims[n_layers]
     if layer + 2 == n_layers:
@@ -529,7 +552,7 @@ def _loss_lanes(output, dz, m, net, out, acc, ya, col, dl):
     at a time, unless every |change| is below SMALL / 2, where the call-free series run
     with one lane per example).
     """
-    aux_nt, y_nt, y_sum = out[3], out[4], out[2]
+    aux_nt, y_nt, y_sum = out.aux_nt, out.y_nt, out.y_sum
     n_out = dz.shape[0]
     xmax = 0.0
     for c in range(n_out):
@@ -564,7 +587,7 @@ def _loss_lanes(output, dz, m, net, out, acc, ya, col, dl):
             for e in range(m):
                 dl[e] = acc[e]
         return
-    dims, z_off, z_buf = net[0], net[3], net[4]
+    dims, z_off, z_buf = net.dims, net.z_off, net.z_buf
     n_layers = dims.size - 1
     one = col[:n_out].reshape((n_out, 1))
     for e in range(m):
@@ -581,8 +604,9 @@ def _row_task_lanes(codes, layer, j, ks, d, ain_t, net, out, sums, work):
     path), one coordinate at a time with one lane per example; ``sums[k] = sum_e dl[e]``
     in example order, as there."""
     hidden, output = codes
-    a_row, buf_a, buf_b, y, nonzero, acc, ya, col, dl = work
-    dims, z_off, z_buf, aux1, aux2 = net[0], net[3], net[4], net[5], net[6]
+    a_row, buf_a, buf_b, y, nonzero = work.a_row, work.buf_a, work.buf_b, work.y, work.nonzero
+    acc, ya, col, dl = work.acc, work.ya, work.col, work.dl
+    dims, z_off, z_buf, aux1, aux2 = net.dims, net.z_off, net.z_buf, net.aux1, net.aux2
     m = ain_t.shape[0]
     for q in range(ks.size):
         k = ks[q]
@@ -603,9 +627,10 @@ def _row_task_lanes(codes, layer, j, ks, d, ain_t, net, out, sums, work):
 def _row_task(codes, layer, j, ks, d, ain_t, amax, lin, net, out, sums, kinks, work):
     """All examples of one row task and one sign: ``sums[k] = sum_e change of loss_e``."""
     hidden, output = codes
-    G, bound, slope = lin
-    t, dl, acc, ya, buf_a, buf_b, nonzero, kink, fail, tf, dlf = work
-    dims, z_off, z_buf = net[0], net[3], net[4]
+    G, bound, slope = lin.G, lin.bound, lin.slope
+    t, dl, acc, ya, buf_a, buf_b = work.t, work.dl, work.acc, work.ya, work.buf_a, work.buf_b
+    nonzero, kink, fail, tf, dlf = work.nonzero, work.kink, work.fail, work.tf, work.dlf
+    dims, z_off, z_buf = net.dims, net.z_off, net.z_buf
     n_layers = dims.size - 1
     n_out = dims[n_layers]
     m = ain_t.shape[0]
@@ -675,7 +700,7 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
         Hidden activation code, output/loss code.
     layer : int
         l, 1-based: coordinates of W_l and b_l.
-    tasks : (rows (T,), starts (T+1,), ks (N,)) int64
+    tasks : Tasks of int64 arrays rows (T,), starts (T+1,), ks (N,)
         Task q is row ``rows[q]`` of ``[W_l | b_l]``, columns ``ks[starts[q]:starts[q+1]]``
         (column n_{l-1} is the bias).
     steps : (d_plus (N,), d_minus (N,)) float64
@@ -684,10 +709,10 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
         ``[A_{l-1}; 1]`` transposed: the inputs of layer l, with a column of ones.
     amax : ndarray (m,)
         ``max_k |ain_t[e, k]|``.
-    lin : (G (n_l, m, n_L), bound (n_l, m), slope (n_l, m))
+    lin : Linear of G (n_l, m, n_L), bound (n_l, m), slope (n_l, m)
         The linear shortcut: while ``|t| < bound[j, e]`` the logits change by exactly
         ``G[j, e] * t`` (``G`` holds the slope); ``bound <= 0`` disables it.
-    net, out : tuples
+    net, out : Net, Output
         The packed network and output caches (module docstring).
     results : (sum_plus (N,), sum_minus (N,), kinks (N,) bool)
         Written: sum over examples of the loss change for +eps and -eps; whether a hidden
@@ -700,22 +725,23 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     layers and l < L, :func:`layer_kernel_lanes` is used instead (a separate kernel, so
     that a ReLU network never compiles the lanes path).
     """
-    rows, starts, ks = tasks
+    rows, starts, ks = tasks.rows, tasks.starts, tasks.ks
+    d_plus, d_minus = steps
     sum_plus, sum_minus, kinks = results
-    dims = net[0]
+    dims = net.dims
     n_max = 1
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
     for q in numba.prange(rows.size):
         lo, hi = starts[q], starts[q + 1]
         K = hi - lo
-        work = (np.empty(K), np.empty(K), np.empty(K), np.empty(K), np.empty(n_max * K), np.empty(n_max * K),
-                np.empty(n_max, dtype=np.bool_), np.empty(2 * K, dtype=np.bool_), np.empty(K, dtype=np.int64),
-                np.empty(K), np.empty(K))
+        work = RowWork(np.empty(K), np.empty(K), np.empty(K), np.empty(K), np.empty(n_max * K),
+                       np.empty(n_max * K), np.empty(n_max, dtype=np.bool_), np.empty(2 * K, dtype=np.bool_),
+                       np.empty(K, dtype=np.int64), np.empty(K), np.empty(K))
         kinks[lo:hi] = False
-        _row_task(codes, layer, rows[q], ks[lo:hi], steps[0][lo:hi], ain_t, amax, lin, net, out,
+        _row_task(codes, layer, rows[q], ks[lo:hi], d_plus[lo:hi], ain_t, amax, lin, net, out,
                   sum_plus[lo:hi], kinks[lo:hi], work)
-        _row_task(codes, layer, rows[q], ks[lo:hi], steps[1][lo:hi], ain_t, amax, lin, net, out,
+        _row_task(codes, layer, rows[q], ks[lo:hi], d_minus[lo:hi], ain_t, amax, lin, net, out,
                   sum_minus[lo:hi], kinks[lo:hi], work)
 
 
@@ -725,20 +751,22 @@ def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results):
 
     Same arguments, less ``amax`` and ``lin`` (no linear shortcut); ``kinks`` are all False.
     """
-    rows, starts, ks = tasks
+    rows, starts, ks = tasks.rows, tasks.starts, tasks.ks
+    d_plus, d_minus = steps
     sum_plus, sum_minus, kinks = results
-    dims = net[0]
+    dims = net.dims
     n_max = 1
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
     m = ain_t.shape[0]
     for q in numba.prange(rows.size):
         lo, hi = starts[q], starts[q + 1]
-        work = (np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
-                np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max), np.empty(m + 1))
+        work = LaneWork(np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
+                        np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max),
+                        np.empty(m + 1))
         kinks[lo:hi] = False
-        _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[0][lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
-        _row_task_lanes(codes, layer, rows[q], ks[lo:hi], steps[1][lo:hi], ain_t, net, out, sum_minus[lo:hi], work)
+        _row_task_lanes(codes, layer, rows[q], ks[lo:hi], d_plus[lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
+        _row_task_lanes(codes, layer, rows[q], ks[lo:hi], d_minus[lo:hi], ain_t, net, out, sum_minus[lo:hi], work)
 
 
 # ---------------------------------------------------------------- certificates

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.layout import Layout
-from ...mlp.functions import example_losses
+from ...mlp.functions import cost_from_logits
 
 __all__ = ["MLPObjective"]
 
@@ -26,9 +26,7 @@ class MLPObjective:
     def _forward(self, theta: np.ndarray) -> tuple[float, list]:
         params = self.layout.unflatten(theta)
         zs, _ = self.net.forward(params, self.X)
-        m = self.X.shape[1]
-        value = float(example_losses(self.net.output, zs[-1], self.Y).sum() / m)
-        return value + self.net.regularization(params, m), zs
+        return cost_from_logits(self.net.output, zs[-1], self.Y, self.net.regularization(params, self.X.shape[1])), zs
 
     def base(self, theta: np.ndarray) -> float:
         value, zs = self._forward(theta)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...mlp.functions import LEAKY_SLOPE, sigmoid
+from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux
 
 __all__ = ["BaseState", "cost_changes", "symmetric_cost_changes"]
 
@@ -36,22 +36,15 @@ class BaseState:
         self.net, self.params, self.X, self.Y = net, params, X, Y
         self.zs, self.acts = net.forward(params, X)
         self.acts_out = self.acts + [None]
-        z = self.zs[-1]
-        if net.output == "softmax":
-            e = np.exp(z - z.max(axis=0))
-            self.out = e / e.sum(axis=0)
-            self.y_sum = Y.sum(axis=0)
-        elif net.output == "sigmoid":
-            self.out = sigmoid(z)
-        else:
-            self.out = z - Y
-        self.cost = net.cost(params, X, Y)
+        self.out = output_aux(net.output, self.zs[-1], Y)
+        self.y_sum = Y.sum(axis=0)
+        self.cost = cost_from_logits(net.output, self.zs[-1], Y, net.regularization(params, X.shape[1]))
 
 
 def _activation_change(name: str, z: np.ndarray, a: np.ndarray, dz: np.ndarray):
     """``g(z + dz) - g(z)`` for stacked ``dz`` of shape (k, n, m); also the state flips."""
-    if name in ("relu", "leaky_relu"):
-        slope = 0.0 if name == "relu" else LEAKY_SLOPE
+    if name in NEGATIVE_SLOPE:
+        slope = NEGATIVE_SLOPE[name]
         before = z > 0
         z_new = z + dz
         after = z_new > 0
@@ -180,13 +173,13 @@ def symmetric_cost_changes(base: BaseState, steps: dict[str, np.ndarray]) -> tup
     k = dz.shape[0]
     crossed = np.zeros(k, dtype=bool)  # a unit changed state while the pair was carried as one
     layer = first
-    piecewise = net.hidden in ("relu", "leaky_relu", "identity")
+    piecewise = net.hidden in PIECEWISE_LINEAR
     while layer < net.n_layers and piecewise and not any(f"{p}{layer + 1}" in steps for p in "Wb"):
         if net.hidden != "identity":
             on = base.zs[layer - 1] > 0
             crossed |= (((base.zs[layer - 1] + dz) > 0) != on).any(axis=(1, 2))
             crossed |= (((base.zs[layer - 1] - dz) > 0) != on).any(axis=(1, 2))
-            dz = np.where(on, dz, (0.0 if net.hidden == "relu" else LEAKY_SLOPE) * dz)
+            dz = np.where(on, dz, NEGATIVE_SLOPE[net.hidden] * dz)
         layer += 1
         dz = np.matmul(params[f"W{layer}"], dz)
     if layer < net.n_layers:  # from here on, the two signs part ways

@@ -1,0 +1,116 @@
+"""The change rule of einsum nodes (every product): bilinear, stacked, footprint-aware.
+
+``C = einsum(A, B)`` changes by ``einsum(dA, B) + einsum(A, dB) + einsum(dA, dB)``, each term
+exact. In a term, a letter windowed in a change (a row of ``W1``, a channel of a conv
+weight) restricts every operand carrying that letter to the window of each perturbation:
+a one-entry change of ``W1`` times ``X`` reads one row of ``X``; a one-row change of ``A1``
+times ``W2`` reads one column of ``W2`` and gives a rank-one change; a contracted window
+(a flattened channel) reads the matching rows of the dense weights. Output letters keep
+their windows. Each term is one batched matrix product (:func:`contract`), BLAS-sized when
+the perturbations are stacked as its batch or its rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .changes import Change, gather, restrict, same_window, unify, widen
+from .contract import STACK, contract
+from .factored import make_factored
+
+__all__ = ["CONTRACTIONS", "add_changes"]
+
+
+def add_changes(changes: list, shape: tuple) -> Change | None:
+    """The sum of changes of one array (None for no change).
+
+    Changes with the same windows add directly; a change windowed on one axis is added
+    into a less windowed one at its windows' positions (no zero-filled copy of it).
+    """
+    changes = [c for c in changes if c is not None]
+    if not changes:
+        return None
+    changes.sort(key=lambda c: len(c.windows))
+    total = changes[0]
+    values = np.array(np.broadcast_to(total.floats(), (total.k,) + total.wshape))
+    for c in changes[1:]:
+        extra = [a for a in c.windows if a not in total.windows]
+        same = all(a in c.windows and same_window(c.windows[a], w) for a, w in total.windows.items())
+        if same and not extra:
+            values += c.floats()
+        elif same and len(extra) == 1:
+            a = extra[0]
+            starts, length = c.windows[a]
+            target = np.moveaxis(values, a + 1, 1)
+            rows = np.arange(c.k)[:, None]
+            index = starts[:, None] + np.arange(length)
+            target[rows, index] += np.moveaxis(np.broadcast_to(c.floats(), (c.k,) + c.wshape), a + 1, 1)
+        else:
+            total, other = unify([Change(values, total.windows, shape), c])
+            values = np.array(np.broadcast_to(total.floats(), (total.k,) + total.wshape)) + other.floats()
+    return Change(values, total.windows, shape)
+
+
+def _term(la: str, x, lb: str, y, lo: str, shape: tuple) -> Change:
+    k = (x if isinstance(x, Change) else y).k
+    windows, conflicts = {}, set()
+    for letters, op in ((la, x), (lb, y)):
+        if isinstance(op, Change):
+            for a, w in op.windows.items():
+                c = letters[a]
+                if c in windows and not same_window(windows[c], w):
+                    conflicts.add(c)
+                windows.setdefault(c, w)
+    if conflicts:  # two changes windowed differently on one letter: open both there
+        x = widen(x, [a for a, c in enumerate(la) if c in conflicts]) if isinstance(x, Change) else x
+        y = widen(y, [a for a, c in enumerate(lb) if c in conflicts]) if isinstance(y, Change) else y
+        windows = {c: w for c, w in windows.items() if c not in conflicts}
+
+    def prepare(letters, op):
+        if isinstance(op, Change):
+            v = np.broadcast_to(op.floats(), (k,) + op.wshape)
+            for a, c in enumerate(letters):
+                if c in windows and a not in op.windows:
+                    v = restrict(v, a, windows[c])
+            return STACK + letters, v
+        own = {a: windows[c] for a, c in enumerate(letters) if c in windows}
+        if own:
+            return STACK + letters, gather(op, own, k, len(letters))
+        return letters, np.asarray(op, dtype=np.float64)
+
+    lx, vx = prepare(la, x)
+    ly, vy = prepare(lb, y)
+    values = contract(lx, vx, ly, vy, STACK + lo)
+    return Change(values, {i: windows[c] for i, c in enumerate(lo) if c in windows}, shape)
+
+
+def _einsum(ev, node, changes):
+    letters, lo = node.kw["specs"]
+    shape = node.value.shape
+    if len(letters) == 1:
+        change = changes[0]
+        v = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+        keep = [i for i, c in enumerate(letters[0]) if c in lo]
+        v = v.sum(axis=tuple(i + 1 for i, c in enumerate(letters[0]) if c not in lo))
+        kept = "".join(letters[0][i] for i in keep)
+        v = np.transpose(v, [0] + [kept.index(c) + 1 for c in lo])
+        windows = {lo.index(letters[0][a]): w for a, w in change.windows.items() if letters[0][a] in lo}
+        return Change(v, windows, shape)
+    (la, lb), (ca, cb) = letters, changes
+    a, b = ev.base(node.args[0]), ev.base(node.args[1])
+    if (ca is None) != (cb is None):  # one row of a contracted letter: a rank-one change, kept factored
+        factored = make_factored(ev, node, la, ca, lb, b, lo) if ca is not None else make_factored(
+            ev, node, lb, cb, la, a, lo)
+        if factored is not None:
+            return factored
+    terms = []
+    if ca is not None:
+        terms.append(_term(la, ca, lb, b, lo, shape))
+    if cb is not None:
+        terms.append(_term(la, a, lb, cb, lo, shape))
+    if ca is not None and cb is not None:
+        terms.append(_term(la, ca, lb, cb, lo, shape))
+    return add_changes(terms, shape)
+
+
+CONTRACTIONS = {"einsum": _einsum}

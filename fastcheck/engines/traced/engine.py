@@ -1,0 +1,247 @@
+"""The traced engine: a user's numpy cost, traced once, every coordinate evaluated incrementally.
+
+:func:`traced_engine` traces the cost (:mod:`~.trace`), then checks the trace before it is
+trusted: the traced J(theta) and J(theta +- eps e_i) of a seeded sample of coordinates
+(:data:`VERIFY_PER_GROUP` of every group) must equal the real cost's to within
+:data:`TOLERANCE_ULPS` units in the last place of ``max(|J|, |J+-|)``, i.e.
+``|J_traced - J_cost| <= TOLERANCE_ULPS * 2**-52 * max(|J_traced|, |J_cost|)``. Either
+evaluation rounds like a full pass of the cost; a wrong change rule errs by the size of
+the change itself, orders of magnitude above that. Any disagreement ends with
+:class:`~.trace.NotTraceable` naming the coordinate.
+
+Coordinates are evaluated in chunks of one group: the chunk's 2K perturbations (``+s`` and
+``-s``, with ``s`` the step the reference engine takes, ``fl(theta_i +- eps) - theta_i``)
+run as one stack (:func:`~.evaluate.run`). Chunks run on threads (numpy's BLAS and most
+ufunc loops release the GIL), BLAS capped to one thread while they do and restored after.
+The chunk size of a group is set from the bytes one perturbation's changes held in a
+first small chunk, so that all threads together stay under ``max_memory``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ...core.directions import direction_steps
+from ...core.finite import central_difference
+from ...core.limits import DEFAULT_MAX_MEMORY  # bounds the changes held at once by all threads together
+from ...core.objective import perturbation_label
+from ...core.results import DirectionEvaluations, Evaluations
+from .changes import Change
+from .evaluate import plan, point_changes, run
+from .trace import NotTraceable
+from .tracing import trace
+
+__all__ = ["traced_engine", "TracedEngine", "DEFAULT_MAX_MEMORY", "TOLERANCE_ULPS", "VERIFY_PER_GROUP"]
+
+#: Traced and real costs must agree to this many units in the last place of |J|.
+TOLERANCE_ULPS = 2**10
+#: Coordinates of each group evaluated by the real cost before the engine is trusted.
+VERIFY_PER_GROUP = 3
+#: Coordinates per chunk: the first chunk of a group (to measure its memory), and at most.
+FIRST_CHUNK, MAX_CHUNK = 8, 4096
+#: Temporaries of a rule, as a multiple of the changes it holds.
+TEMPORARIES = 4
+#: Coordinates of a group timed for :meth:`TracedEngine.estimate`, at most.
+TIMED_PER_GROUP = 256
+
+
+class TracedEngine:
+    """Central differences of a traced cost; build it with :func:`traced_engine`.
+
+    Attributes
+    ----------
+    name : str
+        ``"traced"``.
+    cost : float
+        J(theta) as traced.
+    graph : Graph
+        The recorded cost.
+    """
+
+    name = "traced"
+
+    def __init__(self, graph, objective, layout, theta: np.ndarray, eps: float, *, max_memory=None,
+                 n_threads=None):
+        self.graph, self.objective, self.layout = graph, objective, layout
+        self.theta, self.eps, self.cost = theta, eps, graph.cost
+        self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
+        self.n_threads = max(1, int(n_threads or os.cpu_count() or 1))
+        self._plans, self._tables, self._bytes, self._seconds = {}, {}, {}, None
+
+    # ------------------------------------------------------------------ running
+    def _plan(self, positions: tuple):
+        if positions not in self._plans:
+            self._plans[positions] = plan(self.graph, [self.graph.params[p] for p in positions])
+            self._tables[positions] = {}
+        return self._plans[positions]
+
+    def _chunk(self, position: int, local: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """dJ+ and dJ- of the coordinates ``local`` (flat, inside group ``position``), and their kinks."""
+        group = self.layout.groups[position]
+        original = self.theta[group.start + local]
+        steps = np.concatenate([(original + self.eps) - original, (original - self.eps) - original])
+        leaf = point_changes(group.shape, np.concatenate([local, local]), steps)
+        order = self._plan((position,))
+        change, kinks, peak = run(self.graph, order, {self.graph.params[position]: leaf}, self._tables[(position,)])
+        self._bytes[position] = max(self._bytes.get(position, 0), peak / (2 * len(local)))
+        k = len(local)
+        return change[:k], change[k:], kinks[:k] | kinks[k:]
+
+    def _chunk_size(self, position: int) -> int:
+        per_coordinate = 2 * TEMPORARIES * max(self._bytes[position], 8.0)
+        return int(np.clip(self.max_memory / (self.n_threads * per_coordinate), 1, MAX_CHUNK))
+
+    def coordinates(self, indices) -> Evaluations:
+        """J(theta +- eps e_i) of ``indices``, exactly, by incremental evaluation.
+
+        Parameters
+        ----------
+        indices : ndarray of int, shape (k,)
+            Flat coordinates of theta, any order.
+
+        Returns
+        -------
+        Evaluations
+            Aligned with ``indices``; ``n_evaluations = 2 * len(indices)``.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        k = indices.size
+        d_plus, d_minus, kinks = np.zeros(k), np.zeros(k), np.zeros(k, dtype=bool)
+        groups = self.layout.group_ids(indices) if k else np.zeros(0, dtype=np.int64)
+        tasks = []
+
+        def store(rows, position, local):
+            d_plus[rows], d_minus[rows], kinks[rows] = self._chunk(position, local)
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            for position in np.unique(groups):
+                rows = np.flatnonzero(groups == position)
+                local = indices[rows] - self.layout.groups[position].start
+                done = 0
+                if position not in self._bytes:  # a first small chunk measures the memory of one coordinate
+                    done = min(FIRST_CHUNK, rows.size)
+                    store(rows[:done], position, local[:done])
+                size = max(1, min(self._chunk_size(position), -(-(rows.size - done) // self.n_threads)))
+                tasks += [(rows[lo:lo + size], position, local[lo:lo + size]) for lo in range(done, rows.size, size)]
+            if self.n_threads > 1 and len(tasks) > 1:
+                with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
+                    for future in [pool.submit(store, *task) for task in tasks]:
+                        future.result()
+            else:
+                for task in tasks:
+                    store(*task)
+        cost_plus, cost_minus = self.cost + d_plus, self.cost + d_minus
+        return Evaluations(indices, cost_plus, cost_minus, central_difference(d_plus, d_minus, self.eps), kinks,
+                           2 * k)
+
+    def directions(self, directions: list, analytic: np.ndarray) -> DirectionEvaluations:
+        """Directional central differences, each direction a dense change of one group or of all theta."""
+        k = len(directions)
+        numeric, values, kinks = np.zeros(k), np.zeros(k), np.zeros(k, dtype=bool)
+        spans = {}
+        for j, d in enumerate(directions):
+            spans.setdefault((d.start, d.stop), []).append(j)
+        with threadpool_limits(limits=1, user_api="blas"):
+            for (start, stop), rows in spans.items():
+                positions = tuple(p for p, g in enumerate(self.layout.groups) if g.start < stop and g.stop > start)
+                size = max(1, int(self.max_memory / (TEMPORARIES * 16 * max(1, self._dense_bytes()))))
+                for lo in range(0, len(rows), size):
+                    part = rows[lo:lo + size]
+                    steps = direction_steps(self.theta, analytic, [directions[j] for j in part], self.eps)
+                    both = np.concatenate([steps.plus, -steps.minus])
+                    leaves = {}
+                    for p in positions:
+                        g = self.layout.groups[p]
+                        block = both[:, g.start - start:g.stop - start].reshape((len(both),) + g.shape)
+                        leaves[self.graph.params[p]] = Change(block, {}, g.shape)
+                    change, flips, _ = run(self.graph, self._plan(positions), leaves, self._tables[positions])
+                    n = len(part)
+                    numeric[part] = central_difference(change[:n], change[n:], self.eps)
+                    values[part], kinks[part] = steps.analytic, flips[:n] | flips[n:]
+        return DirectionEvaluations(list(directions), values, numeric, kinks, 2 * k)
+
+    def _dense_bytes(self) -> int:
+        """Bytes of every node's value: what one dense perturbation can hold at most."""
+        return sum(node.value.size for node in self.graph.nodes) * 8
+
+    # ------------------------------------------------------------------ trust and time
+    def verify(self, seed: int = 0) -> None:
+        """Compare a seeded sample of coordinates with the real cost; raise NotTraceable on disagreement."""
+        real = self.objective.evaluate(self.theta)
+        self._agree(self.cost, real, "the unperturbed parameters")
+        rng = np.random.default_rng(seed)
+        sample = np.concatenate([g.start + rng.choice(g.size, min(g.size, VERIFY_PER_GROUP), replace=False)
+                                 for g in self.layout.groups])
+        ev = self.coordinates(sample)
+        work = self.theta.copy()
+        for p, i in enumerate(sample):
+            original = work[i]
+            for sign, traced in ((+1, ev.cost_plus[p]), (-1, ev.cost_minus[p])):
+                work[i] = original + sign * self.eps
+                self._agree(traced, self.objective.evaluate(work, int(i), sign),
+                            perturbation_label(self.layout, int(i), sign))
+            work[i] = original
+
+    def _agree(self, traced: float, real: float, where: str) -> None:
+        tolerance = TOLERANCE_ULPS * 2.0**-52 * max(abs(traced), abs(real))
+        if not abs(traced - real) <= tolerance:
+            raise NotTraceable(f"the traced evaluation of {where} differs from the cost: {traced!r} vs {real!r}")
+
+    def estimate(self, n_evaluations: int) -> float:
+        """Seconds for ``n_evaluations`` cost evaluations' worth (2 per coordinate), from a timed sample."""
+        if self._seconds is None:
+            rng = np.random.default_rng(0)
+            total = 0.0
+            for g in self.layout.groups:
+                local = rng.choice(g.size, min(g.size, TIMED_PER_GROUP), replace=False)
+                self.coordinates(g.start + local[:FIRST_CHUNK])  # measure the chunk size first
+                tic = time.perf_counter()
+                self.coordinates(g.start + local)
+                total += (time.perf_counter() - tic) * g.size / local.size
+            self._seconds = total / (2 * self.layout.n_params) / self.n_threads
+        return self._seconds * n_evaluations
+
+
+def traced_engine(objective, layout, theta: np.ndarray, eps: float, *, max_memory=None, n_threads=None,
+                  seed: int = 0) -> TracedEngine:
+    """Trace ``objective``'s cost at ``theta`` and return the verified engine.
+
+    Parameters
+    ----------
+    objective : CostObjective
+        The user's cost as fastcheck calls it (used to verify the trace).
+    layout : Layout
+    theta : ndarray of shape (n_params,), float64
+    eps : float
+    max_memory : int, optional
+        Bytes of changes held at once by all threads (default :data:`DEFAULT_MAX_MEMORY`).
+    n_threads : int, optional
+        Threads evaluating chunks (default: the machine's cores).
+    seed : int
+        Seed of the verification sample.
+
+    Returns
+    -------
+    TracedEngine
+
+    Raises
+    ------
+    NotTraceable
+        When the cost cannot be traced or the trace disagrees with the cost; ``reason`` says why.
+    """
+    cost = objective.cost
+    if getattr(objective, "returns_grads", False):  # a cost returning (loss, grads): the loss is traced
+
+        def cost(params, _cost=objective.cost):
+            value = _cost(params)
+            return value[0] if isinstance(value, tuple) and len(value) == 2 else value
+
+    graph = trace(cost, layout, theta)
+    engine = TracedEngine(graph, objective, layout, theta, eps, max_memory=max_memory, n_threads=n_threads)
+    engine.verify(seed)
+    return engine

@@ -1,0 +1,193 @@
+"""Running a graph on changes: K stacked perturbations of some parameter groups -> K exact cost changes.
+
+Only the nodes downstream of the perturbed parameters that the output depends on run,
+in recording order, each on the changes of its inputs (:data:`RULES`); everything
+upstream is the base pass, reused as it is. A change is freed after its last reader.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .changes import Change, gather, lift, unify
+from .contraction import CONTRACTIONS
+from .elementwise import ELEMENTWISE
+from .factored import FACTORED, Factored, expand
+from .reductions import REDUCTIONS
+from .shapes import SHAPES
+from .trace import Graph, Ref
+
+__all__ = ["RULES", "Plan", "plan", "run", "point_changes", "Evaluation"]
+
+
+class _Inputs:
+    """What an elementwise rule reads: base values and changes of its inputs in the common windows."""
+
+    def __init__(self, ev, node, changes):
+        shape = node.value.shape
+        self.changes = unify([None if c is None else lift(c, shape) for c in changes])
+        ref = next(c for c in self.changes if c is not None)
+        self.windows, self.k, self.ndim = ref.windows, ref.k, len(shape)
+        self.ev, self.node, self.n_args = ev, node, len(node.args)
+        self._bases = {}
+
+    def x(self, i):
+        """Base value of input ``i`` in the windows (broadcastable to ``(K, *window shape)``)."""
+        if i not in self._bases:
+            self._bases[i] = gather(self.ev.base(self.node.args[i]), self.windows, self.k, self.ndim)
+        return self._bases[i]
+
+    def y(self):
+        """Base value of the output in the windows."""
+        if "y" not in self._bases:
+            self._bases["y"] = gather(self.node.value, self.windows, self.k, self.ndim)
+        return self._bases["y"]
+
+    def derived(self, name, compute):
+        """``compute()`` (a full-shape array from base values, kept per node) in the windows."""
+        key = (name, self.node.id)
+        if key not in self._bases:
+            full = self.ev.graph.derive(key, compute)
+            self._bases[key] = gather(full, self.windows, self.k, self.ndim)
+        return self._bases[key]
+
+    def d(self, i):
+        """Change of input ``i`` as float64, or None."""
+        c = self.changes[i]
+        return None if c is None else c.floats()
+
+    def raw(self, i):
+        """Change of input ``i`` as stored (int8 for masks), or None."""
+        c = self.changes[i]
+        return None if c is None else c.values
+
+    def kink(self, flips):
+        self.ev.kink(flips)
+
+
+def _elementwise(rule):
+    def apply(ev, node, changes):
+        inputs = _Inputs(ev, node, changes)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            values = rule(inputs)
+        if values is None:
+            return None
+        return Change(values, inputs.windows, node.value.shape)
+
+    return apply
+
+
+#: The change rule of every op a trace can record (``param`` is a leaf and never runs).
+RULES = {**{op: _elementwise(rule) for op, rule in ELEMENTWISE.items()}, **REDUCTIONS, **CONTRACTIONS, **SHAPES}
+
+
+class Evaluation:
+    """The state of one run: the graph's base values, the kinks found, the memory held by changes."""
+
+    def __init__(self, graph: Graph, k: int, tables: dict | None = None):
+        self.graph, self.kinks = graph, np.zeros(k, dtype=bool)
+        self.tables = tables  # tables of factored changes, shared by the chunks of one plan (None: never factor)
+
+    def base(self, arg):
+        return self.graph.value(arg)
+
+    def kink(self, flips) -> None:
+        flips = np.asarray(flips)
+        if flips.ndim:
+            self.kinks |= flips.reshape(flips.shape[0], -1).any(axis=1)
+
+
+class Plan:
+    """The nodes to run, in order, when the given parameter nodes change; when each change can be freed."""
+
+    def __init__(self, order: list, last_use: dict):
+        self.order, self.last_use = order, last_use
+
+
+def plan(graph: Graph, leaves) -> Plan:
+    live = {graph.output}
+    for node in reversed(graph.nodes):
+        if node.id in live:
+            live.update(a.id for a in node.args if isinstance(a, Ref))
+    reached = set(leaves)
+    order = []
+    for node in graph.nodes:
+        if node.id in reached:
+            continue
+        if any(isinstance(a, Ref) and a.id in reached for a in node.args):
+            reached.add(node.id)
+            if node.id in live:
+                order.append(node.id)
+    last_use = {}
+    for position, node_id in enumerate(order):
+        for a in graph.nodes[node_id].args:
+            if isinstance(a, Ref):
+                last_use[a.id] = position
+    return Plan(order, last_use)
+
+
+def _apply(ev, node, inputs, changes):
+    if any(isinstance(c, Factored) for c in inputs):
+        rule = FACTORED.get(node.op)
+        change = NotImplemented if rule is None else rule(ev, node, inputs)
+        if change is not NotImplemented:
+            return change
+        for i, (a, c) in enumerate(zip(node.args, inputs)):
+            if isinstance(c, Factored):  # expanded once, for every later reader too
+                inputs[i] = changes[a.id] = expand(c)
+    return RULES[node.op](ev, node, inputs)
+
+
+def _nbytes(change) -> int:
+    return (change.factor if isinstance(change, Factored) else change.values).nbytes
+
+
+def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = None
+        ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact changes of the cost for K stacked perturbations of the parameter nodes in ``leaf_changes``.
+
+    Returns
+    -------
+    change : ndarray of shape (K,)
+        ``J(theta + D_k) - J(theta)``.
+    kinks : ndarray of bool, shape (K,)
+        Perturbations that flipped a comparison, a maximum/minimum/abs or the winner of a max.
+    peak : int
+        Largest number of bytes held by live changes at once.
+
+    ``tables`` (a dict kept by the caller for all chunks of one plan) lets rank-one changes
+    stay factored (:mod:`~.factored`); without it every change is a plain one.
+    """
+    k = next(iter(leaf_changes.values())).k
+    ev = Evaluation(graph, k, tables)
+    changes = dict(leaf_changes)
+    held = {i: c.values.nbytes for i, c in changes.items()}
+    peak = sum(held.values())
+    for position, node_id in enumerate(steps.order):
+        node = graph.nodes[node_id]
+        inputs = [changes.get(a.id) if isinstance(a, Ref) else None for a in node.args]
+        if any(c is not None for c in inputs):
+            change = _apply(ev, node, inputs, changes)
+            if change is not None:
+                changes[node_id] = change
+                held[node_id] = _nbytes(change)
+                peak = max(peak, sum(held.values()))
+        for a in node.args:
+            if isinstance(a, Ref) and steps.last_use.get(a.id) == position and a.id != graph.output:
+                changes.pop(a.id, None)
+                held.pop(a.id, None)
+    out = expand(changes.get(graph.output))
+    if out is None:
+        return np.zeros(k), ev.kinks, peak
+    return np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1), ev.kinks, peak
+
+
+def point_changes(shape: tuple, local: np.ndarray, steps: np.ndarray) -> Change:
+    """The change of a parameter array when entry ``local[k]`` (flat, C order) moves by ``steps[k]``."""
+    k = len(steps)
+    if not shape:
+        return Change(np.asarray(steps, dtype=np.float64).copy(), {}, ())
+    coordinates = np.unravel_index(local, shape)
+    windows = {a: (np.asarray(c, dtype=np.int64), 1) for a, c in enumerate(coordinates)}
+    return Change(np.asarray(steps, dtype=np.float64).reshape((k,) + (1,) * len(shape)), windows, shape)
+

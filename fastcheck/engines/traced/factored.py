@@ -1,0 +1,231 @@
+"""Rank-one changes: ``T[g_k] * s_k``, a table shared by every perturbation of a row, times a small factor.
+
+A one-row change of ``A1`` (a perturbation of ``W1[j, :]``) reaching ``Z2 = W2 @ A1`` changes
+``Z2`` by the outer product ``W2[:, j] x dA1_k[j, :]``: the column ``T[j] = W2[:, j]`` is the
+same for every perturbation of row j, only the row ``s_k`` differs. A :class:`Factored`
+change keeps that product unexpanded, and the operations it passes through act on the
+table once per engine instead of once per perturbation:
+
+- linear elementwise operations with unchanged operands (``+ b``, ``- c``, ``* mask``,
+  ``/ c``, ``-x``) scale or keep the table;
+- a ``maximum``/``minimum`` with an unchanged operand (ReLU, its leaky and clipped forms)
+  is linear while no entry changes branch. That is certified per perturbation: the change
+  ``|T[g] s_k|`` must stay below half the distance to the kink, ``|gap|``, on every entry,
+  i.e. ``|s_k| < margin[g] / 2`` with ``margin[g] = min |gap| / |T[g]|`` over the axes the
+  factor is broadcast along. A chunk with a perturbation that fails the certificate is
+  expanded and takes the exact path, where flips are kinks;
+- a contraction with an unchanged operand over letters the factor does not vary along
+  contracts the table (``W3 @ (T[g] * s)`` = ``(W3 @ T)[g] * s``); sums likewise.
+
+Anything else expands the change (:func:`expand`) to a plain :class:`~.changes.Change`:
+every result is the exact path's, to rounding. Tables are computed once per node and kept
+in the engine for all chunks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .changes import Change
+from .contract import contract
+
+__all__ = ["Factored", "expand", "FACTORED", "make_factored", "SAFETY", "TABLE_ENTRIES"]
+
+#: Certified changes stay below this fraction of the distance to a kink.
+SAFETY = 0.5
+#: Largest table (entries) kept for one node.
+TABLE_ENTRIES = 2**22
+#: Factoring pays when the product has at least this many times the factor's entries.
+MIN_GAIN = 4
+_TABLE = "#"  # the table's row letter in contractions (never a user letter)
+
+
+class Factored:
+    """K changes ``table[rows[k]] * factor[k]`` of an array of shape ``shape`` (both broadcast to it)."""
+
+    __slots__ = ("table", "rows", "factor", "shape")
+
+    def __init__(self, table, rows, factor, shape):
+        self.table, self.rows, self.factor, self.shape = table, rows, factor, tuple(shape)
+
+    @property
+    def k(self) -> int:
+        return self.factor.shape[0]
+
+
+def expand(change):
+    """A plain dense :class:`Change` (changes that are not factored pass through)."""
+    if not isinstance(change, Factored):
+        return change
+    return Change(change.table[change.rows] * change.factor, {}, change.shape)
+
+
+def _arrange(letters: str, array: np.ndarray, lo: str) -> np.ndarray:
+    """``array`` (one leading axis, then ``letters``) as an array over ``lo``: letters not in ``lo`` summed,
+    the others in ``lo``'s order, size-1 axes for the letters of ``lo`` it lacks."""
+    drop = tuple(i + 1 for i, c in enumerate(letters) if c not in lo)
+    if drop:
+        array = array.sum(axis=drop)
+        letters = "".join(c for c in letters if c in lo)
+    present = [c for c in lo if c in letters]
+    array = np.transpose(array, [0] + [letters.index(c) + 1 for c in present])
+    return array.reshape(array.shape[:1] + tuple(array.shape[1 + present.index(c)] if c in present else 1
+                                                 for c in lo))
+
+
+def make_factored(ev, node, lc: str, change, lb: str, base, lo: str):
+    """The product ``einsum(change, base)`` as a Factored change, when the change is one row of a contracted letter."""
+    if ev.tables is None or len(change.windows) != 1:
+        return None
+    (axis, (starts, length)), = change.windows.items()
+    letter = lc[axis]
+    if length != 1 or letter in lo or letter not in lb:
+        return None
+    if any(c in lb and c not in lo and c != letter for c in lc):  # another contraction would mix in the factor
+        return None
+    values = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+    factor = _arrange(lc.replace(letter, ""), np.take(values, 0, axis=axis + 1), lo)
+    out_size = int(np.prod(node.value.shape))
+    if out_size < MIN_GAIN * factor[0].size:
+        return None
+    key = (node.id, "make", lc, lb)
+    table = ev.tables.get(key)
+    if table is None:
+        base = np.asarray(base, dtype=np.float64)
+        rows = np.moveaxis(base, lb.index(letter), 0)
+        if rows.shape[0] * int(np.prod([node.value.shape[lo.index(c)] for c in lb if c in lo])) > TABLE_ENTRIES:
+            return None
+        table = _arrange(lb.replace(letter, ""), rows, lo)
+        ev.tables[key] = table
+    return Factored(table, starts, factor, node.value.shape)
+
+
+def _lifted(f: Factored, shape):
+    offset = len(shape) - len(f.shape)
+    if offset == 0:
+        return f.table, f.factor
+    return (f.table.reshape(f.table.shape[:1] + (1,) * offset + f.table.shape[1:]),
+            f.factor.reshape(f.factor.shape[:1] + (1,) * offset + f.factor.shape[1:]))
+
+
+def _single(node, changes):
+    """The position of the one Factored input if every other input is unchanged, else None."""
+    present = [i for i, c in enumerate(changes) if c is not None]
+    if len(present) != 1 or not isinstance(changes[present[0]], Factored):
+        return None
+    return present[0]
+
+
+def _scale(op):
+    def rule(ev, node, changes):
+        i = _single(node, changes)
+        if i is None:
+            return NotImplemented
+        f, shape = changes[i], node.value.shape
+        key = (node.id, id(f.table), op)
+        table = ev.tables.get(key)
+        if table is None:
+            t, _ = _lifted(f, shape)
+            other = np.asarray(ev.base(node.args[1 - i])) if len(node.args) == 2 else None
+            if op in ("add", "positive") or (op == "subtract" and i == 0):
+                table = t
+            elif op == "negative" or (op == "subtract" and i == 1):
+                table = -t
+            elif op == "multiply":
+                table = t * other
+            elif op == "divide" and i == 0:
+                table = t / other
+            else:
+                return NotImplemented
+            ev.tables[key] = table
+        return Factored(table, f.rows, _lifted(f, shape)[1], shape)
+
+    return rule
+
+
+def _extreme(larger: bool):
+    def rule(ev, node, changes):
+        i = _single(node, changes)
+        if i is None:
+            return NotImplemented
+        f, shape = changes[i], node.value.shape
+        t, factor = _lifted(f, shape)
+        key = (node.id, id(f.table), "extreme", tuple(s == 1 for s in factor.shape[1:]))
+        cached = ev.tables.get(key)
+        if cached is None:
+            mine, other = np.asarray(ev.base(node.args[i])), np.asarray(ev.base(node.args[1 - i]))
+            gap = np.broadcast_to(mine - other, shape)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(t != 0, np.abs(gap) / np.abs(t), np.inf)
+            spread = tuple(a + 1 for a, s in enumerate(factor.shape[1:]) if s == 1)
+            margin = SAFETY * (ratio.min(axis=spread, keepdims=True) if spread else ratio)
+            chosen = gap > 0 if larger else gap < 0  # where the result is the changed operand
+            cached = (t * chosen, margin)
+            ev.tables[key] = cached
+        table, margin = cached
+        if not (np.abs(factor) < margin[f.rows]).all():
+            return NotImplemented
+        return Factored(table, f.rows, factor, shape)
+
+    return rule
+
+
+def _einsum(ev, node, changes):
+    i = _single(node, changes)
+    letters, lo = node.kw["specs"]
+    if i is None or len(letters) != 2:
+        return NotImplemented
+    f, lf, lb = changes[i], letters[i], letters[1 - i]
+    spread = {c for c, s in zip(lf, f.factor.shape[1:]) if s != 1}
+    if any(c not in lo for c in spread):  # a contraction along the factor: not a product any more
+        return NotImplemented
+    key = (node.id, id(f.table), "einsum")
+    table = ev.tables.get(key)
+    if table is None:
+        t = np.broadcast_to(f.table, f.table.shape[:1] + tuple(f.shape))
+        table = contract(_TABLE + lf, t, lb, np.asarray(ev.base(node.args[1 - i]), dtype=np.float64), _TABLE + lo)
+        ev.tables[key] = table
+    factor = _arrange(lf, f.factor, lo)
+    return Factored(table, f.rows, factor, node.value.shape)
+
+
+def _sum(ev, node, changes):
+    f, axes, keepdims = changes[0], node.kw["axis"], node.kw["keepdims"]
+    if any(f.factor.shape[a + 1] != 1 for a in axes):
+        return NotImplemented
+    key = (node.id, id(f.table), "sum")
+    table = ev.tables.get(key)
+    if table is None:
+        t = np.broadcast_to(f.table, f.table.shape[:1] + f.shape)
+        table = t.sum(axis=tuple(a + 1 for a in axes), keepdims=keepdims)
+        if node.op == "mean":
+            table = table / node.kw["count"]
+        ev.tables[key] = table
+    factor = f.factor if keepdims else f.factor.reshape(
+        f.factor.shape[:1] + tuple(s for a, s in enumerate(f.factor.shape[1:]) if a not in axes))
+    return Factored(table, f.rows, factor, node.value.shape)
+
+
+def _broadcast(ev, node, changes):
+    f = changes[0]
+    t, factor = _lifted(f, node.value.shape)
+    return Factored(t, f.rows, factor, node.value.shape)
+
+
+FACTORED = {
+    "add": _scale("add"),
+    "subtract": _scale("subtract"),
+    "multiply": _scale("multiply"),
+    "divide": _scale("divide"),
+    "negative": _scale("negative"),
+    "positive": _scale("positive"),
+    "maximum": _extreme(True),
+    "fmax": _extreme(True),
+    "minimum": _extreme(False),
+    "fmin": _extreme(False),
+    "einsum": _einsum,
+    "sum": _sum,
+    "mean": _sum,
+    "broadcast_to": _broadcast,
+}
+

@@ -1,0 +1,299 @@
+"""Tracing a user's numpy cost: one call on arrays that carry their values and record every operation.
+
+:func:`trace` calls ``cost(params)`` with a :class:`Traced` array in place of each parameter
+array. A traced array holds the concrete float64 value the user's code would see and the id
+of the graph node that produced it; numpy's dispatch protocols (``__array_ufunc__``,
+``__array_function__``) and the operators route every operation on it to
+:mod:`fastcheck.engines.traced.functions`, which computes the value with the very numpy call
+the user wrote and records a node. Data the cost closes over stays plain numpy: constants of
+the graph.
+
+Anything the engine cannot vouch for ends the trace with :class:`NotTraceable`, whose reason
+is one sentence for the report: a traced value turned into a Python number or a plain array
+before the cost returns (``float(x)``, ``.item()``, ``np.asarray``, ``math.exp``), a branch on
+a traced value (``if z.max() > 50``), an unsupported numpy function or method, an index that
+depends on the parameters. The failure is remembered by the tracer, so a cost that catches
+exceptions cannot hide it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+__all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS"]
+
+#: What traced arrays call for each operation, filled in by :mod:`~.functions` (which builds on this
+#: module, so it cannot be imported from here): ``ufunc_call``, ``function_call``, ``getitem``, ...
+HANDLERS: dict = {}
+
+
+class NotTraceable(Exception):
+    """The traced engine cannot vouch for this cost; ``reason`` says why in one sentence."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Ref:
+    """An argument of a node that is another node's value."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, node_id: int):
+        self.id = node_id
+
+    def __repr__(self) -> str:
+        return f"Ref({self.id})"
+
+
+@dataclass(eq=False)
+class Node:
+    """One recorded operation: ``op`` on ``args`` (Refs or constants) with settings ``kw``; its value."""
+
+    op: str
+    args: tuple
+    kw: dict
+    value: np.ndarray
+    id: int = -1
+
+
+@dataclass
+class Graph:
+    """The recorded cost: nodes in execution order, the node of each parameter group, the output."""
+
+    nodes: list
+    params: list
+    output: int
+    cost: float
+    derived: dict = field(default_factory=dict)  # arrays rules derive from base values, once per node
+
+    def derive(self, key, compute):
+        """``compute()``, kept under ``key`` for every later chunk (a race only computes it twice)."""
+        value = self.derived.get(key)
+        if value is None:
+            value = self.derived[key] = compute()
+        return value
+
+    def value(self, arg):
+        """The base value of an argument (a Ref's node value, or the constant itself)."""
+        return self.nodes[arg.id].value if isinstance(arg, Ref) else arg
+
+
+_DTYPES = ("f", "b", "i", "u")
+
+
+class Tracer:
+    """Records nodes while the cost runs; remembers the first reason the trace is not usable."""
+
+    def __init__(self):
+        self.nodes: list[Node] = []
+        self.failure: str | None = None
+        self.active = True
+        self.conversions: list = []  # (node id, the Python float handed out)
+
+    def fail(self, reason: str):
+        if self.failure is None:
+            self.failure = reason
+        raise NotTraceable(self.failure)
+
+    def ref(self, x):
+        """A Ref for a Traced of this trace, the constant itself otherwise."""
+        if isinstance(x, Traced):
+            if x._tracer is not self:
+                self.fail("the cost uses a traced value kept from outside this call (a cache or a global)")
+            return Ref(x._node)
+        return x
+
+    def record(self, op: str, args, value, **kw) -> Traced:
+        """A new node ``op(args)`` whose value (computed by the caller with numpy) is ``value``."""
+        refs = tuple(self.ref(a) for a in args)
+        value = np.asarray(value)
+        if value.dtype.kind not in _DTYPES or (value.dtype.kind == "f" and value.dtype != np.float64):
+            self.fail(f"a traced value of dtype {value.dtype} appeared (the engine follows float64 only)")
+        if value.dtype.kind in "iu":
+            value = value.astype(np.int64, copy=False)
+        try:
+            value.flags.writeable = False  # base values are shared by every perturbation: never written
+        except ValueError:  # a view of an array this trace does not own
+            value = value.copy()
+            value.flags.writeable = False
+        node = Node(op, refs, kw, value, len(self.nodes))
+        self.nodes.append(node)
+        return Traced(self, node.id, value)
+
+
+class Traced(NDArrayOperatorsMixin):
+    """An array of the cost being traced: its concrete value and the node that made it.
+
+    In-place operations (``a[mask] = 0``, ``a += b``) record a new node and rebind this
+    object to it; on an array that shares memory with another traced array (a view, or
+    one viewed since) they end the trace, since the other would silently keep the old
+    value.
+    """
+
+    __array_priority__ = 1000
+
+    def __init__(self, tracer: Tracer, node: int, value: np.ndarray):
+        self._tracer, self._node, self._value = tracer, node, value
+        self._view_of = None  # the Traced this one is a view of (numpy semantics), if any
+        self._views = []  # weak references to views of this one
+
+    # ------------------------------------------------------------------ numpy protocols
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return HANDLERS["ufunc_call"](self._live(inputs), ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return HANDLERS["function_call"](self._live(args), func, args, kwargs)
+
+    @staticmethod
+    def _live(args) -> Tracer | None:
+        """The tracer recording this call; values of finished traces behave as plain arrays."""
+        for x in _flatten(args):
+            if isinstance(x, Traced) and x._tracer.active:
+                return x._tracer
+        return None
+
+    def __array__(self, dtype=None, copy=None):
+        self._tracer.fail("the cost converts a traced value to a plain numpy array (np.asarray, np.array, "
+                          "writing it into a plain array, or a plain array's .dot(): write X @ W or "
+                          "np.dot(X, W) instead of X.dot(W))")
+
+    # ------------------------------------------------------------------ conversions and branches
+    def __float__(self):
+        tracer = self._tracer
+        if self._value.size != 1:
+            tracer.fail("the cost converts a traced array to a Python number")
+        out = float(self._value.reshape(()))
+        tracer.conversions.append((self._node, out))
+        return out
+
+    def item(self, *args):
+        if args:
+            self._tracer.fail("the cost reads single entries of a traced array as Python numbers (.item(i))")
+        return self.__float__()
+
+    def __bool__(self):
+        self._tracer.fail("the cost branches on a traced value (an `if` or `while` on an array that depends "
+                          "on the parameters)")
+
+    def __int__(self):
+        self._tracer.fail("the cost converts a traced value to a Python int")
+
+    __index__ = __int__
+    __complex__ = __int__
+
+    def tolist(self):
+        self._tracer.fail("the cost converts a traced array to a Python list (.tolist())")
+
+    def __format__(self, spec):
+        return format(self._value, spec) if self._value.ndim else format(self._value[()], spec)
+
+    def __repr__(self) -> str:
+        return f"Traced({self._value!r})"
+
+    # ------------------------------------------------------------------ array attributes
+    @property
+    def shape(self):
+        return self._value.shape
+
+    @property
+    def ndim(self):
+        return self._value.ndim
+
+    @property
+    def size(self):
+        return self._value.size
+
+    @property
+    def dtype(self):
+        return self._value.dtype
+
+    def __len__(self):
+        return len(self._value)
+
+    def __iter__(self):
+        for i in range(len(self._value)):
+            yield self[i]
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # numpy probes protocols (__array_interface__, ...) with getattr
+            raise AttributeError(name)
+        self._tracer.fail(f"the array method .{name}() is not supported")
+
+    # ------------------------------------------------------------------ methods
+    def _method(name, plain):  # noqa: N805 -- builds the methods below from the function handlers
+        def method(self, *args, **kwargs):
+            if not self._tracer.active:  # a value kept from a finished trace is a plain array
+                return getattr(self._value, plain)(*args, **kwargs)
+            return HANDLERS[name](self, *args, **kwargs)
+
+        method.__name__ = name
+        return method
+
+    sum = _method("sum_", "sum")
+    mean = _method("mean", "mean")
+    max = _method("amax", "max")
+    min = _method("amin", "min")
+    var = _method("var", "var")
+    std = _method("std", "std")
+    ravel = _method("ravel", "ravel")
+    flatten = _method("ravel", "flatten")
+    swapaxes = _method("swapaxes", "swapaxes")
+    squeeze = _method("squeeze", "squeeze")
+    astype = _method("astype", "astype")
+    copy = _method("copy", "copy")
+    clip = _method("clip", "clip")
+    dot = _method("dot", "dot")
+    repeat = _method("repeat", "repeat")
+
+    def reshape(self, *shape, order="C"):
+        if not self._tracer.active:
+            return self._value.reshape(*shape, order=order)
+        return HANDLERS["reshape"](self, shape[0] if len(shape) == 1 else shape, order=order)
+
+    def transpose(self, *axes):
+        if not self._tracer.active:
+            return self._value.transpose(*axes)
+        return HANDLERS["transpose"](self, axes[0] if len(axes) == 1 else (axes or None))
+
+    def __getitem__(self, index):
+        if not self._tracer.active:
+            return self._value[index]
+        return HANDLERS["getitem"](self, index)
+
+    def __setitem__(self, index, value):
+        if not self._tracer.active:
+            raise ValueError("assignment destination is read-only")
+        self._rebind(HANDLERS["setitem"](self, index, value))
+
+    def _rebind(self, result: Traced) -> None:
+        """Make this array the result of an in-place update (refused where memory is shared)."""
+        tracer = self._tracer
+        if tracer.nodes[self._node].op == "param":
+            tracer.fail("the cost modifies its parameters in place")
+        if self._view_of is not None or any(ref() is not None for ref in self._views):
+            tracer.fail("the cost updates in place an array that shares memory with another traced array "
+                        "(a view); work on a .copy()")
+        self._node, self._value = result._node, result._value
+
+    def _as_view_of(self, base: Traced) -> Traced:
+        self._view_of = base
+        base._views.append(weakref.ref(self))
+        return self
+
+
+def _flatten(args):
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            yield from _flatten(a)
+        else:
+            yield a

@@ -1,0 +1,235 @@
+"""The traced engine on user-style models: the reference engine's twin, bugs found where planted, kinks found.
+
+ref = reference_engine(...), comp = traced engine, assert they agree: J+- to rounding on
+every coordinate, the same verdict per group, a planted bug failing at its group and entry.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from traced_models import batchnorm_net, cnn, course_mlp, cs231n_net, rnn
+
+from fastcheck.core.finite import Bounds, relative_difference
+from fastcheck.core.layout import Layout
+from fastcheck.core.objective import CostObjective
+from fastcheck.engines.reference import reference_engine
+from fastcheck.engines.traced import NotTraceable, traced_engine
+from fastcheck.engines.traced.tracing import trace
+
+EPS = 1e-7
+
+
+def _setup(cost, params):
+    layout, theta = Layout.from_params(params)
+    objective = CostObjective(cost, layout)
+    return layout, theta, objective
+
+
+def _verdicts(layout, numeric, analytic):
+    return {g.name: Bounds().verdict(relative_difference(numeric[g.slice], analytic[g.slice])) for g in layout.groups}
+
+
+def _numeric_grads(objective, theta, layout):
+    """A correct gradient for models without a backprop: central differences with a larger step."""
+    return reference_engine(objective, theta, np.arange(layout.n_params), 1e-5).numeric
+
+
+MODELS = {
+    "course_mlp": lambda: course_mlp(),
+    "course_mlp_sigmoid": lambda: course_mlp(hidden="sigmoid", seed=1),
+    "cs231n": lambda: cs231n_net()[:3],
+    "cnn": lambda: cnn(),
+    "batchnorm": lambda: batchnorm_net(),
+    "rnn": lambda: rnn(),
+}
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_traced_equals_reference(model):
+    cost, params, grads = MODELS[model]()
+    layout, theta, objective = _setup(cost, params)
+    analytic = layout.flatten_grads(grads) if grads is not None else _numeric_grads(objective, theta, layout)
+    indices = np.arange(layout.n_params)
+    ref = reference_engine(objective, theta, indices, EPS)
+    comp = traced_engine(objective, layout, theta, EPS, n_threads=2).coordinates(indices)
+    scale = 2.0**-52 * max(1.0, abs(ref.cost_plus).max()) * 64
+    np.testing.assert_allclose(comp.cost_plus, ref.cost_plus, rtol=0, atol=scale)
+    np.testing.assert_allclose(comp.cost_minus, ref.cost_minus, rtol=0, atol=scale)
+    assert _verdicts(layout, comp.numeric, analytic) == _verdicts(layout, ref.numeric, analytic)
+    assert set(_verdicts(layout, comp.numeric, analytic).values()) == {"pass"}
+
+    # a planted backprop bug: one entry of one group off by a tenth of the group's norm
+    group = layout.groups[len(layout.groups) // 2]
+    bad = analytic.copy()
+    position = group.start + group.size // 3
+    bad[position] += 0.1 * np.linalg.norm(analytic[group.slice]) + 1e-3
+    verdicts = _verdicts(layout, comp.numeric, bad)
+    assert verdicts[group.name] == "fail"
+    assert verdicts == _verdicts(layout, ref.numeric, bad)
+    assert int(np.argmax(np.abs(comp.numeric - bad))) == position
+
+
+def test_course_mlp_backprop_bug_named_at_its_entry():
+    cost, params, grads = course_mlp(sizes=(6, 5, 4, 1), m=5)
+    grads["dW2"] = grads["dW2"].copy()
+    grads["dW2"][3, 1] *= 1.1
+    layout, theta, objective = _setup(cost, params)
+    ev = traced_engine(objective, layout, theta, EPS).coordinates(np.arange(layout.n_params))
+    analytic = layout.flatten_grads(grads)
+    worst = int(np.argmax(np.abs(ev.numeric - analytic)))
+    assert layout.describe(worst) == "W2[3, 1]"
+    assert _verdicts(layout, ev.numeric, analytic)["W2"] == "fail"
+
+
+def test_relu_kinks_match_brute_force():
+    cost, params, _, X = cs231n_net(seed=3)
+    pre = X.dot(params["W1"]) + params["b1"]
+    params["b1"] = params["b1"].copy()
+    params["b1"][3] -= pre[2, 3] - 1e-9  # example 2's unit 3 sits 1e-9 above its kink
+    pre = X.dot(params["W1"]) + params["b1"]
+    assert abs(pre[2, 3] - 1e-9) < 1e-12
+    layout, theta, objective = _setup(cost, params)
+    ev = traced_engine(objective, layout, theta, EPS).coordinates(np.arange(layout.n_params))
+    expected = []
+    for i in range(layout.n_params):
+        flipped = False
+        for sign in (1, -1):
+            work = theta.copy()
+            work[i] += sign * EPS
+            p = layout.unflatten(work)
+            flipped |= bool(((X.dot(p["W1"]) + p["b1"] > 0) != (pre > 0)).any())
+        expected.append(flipped)
+    assert ev.kinks.sum() > 0
+    np.testing.assert_array_equal(ev.kinks, expected)
+
+
+def test_directions_match_reference():
+    from fastcheck.core.directions import draw_directions
+    from fastcheck.engines.reference import evaluate_directions
+
+    cost, params, grads, _ = cs231n_net()
+    layout, theta, objective = _setup(cost, params)
+    analytic = layout.flatten_grads(grads)
+    directions = draw_directions(layout, 3, seed=0)
+    ref = evaluate_directions(objective, theta, analytic, directions, EPS)
+    comp = traced_engine(objective, layout, theta, EPS).directions(directions, analytic)
+    np.testing.assert_array_equal(comp.analytic, ref.analytic)
+    np.testing.assert_allclose(comp.numeric, ref.numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_float_of_the_final_output_is_traced():
+    cost, params, _ = course_mlp()
+    layout, theta, objective = _setup(lambda p: float(cost(p)), params)
+    engine = traced_engine(objective, layout, theta, EPS)
+    assert engine.cost == cost(params)
+
+
+# ---------------------------------------------------------------------- fallbacks
+W = {"W": np.random.default_rng(0).standard_normal((3, 3)) + 3 * np.eye(3)}
+
+
+def _solve(p):
+    return float(np.sum(np.linalg.solve(p["W"], np.ones(3))))
+
+
+def _branch(p):
+    z = p["W"] @ np.ones(3)
+    if z.max() > 50:
+        z = z / 2
+    return np.sum(z**2)
+
+
+def _python_float(p):
+    return math.exp(float(np.sum(p["W"]))) + np.sum(p["W"] ** 2)
+
+
+def _asarray(p):
+    return np.sum(np.asarray(p["W"]) ** 2)
+
+
+def _data_dependent(p):
+    z = p["W"] @ np.ones(3)
+    return np.sum(z[z > 0])
+
+
+def _unsupported_method(p):
+    return p["W"].cumsum().sum()
+
+
+def _plain_array_write(p):
+    out = np.zeros(3)
+    out[:] = p["W"][0]
+    return out.sum()
+
+
+def _plain_dot(p):
+    return np.sum(np.ones((2, 3)).dot(p["W"]))
+
+
+def _in_place_on_params(p):
+    w = p["W"]
+    w[0, 0] = 1.0
+    return np.sum(w)
+
+
+FALLBACKS = {
+    _solve: "np.linalg.solve is not supported",
+    _branch: "branches on a traced value",
+    _python_float: "converts a traced value to a Python number",
+    _asarray: "converts a traced value to a plain numpy array",
+    _data_dependent: "boolean mask that depends on the parameters",
+    _unsupported_method: r"the array method \.cumsum\(\) is not supported",
+    _plain_dot: r"a plain array's \.dot\(\): write X @ W",
+    _plain_array_write: "writing it into a plain array",
+    _in_place_on_params: "modifies its parameters in place",
+}
+
+
+@pytest.mark.parametrize("cost", list(FALLBACKS), ids=lambda f: f.__name__)
+def test_not_traceable_with_reason(cost):
+    layout, theta = Layout.from_params(W)
+    with pytest.raises(NotTraceable, match=FALLBACKS[cost]):
+        trace(cost, layout, theta)
+
+
+def test_cost_closing_over_a_traced_value():
+    kept = {}
+
+    def first(p):
+        kept["scaled"] = p["W"] * 2.0
+        return np.sum(kept["scaled"])
+
+    def second(p):
+        return np.sum(p["W"] * kept["scaled"])
+
+    layout, theta = Layout.from_params(W)
+    trace(first, layout, theta)
+    with pytest.raises(NotTraceable, match="traced value kept from outside this call"):
+        trace(second, layout, theta)
+    # a value kept from a finished trace behaves as the plain array it holds
+    assert second(W) == pytest.approx(np.sum(W["W"] * W["W"] * 2.0))
+
+
+def test_exception_swallowed_by_the_cost_still_ends_the_trace():
+    def cost(p):
+        try:
+            if p["W"].sum() > 0:
+                pass
+        except Exception:
+            pass
+        return np.sum(p["W"])
+
+    layout, theta = Layout.from_params(W)
+    with pytest.raises(NotTraceable, match="branches"):
+        trace(cost, layout, theta)
+
+
+def test_trace_that_disagrees_with_the_cost_is_refused():
+    def cost(p):  # behaves differently on traced arrays: verification must notice
+        w = p["W"] if isinstance(p["W"], np.ndarray) else p["W"] * 1.001
+        return np.sum(w**2)
+
+    layout, theta, objective = _setup(cost, W)
+    with pytest.raises(NotTraceable, match="the traced evaluation of the unperturbed parameters differs"):
+        traced_engine(objective, layout, theta, EPS)
