@@ -64,12 +64,10 @@ def evaluate_chunk(objective, theta: np.ndarray, indices: np.ndarray, eps: float
     for start in range(0, k, per_stack):
         idx = np.asarray(indices[start:start + per_stack], dtype=np.int64)
         m = len(idx)
-        plus, minus = 2 * np.arange(m), 2 * np.arange(m) + 1
-        stack[plus, idx] = theta[idx] + eps
-        stack[minus, idx] = theta[idx] - eps
-        perturbed = [(int(i), int(i) + 1, stack[2 * p + (sign < 0), i:i + 1].copy(), sign)
-                     for p, i in enumerate(idx) for sign in (+1, -1)]
-        costs = _call_and_verify(objective, batch_cost, stack, theta, perturbed, idx, _rows(checks, start, m))
+        columns, values = np.repeat(idx, 2), np.empty(2 * m)
+        values[0::2], values[1::2] = theta[idx] + eps, theta[idx] - eps
+        stack[np.arange(2 * m), columns] = values
+        costs = _call_and_verify(objective, batch_cost, stack, theta, idx, columns, values, _rows(checks, start, m))
         cost_plus[start:start + m], cost_minus[start:start + m] = costs[0::2], costs[1::2]
     return cost_plus, cost_minus
 
@@ -92,45 +90,51 @@ def evaluate_direction_chunk(objective, theta: np.ndarray, directions, eps: floa
         chunk = directions[start:start + per_stack]
         stack = np.empty((2 * len(chunk), theta.size))
         stack[:] = theta
-        perturbed = []
+        spans, values = [], []
         for p, d in enumerate(chunk):
             steps = direction_steps(theta, zeros, [d], eps, analytic=False)
             base = theta[d.start:d.stop]
-            stack[2 * p, d.start:d.stop] = base + steps.plus[0]
-            stack[2 * p + 1, d.start:d.stop] = base - steps.minus[0]
-            perturbed += [(d.start, d.stop, stack[2 * p + r, d.start:d.stop].copy(), sign)
-                          for r, sign in ((0, +1), (1, -1))]
-        costs = _call_and_verify(objective, batch_cost, stack, theta, perturbed, chunk,
+            values += [base + steps.plus[0], base - steps.minus[0]]
+            spans += [(d.start, d.stop)] * 2
+            stack[2 * p, d.start:d.stop], stack[2 * p + 1, d.start:d.stop] = values[-2:]
+        costs = _call_and_verify(objective, batch_cost, stack, theta, chunk, spans, values,
                                  _rows(checks, start, len(chunk)))
         cost_plus[start:start + len(chunk)], cost_minus[start:start + len(chunk)] = costs[0::2], costs[1::2]
     return cost_plus, cost_minus
 
 
-def _call_and_verify(objective, batch_cost, stack, theta, perturbed, items, checks: set) -> np.ndarray:
-    """``batch_cost`` on the first ``len(perturbed)`` rows of ``stack``, checked; they hold theta again after.
+def _call_and_verify(objective, batch_cost, stack, theta, items, spans, values, checks: set) -> np.ndarray:  # noqa: PLR0913
+    """``batch_cost`` on the first ``len(values)`` rows of ``stack``, checked; they hold theta again after.
 
-    ``perturbed[r] = (start, stop, values, sign)``: row r is theta with ``[start:stop]`` set
-    to ``values``, the perturbation of ``items[r // 2]``. After the call every row must
-    still be so (else :class:`MutationError`, naming the row's point), and the rows in
-    ``checks`` must have the cost that ``cost`` gives there (see :func:`require_same_cost`):
-    a seeded sample, the batched twin of the reference loop's re-evaluation.
+    Row r is theta with ``values[r]`` at ``spans[r]``: the perturbation of ``items[r // 2]``,
+    + for even rows, - for odd ones. ``spans`` is an int array of one column per row
+    (coordinates: checked at once), or a list of ``(start, stop)`` (directions). After the
+    call every row must still be so (else :class:`MutationError`, naming the row's point),
+    and the rows in ``checks`` must have the cost that ``cost`` gives there (see
+    :func:`require_same_cost`): a seeded sample, the batched twin of the reference loop's
+    re-evaluation.
     """
-    layout = objective.layout
-    view = stack[:len(perturbed)].view()
+    layout, k = objective.layout, len(values)
+    view = stack[:k].view()
     view.flags.writeable = False
     costs = call_batch_cost(batch_cost, view, layout, items, objective.timeout)
-    for r, (start, stop, values, sign) in enumerate(perturbed):
-        if not np.array_equal(stack[r, start:stop], values):
-            raise _stack_written(layout, items[r // 2], sign)
-        stack[r, start:stop] = theta[start:stop]
-    written = np.flatnonzero((stack[:len(perturbed)] != theta).any(axis=1))
-    if written.size:
-        raise _stack_written(layout, items[written[0] // 2], perturbed[written[0]][3])
+    if isinstance(spans, np.ndarray):
+        rows = np.arange(k)
+        written = np.flatnonzero(stack[rows, spans] != values)
+        stack[rows, spans] = theta[spans]
+        spans = np.stack([spans, spans + 1], axis=1)
+    else:
+        written = [r for r, (lo, hi) in enumerate(spans) if not np.array_equal(stack[r, lo:hi], values[r])]
+        for r, (lo, hi) in enumerate(spans):
+            stack[r, lo:hi] = theta[lo:hi]
+    if not len(written):  # and nothing else in the rows
+        written = np.flatnonzero((stack[:k] != theta).any(axis=1))
+    if len(written):
+        raise _stack_written(layout, items[written[0] // 2], 1 - 2 * (written[0] % 2))
     for r in sorted(checks):
-        start, stop, values, sign = perturbed[r]
         row = theta.copy()
-        row[start:stop] = values
-        where = item_label(layout, items[r // 2], sign)
+        row[slice(*spans[r])] = values[r]
+        where = item_label(layout, items[r // 2], 1 - 2 * (r % 2))
         require_same_cost(float(costs[r]), objective.evaluate(row, where=where), where)
     return costs
 
