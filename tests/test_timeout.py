@@ -5,6 +5,7 @@ hanging the suite."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -76,8 +77,9 @@ def hanging(tmp_path):
 
 
 def _run(where, code, limit=60):
+    path = os.pathsep.join(p for p in (str(where), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=where, capture_output=True, text=True,
-                          timeout=limit, env={"PYTHONPATH": str(where), "PATH": "/usr/bin:/bin"})
+                          timeout=limit, env={**os.environ, "PYTHONPATH": path})
 
 
 @pytest.mark.parametrize(("cost", "kw"), [

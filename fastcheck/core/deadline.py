@@ -73,11 +73,15 @@ def _reset_in_child() -> None:  # a forked process has none of its parent's thre
     _lock, _slots, _stuck_files, _blocks, _stop = threading.Lock(), {}, {}, 0, None
 
 
-os.register_at_fork(after_in_child=_reset_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_in_child)
+#: Where there is no SIGALRM (Windows), the main thread is interrupted as the others are.
+_ALARM = getattr(signal, "SIGALRM", None)
 
 
-def _main() -> int:
-    return threading.main_thread().ident
+def _main() -> int | None:
+    """The main thread's ident, where a signal can interrupt it; else None."""
+    return threading.main_thread().ident if _ALARM is not None else None
 
 
 def _set_async(ident: int, exc) -> None:
@@ -102,7 +106,7 @@ def _watch(stop: threading.Event) -> None:
                 if now - slot.last > 0.5:  # the first time, and again: the cost may have caught it
                     slot.fired, slot.last = slot.fired or now, now
                     if ident == _main():
-                        signal.pthread_kill(ident, signal.SIGALRM)
+                        signal.pthread_kill(ident, _ALARM)
                     else:
                         _set_async(ident, _Overrun)
                 if slot.stuck_file and now - slot.deadline > max(GRACE_SECONDS, slot.seconds):
@@ -136,8 +140,8 @@ def time_limits(seconds: float | None, stuck_file: str | None = None):
     ident = threading.get_ident()
     in_main = ident == _main()
     if in_main:
-        previous = signal.getsignal(signal.SIGALRM)
-        signal.signal(signal.SIGALRM, lambda s, f: _on_alarm(s, f, previous))
+        previous = signal.getsignal(_ALARM)
+        signal.signal(_ALARM, lambda s, f: _on_alarm(s, f, previous))
     outer = _stuck_files.get(ident, _MISSING)
     with _lock:
         _stuck_files[ident] = stuck_file or (None if outer is _MISSING else outer)
@@ -158,7 +162,7 @@ def time_limits(seconds: float | None, stuck_file: str | None = None):
                 _stop.set()
                 _stop = None
         if in_main:
-            signal.signal(signal.SIGALRM, previous)
+            signal.signal(_ALARM, previous)
 
 
 _MISSING = object()
