@@ -248,23 +248,23 @@ def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = F
 
     ``(cost, params)`` is accepted too, for a cost that returns ``(loss, grads)``.
     """
+    return _factory_result(spec, kwargs, show_traceback, (2, 3),
+                           "a tuple (cost, params, grads), or (cost, params) for a cost that returns (loss, grads)")
+
+
+def _factory_result(spec: str, kwargs, show_traceback: bool, sizes: tuple[int, ...], expected: str) -> tuple:
+    """What the factory ``spec`` returns: a tuple of one of ``sizes`` items, a callable first, else an error."""
     result = call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback)
-    if not (isinstance(result, tuple) and len(result) in (2, 3) and callable(result[0])):
+    if not (isinstance(result, tuple) and len(result) in sizes and callable(result[0])):
         got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
-        raise InputError(f"{spec} must return a tuple (cost, params, grads), or (cost, params) for a cost that "
-                         f"returns (loss, grads); got {got}")
+        raise InputError(f"{spec} must return {expected}; got {got}")
     return result
 
 
 def _check_user_layer(args):
     """``--layer``: the factory returns ``(forward, inputs, backward or grads[, dout])`` for fc.check_layer."""
-    result = call_factory(args.problem, import_function(args.problem), parse_arguments(args.arg),
-                          show_traceback=args.traceback)
-    if not (isinstance(result, tuple) and len(result) in (3, 4) and callable(result[0])):
-        got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
-        raise InputError(f"{args.problem} must return (forward, inputs, backward or grads[, dout]) with --layer; "
-                         f"got {got}")
-    forward, inputs, third, *dout = result
+    forward, inputs, third, *dout = _factory_result(args.problem, parse_arguments(args.arg), args.traceback, (3, 4),
+                                                    "(forward, inputs, backward or grads[, dout]) with --layer")
     if args.dry_run:
         raise UsageError("--dry-run is for cost problems; a layer check costs two forward passes per entry")
     gradient = {"backward": third} if callable(third) else {"grads": third}

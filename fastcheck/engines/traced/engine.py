@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ...core.directions import direction_steps
-from ...core.finite import central_difference
+from ...core.finite import central_difference, coordinate_gradient
 from ...core.limits import DEFAULT_MAX_MEMORY  # bounds the changes held at once by all threads together
 from ...core.objective import perturbation_label
 from ...core.results import DirectionEvaluations, Evaluations
@@ -136,8 +136,9 @@ class TracedEngine:
                 for task in tasks:
                     store(*task)
         cost_plus, cost_minus = self.cost + d_plus, self.cost + d_minus
-        return Evaluations(indices, cost_plus, cost_minus, central_difference(d_plus, d_minus, self.eps), kinks,
-                           2 * k)
+        # the steps taken are the rounded ones (fl(theta_i +- eps) - theta_i): divide by them, not by 2 eps
+        numeric = coordinate_gradient(d_plus, d_minus, self.theta[indices], self.eps)
+        return Evaluations(indices, cost_plus, cost_minus, numeric, kinks, 2 * k)
 
     def directions(self, directions: list, analytic: np.ndarray) -> DirectionEvaluations:
         """Directional central differences, each direction a dense change of one group or of all theta."""
