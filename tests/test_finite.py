@@ -65,11 +65,6 @@ MAGNITUDES = [(1e-300, 1e-7), (1e-12, 1e-7), (1e-7, 1e-7), (1.0, 1e-7), (1e6, 1e
               (1e12, 1e-3)]
 
 
-#: Engines that do not divide by the steps taken yet: they are to call core.finite.coordinate_gradient.
-NOT_YET = pytest.mark.xfail(strict=True, reason="divides by the nominal 2 eps: to call "
-                                                "fastcheck.core.finite.coordinate_gradient (#13)")
-
-
 @pytest.mark.parametrize("engine", ["reference", "blackbox", "traced"])
 @pytest.mark.parametrize(("magnitude", "eps"), MAGNITUDES)
 def test_an_exact_gradient_passes_at_any_magnitude(magnitude, eps, engine):
@@ -104,7 +99,7 @@ def test_every_path_of_the_blackbox_engine_divides_by_the_steps_taken(magnitude,
             np.testing.assert_array_equal(comp.numeric, ref.numeric)
 
 
-@pytest.mark.parametrize("engine", ["reference", pytest.param("batched", marks=NOT_YET)])
+@pytest.mark.parametrize("engine", ["reference", "batched"])
 def test_an_mlp_with_large_parameters_passes(engine):
     """Output biases near 1e7 (and targets near the outputs, so that J stays small): the steps of b2 round."""
     net = fc.MLP([3, 4, 2], hidden="tanh", output="identity")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...core.finite import coordinate_gradient
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
 from ...core.threads import blas_limited, numba_threads
@@ -114,7 +115,7 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     dj_minus = sum_minus / m + np.where(is_weight, l2_scale * d_minus * (2.0 * originals + d_minus), 0.0)
     if not net.has_kinks:
         kinks[:] = False
-    numeric = (dj_plus - dj_minus) / (2.0 * eps)
+    numeric = coordinate_gradient(dj_plus, dj_minus, originals, eps)  # over the steps taken, not 2 eps
     return Evaluations(indices, base.cost + dj_plus, base.cost + dj_minus, numeric, kinks, 2 * indices.size)
 
 
