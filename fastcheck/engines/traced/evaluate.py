@@ -7,6 +7,8 @@ upstream is the base pass, reused as it is. A change is freed after its last rea
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .changes import Change, gather, lift, unify
@@ -17,7 +19,7 @@ from .reductions import REDUCTIONS
 from .shapes import SHAPES
 from .trace import Graph, Ref
 
-__all__ = ["RULES", "Plan", "plan", "run", "point_changes", "Evaluation"]
+__all__ = ["RULES", "Plan", "plan", "run", "point_changes", "Evaluation", "Memory"]
 
 
 class _Inputs:
@@ -138,12 +140,19 @@ def _apply(ev, node, inputs, changes):
     return RULES[node.op](ev, node, inputs)
 
 
+class Memory(NamedTuple):
+    """Bytes held by the changes of one run: all live ones at once at most, and the largest single one."""
+
+    peak: int
+    widest: int
+
+
 def _nbytes(change) -> int:
     return (change.factor if isinstance(change, Factored) else change.values).nbytes
 
 
 def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = None
-        ) -> tuple[np.ndarray, np.ndarray, int]:
+        ) -> tuple[np.ndarray, np.ndarray, Memory]:
     """Exact changes of the cost for K stacked perturbations of the parameter nodes in ``leaf_changes``.
 
     Returns
@@ -152,8 +161,8 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
         ``J(theta + D_k) - J(theta)``.
     kinks : ndarray of bool, shape (K,)
         Perturbations that flipped a comparison, a maximum/minimum/abs or the winner of a max.
-    peak : int
-        Largest number of bytes held by live changes at once.
+    memory : Memory
+        Largest number of bytes held by live changes at once, and by one change.
 
     ``tables`` (a dict kept by the caller for all chunks of one plan) lets rank-one changes
     stay factored (:mod:`~.factored`); without it every change is a plain one.
@@ -162,7 +171,7 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     ev = Evaluation(graph, k, tables)
     changes = dict(leaf_changes)
     held = {i: c.values.nbytes for i, c in changes.items()}
-    peak = sum(held.values())
+    peak = widest = sum(held.values())
     for position, node_id in enumerate(steps.order):
         node = graph.nodes[node_id]
         inputs = [changes.get(a.id) if isinstance(a, Ref) else None for a in node.args]
@@ -171,15 +180,15 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
             if change is not None:
                 changes[node_id] = change
                 held[node_id] = _nbytes(change)
-                peak = max(peak, sum(held.values()))
+                peak, widest = max(peak, sum(held.values())), max(widest, held[node_id])
         for a in node.args:
             if isinstance(a, Ref) and steps.last_use.get(a.id) == position and a.id != graph.output:
                 changes.pop(a.id, None)
                 held.pop(a.id, None)
     out = expand(changes.get(graph.output))
     if out is None:
-        return np.zeros(k), ev.kinks, peak
-    return np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1), ev.kinks, peak
+        return np.zeros(k), ev.kinks, Memory(peak, widest)
+    return np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1), ev.kinks, Memory(peak, widest)
 
 
 def point_changes(shape: tuple, local: np.ndarray, steps: np.ndarray) -> Change:
