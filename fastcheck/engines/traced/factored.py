@@ -15,7 +15,13 @@ table once per engine instead of once per perturbation:
   factor is broadcast along. A chunk with a perturbation that fails the certificate is
   expanded and takes the exact path, where flips are kinks;
 - a contraction with an unchanged operand over letters the factor does not vary along
-  contracts the table (``W3 @ (T[g] * s)`` = ``(W3 @ T)[g] * s``); sums likewise.
+  contracts the table (``W3 @ (T[g] * s)`` = ``(W3 @ T)[g] * s``); sums likewise;
+- a ``max``/``min`` over axes the factor does not vary along (a softmax's shift over the
+  classes) keeps each slice's winner while ``|T[g]| |s_k|`` stays below a quarter of the
+  winner's lead over the runner-up (:func:`~.reductions.winners`): the change is then the
+  winner's own, ``T[g, winner] * s_k``; a chunk that fails it is expanded;
+- a sum or difference of two factored changes with the same rows and factor (``Z - max(Z)``)
+  adds the tables.
 
 Anything else expands the change (:func:`expand`) to a plain :class:`~.changes.Change`:
 every result is the exact path's, to rounding. Tables are computed once per node and kept
@@ -28,6 +34,7 @@ import numpy as np
 
 from .changes import Change
 from .contract import contract
+from .reductions import CERTIFIED, winners
 
 __all__ = ["Factored", "expand", "FACTORED", "make_factored", "SAFETY", "TABLE_ENTRIES"]
 
@@ -116,8 +123,26 @@ def _single(node, changes):
     return present[0]
 
 
+def _pair(ev, node, changes):
+    """``f0 +- f1`` of two factored changes sharing rows and factor, else NotImplemented."""
+    f0, f1 = changes
+    if not (isinstance(f0, Factored) and isinstance(f1, Factored) and f0.rows is f1.rows):
+        return NotImplemented
+    shape = node.value.shape
+    (t0, s0), (t1, s1) = _lifted(f0, shape), _lifted(f1, shape)
+    if not (f0.factor is f1.factor or (s0.shape == s1.shape and np.array_equal(s0, s1))):
+        return NotImplemented
+    key = (node.id, id(f0.table), id(f1.table), node.op)
+    table = ev.tables.get(key)
+    if table is None:
+        table = ev.tables[key] = t0 + t1 if node.op == "add" else t0 - t1
+    return Factored(table, f0.rows, s0 if s0.ndim >= s1.ndim else s1, shape)
+
+
 def _scale(op):
     def rule(ev, node, changes):
+        if op in ("add", "subtract") and all(c is not None for c in changes):
+            return _pair(ev, node, changes)
         i = _single(node, changes)
         if i is None:
             return NotImplemented
@@ -206,6 +231,40 @@ def _sum(ev, node, changes):
     return Factored(table, f.rows, factor, node.value.shape)
 
 
+def _at_winner(table: np.ndarray, best: np.ndarray, axes: tuple) -> np.ndarray:
+    """``table`` (rows, *shape) at each slice's winner (``best``: flat over ``axes``, size 1 there)."""
+    ndim = table.ndim - 1
+    kept = [a for a in range(ndim) if a not in axes]
+    order = [0] + [a + 1 for a in kept] + [a + 1 for a in axes]
+    flat = np.transpose(table, order).reshape(table.shape[:1] + tuple(table.shape[a + 1] for a in kept) + (-1,))
+    index = np.transpose(best, kept + list(axes)).reshape((1,) + tuple(best.shape[a] for a in kept) + (1,))
+    picked = np.take_along_axis(flat, np.broadcast_to(index, flat.shape[:-1] + (1,)), axis=-1)
+    return np.expand_dims(picked[..., 0], tuple(a + 1 for a in axes))  # the kept axes are in order already
+
+
+def _winner(ev, node, changes):
+    f, axes, keepdims = changes[0], node.kw["axis"], node.kw["keepdims"]
+    if any(f.factor.shape[a + 1] != 1 for a in axes):
+        return NotImplemented
+    key = (node.id, id(f.table), "winner")
+    cached = ev.tables.get(key)
+    if cached is None:
+        x = np.asarray(ev.base(node.args[0]), dtype=np.float64)
+        best, _, lead = ev.graph.derive(("winners", node.id), lambda: winners(x, axes, node.op == "max"))
+        t = np.broadcast_to(f.table, f.table.shape[:1] + f.shape)
+        reach = np.abs(t).max(axis=tuple(a + 1 for a in axes), keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = np.where(reach > 0, CERTIFIED * lead / reach, np.inf)  # |s_k| below it: no winner changes
+        cached = ev.tables[key] = (_at_winner(t, best, axes), bound)
+    table, bound = cached
+    if not (np.abs(f.factor) < bound[f.rows]).all():
+        return NotImplemented
+    factor = f.factor
+    if not keepdims:
+        table, factor = (np.squeeze(v, tuple(a + 1 for a in axes)) for v in (table, factor))
+    return Factored(table, f.rows, factor, node.value.shape)
+
+
 def _broadcast(ev, node, changes):
     f = changes[0]
     t, factor = _lifted(f, node.value.shape)
@@ -227,5 +286,7 @@ FACTORED = {
     "sum": _sum,
     "mean": _sum,
     "broadcast_to": _broadcast,
+    "max": _winner,
+    "min": _winner,
 }
 

@@ -5,7 +5,9 @@ one on a kept axis stays. ``max`` and ``min`` open the reduced axes, add the cha
 the base values and compare the set of winners (all entries equal to the extreme)
 before and after: where it is the same the change is the winner's own, exactly; where it
 differs (a new winner, a tie made or broken: the kink of a max-pool) the change is
-recomputed from the perturbed values and the perturbation is a kink.
+recomputed from the perturbed values and the perturbation is a kink. Where every change of
+a slice is below a quarter of the winner's lead over the runner-up (:func:`winners`), no
+winner can change and the comparison is skipped: the change is the winner's own.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 from .changes import Change, gather, widen
 
-__all__ = ["REDUCTIONS"]
+__all__ = ["REDUCTIONS", "CERTIFIED", "winners"]
 
 
 def _kept_windows(change: Change, axes, keepdims: bool) -> dict:
@@ -40,6 +42,40 @@ def _moved(array, order, flat_shape):
     return np.transpose(array, order).reshape(flat_shape)
 
 
+#: A winner is certified to stay the only winner while every change in its slice is below this
+#: fraction of its lead over the runner-up (a fraction, not all of it: the lead is rounded).
+CERTIFIED = 0.25
+
+
+def winners(x_full: np.ndarray, axes: tuple, larger: bool):
+    """Per slice along ``axes``: the winner's position (flat over ``axes``), whether it is tied, its lead.
+
+    Each has the reduced axes kept with size 1. The lead is ``|top - runner-up|`` (0 for a
+    tie, inf for a slice of one entry).
+    """
+    ndim = x_full.ndim
+    kept_axes = [a for a in range(ndim) if a not in axes]
+    order = kept_axes + list(axes)
+    flat = np.transpose(x_full, order).reshape(tuple(x_full.shape[a] for a in kept_axes) + (-1,))
+    best = (np.argmax if larger else np.argmin)(flat, axis=-1)
+    top = np.take_along_axis(flat, best[..., None], axis=-1)
+    tied = (flat == top).sum(axis=-1) > 1
+    if flat.shape[-1] > 1:
+        others = flat.copy()
+        np.put_along_axis(others, best[..., None], -np.inf if larger else np.inf, axis=-1)
+        lead = np.abs(top[..., 0] - (others.max(axis=-1) if larger else others.min(axis=-1)))
+    else:
+        lead = np.full(best.shape, np.inf)
+    lead = np.where(tied, 0.0, lead)
+    return np.expand_dims(best, axes), np.expand_dims(tied, axes), np.expand_dims(lead, axes)
+
+
+def _certified(d, lead, axes):
+    """Whether no perturbation can change any winner: all changes of a slice below CERTIFIED of its lead."""
+    reach = np.abs(d).max(axis=tuple(a + 1 for a in axes), keepdims=True)
+    return bool(((reach < CERTIFIED * lead) | (reach == 0)).all())
+
+
 def _extreme(ev, node, changes):
     larger = node.op == "max"
     axes, keepdims = node.kw["axis"], node.kw["keepdims"]
@@ -48,49 +84,45 @@ def _extreme(ev, node, changes):
     kept_axes = [a for a in range(ndim) if a not in axes]
     order = [0] + [a + 1 for a in kept_axes] + [a + 1 for a in axes]
     x_full = np.asarray(ev.base(node.args[0]), dtype=np.float64)
-    pick, arg = (np.max, np.argmax) if larger else (np.min, np.argmin)
-
-    def winners():  # per kept entry: the winner's position along the reduced axes, and whether it is tied
-        flat = _moved(x_full[None], order, (1,) + tuple(x_full.shape[a] for a in kept_axes) + (-1,))[0]
-        best = arg(flat, axis=-1)
-        tied = (flat == np.take_along_axis(flat, best[..., None], axis=-1)).sum(axis=-1) > 1
-        return np.expand_dims(best, axes), np.expand_dims(tied, axes)  # in place of the reduced axes
-
-    best, tied = ev.graph.derive(("winners", node.id), winners)
+    pick = np.max if larger else np.min
+    best, tied, lead = ev.graph.derive(("winners", node.id), lambda: winners(x_full, axes, larger))
     windows = {a: w for a, w in change.windows.items()}
     best_w = gather(best, windows, k, ndim)
-    tied_w = gather(tied, windows, k, ndim)
     d = np.broadcast_to(change.floats(), (k,) + change.wshape)
+    certified = _certified(d, gather(lead, windows, k, ndim), axes)
     if len(axes) == 1:  # one reduced axis (a softmax's shift): no moving of axes
         a = axes[0] + 1
-        x = gather(x_full, windows, k, ndim)
-        new = x + d
-        new_y = pick(new, axis=a, keepdims=True)
-        index = np.broadcast_to(best_w, new_y.shape)
-        d_win = np.take_along_axis(d, index, axis=a)
-        new_win = np.take_along_axis(np.broadcast_to(x, d.shape), index, axis=a) + d_win
-        flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & (d != 0).any(axis=a, keepdims=True))
-        values = d_win
-        if flips.any():
-            ev.kink(flips)
-            values = np.where(flips, new_y - pick(x, axis=a, keepdims=True), d_win)
+        index = np.broadcast_to(best_w, d.shape[:a] + (1,) + d.shape[a + 1:])
+        values = d_win = np.take_along_axis(d, index, axis=a)
+        if not certified:
+            tied_w = gather(tied, windows, k, ndim)
+            x = gather(x_full, windows, k, ndim)
+            new = x + d
+            new_y = pick(new, axis=a, keepdims=True)
+            new_win = np.take_along_axis(np.broadcast_to(x, d.shape), index, axis=a) + d_win
+            moved = (d != 0).any(axis=a, keepdims=True)
+            flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & moved)
+            if flips.any():
+                ev.kink(flips)
+                values = np.where(flips, new_y - pick(x, axis=a, keepdims=True), d_win)
         if not keepdims:
             values = np.squeeze(values, axis=a)
         return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
     flat_shape = (k,) + tuple(d.shape[a + 1] for a in kept_axes) + (-1,)
-    x = _moved(np.broadcast_to(gather(x_full, windows, k, ndim), d.shape), order, flat_shape)
     d = _moved(d, order, flat_shape)
     best_w = np.broadcast_to(_moved(best_w, order, best_w.shape[:1] + flat_shape[1:-1] + (1,)), flat_shape[:-1] + (1,))
-    tied_w = _moved(tied_w, order, tied_w.shape[:1] + flat_shape[1:-1] + (1,))[..., 0]
-    new = x + d
-    new_y = pick(new, axis=-1)
-    d_win = np.take_along_axis(d, best_w, axis=-1)[..., 0]
-    new_win = np.take_along_axis(x, best_w, axis=-1)[..., 0] + d_win
-    flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & (d != 0).any(axis=-1))
-    values = d_win
-    if flips.any():  # a new winner, or a tie broken: recomputed, and a kink
-        ev.kink(flips)
-        values = np.where(flips, new_y - pick(x, axis=-1), d_win)
+    values = d_win = np.take_along_axis(d, best_w, axis=-1)[..., 0]
+    if not certified:
+        tied_w = gather(tied, windows, k, ndim)
+        tied_w = _moved(tied_w, order, tied_w.shape[:1] + flat_shape[1:-1] + (1,))[..., 0]
+        x = _moved(np.broadcast_to(gather(x_full, windows, k, ndim), change.full().shape), order, flat_shape)
+        new = x + d
+        new_y = pick(new, axis=-1)
+        new_win = np.take_along_axis(x, best_w, axis=-1)[..., 0] + d_win
+        flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & (d != 0).any(axis=-1))
+        if flips.any():  # a new winner, or a tie broken: recomputed, and a kink
+            ev.kink(flips)
+            values = np.where(flips, new_y - pick(x, axis=-1), d_win)
     if keepdims:
         values = np.expand_dims(values, tuple(a + 1 for a in axes))
     return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
