@@ -8,7 +8,11 @@ write them):
   BCE + L2), m = 64, 99,081 parameters;
 - ``traced-cnn``: conv 3x3 x16 (np.pad + sliding_window_view + einsum) on 8x3x32x32, ReLU,
   2x2 max-pool, dense, softmax, 41,418 parameters;
-- ``traced-rnn``: a vanilla character RNN, n_a = 64, 27 characters, T = 20, 7,643 parameters.
+- ``traced-rnn``: a vanilla character RNN, n_a = 64, 27 characters, T = 20, 7,643 parameters;
+- ``traced-M``: the design's network M (784-128-64-10, ReLU, softmax + cross-entropy, L2 0.1,
+  m = 64, 109,386 parameters) written as plain numpy, checked with ``fc.check``, beside
+  ``fc.MLP(...).check`` on the same parameters, data and gradient in the same run
+  (``mlp_check_s``, ``ratio_to_mlp_check``).
 
 Each ``full`` row times what a full check costs the traced engine: trace, verification
 against the real cost, and every coordinate. ``extra_info`` holds the black-box engine with
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fastcheck as fc
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
 from fastcheck.engines.blackbox.dispatch import blackbox_engine
@@ -36,7 +41,7 @@ from fastcheck.engines.traced import traced_engine
 from fastcheck.engines.traced.tracing import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the user-style models live with the tests
-from traced_models import cnn, course_mlp, rnn  # noqa: E402
+from traced_models import cnn, course_mlp, plain_mlp, rnn  # noqa: E402
 
 EPS = 1e-7
 #: Coordinates the black-box loop is timed on (seeded, every group represented by chance).
@@ -106,3 +111,26 @@ def test_trace_alone(benchmark, name):
     cost, layout, theta, _ = _problem(name)
     benchmark.group = f"traced-{name}"
     benchmark.pedantic(trace, args=(cost, layout, theta), rounds=5, iterations=1)
+
+
+def _median_seconds(call, rounds=3) -> float:
+    times = []
+    for _ in range(rounds):
+        tic = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - tic)
+    return float(np.median(times))
+
+
+def test_plain_numpy_network_against_mlp_check(benchmark):
+    """fc.check on network M written as plain numpy, and fc.MLP.check on the same problem, side by side."""
+    cost, params, grads, net, X, Y = plain_mlp(sizes=(784, 128, 64, 10), m=64, l2=0.1)
+    benchmark.group = "traced-M"
+    mlp_check = lambda: net.check(params, grads, X, Y)  # noqa: E731
+    assert mlp_check().passed  # warm up (numba kernels compiled or loaded from the cache)
+    report = fc.check(cost, params, grads)
+    assert report.settings["engine"] == "traced" and report.passed
+    benchmark.pedantic(fc.check, args=(cost, params, grads), rounds=3, iterations=1)
+    median = float(benchmark.stats.stats.median) if benchmark.stats else float("nan")
+    mlp_s = _median_seconds(mlp_check)
+    benchmark.extra_info.update(n_params=net.n_params, mlp_check_s=mlp_s, ratio_to_mlp_check=median / mlp_s)

@@ -38,7 +38,7 @@ from ...core.finite import central_difference, coordinate_gradient
 from ...core.limits import DEFAULT_MAX_MEMORY  # bounds the changes held at once by all threads together
 from ...core.objective import perturbation_label
 from ...core.results import DirectionEvaluations, Evaluations
-from ...core.threads import blas_limited
+from ...core.threads import blas_limited, single_threaded
 from .changes import Change
 from .evaluate import plan, point_changes, run
 from .trace import NotTraceable
@@ -190,20 +190,20 @@ class TracedEngine:
     # ------------------------------------------------------------------ trust and time
     def verify(self, seed: int = 0) -> None:
         """Compare a seeded sample of coordinates with the real cost; raise NotTraceable on disagreement."""
-        real = self.objective.evaluate(self.theta)
-        self._agree(self.cost, real, "the unperturbed parameters")
         rng = np.random.default_rng(seed)
         sample = np.concatenate([g.start + rng.choice(g.size, min(g.size, VERIFY_PER_GROUP), replace=False)
                                  for g in self.layout.groups])
         ev = self.coordinates(sample)
         work = self.theta.copy()
-        for p, i in enumerate(sample):
-            original = work[i]
-            for sign, traced in ((+1, ev.cost_plus[p]), (-1, ev.cost_minus[p])):
-                work[i] = original + sign * self.eps
-                self._agree(traced, self.objective.evaluate(work, int(i), sign),
-                            perturbation_label(self.layout, int(i), sign))
-            work[i] = original
+        with single_threaded():  # the real cost runs as in every other path of a check (core.threads)
+            self._agree(self.cost, self.objective.evaluate(self.theta), "the unperturbed parameters")
+            for p, i in enumerate(sample):
+                original = work[i]
+                for sign, traced in ((+1, ev.cost_plus[p]), (-1, ev.cost_minus[p])):
+                    work[i] = original + sign * self.eps
+                    self._agree(traced, self.objective.evaluate(work, int(i), sign),
+                                perturbation_label(self.layout, int(i), sign))
+                work[i] = original
 
     def _agree(self, traced: float, real: float, where: str) -> None:
         tolerance = TOLERANCE_ULPS * 2.0**-52 * max(abs(traced), abs(real))
@@ -272,7 +272,8 @@ def traced_engine(objective, layout, theta: np.ndarray, eps: float, *, max_memor
             value = _cost(params)
             return value[0] if isinstance(value, tuple) and len(value) == 2 else value
 
-    graph = trace(cost, layout, theta)
+    with single_threaded():
+        graph = trace(cost, layout, theta)
     engine = TracedEngine(graph, objective, layout, theta, eps, max_memory=max_memory, n_threads=n_threads)
     engine.verify(seed)
     return engine
