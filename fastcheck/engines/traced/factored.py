@@ -214,21 +214,30 @@ def _einsum(ev, node, changes):
     return Factored(table, f.rows, factor, node.value.shape)
 
 
-def _sum(ev, node, changes):
-    f, axes, keepdims = changes[0], node.kw["axis"], node.kw["keepdims"]
-    if any(f.factor.shape[a + 1] != 1 for a in axes):
-        return NotImplemented
-    key = (node.id, id(f.table), "sum")
+def _reduction_table(ev, node, f, name, build):
+    """A reduction's table, ``build(full table)`` kept per node; None where the factor varies along a reduced axis."""
+    if any(f.factor.shape[a + 1] != 1 for a in node.kw["axis"]):
+        return None
+    key = (node.id, id(f.table), name)
     table = ev.tables.get(key)
     if table is None:
-        t = np.broadcast_to(f.table, f.table.shape[:1] + f.shape)
-        table = t.sum(axis=tuple(a + 1 for a in axes), keepdims=keepdims)
-        if node.op == "mean":
-            table = table / node.kw["count"]
-        ev.tables[key] = table
-    factor = f.factor if keepdims else f.factor.reshape(
-        f.factor.shape[:1] + tuple(s for a, s in enumerate(f.factor.shape[1:]) if a not in axes))
-    return Factored(table, f.rows, factor, node.value.shape)
+        table = ev.tables[key] = build(np.broadcast_to(f.table, f.table.shape[:1] + f.shape))
+    return table
+
+
+def _reduced(node, table, factor, rows):
+    """A factored change over the reduced axes (kept with size 1 in ``table`` and ``factor``)."""
+    if not node.kw["keepdims"]:
+        table, factor = (np.squeeze(v, tuple(a + 1 for a in node.kw["axis"])) for v in (table, factor))
+    return Factored(table, rows, factor, node.value.shape)
+
+
+def _sum(ev, node, changes):
+    f, axes = changes[0], node.kw["axis"]
+    count = node.kw["count"] if node.op == "mean" else 1
+    summed = tuple(a + 1 for a in axes)
+    table = _reduction_table(ev, node, f, "sum", lambda t: t.sum(axis=summed, keepdims=True) / count)
+    return NotImplemented if table is None else _reduced(node, table, f.factor, f.rows)
 
 
 def _at_winner(table: np.ndarray, best: np.ndarray, axes: tuple) -> np.ndarray:
@@ -243,26 +252,20 @@ def _at_winner(table: np.ndarray, best: np.ndarray, axes: tuple) -> np.ndarray:
 
 
 def _winner(ev, node, changes):
-    f, axes, keepdims = changes[0], node.kw["axis"], node.kw["keepdims"]
-    if any(f.factor.shape[a + 1] != 1 for a in axes):
-        return NotImplemented
-    key = (node.id, id(f.table), "winner")
-    cached = ev.tables.get(key)
-    if cached is None:
+    f, axes = changes[0], node.kw["axis"]
+
+    def build(t):
         x = np.asarray(ev.base(node.args[0]), dtype=np.float64)
         best, _, lead = ev.graph.derive(("winners", node.id), lambda: winners(x, axes, node.op == "max"))
-        t = np.broadcast_to(f.table, f.table.shape[:1] + f.shape)
         reach = np.abs(t).max(axis=tuple(a + 1 for a in axes), keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             bound = np.where(reach > 0, CERTIFIED * lead / reach, np.inf)  # |s_k| below it: no winner changes
-        cached = ev.tables[key] = (_at_winner(t, best, axes), bound)
-    table, bound = cached
-    if not (np.abs(f.factor) < bound[f.rows]).all():
+        return _at_winner(t, best, axes), bound
+
+    cached = _reduction_table(ev, node, f, "winner", build)
+    if cached is None or not (np.abs(f.factor) < cached[1][f.rows]).all():
         return NotImplemented
-    factor = f.factor
-    if not keepdims:
-        table, factor = (np.squeeze(v, tuple(a + 1 for a in axes)) for v in (table, factor))
-    return Factored(table, f.rows, factor, node.value.shape)
+    return _reduced(node, cached[0], f.factor, f.rows)
 
 
 def _broadcast(ev, node, changes):
