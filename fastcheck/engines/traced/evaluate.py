@@ -15,7 +15,7 @@ from .changes import Change, gather, lift, unify
 from .contraction import CONTRACTIONS
 from .elementwise import ELEMENTWISE
 from .factored import FACTORED, Factored, expand
-from .reductions import REDUCTIONS
+from .reductions import REDUCTIONS, weighted_sum
 from .shapes import SHAPES
 from .trace import Graph, Ref
 
@@ -100,10 +100,15 @@ class Evaluation:
 
 
 class Plan:
-    """The nodes to run, in order, when the given parameter nodes change; when each change can be freed."""
+    """The nodes to run, in order, when the given parameter nodes change; when each change can be freed.
 
-    def __init__(self, order: list, last_use: dict):
-        self.order, self.last_use = order, last_use
+    ``fused`` maps a product with an unchanged array (``Y * logp``) whose only reader is a
+    sum or mean over all its axes to that reduction: the two run as one contraction
+    (:func:`~.reductions.weighted_sum`), a matrix-vector product instead of two passes.
+    """
+
+    def __init__(self, order: list, last_use: dict, fused: dict | None = None):
+        self.order, self.last_use, self.fused = order, last_use, fused or {}
 
 
 def plan(graph: Graph, leaves) -> Plan:
@@ -125,7 +130,29 @@ def plan(graph: Graph, leaves) -> Plan:
         for a in graph.nodes[node_id].args:
             if isinstance(a, Ref):
                 last_use[a.id] = position
-    return Plan(order, last_use)
+    return Plan(order, last_use, _fusable(graph, order, reached, live))
+
+
+def _fusable(graph: Graph, order: list, reached: set, live: set) -> dict:
+    readers = {}
+    for node in graph.nodes:
+        if node.id in live:
+            for a in node.args:
+                if isinstance(a, Ref):
+                    readers.setdefault(a.id, []).append(node.id)
+    fused = {}
+    for node_id in order:
+        node = graph.nodes[node_id]
+        if node.op != "multiply" or node_id == graph.output or len(readers.get(node_id, ())) != 1:
+            continue
+        reader = graph.nodes[readers[node_id][0]]
+        changed = [isinstance(a, Ref) and a.id in reached for a in node.args]
+        whole = tuple(reader.kw.get("axis", ())) == tuple(range(node.value.ndim))  # a loss's final sum
+        if reader.op in ("sum", "mean") and whole and sum(changed) == 1:
+            other = node.args[changed.index(False)]
+            if np.size(graph.value(other)) > 1:  # an array: a scalar factor gains nothing
+                fused[node_id] = reader.id
+    return fused
 
 
 def _apply(ev, node, inputs, changes):
@@ -175,7 +202,11 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     for position, node_id in enumerate(steps.order):
         node = graph.nodes[node_id]
         inputs = [changes.get(a.id) if isinstance(a, Ref) else None for a in node.args]
-        if any(c is not None for c in inputs):
+        if node_id in steps.fused and any(isinstance(c, Change) for c in inputs):
+            reader = graph.nodes[steps.fused[node_id]]
+            changes[reader.id] = change = weighted_sum(ev, node, reader, inputs)  # the reader will find no input
+            held[reader.id] = _nbytes(change)
+        elif any(c is not None for c in inputs):
             change = _apply(ev, node, inputs, changes)
             if change is not None:
                 changes[node_id] = change

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .changes import Change, gather, widen
+from .changes import Change, gather, lift, widen
+from .contract import STACK, contract
 
-__all__ = ["REDUCTIONS", "CERTIFIED", "winners"]
+__all__ = ["REDUCTIONS", "CERTIFIED", "winners", "weighted_sum"]
 
 
 def _kept_windows(change: Change, axes, keepdims: bool) -> dict:
@@ -126,6 +127,32 @@ def _extreme(ev, node, changes):
     if keepdims:
         values = np.expand_dims(values, tuple(a + 1 for a in axes))
     return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
+
+
+def weighted_sum(ev, node, reader, changes) -> Change:
+    """The change of ``reader`` (a sum or mean over all axes) of the product ``node`` of a change and an array.
+
+    ``sum(c * (x + d)) - sum(c * x) = sum(c * d)``, one contraction of the stacked changes
+    with the unchanged operand ``c`` (a matrix-vector product), exact as any sum is.
+    """
+    i = next(j for j, c in enumerate(changes) if c is not None)
+    shape = node.value.shape
+    change = lift(changes[i], shape)
+    weights = np.asarray(ev.base(node.args[1 - i]), dtype=np.float64)
+    weights = gather(weights.reshape((1,) * (len(shape) - weights.ndim) + weights.shape), change.windows,
+                     change.k, len(shape))
+    letters = "".join(chr(ord("a") + a) for a in range(len(shape)))
+    if weights.shape[0] == 1:  # the same weights for every perturbation
+        lw, weights = letters, weights[0]
+    else:
+        lw = STACK + letters
+    stacked = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+    values = contract(STACK + letters, stacked, lw, weights, STACK)
+    if reader.op == "mean":
+        values = values / reader.kw["count"]
+    if reader.kw["keepdims"]:
+        values = values.reshape((change.k,) + (1,) * len(shape))
+    return Change(values, {}, reader.value.shape)
 
 
 REDUCTIONS = {"sum": _sum, "mean": _sum, "max": _extreme, "min": _extreme}
