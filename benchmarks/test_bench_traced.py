@@ -18,9 +18,10 @@ Each ``full`` row times what a full check costs the traced engine: trace, verifi
 against the real cost, and every coordinate. ``extra_info`` holds the black-box engine with
 ``n_jobs=1`` (the reference loop) timed on a seeded sample of coordinates and extrapolated
 to all of them (``blackbox_full_s``) and the ratio to the traced median, the time of the
-trace alone (``trace_s``, and in cost evaluations' worth, ``trace_in_evaluations``) and the
-peak of memory allocated during a full run (``peak_mb``, from tracemalloc, which numpy
-reports to). Wall-clock numbers depend on the machine and its load.
+trace alone (``trace_s``, and in cost evaluations' worth, ``trace_in_evaluations``; both
+with one BLAS thread, as every engine runs the cost) and the peak of memory allocated
+during a full run (``peak_mb``, from tracemalloc, which numpy reports to). Wall-clock
+numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pytest
 import fastcheck as fc
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
+from fastcheck.core.threads import single_threaded
 from fastcheck.engines.blackbox.dispatch import blackbox_engine
 from fastcheck.engines.traced import traced_engine
 from fastcheck.engines.traced.tracing import trace
@@ -86,13 +88,9 @@ def test_traced_full_check(benchmark, name):
     assert np.isfinite(ev.numeric).all()
     median = float(benchmark.stats.stats.median) if benchmark.stats else float("nan")
 
-    tic = time.perf_counter()
-    trace(cost, layout, theta)
-    trace_s = time.perf_counter() - tic
-    tic = time.perf_counter()
-    for _ in range(5):
-        objective.evaluate(theta)
-    cost_s = (time.perf_counter() - tic) / 5
+    with single_threaded():  # as the engines run the cost (one BLAS thread), so the ratios compare like with like
+        trace_s = _median_seconds(lambda: trace(cost, layout, theta), rounds=5)
+        cost_s = _median_seconds(lambda: objective.evaluate(theta), rounds=5)
     tracemalloc.start()
     try:
         _full_check(objective, layout, theta)
