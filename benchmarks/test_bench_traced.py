@@ -22,6 +22,12 @@ trace alone (``trace_s``, and in cost evaluations' worth, ``trace_in_evaluations
 with one BLAS thread, as every engine runs the cost) and the peak of memory allocated
 during a full run (``peak_mb``, from tracemalloc, which numpy reports to). Wall-clock
 numbers depend on the machine and its load.
+
+Measured (one run, 2-core AMD EPYC shared with other work, load average 6.0 at the start
+and 5.2 at the end): course MLP 0.64 s against 175 s (272x); CNN 1.08 s against 1,621 s
+(1,497x); RNN 0.32 s against 4.3 s (13.5x); network M as plain numpy 0.85 s against
+0.072 s for ``fc.MLP.check`` (11.8x). An earlier run of the same code at load 5.4: RNN
+20.4x, M 7.9x. The README's performance section has the table.
 """
 
 from __future__ import annotations
