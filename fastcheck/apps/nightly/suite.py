@@ -6,7 +6,7 @@ A suite lists problems, built-in MLPs (``layers`` or ``network``) or user factor
 :class:`~fastcheck.pipeline.options.CheckOptions`, whose rules apply as they are, named by
 their key path in the file (``problems[0].eps``, or ``defaults.eps`` when the value came
 from there). What is the suite's alone is checked here: how a problem runs (``n_jobs``,
-``backend``, ``scheduler``, ``chunk_size``), what it is, and its points.
+``backend``, ``scheduler``, ``chunk_size``, ``timeout``), what it is, and its points.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ _MISSING = object()
 CHUNKED_MODES = tuple(mode for mode in MODES if mode != "directions")
 #: The check settings of a suite by their TOML names, and the CheckOptions' names they set.
 _CHECK_KEYS = {"mode": "mode", "fraction": "fraction", "n_samples": "n_samples", "subset_seed": "seed",
-               "eps": "eps", "warn": "warn", "fail": "fail"}
+               "eps": "eps", "warn": "warn", "fail": "fail", "timeout": "timeout"}
 _TOML_KEYS = {key: toml for toml, key in _CHECK_KEYS.items()}
 #: Check settings that are numbers: an integer in the file (``fail = 1``) is that float.
-_FLOATS = ("fraction", "eps", "warn", "fail")  # the same in the file and in CheckOptions
+_FLOATS = ("fraction", "eps", "warn", "fail", "timeout")  # the same in the file and in CheckOptions
+#: Settings that cannot change the numbers of a check: left out of its config hash.
+_NOT_NUMBERS = ("chunk_size", "timeout")
 _DEFAULT_OPTIONS = CheckOptions()
 #: Every setting a problem (or ``[defaults]``) takes, and its default: the check's, then how it runs.
 _CHECK_DEFAULTS = {**{toml: getattr(_DEFAULT_OPTIONS, key) for toml, key in _CHECK_KEYS.items()},
@@ -80,9 +82,9 @@ class Problem:
     check: CheckOptions
 
     def settings(self) -> dict:
-        """Everything that can change the numbers (the chunk size cannot)."""
+        """Everything that can change the numbers (the chunk size and the timeout cannot)."""
         return {"name": self.name, "kind": self.kind, **self.spec,
-                **{k: v for k, v in self.options.items() if k != "chunk_size"}}
+                **{k: v for k, v in self.options.items() if k not in _NOT_NUMBERS}}
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,10 @@ def _problem(table: dict, path: str, name: str, defaults: dict) -> Problem:
             raise ConfigError(f"{path}.{key}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
     spec = _factory_spec(table, path) if kind == "factory" else _mlp_spec(table, path)
     given = _given_settings(table, path)
+    if kind == "mlp":
+        if "timeout" in given:
+            raise ConfigError(f"{path}.timeout: limits a user factory's cost; a built-in MLP runs no user code")
+        defaults = {k: v for k, v in defaults.items() if k != "timeout"}  # [defaults] timeout is the factories'
     options = {**_CHECK_DEFAULTS, **defaults, **given}
     origin = {**dict.fromkeys(defaults, "defaults"), **dict.fromkeys(given, path)}
     check = _build_check(options, spec, origin, path)
