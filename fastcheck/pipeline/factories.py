@@ -248,6 +248,19 @@ class MLPProblem:
         self.X, self.Y = net.validate_data(X, Y)
 
 
+def _mlp_full(problem: MLPProblem):
+    """The engines' ``full`` on the built-in network: full forward passes, the base states set on first use."""
+    objective = []
+
+    def full(idx, eps):
+        if not objective:
+            objective.append(MLPObjective(problem.net, problem.layout, problem.X, problem.Y))
+            objective[0].base(problem.theta)
+        return reference_engine(objective[0], problem.theta, idx, eps)
+
+    return full
+
+
 def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) -> Engine:
     """The batched engine (the default) or the reference loop on the built-in network."""
     net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
@@ -259,14 +272,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
         raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
     name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
     params = layout.unflatten(theta)
-    cache = {}
-
-    def full(idx, eps):  # the step sweep: full forward passes, the base states set once on first use
-        if "objective" not in cache:
-            cache["objective"] = MLPObjective(net, layout, X, Y)
-            cache["objective"].base(theta)
-        return reference_engine(cache["objective"], theta, idx, eps)
-
+    full = _mlp_full(problem)
     if name == "reference":
         objective = MLPObjective(net, layout, X, Y)
         tic = time.perf_counter()
@@ -286,6 +292,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     # lazy: numba loads (and compiles, the first time) only when the batched engine runs
     from ..engines.mlp.batched import base_pass, batched_engine
 
+    cache = {}
 
     def at(idx, scale):  # the base pass is built once, however many chunks are evaluated
         if "base" not in cache:

@@ -10,7 +10,8 @@ flat (slope 0) wherever the other two are smaller than it.
 :func:`classify` reads the sweep of one entry:
 
 - ``"truncation"`` or ``"rounding"``: at some step the error is small (its relative error
-  below the warn bound, or within ``ZERO_FACTOR`` rounding scales of zero), so the gradient
+  below the warn bound, or both gradients zero to rounding:
+  :func:`fastcheck.report.policy.zero_to_rounding`), so the gradient
   is right; the check's own step lies above that best step (truncation: a smaller eps, or
   ``stencil=4``, fixes it) or below it (rounding: a larger eps does);
 - ``"bug"``: at no step is the error small, and it stays within ``FLAT_FACTOR`` of its least
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .policy import ZERO_FACTOR
+from .policy import zero_to_rounding
 
 __all__ = ["SWEEP_STEPS", "FLAT_FACTOR", "FLAT_STEPS", "KINDS", "classify"]
 
@@ -101,7 +102,8 @@ def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps:
         return "unresolved", f"{label}: every swept step is lost in rounding at this coordinate"
     best = int(np.nanargmin(np.where(known, errors, np.nan)))
     with np.errstate(invalid="ignore"):
-        small = known & ((errors < warn * (np.abs(numeric) + abs(analytic))) | (errors <= ZERO_FACTOR * rounding))
+        small = known & ((errors < warn * (np.abs(numeric) + abs(analytic)))
+                         | zero_to_rounding(np.full(errors.shape, analytic), numeric, rounding))
     gives = f"eps = {_eps(steps[best])} gives {errors[best]:.1e}"
     if small.any():
         if eps > steps[best]:
@@ -117,7 +119,8 @@ def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps:
                             "rounding: not a bug")
     run = _flat_run(np.where(known, errors, np.inf), best)
     if run[1] - run[0] + 1 >= FLAT_STEPS:
-        return "bug", (f"{label}: the error is flat at {errors[best]:.1e} from eps = {_eps(steps[run[0]])} to "
+        level = float(np.median(errors[run[0]:run[1] + 1]))
+        return "bug", (f"{label}: the error is flat at {level:.1e} from eps = {_eps(steps[run[0]])} to "
                        f"{_eps(steps[run[1]])}: a real bug")
     return "unresolved", (f"{label}: the error is never small (least {errors[best]:.1e}, at eps = "
                           f"{_eps(steps[best])}) and not flat: truncation and rounding overlap (try stencil=4), or a "
