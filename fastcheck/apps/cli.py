@@ -211,7 +211,7 @@ def _problem(args) -> str:
     if args.problem:
         return args.problem
     what = f"network {args.network}" if args.network else f"MLP {args.layers}"
-    return f"{what} ({args.hidden}, {args.output})" + (f" with planted bug {args.bug!r}" if args.bug else "")
+    return f"{what} ({args.hidden}, {args.output})" + (f" with planted bug {args.bug}" if args.bug else "")
 
 
 def _eps(text: str):

@@ -1,8 +1,9 @@
 """The step sweep: flagged entries re-evaluated at steps from 1e-3 to 1e-9, to tell noise from a bug.
 
 Which groups are swept is ``sweep``'s rule (:data:`fastcheck.pipeline.options.SWEPT`): by
-default those that warn. Of each, the :data:`SWEEP_ENTRIES` worst entries (kinks left out
-unless included, NaN entries too: a NaN is no question of step), in at most
+default those that warn. Of each, the :data:`SWEEP_ENTRIES` worst entries whose relative
+error reaches the warn bound (a group that warns has one at least; kinks left out unless
+included, NaN entries too: a NaN is no question of step), in at most
 :data:`SWEEP_GROUPS` groups (the worst by difference), are evaluated at every step of
 :data:`fastcheck.report.sweep.SWEEP_STEPS` by full evaluations of the real cost
 (``Engine.full``: the reference loop on the objective the check uses, its time limit and
@@ -53,7 +54,7 @@ def _flagged(report: Report, options: CheckOptions) -> np.ndarray:
     chosen = []
     for g in rows:
         positions, rel, kink = report.entry_errors(g.name)
-        use = np.isfinite(rel) & (rel > 0) & (include | ~kink)
+        use = np.isfinite(rel) & (rel >= options.warn) & (include | ~kink)  # a warn group has one at least
         order = np.argsort(-rel[use], kind="stable")[:SWEEP_ENTRIES]
         chosen.append(starts[g.name] + positions[use][order])
     robin = [c[k] for k in range(SWEEP_ENTRIES) for c in chosen if k < len(c)]
@@ -108,8 +109,10 @@ def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckO
                              tuple(map(float, errors[p])), tuple(map(float, rounding[p])), float(eps[p]), kind,
                              sentence))
     report.sweeps = rows
-    rule = (f"the {SWEEP_ENTRIES} worst entries of each group that is {' or '.join(SWEPT[options.sweep])} (at most "
-            f"{SWEEP_GROUPS} groups" + (f"; the {len(rows)} that fit in {SWEEP_SECONDS:g} s" if cut else "") + ")")
+    verdicts = " or ".join(SWEPT[options.sweep])
+    rule = (f"the {SWEEP_ENTRIES} worst entries (relative error >= {options.warn:g}) of each group that is {verdicts} "
+            f"(at most {SWEEP_GROUPS} groups" + (f"; the {len(rows)} that fit in {SWEEP_SECONDS:g} s" if cut else "")
+            + ")")
     report.settings["sweep"] = {"entries": len(rows), "evaluations": spent, "steps": list(SWEEP_STEPS),
                                 "groups": [layout.names[g] for g in np.unique(layout.group_ids(indices))],
                                 "rule": rule}

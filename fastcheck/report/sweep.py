@@ -10,7 +10,7 @@ flat (slope 0) wherever the other two are smaller than it.
 :func:`classify` reads the sweep of one entry:
 
 - ``"truncation"`` or ``"rounding"``: at some step the error is small (its relative error
-  below the warn bound, or both gradients zero to rounding:
+  below the warn bound, or both gradients zero to rounding at the largest step:
   :func:`fastcheck.report.policy.zero_to_rounding`), so the gradient
   is right; the check's own step lies above that best step (truncation: a smaller eps, or
   ``stencil=4``, fixes it) or below it (rounding: a larger eps does);
@@ -45,9 +45,13 @@ def _eps(h: float) -> str:
     return f"{h:.0e}".replace("e-0", "e-")
 
 
-def _slope(steps: np.ndarray, errors: np.ndarray) -> float | None:
-    """The least-squares slope of log(error) against log(step), or None with fewer than 2 usable points."""
+def _slope(steps: np.ndarray, errors: np.ndarray, least: float) -> float | None:
+    """The least-squares slope of log(error) against log(step) on one arm of the sweep, over the
+    points clearly above its floor (``FLAT_FACTOR`` times the ``least`` error) when there are two,
+    else over all of them; None with fewer than 2 usable points."""
     use = np.isfinite(errors) & (errors > 0)
+    if (use & (errors > FLAT_FACTOR * least)).sum() >= 2:
+        use &= errors > FLAT_FACTOR * least
     if use.sum() < 2:
         return None
     return float(np.polyfit(np.log10(steps[use]), np.log10(errors[use]), 1)[0])
@@ -102,17 +106,18 @@ def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps:
         return "unresolved", f"{label}: every swept step is lost in rounding at this coordinate"
     best = int(np.nanargmin(np.where(known, errors, np.nan)))
     with np.errstate(invalid="ignore"):
-        small = known & ((errors < warn * (np.abs(numeric) + abs(analytic)))
-                         | zero_to_rounding(np.full(errors.shape, analytic), numeric, rounding))
+        small = known & (errors < warn * (np.abs(numeric) + abs(analytic)))
+        # zero to rounding, judged at the largest step (the least rounding): at tiny steps anything is
+        small[0] |= bool(known[0] and zero_to_rounding(np.array([analytic]), numeric[:1], rounding[:1])[0])
     gives = f"eps = {_eps(steps[best])} gives {errors[best]:.1e}"
     if small.any():
         if eps > steps[best]:
-            slope = _slope(steps[:best + 1], errors[:best + 1])
+            slope = _slope(steps[:best + 1], errors[:best + 1], errors[best])
             shown = f", slope {slope:.1f} above eps = {_eps(steps[best])}" if slope is not None else ""
             return "truncation", (f"{label}: the error follows truncation (\u221d eps\u00b2{shown}); {gives}: "
                                   "a smaller eps (or stencil=4) fixes it, not a bug")
         if eps < steps[best]:
-            slope = _slope(steps[best:], errors[best:])
+            slope = _slope(steps[best:], errors[best:], errors[best])
             shown = f", slope {slope:.1f} below eps = {_eps(steps[best])}" if slope is not None else ""
             return "rounding", f"{label}: the error follows rounding (\u221d 1/eps{shown}); {gives}: not a bug"
         return "rounding", (f"{label}: the error is smallest at the check's own step ({gives}), within "
