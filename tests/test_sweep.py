@@ -2,8 +2,10 @@
 truncation on purpose-built costs and never changes a verdict; eps="auto" and stencil=4 give
 the hand-computed differences in every engine, and are refused clearly where they cannot apply."""
 
+import importlib.util
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +251,19 @@ def test_cli_step_options(capsys):
     assert "--eps: expected a number (e.g. 1e-7) or 'auto', got 'tiny'" in capsys.readouterr().err
     assert main(["check", "--layers", "4,3,2", "--mode", "directions", "--stencil", "4"]) == 2
     assert "--stencil: the 4-point stencil is for the coordinate modes" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- README
+def test_the_readmes_sweep_sample_is_what_the_script_prints(capsys):
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    sample = readme.read_text().split("`python scripts/sweep_examples.py` prints this")[1].split("```")[1]
+    spec = importlib.util.spec_from_file_location("sweep_examples", readme.parent / "scripts" / "sweep_examples.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main() == 0
+    printed = capsys.readouterr().out
+
+    def masked(text):  # every sentence as printed; rounding-level numbers and slopes may differ by platform
+        return re.sub(r"slope -?\d\.\d", "slope S", re.sub(r"-?\d\.\d+e[+-]\d+", "N", text.strip()))
+
+    assert masked(printed) == masked(sample)

@@ -109,8 +109,8 @@ def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckO
                              tuple(map(float, errors[p])), tuple(map(float, rounding[p])), float(eps[p]), kind,
                              sentence))
     report.sweeps = rows
-    verdicts = " or ".join(SWEPT[options.sweep])
-    rule = (f"the {SWEEP_ENTRIES} worst entries (relative error >= {options.warn:g}) of each group that is {verdicts} "
+    verdicts = " or ".join(v + "s" for v in SWEPT[options.sweep])  # "warns or fails"
+    rule = (f"the {SWEEP_ENTRIES} worst entries (relative error >= {options.warn:g}) of each group that {verdicts} "
             f"(at most {SWEEP_GROUPS} groups" + (f"; the {len(rows)} that fit in {SWEEP_SECONDS:g} s" if cut else "")
             + ")")
     report.settings["sweep"] = {"entries": len(rows), "evaluations": spent, "steps": list(SWEEP_STEPS),
