@@ -45,7 +45,12 @@ def stencilled(at: Callable[[np.ndarray, int], Evaluations], stencil: int) -> Ca
 
 def with_stencil(engine: Engine, stencil: int) -> Engine:
     """``engine`` with its time estimates for ``stencil`` points: the 4-point stencil evaluates
-    every coordinate at two steps, twice the central difference's evaluations."""
+    every coordinate at two steps, twice the central difference's evaluations.
+
+    ``estimate(n)`` keeps its meaning for the pipeline, ``n = 2`` per coordinate (the
+    plans, the budget and the escalation count that way), and now says how long that many
+    coordinates take with four points each.
+    """
     if stencil == 2:
         return engine
     estimate = engine.estimate
