@@ -267,3 +267,12 @@ def test_the_readmes_sweep_sample_is_what_the_script_prints(capsys):
         return re.sub(r"slope -?\d\.\d", "slope S", re.sub(r"-?\d\.\d+e[+-]\d+", "N", text.strip()))
 
     assert masked(printed) == masked(sample)
+
+
+@pytest.mark.parametrize("options", [{"eps": "auto"}, {"stencil": 4}, {"eps": "auto", "stencil": 4}])
+def test_a_planted_bug_fails_and_is_named_with_the_step_options(options):
+    cost, params, grads = sp._network()
+    grads["dW2"][3, 7] *= 1.1
+    report = fc.check(cost, params, grads, **options)
+    assert report.failing_groups == ["W2"] and report.worst(1)[0].label == "W2[3, 7]"
+    assert fc.check(*sp._network(), **options).verdict == "pass"
