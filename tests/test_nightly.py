@@ -579,3 +579,15 @@ def test_a_user_problem_runs_on_the_traced_engine_unless_it_names_another(tmp_pa
     assert all(r.report.n_checked == 24 for r in results)
     with pytest.raises(nightly.ConfigError, match=r"problems\[0\]\.engine: .*'batched'"):
         parse_suite({"problems": [problem("x", engine="batched")]})
+
+
+def test_a_suite_takes_the_step_options(tmp_path, user_module):
+    base = {"factory": f"{user_module}:drifting", "engine": "reference"}
+    suite = parse_suite({"defaults": {"eps": "auto"}, "problems": [
+        {"name": "auto", **base}, {"name": "four", "stencil": 4, "eps": 1e-4, **base}]})
+    auto, four = run_suite(suite, tmp_path / "r")
+    assert auto.report.passed and four.report.passed
+    assert auto.report.settings["eps"] == "auto" and four.report.settings["stencil"] == 4
+    assert four.report.n_evaluations >= 4 * 24 > auto.report.n_evaluations  # four evaluations per coordinate
+    with pytest.raises(nightly.ConfigError, match=r"problems\[0\]\.stencil"):
+        parse_suite({"problems": [{"name": "x", "stencil": 3, **base}]})

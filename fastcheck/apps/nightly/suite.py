@@ -33,9 +33,9 @@ _MISSING = object()
 CHUNKED_MODES = tuple(mode for mode in MODES if mode != "directions")
 #: The check settings of a suite by their TOML names, and the CheckOptions' names they set.
 _CHECK_KEYS = {"mode": "mode", "fraction": "fraction", "n_samples": "n_samples", "subset_seed": "seed",
-               "eps": "eps", "warn": "warn", "fail": "fail", "timeout": "timeout"}
+               "eps": "eps", "stencil": "stencil", "warn": "warn", "fail": "fail", "timeout": "timeout"}
 _TOML_KEYS = {key: toml for toml, key in _CHECK_KEYS.items()}
-#: Check settings that are numbers: an integer in the file (``fail = 1``) is that float.
+#: Check settings that are numbers: an integer in the file (``fail = 1``) is that float (``eps = "auto"`` stays).
 _FLOATS = ("fraction", "eps", "warn", "fail", "timeout")  # the same in the file and in CheckOptions
 #: Settings that cannot change the numbers of a check: left out of its config hash.
 _NOT_NUMBERS = ("chunk_size", "timeout")
@@ -152,7 +152,7 @@ def _build_check(options: dict, spec: dict, origin: dict, path: str, kind: str) 
         check.engine_or(MLP_ENGINES, MLP_ENGINES[0])
     else:
         check.engine_or(COST_ENGINES, COST_ENGINES[0])
-    return check.but(**{key: float(values[key]) for key in _FLOATS if values[key] is not None})
+    return check.but(**{key: float(values[key]) for key in _FLOATS if isinstance(values[key], (int, float))})
 
 
 def _run_rules(options: dict, path: str, kind: str) -> None:
