@@ -591,3 +591,14 @@ def test_a_suite_takes_the_step_options(tmp_path, user_module):
     assert four.report.n_evaluations >= 4 * 24 > auto.report.n_evaluations  # four evaluations per coordinate
     with pytest.raises(nightly.ConfigError, match=r"problems\[0\]\.stencil"):
         parse_suite({"problems": [{"name": "x", "stencil": 3, **base}]})
+
+
+def test_a_group_that_warns_gets_its_step_sweep_in_the_nightly_report(tmp_path, user_module, monkeypatch):
+    monkeypatch.setenv("NIGHTLY_TEST_GRAD_ERROR", "1e-5")  # W warns
+    base = {"factory": f"{user_module}:drifting", "chunk_size": 5}
+    suite = parse_suite({"problems": [{"name": "swept", **base}, {"name": "unswept", "sweep": False, **base}]})
+    swept, unswept = run_suite(suite, tmp_path / "r")
+    assert swept.report.verdict == unswept.report.verdict == "warn"
+    assert {row.kind for row in swept.report.sweeps} == {"bug"} and swept.report.sweeps[0].label.startswith("W[")
+    assert Report.from_json(swept.report_path.read_text()).sweeps == swept.report.sweeps  # on disk too
+    assert unswept.report.sweeps == []

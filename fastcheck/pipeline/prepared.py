@@ -67,11 +67,17 @@ class Prepared:
     def evaluate(self, indices: np.ndarray) -> Evaluations:
         return self.engine.coordinates(np.asarray(indices, dtype=np.int64))
 
-    def report(self, evaluations: Evaluations, elapsed: float | None = None) -> Report:
+    def report(self, evaluations: Evaluations, elapsed: float | None = None, sweep: bool = False) -> Report:
+        """The report of ``evaluations`` (the chunks of :meth:`indices`, merged); ``sweep``: with the step
+        sweep of its flagged entries, as :meth:`run` does (more evaluations of the cost, at most
+        :data:`~fastcheck.pipeline.sweep.SWEEP_SECONDS`)."""
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
-        return build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
-                            settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
-                            context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta))
+        report = build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
+                              settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
+                              context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta))
+        if not sweep:
+            return report
+        return sweep_report(report, self.layout, self.engine, self.options, self.theta, self.analytic)
 
     def _settings(self, options: CheckOptions) -> dict:
         settings = options.settings()

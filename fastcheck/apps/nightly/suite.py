@@ -33,12 +33,13 @@ _MISSING = object()
 CHUNKED_MODES = tuple(mode for mode in MODES if mode != "directions")
 #: The check settings of a suite by their TOML names, and the CheckOptions' names they set.
 _CHECK_KEYS = {"mode": "mode", "fraction": "fraction", "n_samples": "n_samples", "subset_seed": "seed",
-               "eps": "eps", "stencil": "stencil", "warn": "warn", "fail": "fail", "timeout": "timeout"}
+               "eps": "eps", "stencil": "stencil", "warn": "warn", "fail": "fail", "timeout": "timeout",
+               "sweep": "sweep"}
 _TOML_KEYS = {key: toml for toml, key in _CHECK_KEYS.items()}
 #: Check settings that are numbers: an integer in the file (``fail = 1``) is that float (``eps = "auto"`` stays).
 _FLOATS = ("fraction", "eps", "warn", "fail", "timeout")  # the same in the file and in CheckOptions
 #: Settings that cannot change the numbers of a check: left out of its config hash.
-_NOT_NUMBERS = ("chunk_size", "timeout")
+_NOT_NUMBERS = ("chunk_size", "timeout", "sweep")  # the sweep adds to a report, changes none of it
 _DEFAULT_OPTIONS = CheckOptions()
 #: Every setting a problem (or ``[defaults]``) takes, and its default: the check's, then how it runs.
 _CHECK_DEFAULTS = {**{toml: getattr(_DEFAULT_OPTIONS, key) for toml, key in _CHECK_KEYS.items()},
