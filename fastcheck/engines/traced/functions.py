@@ -16,6 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view as _swv
 
 from .indexing import getitem, setitem
 from .products import dot, einsum, inner, matmul, outer, tensordot
+from .sites import at, site
 from .trace import HANDLERS, Traced
 
 __all__ = ["ufunc_call", "function_call", "UFUNCS"]
@@ -54,6 +55,9 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
     if tracer is None:
         return _plain(getattr(ufunc, method), inputs, kwargs)
     out = kwargs.pop("out", None)
+    target = out[0] if isinstance(out, tuple) else out
+    if target is not None and not isinstance(target, Traced):  # a plain result: from masks and counts only
+        return getattr(ufunc, method)(*(_plain_input(tracer, x) for x in inputs), out=out, **kwargs)
     if kwargs.pop("dtype", None) not in (None, float, np.float64) or kwargs:
         tracer.fail(f"np.{ufunc.__name__} with {', '.join(map(repr, kwargs)) or 'dtype'}= is not supported")
     name = ufunc.__name__
@@ -72,11 +76,19 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
         result = tracer.record(name, inputs, ufunc(*(_val(x) for x in inputs)))
     if out is None:
         return result
-    target = out[0] if isinstance(out, tuple) else out
-    if not isinstance(target, Traced) or target.shape != result.shape:
-        tracer.fail("the cost writes a traced result into a plain numpy array (out=)")
+    if target.shape != result.shape:
+        tracer.fail(f"np.{name} writes into an array of another shape (out=)")
     target._rebind(result)
     return target
+
+
+def _plain_input(tracer, x):
+    """An input of a plain computation: a mask or a count is guarded, a traced float ends the trace."""
+    if not isinstance(x, Traced):
+        return x
+    if x.dtype.kind == "f":
+        tracer.fail(f"the cost writes a traced result into a plain numpy array (out=){at(site())}")
+    return tracer.guard(x)
 
 
 def function_call(tracer, func, args, kwargs):

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
+from .sites import at, plain_array_reason, site
+
 __all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS"]
 
 #: What traced arrays call for each operation, filled in by :mod:`~.functions` (which builds on this
@@ -70,6 +72,7 @@ class Graph:
     params: list
     output: int
     cost: float
+    guards: tuple = ()  # nodes of masks and counts the cost read as plain values (see Tracer.guard)
     derived: dict = field(default_factory=dict)  # arrays rules derive from base values, once per node
 
     def derive(self, key, compute):
@@ -85,6 +88,8 @@ class Graph:
 
 
 _DTYPES = ("f", "b", "i", "u")
+#: Kinds of values that stay constant between the points where they jump: masks and counts.
+_PIECEWISE_CONSTANT = "biu"
 
 
 class Tracer:
@@ -94,7 +99,20 @@ class Tracer:
         self.nodes: list[Node] = []
         self.failure: str | None = None
         self.active = True
-        self.conversions: list = []  # (node id, the Python float handed out)
+        self.conversions: list = []  # (node id, the Python float handed out, nodes recorded by then, site)
+        self.guards: list = []  # nodes of masks and counts the cost read as plain values
+
+    def guard(self, x: Traced) -> np.ndarray:
+        """The value of a mask or a count, handed to plain code: a guard, re-evaluated per perturbation.
+
+        Plain code can compute only from what it is handed; where a perturbation leaves every
+        guard unchanged it computes exactly what it computed here, so its results are constants
+        of the graph for that perturbation. The perturbations that change a guard are not the
+        engine's to evaluate (:func:`~.evaluate.run` hands them to the real cost).
+        """
+        if x._node not in self.guards:
+            self.guards.append(x._node)
+        return x._value
 
     def fail(self, reason: str):
         if self.failure is None:
@@ -142,6 +160,7 @@ class Traced(NDArrayOperatorsMixin):
         self._tracer, self._node, self._value = tracer, node, value
         self._view_of = None  # the Traced this one is a view of (numpy semantics), if any
         self._views = []  # weak references to views of this one
+        self._param = False  # the parameter array the cost was handed (never updated in place)
 
     # ------------------------------------------------------------------ numpy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -159,33 +178,62 @@ class Traced(NDArrayOperatorsMixin):
         return None
 
     def __array__(self, dtype=None, copy=None):
-        self._tracer.fail("the cost converts a traced value to a plain numpy array (np.asarray, np.array, "
-                          "writing it into a plain array, or a plain array's .dot(): write X @ W or "
-                          "np.dot(X, W) instead of X.dot(W))")
+        if not self._tracer.active:
+            return np.array(self._value, dtype=dtype)
+        if self._value.dtype.kind in _PIECEWISE_CONSTANT:  # a mask or a count: guarded
+            return np.array(self._tracer.guard(self), dtype=dtype)
+        self._tracer.fail(plain_array_reason())
 
     # ------------------------------------------------------------------ conversions and branches
+    def _scalar(self, what: str) -> np.ndarray:
+        if self._value.size != 1:
+            self._tracer.fail(f"the cost converts a traced array to {what}{at(site())}")
+        return self._value.reshape(())
+
     def __float__(self):
         tracer = self._tracer
-        if self._value.size != 1:
-            tracer.fail("the cost converts a traced array to a Python number")
-        out = float(self._value.reshape(()))
-        tracer.conversions.append((self._node, out))
+        value = self._scalar("a Python number")
+        if not tracer.active:
+            return float(value)
+        if value.dtype.kind in _PIECEWISE_CONSTANT:
+            tracer.guard(self)
+            return float(value)
+        out = float(value)
+        tracer.conversions.append((self._node, out, len(tracer.nodes), site()))
         return out
 
     def item(self, *args):
         if args:
-            self._tracer.fail("the cost reads single entries of a traced array as Python numbers (.item(i))")
-        return self.__float__()
+            self._tracer.fail("the cost reads single entries of a traced array as Python numbers (.item(i))"
+                              f"{at(site())}")
+        if self._value.dtype.kind not in _PIECEWISE_CONSTANT:
+            return self.__float__()
+        value = self._scalar("a Python number")
+        if self._tracer.active:
+            self._tracer.guard(self)
+        return value.item()
 
     def __bool__(self):
-        self._tracer.fail("the cost branches on a traced value (an `if` or `while` on an array that depends "
-                          "on the parameters)")
+        if not self._tracer.active:
+            return bool(self._value)
+        self._tracer.fail(f"the cost branches on a traced value{at(site())} (an `if` or `while` on an array that "
+                          "depends on the parameters); compute both branches and choose with np.where")
+
+    def __index__(self):
+        if self._value.ndim:  # numpy then reads the array as an index array (through __array__)
+            raise TypeError("only integer scalar arrays can be converted to a scalar index")
+        return self.__int__()
 
     def __int__(self):
-        self._tracer.fail("the cost converts a traced value to a Python int")
+        if not self._tracer.active:
+            return int(self._value)
+        if self._value.dtype.kind in _PIECEWISE_CONSTANT:
+            self._scalar("a Python int")
+            return int(self._tracer.guard(self).reshape(()))
+        self._tracer.fail(f"the cost converts a traced value to a Python int{at(site())}")
 
-    __index__ = __int__
-    __complex__ = __int__
+    def __complex__(self):
+        self._tracer.fail(f"the cost converts a traced value to a Python complex{at(site())}")
 
     def tolist(self):
         self._tracer.fail("the cost converts a traced array to a Python list (.tolist())")
@@ -278,8 +326,8 @@ class Traced(NDArrayOperatorsMixin):
     def _rebind(self, result: Traced) -> None:
         """Make this array the result of an in-place update (refused where memory is shared)."""
         tracer = self._tracer
-        if tracer.nodes[self._node].op == "param":
-            tracer.fail("the cost modifies its parameters in place")
+        if self._param:  # the very array the cost was handed (a copy or a derived array is the cost's own)
+            tracer.fail(f"the cost modifies its parameters in place{at(site())}; work on a .copy()")
         if self._view_of is not None or any(ref() is not None for ref in self._views):
             tracer.fail("the cost updates in place an array that shares memory with another traced array "
                         "(a view); work on a .copy()")

@@ -1,0 +1,93 @@
+"""Where in the user's code a trace ends, and what to write instead: the words of a fallback reason.
+
+A reason that says only "converts a traced value" leaves the user searching their model;
+:func:`site` names the line (``layers.py:37``) and the expression being evaluated there
+(``x.reshape(x.shape[0], -1).dot(w)``), read from the innermost frame outside numpy and
+fastcheck. :func:`plain_array_reason` recognises the one conversion users meet first: a
+plain array's ``.dot()`` method with a traced argument (CS231n's ``affine_forward``).
+``ndarray.dot`` is a method, which numpy's dispatch protocols do not cover (NEP 18): it
+converts its argument with ``__array__`` and hands back a plain array, and the only trace of
+the call that survives (an ndarray subclass's ``__array_finalize__``) names the traced
+operand, never the plain one. The product cannot be followed; ``np.dot(a, b)`` and ``a @ b``
+dispatch and can.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["site", "plain_array_reason"]
+
+_INTERNAL = tuple(os.path.dirname(path) + os.sep for path in (np.__file__, os.path.dirname(os.path.dirname(__file__))))
+
+
+def _frame():
+    """The innermost frame of the user's code (outside numpy and fastcheck), or None."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame = frame.f_back
+    return frame
+
+
+def _expression(frame) -> str:
+    """The source of the expression the frame is evaluating (Python 3.11+), else its line."""
+    code = frame.f_code
+    line = linecache.getline(code.co_filename, frame.f_lineno)
+    positions = getattr(code, "co_positions", None)
+    if positions is not None and frame.f_lasti >= 0:
+        try:
+            start, end, col, end_col = list(positions())[frame.f_lasti // 2]
+        except (IndexError, ValueError):
+            start = None
+        if start is not None and start == end and col is not None and end_col is not None:
+            raw = linecache.getline(code.co_filename, start).encode()
+            return raw[col:end_col].decode(errors="replace").strip()
+    return line.strip()
+
+
+def site() -> tuple[str, str]:
+    """``("file.py:37", "the expression")`` where the user's code stands, or ``("", "")``."""
+    frame = _frame()
+    if frame is None:
+        return "", ""
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}", _expression(frame)
+
+
+def at(where: tuple[str, str]) -> str:
+    """`` at file.py:37 (`expression`)`` for a reason, or nothing when the site is unknown."""
+    place, expression = where
+    if not place:
+        return ""
+    return f" at {place}" + (f" (`{expression}`)" if expression else "")
+
+
+def _dot_call(expression: str):
+    """``(a, b)`` as source when ``expression`` is ``a.dot(b)``, else None."""
+    try:
+        tree = ast.parse(expression, mode="eval").body
+    except SyntaxError:
+        return None
+    if (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Attribute) and tree.func.attr == "dot"
+            and len(tree.args) == 1 and not tree.keywords):
+        return ast.unparse(tree.func.value), ast.unparse(tree.args[0])
+    return None
+
+
+def plain_array_reason() -> str:
+    """Why a traced float array handed to plain numpy ends the trace, and what to write instead."""
+    where = site()
+    dot = _dot_call(where[1])
+    if dot is not None:
+        a, b = dot
+        return (f"a plain numpy array's .dot() is called with a traced argument{at(where)}: ndarray.dot is a method, "
+                f"which numpy does not dispatch to other array types, so it turns the traced value into a plain "
+                f"array and the product cannot be followed; write np.dot({a}, {b}) (the same computation) or "
+                f"{a} @ {b} there")
+    return (f"the cost converts a traced value to a plain numpy array{at(where)} (np.asarray, np.array, writing it "
+            "into a plain array, or a plain array's .dot(): write X @ W or np.dot(X, W) instead of X.dot(W); "
+            "copy with .copy() rather than np.array)")
