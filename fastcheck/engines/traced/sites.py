@@ -4,12 +4,9 @@ A reason that says only "converts a traced value" leaves the user searching thei
 :func:`site` names the line (``layers.py:37``) and the expression being evaluated there
 (``x.reshape(x.shape[0], -1).dot(w)``), read from the innermost frame outside numpy and
 fastcheck. :func:`plain_array_reason` recognises the one conversion users meet first: a
-plain array's ``.dot()`` method with a traced argument (CS231n's ``affine_forward``).
-``ndarray.dot`` is a method, which numpy's dispatch protocols do not cover (NEP 18): it
-converts its argument with ``__array__`` and hands back a plain array, and the only trace of
-the call that survives (an ndarray subclass's ``__array_finalize__``) names the traced
-operand, never the plain one. The product cannot be followed; ``np.dot(a, b)`` and ``a @ b``
-dispatch and can.
+plain array's ``.dot()`` method with a traced argument (CS231n's ``affine_forward``), which
+:mod:`~.plaindot` follows where it can, and names ``np.dot(a, b)`` and ``a @ b`` (which
+numpy dispatches) where it cannot.
 """
 
 from __future__ import annotations
@@ -21,14 +18,18 @@ import sys
 
 import numpy as np
 
-__all__ = ["site", "plain_array_reason"]
+__all__ = ["site", "at", "user_frame", "dot_receiver", "plain_array_reason"]
+
+#: A plain ``.dot()`` is followed through an identity of its argument's rows (:mod:`~.plaindot`): at most
+#: this many (128 MiB of identity).
+MAX_DOT_ROWS = 4096
 
 _INTERNAL = tuple(os.path.dirname(path) + os.sep for path in (np.__file__, os.path.dirname(os.path.dirname(__file__))))
 
 
-def _frame():
-    """The innermost frame of the user's code (outside numpy and fastcheck), or None."""
-    frame = sys._getframe(1)
+def user_frame(frame=None):
+    """The innermost frame of the user's code (outside numpy and fastcheck) from ``frame`` out, or None."""
+    frame = sys._getframe(1) if frame is None else frame
     while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
         frame = frame.f_back
     return frame
@@ -52,7 +53,7 @@ def _expression(frame) -> str:
 
 def site() -> tuple[str, str]:
     """``("file.py:37", "the expression")`` where the user's code stands, or ``("", "")``."""
-    frame = _frame()
+    frame = user_frame()
     if frame is None:
         return "", ""
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}", _expression(frame)
@@ -78,16 +79,21 @@ def _dot_call(expression: str):
     return None
 
 
+def dot_receiver(frame) -> bool:
+    """Whether ``frame`` is calling ``a.dot(b)`` (one positional argument, nothing else), as far as can be read."""
+    return getattr(frame.f_code, "co_positions", None) is not None and _dot_call(_expression(frame)) is not None
+
+
 def plain_array_reason() -> str:
     """Why a traced float array handed to plain numpy ends the trace, and what to write instead."""
     where = site()
     dot = _dot_call(where[1])
     if dot is not None:
         a, b = dot
-        return (f"a plain numpy array's .dot() is called with a traced argument{at(where)}: ndarray.dot is a method, "
-                f"which numpy does not dispatch to other array types, so it turns the traced value into a plain "
-                f"array and the product cannot be followed; write np.dot({a}, {b}) (the same computation) or "
-                f"{a} @ {b} there")
+        return (f"a plain numpy array's .dot() is called with a traced argument{at(where)} that the engine cannot "
+                f"follow (ndarray.dot is a method, which numpy does not dispatch; the engine follows it for a "
+                f"float64 argument of 1 or 2 dimensions and at most {MAX_DOT_ROWS} rows, on Python 3.11 or later); "
+                f"write np.dot({a}, {b}) (the same computation) or {a} @ {b} there")
     return (f"the cost converts a traced value to a plain numpy array{at(where)} (np.asarray, np.array, writing it "
             "into a plain array, or a plain array's .dot(): write X @ W or np.dot(X, W) instead of X.dot(W); "
             "copy with .copy() rather than np.array)")

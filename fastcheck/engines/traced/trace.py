@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
+from . import plaindot
 from .sites import at, plain_array_reason, site
 
 __all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS"]
@@ -101,6 +102,13 @@ class Tracer:
         self.active = True
         self.conversions: list = []  # (node id, the Python float handed out, nodes recorded by then, site)
         self.guards: list = []  # nodes of masks and counts the cost read as plain values
+        self.pending: list = []  # products of plain .dot() calls not yet recorded (see plaindot)
+        self.operands: list = []  # the identity operands handed to them
+
+    def settle(self) -> None:
+        """Record the products of plain ``.dot()`` calls made since the last operation."""
+        if self.pending or self.operands:
+            plaindot.settle(self, HANDLERS["dot"])
 
     def guard(self, x: Traced) -> np.ndarray:
         """The value of a mask or a count, handed to plain code: a guard, re-evaluated per perturbation.
@@ -129,6 +137,7 @@ class Tracer:
 
     def record(self, op: str, args, value, **kw) -> Traced:
         """A new node ``op(args)`` whose value (computed by the caller with numpy) is ``value``."""
+        self.settle()
         refs = tuple(self.ref(a) for a in args)
         value = np.asarray(value)
         if value.dtype.kind not in _DTYPES or (value.dtype.kind == "f" and value.dtype != np.float64):
@@ -160,13 +169,19 @@ class Traced(NDArrayOperatorsMixin):
         self._tracer, self._node, self._value = tracer, node, value
         self._view_of = None  # the Traced this one is a view of (numpy semantics), if any
         self._views = []  # weak references to views of this one
+        self._view_index = None  # the basic index that made this view of _view_of, if one did
+        self._written = None  # (base, its node, index) after an in-place update wrote through to the base
         self._param = False  # the parameter array the cost was handed (never updated in place)
 
     # ------------------------------------------------------------------ numpy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if plaindot.has_proxy(inputs + tuple(kwargs.get("out", ()))):
+            return NotImplemented  # the product of a plain .dot() unwraps itself first
         return HANDLERS["ufunc_call"](self._live(inputs), ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
+        if plaindot.has_proxy(args) or plaindot.has_proxy(tuple(kwargs.values())):
+            return NotImplemented
         return HANDLERS["function_call"](self._live(args), func, args, kwargs)
 
     @staticmethod
@@ -182,6 +197,9 @@ class Traced(NDArrayOperatorsMixin):
             return np.array(self._value, dtype=dtype)
         if self._value.dtype.kind in _PIECEWISE_CONSTANT:  # a mask or a count: guarded
             return np.array(self._tracer.guard(self), dtype=dtype)
+        identity = plaindot.operand(self, self._tracer, dtype)  # a plain array's .dot(): followed
+        if identity is not None:
+            return identity
         self._tracer.fail(plain_array_reason())
 
     # ------------------------------------------------------------------ conversions and branches
@@ -282,7 +300,8 @@ class Traced(NDArrayOperatorsMixin):
         def method(self, *args, **kwargs):
             if not self._tracer.active:  # a value kept from a finished trace is a plain array
                 return getattr(self._value, plain)(*args, **kwargs)
-            return HANDLERS[name](self, *args, **kwargs)
+            unwrap = plaindot.unwrap
+            return HANDLERS[name](self, *map(unwrap, args), **{k: unwrap(v) for k, v in kwargs.items()})
 
         method.__name__ = name
         return method
@@ -321,22 +340,49 @@ class Traced(NDArrayOperatorsMixin):
     def __setitem__(self, index, value):
         if not self._tracer.active:
             raise ValueError("assignment destination is read-only")
+        value = plaindot.unwrap(value)
+        if isinstance(value, Traced) and value._written is not None:
+            base, node, written = value._written
+            if base is self and node == self._node and _same_index(written, index):
+                return  # ``a[i] += v`` storing back the view that already wrote through to ``a``
         self._rebind(HANDLERS["setitem"](self, index, value))
 
     def _rebind(self, result: Traced) -> None:
-        """Make this array the result of an in-place update (refused where memory is shared)."""
+        """Make this array the result of an in-place update (refused where memory is shared).
+
+        An update of a view made by basic indexing (``W[:, 1] *= 2``) writes through to its
+        base, as numpy's does, when nothing else views the base; other views are refused.
+        """
         tracer = self._tracer
-        if self._param:  # the very array the cost was handed (a copy or a derived array is the cost's own)
+        base = self._view_of
+        if self._param or (base is not None and base._param):  # the arrays the cost was handed, never its copies
             tracer.fail(f"the cost modifies its parameters in place{at(site())}; work on a .copy()")
-        if self._view_of is not None or any(ref() is not None for ref in self._views):
-            tracer.fail("the cost updates in place an array that shares memory with another traced array "
-                        "(a view); work on a .copy()")
+        shared = any(ref() is not None for ref in self._views)
+        if base is not None:
+            shared |= self._view_index is None or base._view_of is not None or any(
+                (view := ref()) is not None and view is not self for ref in base._views)
+        if shared:
+            tracer.fail(f"the cost updates in place an array that shares memory with another traced array "
+                        f"(a view){at(site())}; work on a .copy()")
+        if base is not None:
+            through = HANDLERS["setitem"](base, self._view_index, result)
+            base._node, base._value = through._node, through._value
+            self._written = (base, base._node, self._view_index)
         self._node, self._value = result._node, result._value
 
-    def _as_view_of(self, base: Traced) -> Traced:
-        self._view_of = base
+    def _as_view_of(self, base: Traced, index=None) -> Traced:
+        """Mark this array a view of ``base`` (``index``: the basic index that made it, if one did)."""
+        self._view_of, self._view_index = base, index
         base._views.append(weakref.ref(self))
         return self
+
+
+def _same_index(a, b) -> bool:
+    """Equal basic indices (ints, slices, None, Ellipsis), compared without touching arrays."""
+    a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+    plain = (int, slice, type(None), type(Ellipsis))
+    return len(a) == len(b) and all(isinstance(x, plain) and isinstance(y, plain) and type(x) is type(y) and x == y
+                                    for x, y in zip(a, b))
 
 
 def _flatten(args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functions  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
+from .plaindot import unwrap
 from .sites import at
 from .trace import Graph, NotTraceable, Traced, Tracer
 
@@ -48,7 +49,8 @@ def trace(cost, layout, theta: np.ndarray) -> Graph:
         sequence = getattr(layout, "sequence", None)
         arg = params if sequence is None else sequence(params.values())
     try:
-        result = cost(arg)
+        result = unwrap(cost(arg))
+        tracer.settle()
     except NotTraceable:
         pass
     except Exception as exc:  # the cost failed on traced arrays: the real cost decides what that means
