@@ -9,10 +9,12 @@ in-place writes into a ``.copy()`` of a parameter.
 """
 
 import math
+import zlib
 
 import numpy as np
 import pytest
-from test_traced_ops import assert_exact, incremental_and_full
+from numpy.lib.stride_tricks import sliding_window_view
+from test_traced_ops import FOOTPRINTS, B, assert_exact, incremental_and_full
 
 import fastcheck as fc
 from fastcheck.core.layout import Layout
@@ -84,7 +86,8 @@ def _escaping_product(p):  # the product's memory read by np.asarray: poisoned, 
 @pytest.mark.parametrize(("cost", "reason"), [
     (_dot_of_a_product, r"used by code numpy does not dispatch \(another plain \.dot\(\)"),
     (_three_d_argument, r"a plain numpy array's \.dot\(\) is called with a traced argument at "
-                        r"test_traced_coverage\.py:\d+ \(`np\.ones\(\(2, 4\)\)\.dot\(p\[.W.\]\.reshape\(2, 3, 4\)\)`\).*"
+                        r"test_traced_coverage\.py:\d+ "
+                        r"\(`np\.ones\(\(2, 4\)\)\.dot\(p\[.W.\]\.reshape\(2, 3, 4\)\)`\).*"
                         r"write np\.dot\(np\.ones\(\(2, 4\)\), p\[.W.\]\.reshape\(2, 3, 4\)\)"),
 ], ids=["dot_of_a_product", "three_d_argument"])
 def test_a_plain_dot_that_cannot_be_followed_says_what_to_write(cost, reason):
@@ -286,3 +289,80 @@ def test_python_math_on_a_traced_value_names_its_line():
 
     with pytest.raises(NotTraceable, match=r"before its end at test_traced_coverage\.py:\d+ \(`math\.exp\(p\[\"b\"\]"):
         _trace(cost)
+
+
+# ------------------------------------------------------------ 5. the issue's operations, beyond test_traced_ops
+def _in_place_chain(z):
+    a = z * 1.0
+    a *= z
+    a /= 2.0
+    a -= z
+    a **= 2
+    np.tanh(a, out=a)
+    return a
+
+
+EXTRA = {
+    "einsum_diagonal": lambda z: np.einsum("ii->i", z[:, :4]) ** 2,
+    "einsum_trace": lambda z: np.einsum("ii", z[:, :4]) * z,
+    "einsum_rowwise_dot": lambda z: np.einsum("ij,ij->i", z, z),
+    "einsum_ellipsis": lambda z: np.einsum("...j,jk->...k", z, B),
+    "einsum_optimize": lambda z: np.einsum("ij,jk,kl->il", z, B, B.T, optimize=True),
+    "matmul_function": lambda z: np.matmul(z, B),
+    "tensordot_int": lambda z: np.tensordot(z, B, 1),
+    "tensordot_full": lambda z: np.tensordot(z, z, 2) * z,
+    "dot_method": lambda z: z.dot(B),
+    "dot_vectors": lambda z: np.dot(z[0], z[1]) * z,
+    "maximum_traced_pair": lambda z: np.maximum(z, z[::-1]),
+    "minimum_traced_pair": lambda z: np.minimum(z, 0.5 * z[:, ::-1]),
+    "where_traced_condition": lambda z: np.where(z > z.mean(), np.exp(z), z ** 2),
+    "stable_sigmoid": lambda z: np.where(z >= 0, 1 / (1 + np.exp(-z)), np.exp(z) / (1 + np.exp(z))),
+    "mean_of_mask": lambda z: np.mean(z > 0) * z,
+    "sum_negative_axis": lambda z: z.sum(axis=-1, keepdims=True) * z,
+    "mean_axis_tuple": lambda z: z.reshape(2, 2, 6).mean(axis=(0, 2)),
+    "max_axis_tuple": lambda z: z.reshape(2, 2, 6).max(axis=(1, 2)),
+    "add_reduce": lambda z: np.add.reduce(z, axis=1) ** 2,
+    "var_ddof": lambda z: np.var(z, axis=1, ddof=1),
+    "std_all": lambda z: z.std() * z,
+    "amin_all": lambda z: np.amin(z) * z,
+    "clip_method": lambda z: z.clip(-0.3, 0.3),
+    "clip_one_sided": lambda z: np.clip(z, 0, None),
+    "log_of_clip": lambda z: np.log(np.clip(z * z, 1e-3, None)),
+    "repeat_method": lambda z: z.repeat(3, axis=1) ** 2,
+    "repeat_flat": lambda z: np.repeat(z, 2) ** 2,
+    "stack_last": lambda z: np.stack([z, z ** 2], axis=-1),
+    "hstack_vstack": lambda z: np.vstack([np.hstack([z, z[:, :1]]), np.ones((1, 7))]) ** 2,
+    "concatenate_rows": lambda z: np.concatenate([z[:2], np.ones((1, 6)), z], axis=0) ** 2,
+    "expand_dims_negative": lambda z: np.expand_dims(z, -1) * np.ones(3),
+    "squeeze_axis": lambda z: np.squeeze(z[:, None, :], axis=1) ** 2,
+    "transpose_axes": lambda z: np.transpose(z.reshape(2, 2, 6), (2, 0, 1)) ** 2,
+    "moveaxis": lambda z: np.moveaxis(z.reshape(2, 2, 6), 0, -1) ** 2,
+    "flatten": lambda z: np.sin(z.flatten()),
+    "reshape_minus_one": lambda z: z.reshape(-1, 3) @ np.ones(3),
+    "T_of_a_product": lambda z: (z @ B).T ** 2,
+    "negative_indices": lambda z: z[-1] * z[:, -2:].sum(),
+    "labels_picked": lambda z: np.log(np.sum(np.exp(z), axis=1))[None] - z[np.arange(4), [5, 0, 3, 3]],
+    "take": lambda z: np.take(z, [0, 2, 2], axis=1) ** 2,
+    "pad_scalar_width": lambda z: np.pad(z, 1) ** 2,
+    "pad_constant_value": lambda z: np.pad(z, ((0, 0), (1, 2)), constant_values=0.5) ** 2,
+    "sliding_window_2d": lambda z: sliding_window_view(z, (2, 3)).max(axis=(2, 3)),
+    "softmax": lambda z: np.exp(z - z.max(axis=1, keepdims=True)) / np.exp(z - z.max(axis=1, keepdims=True)).sum(
+        axis=1, keepdims=True),
+    "traced_exponent": lambda z: np.power(np.abs(z) + 1.0, z),
+    "sqrt_of_sum": lambda z: np.sqrt(np.sum(z ** 2)) * z,
+    "in_place_chain": _in_place_chain,
+}
+
+
+@pytest.mark.parametrize("footprint", list(FOOTPRINTS))
+@pytest.mark.parametrize("op", list(EXTRA))
+def test_more_operations_change_as_full_evaluations(op, footprint):
+    P = np.random.default_rng(zlib.crc32(f"{op} {footprint}".encode())).standard_normal((4, 5)) * 0.8
+    f, prefix = EXTRA[op], FOOTPRINTS[footprint]
+    probe = np.asarray(f(prefix(P)))
+    R = np.random.default_rng(3).standard_normal(probe.shape)
+
+    def cost(p):
+        return np.sum(R * f(prefix(p["P"])))
+
+    assert_exact(cost, {"P": P}, magnitude=np.sum(np.abs(R * probe)))

@@ -15,7 +15,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view as _swv
 
 from .indexing import getitem, setitem
-from .products import dot, einsum, inner, matmul, outer, tensordot
+from .products import dot, inner, matmul, outer, tensordot
+from .products import einsum as _einsum
 from .sites import at, site
 from .trace import HANDLERS, Traced
 
@@ -58,12 +59,13 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
     target = out[0] if isinstance(out, tuple) else out
     if target is not None and not isinstance(target, Traced):  # a plain result: from masks and counts only
         return getattr(ufunc, method)(*(_plain_input(tracer, x) for x in inputs), out=out, **kwargs)
+    reduction = {"axis": kwargs.pop("axis", 0), "keepdims": kwargs.pop("keepdims", False)} if method == "reduce" else {}
     if kwargs.pop("dtype", None) not in (None, float, np.float64) or kwargs:
         tracer.fail(f"np.{ufunc.__name__} with {', '.join(map(repr, kwargs)) or 'dtype'}= is not supported")
     name = ufunc.__name__
     if method == "reduce" and name in ("add", "maximum", "minimum"):
         handler = {"add": sum_, "maximum": amax, "minimum": amin}[name]
-        result = handler(inputs[0], axis=kwargs.get("axis", 0))
+        result = handler(inputs[0], **reduction)
     elif method != "__call__":
         tracer.fail(f"np.{name}.{method} is not supported")
     elif name == "matmul":
@@ -335,6 +337,41 @@ def take(a, indices, axis=None, out=None, mode="raise"):
         return getitem(ravel(a), np.asarray(indices))
     axis = int(axis) % np.ndim(_val(a))
     return getitem(a, (slice(None),) * axis + (np.asarray(indices),))
+
+
+def einsum(*operands, **kwargs):
+    """``np.einsum``; a letter repeated in one operand (``'ii->i'``, ``'ii'``) takes that diagonal first."""
+    spec = operands[0]
+    if not isinstance(spec, str) or "..." in spec:
+        return _einsum(*operands, **kwargs)
+    inputs, arrow, output = spec.replace(" ", "").partition("->")
+    terms = inputs.split(",")
+    if all(len(set(term)) == len(term) for term in terms) or len(terms) != len(operands) - 1:
+        return _einsum(*operands, **kwargs)
+    if not arrow:  # numpy's implicit output: the letters that appear once, in order
+        letters = "".join(terms)
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    arrays = list(operands[1:])
+    for n, term in enumerate(terms):
+        arrays[n], terms[n] = _diagonal(arrays[n], term)
+    return _einsum(",".join(terms) + "->" + output, *arrays, **kwargs)
+
+
+def _diagonal(a, term: str):
+    """``a`` with the diagonal of every letter its ``term`` repeats taken (as einsum does), and its letters."""
+    while True:
+        repeated = next((c for c in term if term.count(c) > 1), None)
+        if repeated is None:
+            return a, term
+        where = [i for i, c in enumerate(term) if c == repeated]
+        index = [slice(None)] * len(term)
+        for i in where:
+            index[i] = np.arange(np.shape(_val(a))[where[0]])
+        a = a[tuple(index)]  # numpy's advanced indexing: the diagonal in place if adjacent, else first
+        if where == list(range(where[0], where[0] + len(where))):
+            term = term[:where[0]] + repeated + term[where[-1] + 1:]
+        else:
+            term = repeated + "".join(c for i, c in enumerate(term) if i not in where)
 
 
 def _shape_only(func):
