@@ -233,3 +233,33 @@ def test_trace_that_disagrees_with_the_cost_is_refused():
     layout, theta, objective = _setup(cost, W)
     with pytest.raises(NotTraceable, match="the traced evaluation of the unperturbed parameters differs"):
         traced_engine(objective, layout, theta, EPS)
+
+
+@pytest.mark.parametrize("name", ["cs231n_two_layer_svm", "cs231n_fc_bn"])
+def test_cs231n_nets_as_written_are_traced_and_their_bugs_named(name):
+    """CS231n's own layers (affine_forward's x.reshape(N, -1).dot(w), svm_loss's masks, batch norm):
+    the traced engine runs them, agrees with the reference loop, and names every planted bug."""
+    from models import build
+
+    import fastcheck as fc
+
+    c = build(name)
+    cases = {"correct": (c.meta["grads_clean"], None)}
+    entry = {k: v.copy() for k, v in c.meta["grads_clean"].items()}
+    entry["W2"][3, 1] *= 1.1
+    cases["W2[3, 1] off by 10%"] = (entry, ("W2", (3, 1)))
+    cases.update({bug.name: (bug.raw(c.params), None) for bug in c.meta["bugs"].values() if not bug.kink})
+    for label, (grads, where) in cases.items():
+        traced = fc.check(c.cost, c.params, grads)
+        reference = fc.check(c.cost, c.params, grads, engine="reference")
+        assert traced.settings["engine"] == "traced", traced.settings.get("traced_not_used")
+        assert [(g.name, g.verdict) for g in traced.groups] == [(g.name, g.verdict) for g in reference.groups], label
+        if label == "correct":
+            assert traced.passed
+        elif where is not None:
+            assert traced.failing_groups == [where[0]]
+            assert [r.index for r in traced.worst(20) if r.group == where[0]][0] == where[1]
+        else:
+            bug = c.meta["bugs"][label]
+            assert set(bug.wrong) <= set(traced.failing_groups), label
+            assert not set(bug.right) & set(traced.failing_groups), label

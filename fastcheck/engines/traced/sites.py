@@ -12,13 +12,14 @@ numpy dispatches) where it cannot.
 from __future__ import annotations
 
 import ast
+import dis
 import linecache
 import os
 import sys
 
 import numpy as np
 
-__all__ = ["site", "at", "user_frame", "dot_receiver", "plain_array_reason"]
+__all__ = ["Site", "site", "at", "user_frame", "dot_receiver", "plain_array_reason", "MAX_DOT_ROWS"]
 
 #: A plain ``.dot()`` is followed through an identity of its argument's rows (:mod:`~.plaindot`): at most
 #: this many (128 MiB of identity).
@@ -35,36 +36,50 @@ def user_frame(frame=None):
     return frame
 
 
-def _expression(frame) -> str:
-    """The source of the expression the frame is evaluating (Python 3.11+), else its line."""
-    code = frame.f_code
-    line = linecache.getline(code.co_filename, frame.f_lineno)
-    positions = getattr(code, "co_positions", None)
-    if positions is not None and frame.f_lasti >= 0:
-        try:
-            start, end, col, end_col = list(positions())[frame.f_lasti // 2]
-        except (IndexError, ValueError):
-            start = None
-        if start is not None and start == end and col is not None and end_col is not None:
-            raw = linecache.getline(code.co_filename, start).encode()
-            return raw[col:end_col].decode(errors="replace").strip()
-    return line.strip()
+class Site:
+    """A point of the user's code: its code object, instruction and line (rendered only when a reason needs it)."""
+
+    __slots__ = ("code", "lasti", "lineno")
+
+    def __init__(self, frame):
+        self.code, self.lasti, self.lineno = frame.f_code, frame.f_lasti, frame.f_lineno
+
+    @property
+    def place(self) -> str:
+        return f"{os.path.basename(self.code.co_filename)}:{self.lineno}"
+
+    @property
+    def expression(self) -> str:
+        """The source of the expression being evaluated (Python 3.11+), else the line."""
+        positions = getattr(self.code, "co_positions", None)
+        if positions is not None and self.lasti >= 0:
+            try:
+                start, end, col, end_col = list(positions())[self.lasti // 2]
+            except (IndexError, ValueError):
+                start = None
+            if start is not None and start == end and col is not None and end_col is not None:
+                raw = linecache.getline(self.code.co_filename, start).encode()
+                return raw[col:end_col].decode(errors="replace").strip()
+        return linecache.getline(self.code.co_filename, self.lineno).strip()
+
+    @property
+    def stores(self) -> bool:
+        """Whether the instruction stores into a subscript (``out[i, j] = value``)."""
+        return any(i.offset == self.lasti and i.opname == "STORE_SUBSCR" for i in dis.get_instructions(self.code))
 
 
-def site() -> tuple[str, str]:
-    """``("file.py:37", "the expression")`` where the user's code stands, or ``("", "")``."""
+def site() -> Site | None:
+    """Where the user's code stands (the innermost frame outside numpy and fastcheck), or None."""
     frame = user_frame()
-    if frame is None:
-        return "", ""
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}", _expression(frame)
+    return None if frame is None else Site(frame)
 
 
-def at(where: tuple[str, str]) -> str:
+def at(where: Site | None) -> str:
     """`` at file.py:37 (`expression`)`` for a reason, or nothing when the site is unknown."""
-    place, expression = where
-    if not place:
+    if where is None:
         return ""
-    return f" at {place}" + (f" (`{expression}`)" if expression else "")
+    expression = where.expression
+    return f" at {where.place}" + (f" (`{expression}`)" if expression else "")
 
 
 def _dot_call(expression: str):
@@ -81,13 +96,13 @@ def _dot_call(expression: str):
 
 def dot_receiver(frame) -> bool:
     """Whether ``frame`` is calling ``a.dot(b)`` (one positional argument, nothing else), as far as can be read."""
-    return getattr(frame.f_code, "co_positions", None) is not None and _dot_call(_expression(frame)) is not None
+    return getattr(frame.f_code, "co_positions", None) is not None and _dot_call(Site(frame).expression) is not None
 
 
 def plain_array_reason() -> str:
     """Why a traced float array handed to plain numpy ends the trace, and what to write instead."""
     where = site()
-    dot = _dot_call(where[1])
+    dot = None if where is None else _dot_call(where.expression)
     if dot is not None:
         a, b = dot
         return (f"a plain numpy array's .dot() is called with a traced argument{at(where)} that the engine cannot "

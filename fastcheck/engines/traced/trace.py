@@ -27,7 +27,7 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 from . import plaindot
 from .sites import at, plain_array_reason, site
 
-__all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS"]
+__all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS", "mid_graph_reason"]
 
 #: What traced arrays call for each operation, filled in by :mod:`~.functions` (which builds on this
 #: module, so it cannot be imported from here): ``ufunc_call``, ``function_call``, ``getitem``, ...
@@ -154,6 +154,15 @@ class Tracer:
         return Traced(self, node.id, value)
 
 
+def mid_graph_reason(where) -> str:
+    """Why a traced number handed to Python before the cost's end ends the trace (``where``: its Site)."""
+    if where is not None and where.stores:
+        return (f"the cost writes a traced value into a plain numpy array{at(where)}; build the array from traced "
+                "operations instead (np.stack of the pieces, or a vectorised form: np.pad, sliding_window_view, "
+                "np.einsum)")
+    return f"the cost converts a traced value to a Python number (float(), .item(), math.*) before its end{at(where)}"
+
+
 class Traced(NDArrayOperatorsMixin):
     """An array of the cost being traced: its concrete value and the node that made it.
 
@@ -216,6 +225,8 @@ class Traced(NDArrayOperatorsMixin):
         if value.dtype.kind in _PIECEWISE_CONSTANT:
             tracer.guard(self)
             return float(value)
+        if tracer.conversions:  # a second number: the first was not the cost's last step
+            tracer.fail(mid_graph_reason(tracer.conversions[0][3]))
         out = float(value)
         tracer.conversions.append((self._node, out, len(tracer.nodes), site()))
         return out

@@ -6,8 +6,7 @@ import numpy as np
 
 from . import functions  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
 from .plaindot import unwrap
-from .sites import at
-from .trace import Graph, NotTraceable, Traced, Tracer
+from .trace import Graph, NotTraceable, Traced, Tracer, mid_graph_reason
 
 __all__ = ["trace"]
 
@@ -65,9 +64,6 @@ def trace(cost, layout, theta: np.ndarray) -> Graph:
     return Graph(tracer.nodes, leaves, output, float(value.reshape(())), guards=tuple(tracer.guards))
 
 
-_MID_GRAPH = "the cost converts a traced value to a Python number (float(), .item(), math.*) before its end"
-
-
 def _output(tracer: Tracer, result) -> int:
     """The node the cost returned: a traced scalar, or the number of its final conversion.
 
@@ -79,7 +75,7 @@ def _output(tracer: Tracer, result) -> int:
         if result._tracer is not tracer:
             raise NotTraceable("the cost returned a traced value kept from outside this call")
         if conversions:
-            raise NotTraceable(_MID_GRAPH + at(conversions[0][3]))
+            raise NotTraceable(mid_graph_reason(conversions[0][3]))
         if result.size != 1:
             raise NotTraceable(f"the cost returned an array of shape {result.shape}")
         if result.dtype != np.float64:
@@ -88,7 +84,7 @@ def _output(tracer: Tracer, result) -> int:
     if len(conversions) == 1 and _is_final(tracer, conversions[0], result):
         return conversions[0][0]
     if conversions:
-        raise NotTraceable(_MID_GRAPH + at(conversions[0][3]))
+        raise NotTraceable(mid_graph_reason(conversions[0][3]))
     raise NotTraceable("the cost's value does not depend on the traced parameters")
 
 
