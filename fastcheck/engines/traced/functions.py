@@ -16,8 +16,8 @@ from numpy.lib.stride_tricks import sliding_window_view as _swv
 
 from .indexing import getitem, setitem
 from .products import dot, inner, matmul, outer, tensordot
-from .products import einsum as _einsum
 from .sites import at, site
+from .subscripts import einsum
 from .trace import HANDLERS, Traced
 
 __all__ = ["ufunc_call", "function_call", "UFUNCS"]
@@ -337,41 +337,6 @@ def take(a, indices, axis=None, out=None, mode="raise"):
         return getitem(ravel(a), np.asarray(indices))
     axis = int(axis) % np.ndim(_val(a))
     return getitem(a, (slice(None),) * axis + (np.asarray(indices),))
-
-
-def einsum(*operands, **kwargs):
-    """``np.einsum``; a letter repeated in one operand (``'ii->i'``, ``'ii'``) takes that diagonal first."""
-    spec = operands[0]
-    if not isinstance(spec, str) or "..." in spec:
-        return _einsum(*operands, **kwargs)
-    inputs, arrow, output = spec.replace(" ", "").partition("->")
-    terms = inputs.split(",")
-    if all(len(set(term)) == len(term) for term in terms) or len(terms) != len(operands) - 1:
-        return _einsum(*operands, **kwargs)
-    if not arrow:  # numpy's implicit output: the letters that appear once, in order
-        letters = "".join(terms)
-        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    arrays = list(operands[1:])
-    for n, term in enumerate(terms):
-        arrays[n], terms[n] = _diagonal(arrays[n], term)
-    return _einsum(",".join(terms) + "->" + output, *arrays, **kwargs)
-
-
-def _diagonal(a, term: str):
-    """``a`` with the diagonal of every letter its ``term`` repeats taken (as einsum does), and its letters."""
-    while True:
-        repeated = next((c for c in term if term.count(c) > 1), None)
-        if repeated is None:
-            return a, term
-        where = [i for i, c in enumerate(term) if c == repeated]
-        index = [slice(None)] * len(term)
-        for i in where:
-            index[i] = np.arange(np.shape(_val(a))[where[0]])
-        a = a[tuple(index)]  # numpy's advanced indexing: the diagonal in place if adjacent, else first
-        if where == list(range(where[0], where[0] + len(where))):
-            term = term[:where[0]] + repeated + term[where[-1] + 1:]
-        else:
-            term = repeated + "".join(c for i, c in enumerate(term) if i not in where)
 
 
 def _shape_only(func):

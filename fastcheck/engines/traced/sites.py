@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["Site", "site", "at", "user_frame", "dot_receiver", "plain_array_reason", "MAX_DOT_ROWS"]
+__all__ = ["Site", "site", "at", "user_frame", "dot_receiver", "plain_array_reason", "mid_graph_reason", "MAX_DOT_ROWS"]
 
 #: A plain ``.dot()`` is followed through an identity of its argument's rows (:mod:`~.plaindot`): at most
 #: this many (128 MiB of identity).
@@ -112,3 +112,12 @@ def plain_array_reason() -> str:
     return (f"the cost converts a traced value to a plain numpy array{at(where)} (np.asarray, np.array, writing it "
             "into a plain array, or a plain array's .dot(): write X @ W or np.dot(X, W) instead of X.dot(W); "
             "copy with .copy() rather than np.array)")
+
+
+def mid_graph_reason(where) -> str:
+    """Why a traced number handed to Python before the cost's end ends the trace (``where``: its Site)."""
+    if where is not None and where.stores:
+        return (f"the cost writes a traced value into a plain numpy array{at(where)}; build the array from traced "
+                "operations instead (np.stack of the pieces, or a vectorised form: np.pad, sliding_window_view, "
+                "np.einsum)")
+    return f"the cost converts a traced value to a Python number (float(), .item(), math.*) before its end{at(where)}"

@@ -25,9 +25,9 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from . import plaindot
-from .sites import at, plain_array_reason, site
+from .sites import at, mid_graph_reason, plain_array_reason, site
 
-__all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS", "mid_graph_reason"]
+__all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS"]
 
 #: What traced arrays call for each operation, filled in by :mod:`~.functions` (which builds on this
 #: module, so it cannot be imported from here): ``ufunc_call``, ``function_call``, ``getitem``, ...
@@ -152,15 +152,6 @@ class Tracer:
         node = Node(op, refs, kw, value, len(self.nodes))
         self.nodes.append(node)
         return Traced(self, node.id, value)
-
-
-def mid_graph_reason(where) -> str:
-    """Why a traced number handed to Python before the cost's end ends the trace (``where``: its Site)."""
-    if where is not None and where.stores:
-        return (f"the cost writes a traced value into a plain numpy array{at(where)}; build the array from traced "
-                "operations instead (np.stack of the pieces, or a vectorised form: np.pad, sliding_window_view, "
-                "np.einsum)")
-    return f"the cost converts a traced value to a Python number (float(), .item(), math.*) before its end{at(where)}"
 
 
 class Traced(NDArrayOperatorsMixin):

@@ -6,7 +6,8 @@ import numpy as np
 
 from . import functions  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
 from .plaindot import unwrap
-from .trace import Graph, NotTraceable, Traced, Tracer, mid_graph_reason
+from .sites import mid_graph_reason
+from .trace import Graph, NotTraceable, Traced, Tracer
 
 __all__ = ["trace"]
 
