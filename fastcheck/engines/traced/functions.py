@@ -236,6 +236,12 @@ def broadcast_to(array, shape, subok=False):
     return _view(t.record("broadcast_to", (array,), value, shape=value.shape), array)
 
 
+def broadcast_arrays(*args, subok=False):
+    shape = np.broadcast_shapes(*(np.shape(_val(a)) for a in args))
+    out = [broadcast_to(a, shape) if isinstance(a, Traced) else np.broadcast_to(a, shape) for a in args]
+    return type(np.broadcast_arrays(np.zeros(1)))(out)
+
+
 def astype(a, dtype, copy=True, **extra):
     t = _tracer(a)
     dtype = np.dtype(dtype)
@@ -357,7 +363,8 @@ _HANDLERS = {
     np.sum: sum_, np.mean: mean, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin, np.var: var,
     np.std: std, np.linalg.norm: norm, np.reshape: reshape, np.ravel: ravel, np.transpose: transpose,
     np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.expand_dims: expand_dims, np.squeeze: squeeze,
-    np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.broadcast_to: broadcast_to, np.copy: copy,
+    np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.broadcast_to: broadcast_to,
+    np.broadcast_arrays: broadcast_arrays, np.copy: copy,
     np.clip: clip, np.repeat: repeat, np.concatenate: concatenate, np.stack: stack, np.hstack: hstack,
     np.vstack: vstack, np.pad: pad, _swv: sliding_window_view, np.where: where, np.take: take,
     np.dot: dot, np.tensordot: tensordot, np.einsum: einsum, np.outer: outer, np.inner: inner,
