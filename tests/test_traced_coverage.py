@@ -266,20 +266,47 @@ def test_a_guarded_cost_through_check_agrees_with_the_reference():
     assert report.passed
 
 
-# ---------------------------------------------------------------------- 6. branches
-def test_a_branch_names_its_line():
+# ---------------------------------------------------------------------- 6. branches: guards too
+def _svm_loss_naive(p):  # CS231n's svm_loss_naive, as assignment 1 writes it: loops and an `if`
+    W, Xf = p["W"], X.reshape(6, -1)
+    dW = np.zeros(W.shape)
+    loss = 0.0
+    for i in range(Xf.shape[0]):
+        scores = Xf[i].dot(W)
+        correct_class_score = scores[Y[i]]
+        for j in range(W.shape[1]):
+            if j == Y[i]:
+                continue
+            margin = scores[j] - correct_class_score + 1
+            if margin > 0:
+                loss += margin
+                dW[:, j] += Xf[i]
+                dW[:, Y[i]] -= Xf[i]
+    return loss / Xf.shape[0] + 0.5 * 0.1 * np.sum(W * W), dW / Xf.shape[0] + 0.1 * W
+
+
+def test_svm_loss_naive_branches_are_guards():
+    """Every `if margin > 0` is a guard: the check is traced, agrees with the reference, and names a bug."""
+    params = {"W": PARAMS["W"]}
+    graph = _trace(lambda p: _svm_loss_naive(p)[0], params)
+    assert len(graph.guards) == 6 * 3
+    _, grads = _svm_loss_naive(params)
+    bad = grads.copy()
+    bad[4, 2] *= 1.2
+    for gradient, passed in ((grads, True), (bad, False)):
+        report = fc.check(lambda p: _svm_loss_naive(p)[0], params, {"W": gradient})
+        reference = fc.check(lambda p: _svm_loss_naive(p)[0], params, {"W": gradient}, engine="reference")
+        assert report.settings["engine"] == "traced" and report.passed is passed is reference.passed
+    assert (report.worst(1)[0].group, report.worst(1)[0].index) == ("W", (4, 2))
+
+
+def test_a_branch_on_an_array_names_its_line():
     def cost(p):
         z = p["W"] @ np.ones(4)
-        if z.max() > 50:
-            z = z / 2
-        return np.sum(z ** 2)
+        return np.sum(z) if (z > 0).any() and z else 0.0  # one guard, then an array's truth value
 
-    with pytest.raises(NotTraceable, match=r"branches on a traced value at test_traced_coverage\.py:\d+ "
-                                           r"\(`z\.max\(\) > 50`\)"):
+    with pytest.raises(NotTraceable, match=r"branches on a traced array of 6 entries at test_traced_coverage\.py:\d+"):
         _trace(cost)
-    report = fc.check(cost, PARAMS, {"W": 2 * np.outer(PARAMS["W"] @ np.ones(4), np.ones(4)), "b": np.zeros(4)})
-    assert report.settings["engine"] == "reference" and "z.max() > 50" in report.settings["traced_not_used"]
-    assert report.passed
 
 
 def test_python_math_on_a_traced_value_names_its_line():
@@ -342,6 +369,7 @@ EXTRA = {
     "negative_indices": lambda z: z[-1] * z[:, -2:].sum(),
     "labels_picked": lambda z: np.log(np.sum(np.exp(z), axis=1))[None] - z[np.arange(4), [5, 0, 3, 3]],
     "broadcast_arrays": lambda z: np.broadcast_arrays(z[:, :1], z)[0] * z,
+    "any_all": lambda z: z * (z > 0).any(axis=1, keepdims=True) + z * np.all(z > -1) + np.any(z, axis=0),
     "take": lambda z: np.take(z, [0, 2, 2], axis=1) ** 2,
     "pad_scalar_width": lambda z: np.pad(z, 1) ** 2,
     "pad_constant_value": lambda z: np.pad(z, ((0, 0), (1, 2)), constant_values=0.5) ** 2,

@@ -140,6 +140,11 @@ def _branch(p):
     return np.sum(z**2)
 
 
+def _ambiguous_branch(p):
+    z = p["W"] @ np.ones(3)
+    return np.sum(z) if z else 0.0
+
+
 def _python_float(p):
     return math.exp(float(np.sum(p["W"]))) + np.sum(p["W"] ** 2)
 
@@ -175,7 +180,7 @@ def _in_place_on_params(p):
 
 FALLBACKS = {
     _solve: "np.linalg.solve is not supported",
-    _branch: "branches on a traced value",
+    _ambiguous_branch: "branches on a traced array of 3 entries",
     _python_float: "converts a traced value to a Python number",
     _asarray: "converts a traced value to a plain numpy array",
     _data_dependent: "boolean mask that depends on the parameters",
@@ -214,15 +219,27 @@ def test_cost_closing_over_a_traced_value():
 def test_exception_swallowed_by_the_cost_still_ends_the_trace():
     def cost(p):
         try:
-            if p["W"].sum() > 0:
-                pass
+            np.linalg.solve(p["W"], np.ones(3))
         except Exception:
             pass
         return np.sum(p["W"])
 
     layout, theta = Layout.from_params(W)
-    with pytest.raises(NotTraceable, match="branches"):
+    with pytest.raises(NotTraceable, match="np.linalg.solve is not supported"):
         trace(cost, layout, theta)
+
+
+def test_a_branch_is_a_guard_exact_where_it_holds():
+    """``if z.max() > 50`` on a traced value: the graph takes this branch; where a perturbation flips it
+    (large steps here), the change is NaN, for the real cost to evaluate; elsewhere it is exact."""
+    from test_traced_ops import incremental_and_full
+
+    params = {"W": np.full((3, 3), 50.0 / 3) + np.diag([0.05, -0.05, -0.05])}  # row sums 50.05, 49.95, 49.95
+    traced, full, _ = incremental_and_full(_branch, params, step=0.1)
+    # only lowering a weight of row 0 (the second half: -0.1) brings z.max() under 50
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(traced)), [9, 10, 11])
+    flipped = np.isnan(traced)
+    np.testing.assert_allclose(traced[~flipped], full[~flipped], rtol=0, atol=1e-9)
 
 
 def test_trace_that_disagrees_with_the_cost_is_refused():

@@ -152,6 +152,24 @@ def _extreme(op):
 amax, amin = _extreme("max"), _extreme("min")
 
 
+def _mask_count(a, axis, keepdims):
+    mask = a if np.asarray(_val(a)).dtype == np.bool_ else np.not_equal(a, 0)
+    axes = _axes(axis, np.ndim(_val(a)))
+    return sum_(mask, axis=axes, keepdims=keepdims), int(np.prod([np.shape(_val(a))[i] for i in axes]))
+
+
+def any_(a, axis=None, out=None, keepdims=False, **extra):
+    """``any``: a count of true entries, not zero (a mask of masks, piecewise constant like them)."""
+    _check_extra(_tracer(a), "any", out=out, **extra)
+    return np.not_equal(_mask_count(a, axis, keepdims)[0], 0)
+
+
+def all_(a, axis=None, out=None, keepdims=False, **extra):
+    _check_extra(_tracer(a), "all", out=out, **extra)
+    count, size = _mask_count(a, axis, keepdims)
+    return np.equal(count, size)
+
+
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **extra):
     t = _tracer(a)
     _check_extra(t, "var", out=out, **extra)
@@ -361,22 +379,21 @@ def full_like(a, fill_value, *args, **kwargs):
 
 _HANDLERS = {
     np.sum: sum_, np.mean: mean, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin, np.var: var,
-    np.std: std, np.linalg.norm: norm, np.reshape: reshape, np.ravel: ravel, np.transpose: transpose,
-    np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.expand_dims: expand_dims, np.squeeze: squeeze,
-    np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.broadcast_to: broadcast_to,
-    np.broadcast_arrays: broadcast_arrays, np.copy: copy,
-    np.clip: clip, np.repeat: repeat, np.concatenate: concatenate, np.stack: stack, np.hstack: hstack,
-    np.vstack: vstack, np.pad: pad, _swv: sliding_window_view, np.where: where, np.take: take,
-    np.dot: dot, np.tensordot: tensordot, np.einsum: einsum, np.outer: outer, np.inner: inner,
-    np.zeros_like: _shape_only(np.zeros_like), np.ones_like: _shape_only(np.ones_like),
-    np.empty_like: _shape_only(np.zeros_like), np.full_like: full_like, np.shape: _shape_only(np.shape),
-    np.ndim: _shape_only(np.ndim), np.size: _shape_only(np.size),
+    np.std: std, np.any: any_, np.all: all_, np.linalg.norm: norm, np.reshape: reshape, np.ravel: ravel,
+    np.transpose: transpose, np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.expand_dims: expand_dims,
+    np.squeeze: squeeze, np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.broadcast_to: broadcast_to,
+    np.broadcast_arrays: broadcast_arrays, np.copy: copy, np.clip: clip, np.repeat: repeat,
+    np.concatenate: concatenate, np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.pad: pad,
+    _swv: sliding_window_view, np.where: where, np.take: take, np.dot: dot, np.tensordot: tensordot,
+    np.einsum: einsum, np.outer: outer, np.inner: inner, np.zeros_like: _shape_only(np.zeros_like),
+    np.ones_like: _shape_only(np.ones_like), np.empty_like: _shape_only(np.zeros_like), np.full_like: full_like,
+    np.shape: _shape_only(np.shape), np.ndim: _shape_only(np.ndim), np.size: _shape_only(np.size),
 }
 
 _REASONS = {name: "of a traced value is not supported (its result depends on the parameters discretely)"
             for name in ("argmax", "argmin", "argsort", "sort", "nonzero", "argwhere", "flatnonzero", "unique")}
 
 HANDLERS.update(ufunc_call=ufunc_call, function_call=function_call, getitem=getitem, setitem=setitem,
-                reshape=reshape, transpose=transpose, sum_=sum_, mean=mean, amax=amax, amin=amin, var=var, std=std,
-                ravel=ravel, swapaxes=swapaxes, squeeze=squeeze, astype=astype, copy=copy, clip=clip, dot=dot,
-                repeat=repeat)
+                reshape=reshape, transpose=transpose, sum_=sum_, any_=any_, all_=all_, mean=mean, amax=amax,
+                amin=amin, var=var, std=std, ravel=ravel, swapaxes=swapaxes, squeeze=squeeze, astype=astype,
+                copy=copy, clip=clip, dot=dot, repeat=repeat)

@@ -8,12 +8,16 @@ of the graph node that produced it; numpy's dispatch protocols (``__array_ufunc_
 the user wrote and records a node. Data the cost closes over stays plain numpy: constants of
 the graph.
 
-Anything the engine cannot vouch for ends the trace with :class:`NotTraceable`, whose reason
-is one sentence for the report: a traced value turned into a Python number or a plain array
-before the cost returns (``float(x)``, ``.item()``, ``np.asarray``, ``math.exp``), a branch on
-a traced value (``if z.max() > 50``), an unsupported numpy function or method, an index that
-depends on the parameters. The failure is remembered by the tracer, so a cost that catches
-exceptions cannot hide it.
+What plain code reads of a mask or a count (``np.asarray(z > 0)``, ``dx[margins > 0] = 1``,
+``if margin > 0:``) is a *guard* (:meth:`Tracer.guard`): those values are constant between
+the points where they jump, so where a perturbation leaves every guard as it is, the plain
+code computes what it computed here, and the perturbations that change one go to the real
+cost. Anything else the engine cannot vouch for ends the trace with :class:`NotTraceable`,
+whose reason is one sentence for the report naming the user's line: a traced float turned
+into a Python number or a plain array before the cost returns (``float(x)``, ``np.asarray``,
+``math.exp``), an unsupported numpy function or method, an index that depends on the
+parameters. The failure is remembered by the tracer, so a cost that catches exceptions
+cannot hide it.
 """
 
 from __future__ import annotations
@@ -234,10 +238,14 @@ class Traced(NDArrayOperatorsMixin):
         return value.item()
 
     def __bool__(self):
+        """A branch (``if margin > 0:``) on a traced scalar: a guard, and the branch taken here is the graph's."""
         if not self._tracer.active:
             return bool(self._value)
-        self._tracer.fail(f"the cost branches on a traced value{at(site())} (an `if` or `while` on an array that "
-                          "depends on the parameters); compute both branches and choose with np.where")
+        if self._value.size != 1:
+            self._tracer.fail(f"the cost branches on a traced array of {self._value.size} entries{at(site())} (its "
+                              "truth value is ambiguous)")
+        condition = self if self._value.dtype.kind in _PIECEWISE_CONSTANT else self != 0.0
+        return bool(self._tracer.guard(condition).reshape(()))
 
     def __index__(self):
         if self._value.ndim:  # numpy then reads the array as an index array (through __array__)
@@ -314,6 +322,8 @@ class Traced(NDArrayOperatorsMixin):
     min = _method("amin", "min")
     var = _method("var", "var")
     std = _method("std", "std")
+    any = _method("any_", "any")
+    all = _method("all_", "all")
     ravel = _method("ravel", "ravel")
     flatten = _method("ravel", "flatten")
     swapaxes = _method("swapaxes", "swapaxes")
