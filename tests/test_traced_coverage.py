@@ -62,7 +62,12 @@ def _in_a_loop(p):  # an RNN-like loop: the same line, one new product per step
     return np.sum(a)
 
 
-@pytest.mark.parametrize("cost", [_affine, _softmax_scores, _vector, _chain, _in_a_loop], ids=lambda f: f.__name__)
+def _returned(p):  # the product itself is what the cost returns; integer data
+    return (X[0] > 0).astype(int).reshape(-1).dot(p["W"][:, 0])
+
+
+@pytest.mark.parametrize("cost", [_affine, _softmax_scores, _vector, _chain, _in_a_loop, _returned],
+                         ids=lambda f: f.__name__)
 def test_a_plain_arrays_dot_is_followed(cost):
     graph = _trace(cost)
     assert graph.cost == cost(PARAMS)
@@ -82,13 +87,25 @@ def _escaping_product(p):  # the product's memory read by np.asarray: poisoned, 
     return np.sum(np.asarray(X.reshape(6, -1).dot(p["W"]))[:, :4]) + np.sum(p["W"] ** 2)
 
 
+def _list_argument(p):  # numpy builds a plain array from the list: the product cannot be followed
+    square = np.concatenate([p["W"], p["W"][:, :2]], axis=1)
+    return np.sum(X.reshape(6, -1).dot([square[i] for i in range(6)]))
+
+
+def _out_keyword(p):
+    return np.sum(X.reshape(6, -1).dot(p["W"], out=np.empty((6, 4))))
+
+
 @pytest.mark.parametrize(("cost", "reason"), [
     (_dot_of_a_product, r"used by code numpy does not dispatch \(another plain \.dot\(\)"),
+    (_list_argument, r"could not be followed \(its argument was not the traced array itself"),
+    (_out_keyword, r"to a plain numpy array at test_traced_coverage\.py:\d+ "
+                   r"\(`X\.reshape\(6, -1\)\.dot\(p\[\"W\"\], out="),
     (_three_d_argument, r"a plain numpy array's \.dot\(\) is called with a traced argument at "
                         r"test_traced_coverage\.py:\d+ "
                         r"\(`np\.ones\(\(2, 4\)\)\.dot\(p\[.W.\]\.reshape\(2, 3, 4\)\)`\).*"
                         r"write np\.dot\(np\.ones\(\(2, 4\)\), p\[.W.\]\.reshape\(2, 3, 4\)\)"),
-], ids=["dot_of_a_product", "three_d_argument"])
+], ids=["dot_of_a_product", "list_argument", "out_keyword", "three_d_argument"])
 def test_a_plain_dot_that_cannot_be_followed_says_what_to_write(cost, reason):
     with pytest.raises(NotTraceable, match=reason):
         _trace(cost)
