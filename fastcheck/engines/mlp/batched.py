@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.finite import coordinate_gradient
+from ...core.finite import coordinate_gradient, step_at
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
 from ...core.threads import blas_limited, numba_threads
@@ -56,7 +56,8 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     Y : ndarray of shape (n_L, m)
     indices : ndarray of int64, shape (k,)
         Flat coordinates of theta (``W1.ravel(), b1.ravel(), W2.ravel(), ...``), any order.
-    eps : float
+    eps : float, or ndarray of float64 of shape (n,)
+        The step, or each coordinate's (``eps="auto"``).
     max_memory : int, optional
         Bytes of kernel temporaries at once (default :data:`DEFAULT_MAX_MEMORY`); rows of
         coordinates are split into smaller tasks to fit. Results do not depend on it.
@@ -86,6 +87,7 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
             base = _BasePass(net, params, X, Y)
         theta = np.concatenate([np.ravel(params[name]) for name in net.shapes])
         originals = theta[indices]
+        eps = step_at(eps, indices)  # one step, or each coordinate's (eps="auto")
         d_plus = (originals + eps) - originals
         d_minus = (originals - eps) - originals
         sum_plus, sum_minus = np.zeros(indices.size), np.zeros(indices.size)

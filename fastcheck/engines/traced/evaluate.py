@@ -112,7 +112,7 @@ class Plan:
 
 
 def plan(graph: Graph, leaves) -> Plan:
-    live = {graph.output}
+    live = {graph.output, *graph.guards}
     for node in reversed(graph.nodes):
         if node.id in live:
             live.update(a.id for a in node.args if isinstance(a, Ref))
@@ -146,6 +146,8 @@ def _fusable(graph: Graph, order: list, reached: set, live: set) -> dict:
         if node.op != "multiply" or node_id == graph.output or len(readers.get(node_id, ())) != 1:
             continue
         reader = graph.nodes[readers[node_id][0]]
+        if node_id in graph.guards or reader.id in graph.guards:  # their changes are looked at: computed as such
+            continue
         changed = [isinstance(a, Ref) and a.id in reached for a in node.args]
         whole = tuple(reader.kw.get("axis", ())) == tuple(range(node.value.ndim))  # a loss's final sum
         if reader.op in ("sum", "mean") and whole and sum(changed) == 1:
@@ -185,7 +187,8 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     Returns
     -------
     change : ndarray of shape (K,)
-        ``J(theta + D_k) - J(theta)``.
+        ``J(theta + D_k) - J(theta)``; NaN where a guard changes (a mask or count that plain code read,
+        :meth:`~.trace.Tracer.guard`): the engine cannot vouch for those, the real cost must evaluate them.
     kinks : ndarray of bool, shape (K,)
         Perturbations that flipped a comparison, a maximum/minimum/abs or the winner of a max.
     memory : Memory
@@ -196,6 +199,7 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     """
     k = next(iter(leaf_changes.values())).k
     ev = Evaluation(graph, k, tables)
+    unvouched = np.zeros(k, dtype=bool)
     changes = dict(leaf_changes)
     held = {i: c.values.nbytes for i, c in changes.items()}
     peak = widest = sum(held.values())
@@ -209,6 +213,8 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
         elif any(c is not None for c in inputs):
             change = _apply(ev, node, inputs, changes)
             if change is not None:
+                if node_id in graph.guards:  # plain code read this value: where it changes, the engine cannot vouch
+                    unvouched |= _changed(change, k)
                 changes[node_id] = change
                 held[node_id] = _nbytes(change)
                 peak, widest = max(peak, sum(held.values())), max(widest, held[node_id])
@@ -217,9 +223,15 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
                 changes.pop(a.id, None)
                 held.pop(a.id, None)
     out = expand(changes.get(graph.output))
-    if out is None:
-        return np.zeros(k), ev.kinks, Memory(peak, widest)
-    return np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1), ev.kinks, Memory(peak, widest)
+    total = np.zeros(k) if out is None else np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1)
+    total[unvouched] = np.nan  # NaN: the caller evaluates these perturbations with the real cost
+    return total, ev.kinks, Memory(peak, widest)
+
+
+def _changed(change, k: int) -> np.ndarray:
+    """Perturbations whose change is not zero everywhere."""
+    values = expand(change).values
+    return np.broadcast_to((values != 0).reshape(values.shape[0], -1).any(axis=1), (k,))
 
 
 def point_changes(shape: tuple, local: np.ndarray, steps: np.ndarray) -> Change:
