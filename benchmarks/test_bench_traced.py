@@ -23,11 +23,11 @@ with one BLAS thread, as every engine runs the cost) and the peak of memory allo
 during a full run (``peak_mb``, from tracemalloc, which numpy reports to). Wall-clock
 numbers depend on the machine and its load.
 
-Measured (one run, 2-core AMD EPYC shared with other work, load average 6.0 at the start
-and 5.2 at the end): course MLP 0.64 s against 175 s (272x); CNN 1.08 s against 1,621 s
-(1,497x); RNN 0.32 s against 4.3 s (13.5x); network M as plain numpy 0.85 s against
-0.072 s for ``fc.MLP.check`` (11.8x). An earlier run of the same code at load 5.4: RNN
-20.4x, M 7.9x. The README's performance section has the table.
+Measured (one run, 2-core AMD EPYC shared with other work, load average 4.0 at the start
+and 3.6 at the end): course MLP 0.19 s against 84 s (448x); CNN 0.50 s against 1,145 s
+(2,271x); RNN 0.29 s against 4.9 s (17x); network M as plain numpy 1.12 s against 0.053 s
+for ``fc.MLP.check`` (21x). Runs of the same code at load averages up to 6 gave 8-21x for
+M and 13-20x for the RNN. The README's performance section has the table.
 """
 
 from __future__ import annotations
