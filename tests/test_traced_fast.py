@@ -89,3 +89,28 @@ def test_winners_lead():
     np.testing.assert_array_equal(lead[:, 0], [0.5, 0.0, np.inf])
     best, tied, lead = reductions.winners(x[:2], (0, 1), False)
     assert best.shape == (1, 1) and best[0, 0] == 5 and lead[0, 0] == 1.0 and not tied[0, 0]
+
+
+@pytest.mark.parametrize("footprint", ["entry", "row", "dense"])
+@pytest.mark.parametrize("reduce", ["sum", "mean_keepdims", "mask_weights"])
+def test_weighted_sums_run_as_one_product_and_stay_exact(footprint, reduce, monkeypatch):
+    """``sum(c * x)`` over all axes with an unchanged ``c``: fused into one contraction, still exact."""
+    from fastcheck.engines.traced import evaluate
+
+    calls = []
+    fused = evaluate.weighted_sum
+    monkeypatch.setattr(evaluate, "weighted_sum", lambda *a: calls.append(1) or fused(*a))
+    prefix = {"entry": lambda P: P @ np.eye(5, 9), "row": lambda P: P @ X, "dense": lambda P: np.tanh(P.T @ P) @ X}
+    f = prefix[footprint]
+    weights = rng.standard_normal((1, 9))  # broadcast along the rows
+
+    def cost(p):
+        z = np.exp(0.3 * f(p["P"]))
+        if reduce == "sum":
+            return np.sum(weights * z)
+        if reduce == "mean_keepdims":
+            return np.mean(z * weights, keepdims=True)[0, 0]
+        return np.sum((z > 1.0) * z)  # a mask times a change: not fused (both change), still exact
+
+    assert_exact(cost, {"P": rng.standard_normal((4, 5)) * 0.5})
+    assert bool(calls) == (reduce != "mask_weights")
