@@ -32,7 +32,7 @@ from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
 from ...core.threads import blas_limited, numba_threads
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
-from . import kernels
+from . import kernels, smooth, smooth_kernel
 
 __all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
 
@@ -97,10 +97,13 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
                 continue
             width = net.layers[layer - 1] + 1
             order = mine[np.argsort(row_of[mine] * width + col_of[mine], kind="stable")]
-            tasks = _tasks(row_of[order], col_of[order], _max_columns(net, max_memory, threads))
+            max_columns = _max_columns(net, max_memory, threads)
+            tasks = _tasks(row_of[order], col_of[order], max_columns)
             results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
             ain_t = base.inputs_t(layer)
-            if net.hidden in ("tanh", "sigmoid") and layer < net.n_layers:  # lanes over examples
+            if smooth.covers(net, layer):  # certified polynomials, the general path where they fail
+                results = _smooth_sums(base, layer, eps, tasks, (d_plus[order], d_minus[order]), max_columns)
+            elif net.hidden in ("tanh", "sigmoid") and layer < net.n_layers:  # lanes over examples
                 kernels.layer_kernel_lanes(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
                                            base.packed, base.out, results)
             else:
@@ -117,6 +120,31 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
         kinks[:] = False
     numeric = coordinate_gradient(dj_plus, dj_minus, originals, eps)  # over the steps taken, not 2 eps
     return Evaluations(indices, base.cost + dj_plus, base.cost + dj_minus, numeric, kinks, 2 * indices.size)
+
+
+def _smooth_sums(base, layer, eps, tasks, steps, max_columns):
+    """``(sum_plus, sum_minus, kinks)`` of the coordinates of ``tasks`` by :mod:`.smooth`.
+
+    The polynomials cover the certified examples of each row; the others are summed by
+    :func:`kernels.layer_kernel`'s general path (a linear shortcut with bound 0 there, and
+    bound inf and slope 0, i.e. skipped, where the polynomials hold) and added.
+    """
+    poly = base.smooth(layer, eps)
+    rows = np.repeat(tasks.rows, np.diff(tasks.starts))
+    results = (np.empty(rows.size), np.empty(rows.size), np.zeros(rows.size, dtype=bool))
+    smooth_kernel.polynomial_sums(poly.coefs, poly.ain, rows, tasks.ks, *steps, results[0], results[1])
+    left = np.flatnonzero(~poly.certified.all(axis=1)[rows])
+    if left.size:
+        ain_t = base.inputs_t(layer)
+        lin = kernels.Linear(np.zeros((1, 1, base.net.layers[-1])), np.where(poly.certified, np.inf, 0.0),
+                             np.where(poly.certified, 0.0, 1.0))
+        rest = (np.empty(left.size), np.empty(left.size), np.empty(left.size, dtype=bool))
+        kernels.layer_kernel(base.codes, layer, _tasks(rows[left], tasks.ks[left], max_columns),
+                             (steps[0][left], steps[1][left]), ain_t, np.abs(ain_t).max(axis=1), lin, base.packed,
+                             base.out, rest)
+        results[0][left] += rest[0]
+        results[1][left] += rest[1]
+    return results
 
 
 def _locate(net, indices):
@@ -168,6 +196,7 @@ class _BasePass:
         self._memo = {}
         self.net = net
         self.m = X.shape[1]
+        self.params, self.Y = params, Y
         self.weights = [params[f"W{layer}"] for layer in range(1, net.n_layers + 1)]
         zs, acts = net.forward(params, X)
         self.zs, self.acts = zs, acts
@@ -222,6 +251,13 @@ class _BasePass:
         key = ("linear", layer, max_memory)
         if key not in self._memo:
             self._memo[key] = self._linear(layer, max_memory)
+        return self._memo[key]
+
+    def smooth(self, layer, eps):
+        """The certified polynomials of layer l (:func:`smooth.smooth_layer`); computed once per layer."""
+        key = ("smooth", layer, eps)
+        if key not in self._memo:
+            self._memo[key] = smooth.smooth_layer(self.net, self.params, self.zs, self.acts, self.Y, layer, eps)
         return self._memo[key]
 
     def _inputs_t(self, layer):

@@ -1,0 +1,285 @@
+"""The smooth shortcut of the batched engine: tanh and sigmoid layers by certified Taylor polynomials.
+
+A perturbation of ``Wl[j, k]`` (or ``bl[j]``) changes row j of Zl by ``t_e = d A_{l-1}[k, e]``
+and nothing else before the loss, so each example's loss change is a function
+``loss_e(t)`` of one number, the same function for every perturbation of row j. For the
+last two hidden layers (``l = L-1``, ``L-2``) this computes, once per layer, the Taylor
+coefficients ``c_1, ..., c_N`` of ``loss_e`` at 0 for every (j, e) by Taylor arithmetic
+on the base pass (the powers of the change through row j, the derivatives of the
+activations, ``exp``/``log1p`` of the losses; for ``l = L-2`` one matrix product per order
+``Q_k = (W_{L-1}^k)^T [W_L^T * g^(k)(Z_{L-1}) / k!]``), and each coordinate's loss change is
+then ``sum_e t_e (c_1 + t_e (c_2 + ...))``: m times N multiply-adds instead of a
+propagation through the later layers.
+
+Certificate. The polynomial is used for (j, e) only where its truncation error is proven
+below ``TOLERANCE |c_1| T_e`` for every ``|t| <= T_e = max|d| max_k |A_{l-1}[k, e]|``
+(``max|d|`` over every coordinate of the layer, so the certificate does not depend on
+which coordinates a call asks for), far below the rounding of the sum over examples. The
+proof is Cauchy's estimate: ``loss_e`` is analytic in t on the complex disk
+``|t| <= rho``, where it is bounded by ``M`` (each hidden unit's change bounded through
+the layers by ``sup |g'|`` on its own disk, ``1 / (cosh^2(|z| - r) - sin^2 r)`` for tanh,
+the loss by ``-log(1 - sum p (e^R - 1))``...), so the remainder after degree N is at most
+``M q^(N+1) / (1 - q)`` with ``q = T_e / rho`` (doubled, against the rounding of the bound
+itself). N is the least degree (at most ``MAX_ORDER``) that certifies as many pairs as
+``MAX_ORDER`` does. Pairs without a certificate take the general path (the exact
+propagation of :mod:`fastcheck.engines.mlp.kernels`), and their sums are added to the
+polynomial's over the certified examples. Nothing here uses the gradient under test: every
+coefficient comes from the base forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...mlp.functions import output_aux, output_delta, sigmoid
+
+__all__ = ["SmoothLayer", "covers", "smooth_layer", "MAX_ORDER", "TOLERANCE"]
+
+#: Highest degree of the polynomials.
+MAX_ORDER = 8
+#: Certified truncation error, relative to ``|c_1| T_e`` (the size of the example's change).
+TOLERANCE = 2.0**-60
+#: Radii the complex disks are sized for: a hidden unit's change, a logit's change.
+HIDDEN_REACH = 0.5
+LOGIT_REACH = 0.25
+#: Bytes of temporaries per block of rows; fixed (not ``max_memory``) so that results never
+#: depend on the block size through BLAS's choice of kernels.
+BLOCK_BYTES = 64 * 2**20
+
+
+@dataclass
+class SmoothLayer:
+    """The certified polynomials of one layer.
+
+    ``coefs`` (n_l, N, m): coefficient of ``t^(n+1)`` of example e's loss change for row j,
+    zero where ``certified`` (n_l, m) is false; ``ain`` (n_{l-1} + 1, m): ``[A_{l-1}; 1]``.
+    """
+
+    coefs: np.ndarray
+    certified: np.ndarray
+    ain: np.ndarray
+
+
+def covers(net, layer: int) -> bool:
+    """Whether the shortcut serves ``layer``: a tanh or sigmoid layer among the last two hidden ones."""
+    return net.hidden in ("tanh", "sigmoid") and net.n_layers - 2 <= layer < net.n_layers
+
+
+# ---------------------------------------------------------------- activations
+def _derivative_terms(hidden: str, order: int) -> list[dict]:
+    """``g^(k) / k!`` for k = 1..order as polynomials ``{(p, q): coefficient}`` in (u, v).
+
+    tanh: u = tanh z, v = sech^2 z (du = v, dv = -2 u v); sigmoid: u = s(z), v = s(-z)
+    (du = u v, dv = -u v). Written in v rather than 1 - u^2 so that saturated units keep
+    their accuracy.
+    """
+    terms, poly = [], {(0, 1): 1.0} if hidden == "tanh" else {(1, 1): 1.0}
+    for k in range(1, order + 1):
+        terms.append({key: c / math.factorial(k) for key, c in poly.items()})
+        new = {}
+        for (p, q), c in poly.items():
+            if hidden == "tanh":
+                parts = [((p - 1, q + 1), p * c), ((p + 1, q), -2.0 * q * c)]
+            else:
+                parts = [((p, q + 1), p * c), ((p + 1, q), -q * c)]
+            for key, value in parts:
+                if value:
+                    new[key] = new.get(key, 0.0) + value
+        poly = new
+    return terms
+
+
+def _uv(hidden: str, z: np.ndarray):
+    if hidden == "tanh":
+        q = np.exp(-2.0 * np.abs(z))
+        return np.tanh(z), 4.0 * q / (1.0 + q) ** 2  # sech^2 without overflow
+    return sigmoid(z), sigmoid(-z)
+
+
+def _taylor(hidden: str, z: np.ndarray, order: int) -> list[np.ndarray]:
+    """``[g'(z), g''(z) / 2, ..., g^(order)(z) / order!]``."""
+    u, v = _uv(hidden, z)
+    out = []
+    for poly in _derivative_terms(hidden, order):
+        total = np.zeros_like(z)
+        for (p, q), c in poly.items():
+            total += c * u**p * v**q
+        out.append(total)
+    return out
+
+
+def _slope_bound(hidden: str, z: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``sup |g'(w)|`` over the complex disk ``|w - z| <= r`` (inf where g may have a pole there).
+
+    ``|cosh(a + ib)|^2 = cosh^2 a - sin^2 b``; g' is ``1 / cosh^2 w`` for tanh and
+    ``1 / (4 cosh^2(w / 2))`` for the sigmoid.
+    """
+    scale, factor = (1.0, 1.0) if hidden == "tanh" else (0.5, 4.0)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        a = np.maximum(np.abs(z) - r, 0.0) * scale
+        b = np.minimum(r * scale, 0.5 * np.pi)
+        den = factor * (np.cosh(a) ** 2 - np.sin(b) ** 2)
+        return np.where((den > 0) & (r * scale < 0.5 * np.pi), 1.0 / den, np.inf)
+
+
+# ---------------------------------------------------------------- losses
+def _loss_bound(output: str, R: np.ndarray, aux: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Bound on ``|loss change|`` when each logit changes by at most ``R`` (.., n_L, m), complex."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        linear = (np.abs(Y) * R).sum(axis=-2)
+        if output == "softmax":
+            w = (aux * np.expm1(R)).sum(axis=-2)
+            bound = np.abs(Y).sum(axis=0) * -np.log1p(-w) + linear
+            return np.where(w < 1.0, bound, np.inf)
+        if output == "sigmoid":
+            w = aux * np.expm1(R)
+            bound = (-np.log1p(-w)).sum(axis=-2) + linear
+            return np.where((w < 1.0).all(axis=-2), bound, np.inf)
+        return (R * (np.abs(aux) + 0.5 * R)).sum(axis=-2)
+
+
+def _exp_jet(X: list) -> list:
+    """Coefficients of ``exp(x(t))`` for ``x = sum_n X[n] t^n`` (X[0] unused)."""
+    E = [1.0]
+    for n in range(1, len(X)):
+        E.append(sum(k * X[k] * E[n - k] for k in range(1, n + 1)) / n)
+    return E
+
+
+def _log1p_jet(S: list) -> list:
+    """Coefficients of ``log1p(s(t))`` for ``s = sum_n S[n] t^n`` (S[0] unused)."""
+    out = [None]
+    for n in range(1, len(S)):
+        out.append(S[n] - sum(k * out[k] * S[n - k] for k in range(1, n)) / n)
+    return out
+
+
+def _loss_jets(output: str, X: list, aux, Y, delta) -> list:
+    """Coefficients ``[c_1, ..., c_N]`` (each (rows, m)) of the loss change for logit jets X (rows, n_L, m)."""
+    coefs = [(delta * X[1]).sum(axis=1)]  # the first order from the loss derivative: no cancellation
+    if len(X) <= 2:
+        return coefs
+    if output == "softmax":
+        E = _exp_jet(X)
+        lse = _log1p_jet([None] + [(aux * E[n]).sum(axis=1) for n in range(1, len(X))])
+        y_sum = Y.sum(axis=0)
+        coefs += [y_sum * lse[n] - (Y * X[n]).sum(axis=1) for n in range(2, len(X))]
+    elif output == "sigmoid":
+        E = _exp_jet(X)
+        soft = _log1p_jet([None] + [aux * E[n] for n in range(1, len(X))])
+        coefs += [(soft[n] - Y * X[n]).sum(axis=1) for n in range(2, len(X))]
+    else:
+        coefs += [(aux * X[n] + 0.5 * sum(X[i] * X[n - i] for i in range(1, n))).sum(axis=1)
+                  for n in range(2, len(X))]
+    return coefs
+
+
+# ---------------------------------------------------------------- one layer
+def _powers(a: list) -> list:
+    """``pw[k][n]``: coefficient of t^n in ``(sum_i a[i] t^i)^k``, for 1 <= k <= n < len(a)."""
+    order = len(a) - 1
+    pw = [None, a]
+    for k in range(2, order + 1):
+        prev = pw[k - 1]
+        pw.append([None] * k + [sum(a[i] * prev[n - i] for i in range(1, n - k + 2)) for n in range(k, order + 1)])
+    return pw
+
+
+def _largest_step(params, layer: int, eps: float) -> float:
+    theta = np.concatenate([params[f"W{layer}"].ravel(), params[f"b{layer}"].ravel()])
+    return float(max(np.abs((theta + eps) - theta).max(), np.abs((theta - eps) - theta).max()))
+
+
+def _order(M, q, c1, T) -> tuple[int, np.ndarray]:
+    """The least degree certifying as many pairs as MAX_ORDER does, and those pairs."""
+    usable = (q < 0.5) & np.isfinite(M)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        scale = np.where(usable, 2.0 * M / (1.0 - q), np.inf)
+        allowed = TOLERANCE * np.abs(c1) * T
+        passes = [usable & (scale * q ** (n + 1) <= allowed) for n in range(1, MAX_ORDER + 1)]
+    best = passes[-1].sum()
+    for n, ok in enumerate(passes, start=1):
+        if ok.sum() == best:
+            return n, ok
+    return MAX_ORDER, passes[-1]
+
+
+def smooth_layer(net, params, zs, acts, Y, layer: int, eps: float) -> SmoothLayer:
+    """The certified polynomials of ``layer`` (see the module docstring); ``covers(net, layer)``.
+
+    ``zs``, ``acts`` are the base pass of :meth:`fastcheck.MLP.forward`.
+    """
+    hidden, n_layers = net.hidden, net.n_layers
+    z = zs[layer - 1]
+    m = z.shape[1]
+    ain = np.vstack([acts[layer - 1], np.ones((1, m))])
+    T = _largest_step(params, layer, eps) * np.abs(ain).max(axis=0)
+    W_out = params[f"W{n_layers}"]
+    aux, delta = output_aux(net.output, zs[-1], Y), output_delta(net.output, zs[-1], Y)
+    slope = _taylor(hidden, z, 1)[0]
+    back = W_out.T @ delta
+    if layer == n_layers - 2:
+        W_mid, z_mid = params[f"W{n_layers - 1}"], zs[n_layers - 2]
+        slope_mid = _taylor(hidden, z_mid, 1)[0]
+        back = W_mid.T @ (slope_mid * back)
+        w_max = np.abs(W_mid).max(axis=1)  # (n_mid,)
+        s_max = slope.max(axis=0)  # (m,)
+        with np.errstate(divide="ignore"):
+            rho = np.minimum(HIDDEN_REACH, HIDDEN_REACH / (s_max * w_max.max()))
+            rho = np.minimum(rho, LOGIT_REACH / (s_max * (np.abs(W_out) @ (slope_mid * w_max[:, None])).max(axis=0)))
+        rho = np.broadcast_to(rho, z.shape)
+        reach = _slope_bound(hidden, z, rho) * rho  # |dA_l[j, e]| on the disk
+        lam = _slope_bound(hidden, z_mid, w_max[:, None] * reach.max(axis=0))
+        bound_rows = _mid_bounds(np.abs(W_mid), np.abs(W_out), lam, reach)
+    else:
+        w_max = np.abs(W_out).max(axis=0)[:, None]  # (n_l, 1)
+        with np.errstate(divide="ignore"):
+            rho = np.minimum(HIDDEN_REACH, LOGIT_REACH / (slope * w_max))
+        reach = _slope_bound(hidden, z, rho) * rho
+        bound_rows = np.abs(W_out).T[:, :, None] * reach[:, None, :]
+    M = _loss_bound(net.output, bound_rows, aux, Y)
+    c1 = slope * back
+    order, certified = _order(M, T / rho, c1, T)
+    coefs = _coefficients(net, params, zs, layer, order, aux, Y, delta)
+    coefs *= certified[:, None, :]
+    return SmoothLayer(coefs, certified, ain)
+
+
+def _mid_bounds(abs_mid, abs_out, lam, reach):
+    """Bounds (n_l, n_L, m) on the logits' changes for l = L-2: ``reach * |W_mid|^T (|W_out|^T lam)``."""
+    n_mid, n_l = abs_mid.shape
+    n_out, m = abs_out.shape[0], lam.shape[1]
+    V = (abs_out.T[:, :, None] * lam[:, None, :]).reshape(n_mid, n_out * m)
+    return (abs_mid.T @ V).reshape(n_l, n_out, m) * reach[:, None, :]
+
+
+def _coefficients(net, params, zs, layer, order, aux, Y, delta):
+    """``coefs`` (n_l, order, m) of every row, in blocks of rows."""
+    hidden, n_layers = net.hidden, net.n_layers
+    z = zs[layer - 1]
+    n_l, m = z.shape
+    W_out = params[f"W{n_layers}"]
+    n_out = W_out.shape[0]
+    mid = layer == n_layers - 2
+    if mid:
+        W_mid = params[f"W{n_layers - 1}"]
+        V = [(W_out.T[:, :, None] * c[:, None, :]).reshape(-1, n_out * m)
+             for c in _taylor(hidden, zs[n_layers - 2], order)]
+    coefs = np.empty((n_l, order, m))
+    rows = max(1, BLOCK_BYTES // (8 * n_out * m * (3 * order + 2)))
+    for lo in range(0, n_l, rows):
+        js = slice(lo, min(n_l, lo + rows))
+        a = [None] + _taylor(hidden, z[js], order)
+        if mid:
+            pw = _powers(a)
+            W_block = W_mid[:, js]
+            Q = [None] + [((W_block**k).T @ V[k - 1]).reshape(-1, n_out, m) for k in range(1, order + 1)]
+            X = [None] + [sum(Q[k] * pw[k][n][:, None, :] for k in range(1, n + 1)) for n in range(1, order + 1)]
+        else:
+            X = [None] + [W_out.T[js][:, :, None] * a[n][:, None, :] for n in range(1, order + 1)]
+        for n, c in enumerate(_loss_jets(net.output, X, aux, Y, delta)):
+            coefs[js, n, :] = c
+    return coefs
