@@ -235,6 +235,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
         raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
     name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
     params = layout.unflatten(theta)
+    cost = _network_cost(net, params, X, Y)
     if name == "reference":
         objective = MLPObjective(net, layout, X, Y)
         tic = time.perf_counter()
@@ -251,13 +252,13 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     # lazy: numba loads (and compiles, the first time) only when the batched engine runs
     from ..engines.mlp.batched import base_pass, batched_engine
 
-    cache = {}
+    cache, notes = {}, {}  # notes: filled as chunks run, read when the report is built
 
     def coordinates(idx):  # the base pass is built once, however many chunks are evaluated
         if "base" not in cache:
             cache["base"] = base_pass(net, params, X, Y)
         return batched_engine(net, params, X, Y, idx, eps, max_memory=options.max_memory, n_threads=n_threads,
-                              base=cache["base"])
+                              base=cache["base"], notes=notes)
 
     def directions(dirs):
         return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
@@ -286,4 +287,16 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
         return (f"the batched engine timed on {timings[0][0] // 2:,} and {timings[1][0] // 2:,} coordinates, "
                 "fitted as set-up + slope x n")
 
-    return Engine("batched", coordinates, directions, estimate, net.cost(params, X, Y), prior, basis)
+    return Engine("batched", coordinates, directions, estimate, cost, prior, basis, notes)
+
+
+def _network_cost(net, params, X, Y) -> float:
+    """J(theta) of the built-in network, or :class:`CostError` where it is not finite (in every engine)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = net.cost(params, X, Y)
+    if not np.isfinite(value):
+        largest = max(float(np.abs(X).max()), *(float(np.abs(p).max()) for p in params.values()))
+        raise CostError(f"the network's cost J(theta) is {value} at these parameters and data: its forward pass "
+                        f"overflows (the largest |input| or |parameter| is {largest:.3g}); scale the inputs X or "
+                        "the parameters down")
+    return value

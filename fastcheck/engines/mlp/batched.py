@@ -28,11 +28,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.finite import coordinate_gradient
+from ...core.layout import Layout
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
 from ...core.threads import blas_limited, numba_threads
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
+from ..reference import reference_engine
 from . import kernels, smooth, smooth_kernel
+from .objective import MLPObjective
 
 __all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
 
@@ -44,7 +47,8 @@ OUTPUT_CODES = {"softmax": kernels.SOFTMAX_CE, "sigmoid": kernels.SIGMOID_BCE, "
 SAFETY = 0.5
 
 def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.ndarray, eps: float, *,
-                   max_memory: int | None = None, n_threads: int | None = None, base=None) -> Evaluations:
+                   max_memory: int | None = None, n_threads: int | None = None, base=None,
+                   notes: dict | None = None) -> Evaluations:
     """Central differences of ``net``'s cost at ``indices``, exactly, by reuse of the base pass.
 
     Parameters
@@ -65,6 +69,9 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     base : optional
         The base pass from :func:`base_pass` for these ``net, params, X, Y``, to reuse
         across calls on chunks of coordinates (it keeps what it derives per layer).
+    notes : dict, optional
+        Where coordinates were evaluated by full forward passes instead (below), their
+        count is added to ``notes["full_passes"]``, for the report's settings.
 
     Returns
     -------
@@ -78,6 +85,9 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     the exact cost changes, so the rounding noise of the two full costs never enters.
     ``kinks[p]`` is true when a relu-like hidden unit changes state (``Z > 0``) for some
     example under the + or - step, as :class:`fastcheck.engines.mlp.objective.MLPObjective` reports.
+    Where the identities overflow (inputs of 1e8 and more saturate tanh and sigmoid units
+    so that ``tanh(x) sech^2(z) / (1 + tanh(z) tanh(x))`` is 0/0), a coordinate whose change
+    is not finite is evaluated again by full forward passes, as the reference engine does.
     """
     indices = np.asarray(indices, dtype=np.int64)
     max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
@@ -119,7 +129,24 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     if not net.has_kinks:
         kinks[:] = False
     numeric = coordinate_gradient(dj_plus, dj_minus, originals, eps)  # over the steps taken, not 2 eps
-    return Evaluations(indices, base.cost + dj_plus, base.cost + dj_minus, numeric, kinks, 2 * indices.size)
+    result = Evaluations(indices, base.cost + dj_plus, base.cost + dj_minus, numeric, kinks, 2 * indices.size)
+    bad = np.flatnonzero(~(np.isfinite(dj_plus) & np.isfinite(dj_minus)))
+    if bad.size:
+        _full_passes(net, params, X, Y, eps, result, bad)
+        if notes is not None:
+            notes["full_passes"] = notes.get("full_passes", 0) + int(bad.size)
+    return result
+
+
+def _full_passes(net, params, X, Y, eps, result, at):
+    """Re-evaluate ``result``'s coordinates ``at`` by full forward passes (the reference engine), in place."""
+    layout, theta = Layout.from_params(params)
+    objective = MLPObjective(net, layout, X, Y)
+    objective.base(theta)
+    again = reference_engine(objective, theta, result.indices[at], eps)
+    for field in ("cost_plus", "cost_minus", "numeric", "kinks"):
+        getattr(result, field)[at] = getattr(again, field)
+    result.n_evaluations += again.n_evaluations
 
 
 def _smooth_sums(base, layer, eps, tasks, steps, max_columns):
