@@ -34,7 +34,7 @@ from ...core.results import Evaluations
 from ...core.threads import blas_limited, numba_threads
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
 from ..reference import reference_engine
-from . import kernels, smooth, smooth_kernel
+from . import kernels, smooth
 from .objective import MLPObjective
 
 __all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
@@ -159,7 +159,7 @@ def _smooth_sums(base, layer, eps, tasks, steps, max_columns):
     poly = base.smooth(layer, eps)
     rows = np.repeat(tasks.rows, np.diff(tasks.starts))
     results = (np.empty(rows.size), np.empty(rows.size), np.zeros(rows.size, dtype=bool))
-    smooth_kernel.polynomial_sums(poly.coefs, poly.ain, rows, tasks.ks, *steps, results[0], results[1])
+    results[0][:], results[1][:] = poly.sums(rows, tasks.ks, steps)
     left = np.flatnonzero(~poly.certified.all(axis=1)[rows])
     if left.size:
         ain_t = base.inputs_t(layer)

@@ -8,8 +8,9 @@ coefficients ``c_1, ..., c_N`` of ``loss_e`` at 0 for every (j, e) by Taylor ari
 on the base pass (the powers of the change through row j, the derivatives of the
 activations, ``exp``/``log1p`` of the losses; for ``l = L-2`` one matrix product per order
 ``Q_k = (W_{L-1}^k)^T [W_L^T * g^(k)(Z_{L-1}) / k!]``), and each coordinate's loss change is
-then ``sum_e t_e (c_1 + t_e (c_2 + ...))``: m times N multiply-adds instead of a
-propagation through the later layers.
+then ``sum_e t_e (c_1 + t_e (c_2 + ...)) = d (S_1 + d (S_2 + ...))`` with
+``S_n = sum_e c_n[j, e] A_{l-1}[k, e]^n``: one matrix product per order for the whole layer,
+instead of a propagation through the later layers per coordinate.
 
 Certificate. The polynomial is used for (j, e) only where its truncation error is proven
 below ``TOLERANCE |c_1| T_e`` for every ``|t| <= T_e = max|d| max_k |A_{l-1}[k, e]|``
@@ -20,8 +21,8 @@ proof is Cauchy's estimate: ``loss_e`` is analytic in t on the complex disk
 the layers by ``sup |g'|`` on its own disk, ``1 / (cosh^2(|z| - r) - sin^2 r)`` for tanh,
 the loss by ``-log(1 - sum p (e^R - 1))``...), so the remainder after degree N is at most
 ``M q^(N+1) / (1 - q)`` with ``q = T_e / rho`` (doubled, against the rounding of the bound
-itself). N is the least degree (at most ``MAX_ORDER``) that certifies as many pairs as
-``MAX_ORDER`` does. Pairs without a certificate take the general path (the exact
+itself). N (at most ``MAX_ORDER``) is the degree of least work, counting a matrix product
+per degree against the general path of each pair a lower degree leaves uncertified. Pairs without a certificate take the general path (the exact
 propagation of :mod:`fastcheck.engines.mlp.kernels`), and their sums are added to the
 polynomial's over the certified examples. Nothing here uses the gradient under test: every
 coefficient comes from the base forward pass.
@@ -30,8 +31,6 @@ coefficient comes from the base forward pass.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from ...mlp.functions import output_aux, output_delta, sigmoid
@@ -42,25 +41,58 @@ __all__ = ["SmoothLayer", "covers", "smooth_layer", "MAX_ORDER", "TOLERANCE"]
 MAX_ORDER = 8
 #: Certified truncation error, relative to ``|c_1| T_e`` (the size of the example's change).
 TOLERANCE = 2.0**-60
+#: Work of the general path per multiply-add, relative to a matrix product's (for the choice of degree).
+PATH_COST = 4
 #: Radii the complex disks are sized for: a hidden unit's change, a logit's change.
 HIDDEN_REACH = 0.5
 LOGIT_REACH = 0.25
 #: Bytes of temporaries per block of rows; fixed (not ``max_memory``) so that results never
 #: depend on the block size through BLAS's choice of kernels.
 BLOCK_BYTES = 64 * 2**20
+#: Bytes of the per-coordinate sums kept per block of rows (likewise fixed).
+SUM_BLOCK_BYTES = 64 * 2**20
 
 
-@dataclass
 class SmoothLayer:
-    """The certified polynomials of one layer.
+    """The certified polynomials of one layer, and the sums they give per coordinate.
 
     ``coefs`` (n_l, N, m): coefficient of ``t^(n+1)`` of example e's loss change for row j,
     zero where ``certified`` (n_l, m) is false; ``ain`` (n_{l-1} + 1, m): ``[A_{l-1}; 1]``.
     """
 
-    coefs: np.ndarray
-    certified: np.ndarray
-    ain: np.ndarray
+    def __init__(self, coefs: np.ndarray, certified: np.ndarray, ain: np.ndarray):
+        self.coefs, self.certified, self.ain = coefs, certified, ain
+        order, m = coefs.shape[1], coefs.shape[2]
+        used = certified.any(axis=0)  # the other examples' columns are zero (and their powers may overflow)
+        x = np.where(used[:, None], ain.T, 0.0)  # (m, n_{l-1} + 1)
+        self._powers = [x]
+        for _ in range(1, order):
+            self._powers.append(self._powers[-1] * x)
+        self._rows = max(1, SUM_BLOCK_BYTES // (8 * order * ain.shape[0]))
+        self._blocks = {}
+
+    def _block(self, b: int) -> np.ndarray:
+        """``S[n, j, k] = sum_e coefs[j, n, e] ain[k, e]^(n+1)`` for the rows of block b; kept."""
+        if b not in self._blocks:
+            c = self.coefs[b * self._rows:(b + 1) * self._rows]
+            self._blocks[b] = np.stack([c[:, n, :] @ power for n, power in enumerate(self._powers)])
+        return self._blocks[b]
+
+    def sums(self, rows: np.ndarray, cols: np.ndarray, steps) -> tuple[np.ndarray, np.ndarray]:
+        """Per coordinate (j, k) and step d: ``sum_e`` of the certified examples' loss changes,
+        ``d (S_1 + d (S_2 + ...))``; both signs (``steps = (d_plus, d_minus)``)."""
+        out = (np.empty(rows.size), np.empty(rows.size))
+        block_of = rows // self._rows
+        for b in np.unique(block_of):
+            at = np.flatnonzero(block_of == b)
+            S = self._block(int(b))[:, rows[at] - b * self._rows, cols[at]]
+            for d, total in zip(steps, out):
+                d = d[at]
+                acc = S[-1].copy()
+                for n in range(S.shape[0] - 2, -1, -1):
+                    acc = S[n] + d * acc
+                total[at] = d * acc
+        return out
 
 
 def covers(net, layer: int) -> bool:
@@ -193,18 +225,17 @@ def _largest_step(params, layer: int, eps: float) -> float:
     return float(max(np.abs((theta + eps) - theta).max(), np.abs((theta - eps) - theta).max()))
 
 
-def _order(M, q, c1, T) -> tuple[int, np.ndarray]:
-    """The least degree certifying as many pairs as MAX_ORDER does, and those pairs."""
+def _order(M, q, c1, T, order_cost, pair_cost) -> tuple[int, np.ndarray]:
+    """The degree (at most MAX_ORDER) and the pairs it certifies, least work first: each degree
+    costs ``order_cost``, each pair left to the general path ``pair_cost``."""
     usable = (q < 0.5) & np.isfinite(M)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         scale = np.where(usable, 2.0 * M / (1.0 - q), np.inf)
         allowed = TOLERANCE * np.abs(c1) * T
         passes = [usable & (scale * q ** (n + 1) <= allowed) for n in range(1, MAX_ORDER + 1)]
-    best = passes[-1].sum()
-    for n, ok in enumerate(passes, start=1):
-        if ok.sum() == best:
-            return n, ok
-    return MAX_ORDER, passes[-1]
+    work = [n * order_cost + (~ok).sum() * pair_cost for n, ok in enumerate(passes, start=1)]
+    n = int(np.argmin(work)) + 1
+    return n, passes[n - 1]
 
 
 def smooth_layer(net, params, zs, acts, Y, layer: int, eps: float) -> SmoothLayer:
@@ -225,35 +256,37 @@ def smooth_layer(net, params, zs, acts, Y, layer: int, eps: float) -> SmoothLaye
         W_mid, z_mid = params[f"W{n_layers - 1}"], zs[n_layers - 2]
         slope_mid = _taylor(hidden, z_mid, 1)[0]
         back = W_mid.T @ (slope_mid * back)
-        w_max = np.abs(W_mid).max(axis=1)  # (n_mid,)
-        s_max = slope.max(axis=0)  # (m,)
+        # the middle layer's units may move by HIDDEN_REACH: bound its slopes there, then size each disk
+        lam = _slope_bound(hidden, z_mid, np.full_like(z_mid, HIDDEN_REACH))
+        gain = _mid_gains(np.abs(W_mid), np.abs(W_out), lam)  # |dZ_L| <= gain |dA_l[j]|
         with np.errstate(divide="ignore"):
-            rho = np.minimum(HIDDEN_REACH, HIDDEN_REACH / (s_max * w_max.max()))
-            rho = np.minimum(rho, LOGIT_REACH / (s_max * (np.abs(W_out) @ (slope_mid * w_max[:, None])).max(axis=0)))
-        rho = np.broadcast_to(rho, z.shape)
-        reach = _slope_bound(hidden, z, rho) * rho  # |dA_l[j, e]| on the disk
-        lam = _slope_bound(hidden, z_mid, w_max[:, None] * reach.max(axis=0))
-        bound_rows = _mid_bounds(np.abs(W_mid), np.abs(W_out), lam, reach)
+            target = np.minimum(HIDDEN_REACH / np.abs(W_mid).max(axis=0)[:, None], LOGIT_REACH / gain.max(axis=1))
+            rho = np.minimum(HIDDEN_REACH, target / _slope_bound(hidden, z, np.full_like(z, HIDDEN_REACH)))
+        reach = _slope_bound(hidden, z, rho) * rho  # |dA_l[j, e]| <= reach <= target on the disk
+        bound_rows = gain * reach[:, None, :]
     else:
-        w_max = np.abs(W_out).max(axis=0)[:, None]  # (n_l, 1)
         with np.errstate(divide="ignore"):
-            rho = np.minimum(HIDDEN_REACH, LOGIT_REACH / (slope * w_max))
+            target = LOGIT_REACH / np.abs(W_out).max(axis=0)[:, None]
+            rho = np.minimum(HIDDEN_REACH, target / _slope_bound(hidden, z, np.full_like(z, HIDDEN_REACH)))
         reach = _slope_bound(hidden, z, rho) * rho
         bound_rows = np.abs(W_out).T[:, :, None] * reach[:, None, :]
     M = _loss_bound(net.output, bound_rows, aux, Y)
     c1 = slope * back
-    order, certified = _order(M, T / rho, c1, T)
+    n_l, widths = z.shape[0], net.layers[layer + 1:]
+    path = sum(a * b for a, b in zip(widths[:-1], widths[1:])) + sum(widths)  # one example, one coordinate
+    order, certified = _order(M, T / rho, c1, T, n_l * m * (int(np.prod(widths[-2:])) + ain.shape[0]),
+                              PATH_COST * ain.shape[0] * path)
     coefs = _coefficients(net, params, zs, layer, order, aux, Y, delta)
     coefs *= certified[:, None, :]
     return SmoothLayer(coefs, certified, ain)
 
 
-def _mid_bounds(abs_mid, abs_out, lam, reach):
-    """Bounds (n_l, n_L, m) on the logits' changes for l = L-2: ``reach * |W_mid|^T (|W_out|^T lam)``."""
+def _mid_gains(abs_mid, abs_out, lam):
+    """``|W_mid|^T (|W_out|^T lam)`` (n_l, n_L, m) for l = L-2: how much a logit moves per unit change of A_l[j]."""
     n_mid, n_l = abs_mid.shape
     n_out, m = abs_out.shape[0], lam.shape[1]
     V = (abs_out.T[:, :, None] * lam[:, None, :]).reshape(n_mid, n_out * m)
-    return (abs_mid.T @ V).reshape(n_l, n_out, m) * reach[:, None, :]
+    return (abs_mid.T @ V).reshape(n_l, n_out, m)
 
 
 def _coefficients(net, params, zs, layer, order, aux, Y, delta):
