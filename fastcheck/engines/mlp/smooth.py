@@ -22,15 +22,17 @@ the layers by ``sup |g'|`` on its own disk, ``1 / (cosh^2(|z| - r) - sin^2 r)`` 
 the loss by ``-log(1 - sum p (e^R - 1))``...), so the remainder after degree N is at most
 ``M q^(N+1) / (1 - q)`` with ``q = T_e / rho`` (doubled, against the rounding of the bound
 itself). N (at most ``MAX_ORDER``) is the degree of least work, counting a matrix product
-per degree against the general path of each pair a lower degree leaves uncertified. Pairs without a certificate take the general path (the exact
-propagation of :mod:`fastcheck.engines.mlp.kernels`), and their sums are added to the
-polynomial's over the certified examples. Nothing here uses the gradient under test: every
+per degree against the general path of each pair a lower degree leaves uncertified.
+Pairs without a certificate take the general path (the exact propagation of
+:mod:`fastcheck.engines.mlp.kernels`), and their sums are added to the polynomial's over
+the certified examples. Nothing here uses the gradient under test: every
 coefficient comes from the base forward pass.
 """
 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from ...mlp.functions import output_aux, output_delta, sigmoid
@@ -62,7 +64,7 @@ class SmoothLayer:
 
     def __init__(self, coefs: np.ndarray, certified: np.ndarray, ain: np.ndarray):
         self.coefs, self.certified, self.ain = coefs, certified, ain
-        order, m = coefs.shape[1], coefs.shape[2]
+        order = coefs.shape[1]
         used = certified.any(axis=0)  # the other examples' columns are zero (and their powers may overflow)
         x = np.where(used[:, None], ain.T, 0.0)  # (m, n_{l-1} + 1)
         self._powers = [x]
