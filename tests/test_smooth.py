@@ -86,10 +86,11 @@ def smooth_indices(net):
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("scale", list(SCALES))
 @pytest.mark.parametrize("most", [False, True])
-def test_changes_equal_decimal_forward_passes(hidden, output, scale, most, monkeypatch):
+@pytest.mark.parametrize("layers", [[3, 4, 3, 2], [3, 3, 4, 3, 2]])
+def test_changes_equal_decimal_forward_passes(hidden, output, scale, most, layers, monkeypatch):
     """``most``: the degree that certifies the most pairs, not the least work."""
     x_scale, eps = SCALES[scale]
-    net, params, X, Y = problem([3, 4, 3, 2], hidden, output, x_scale, m=3)
+    net, params, X, Y = problem(layers, hidden, output, x_scale, m=3)
     if most:
         monkeypatch.setattr(smooth, "PATH_COST", 1e30)
         share = coverage(net, params, X, Y, eps)

@@ -9,8 +9,12 @@ what changes:
 * **general path** (any activation, any depth): the change of the row is pushed through
   the later layers as *changes* (``dZ_{h+1} = W_{h+1} dA_h``), each activation change
   and the loss change evaluated by exact identities without cancellation
-  (:mod:`fastcheck.engines.mlp.kernels`); for tanh and sigmoid it runs one SIMD lane per example,
-  the last hidden layer fused with the logits;
+  (:mod:`fastcheck.engines.mlp.kernels`);
+* **smooth shortcut** (tanh, sigmoid; :mod:`fastcheck.engines.mlp.smooth`): each example's
+  loss change in the change of row j is a Taylor polynomial whose coefficients every
+  coordinate of row j shares, with a certified bound on its truncation remainder per
+  example; the coordinates' sums are one matrix product per degree. Examples whose
+  certificate fails take the general path;
 * **linear shortcut** (relu, leaky relu, identity): while no hidden unit can change state
   (certified per example from the margins ``|Z|`` of every later hidden layer, with a
   factor 2 of safety), the logits change by exactly ``G[j, e] * t`` with
@@ -109,14 +113,11 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
             order = mine[np.argsort(row_of[mine] * width + col_of[mine], kind="stable")]
             max_columns = _max_columns(net, max_memory, threads)
             tasks = _tasks(row_of[order], col_of[order], max_columns)
-            results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
-            ain_t = base.inputs_t(layer)
             if smooth.covers(net, layer):  # certified polynomials, the general path where they fail
                 results = _smooth_sums(base, layer, eps, tasks, (d_plus[order], d_minus[order]), max_columns)
-            elif net.hidden in ("tanh", "sigmoid") and layer < net.n_layers:  # lanes over examples
-                kernels.layer_kernel_lanes(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
-                                           base.packed, base.out, results)
             else:
+                results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
+                ain_t = base.inputs_t(layer)
                 kernels.layer_kernel(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
                                      np.abs(ain_t).max(axis=1), base.linear(layer, max_memory), base.packed,
                                      base.out, results)

@@ -2,12 +2,13 @@
 
 A perturbation of ``Wl[j, k]`` (or ``bl[j]``) changes row j of Zl by ``t_e = d A_{l-1}[k, e]``
 and nothing else before the loss, so each example's loss change is a function
-``loss_e(t)`` of one number, the same function for every perturbation of row j. For the
-last two hidden layers (``l = L-1``, ``L-2``) this computes, once per layer, the Taylor
-coefficients ``c_1, ..., c_N`` of ``loss_e`` at 0 for every (j, e) by Taylor arithmetic
-on the base pass (the powers of the change through row j, the derivatives of the
-activations, ``exp``/``log1p`` of the losses; for ``l = L-2`` one matrix product per order
-``Q_k = (W_{L-1}^k)^T [W_L^T * g^(k)(Z_{L-1}) / k!]``), and each coordinate's loss change is
+``loss_e(t)`` of one number, the same function for every perturbation of row j. For a
+hidden layer l this computes, once per layer, the Taylor coefficients ``c_1, ..., c_N``
+of ``loss_e`` at 0 for every (j, e) by Taylor arithmetic on the base pass (the powers of
+the change through row j, the derivatives of the activations, ``exp``/``log1p`` of the
+losses; layer l+1, whose change is rank one, by one matrix product per order
+``Q_k = (W_{l+1}^k)^T [W_{l+2}^T * g^(k)(Z_{l+1}) / k!]``, later layers by products of
+the stacked series), and each coordinate's loss change is
 then ``sum_e t_e (c_1 + t_e (c_2 + ...)) = d (S_1 + d (S_2 + ...))`` with
 ``S_n = sum_e c_n[j, e] A_{l-1}[k, e]^n``: one matrix product per order for the whole layer,
 instead of a propagation through the later layers per coordinate.
@@ -71,14 +72,15 @@ class SmoothLayer:
         for _ in range(1, order):
             self._powers.append(self._powers[-1] * x)
         self._rows = max(1, SUM_BLOCK_BYTES // (8 * order * ain.shape[0]))
-        self._blocks = {}
 
     def _block(self, b: int) -> np.ndarray:
-        """``S[n, j, k] = sum_e coefs[j, n, e] ain[k, e]^(n+1)`` for the rows of block b; kept."""
-        if b not in self._blocks:
-            c = self.coefs[b * self._rows:(b + 1) * self._rows]
-            self._blocks[b] = np.stack([c[:, n, :] @ power for n, power in enumerate(self._powers)])
-        return self._blocks[b]
+        """``S[n, j, k] = sum_e coefs[j, n, e] ain[k, e]^(n+1)`` for the rows of block b.
+
+        Not kept: a call computes each block it needs once, and blocks are fixed by the
+        layer alone, so every call gets the same numbers for the same coordinate.
+        """
+        c = self.coefs[b * self._rows:(b + 1) * self._rows]
+        return np.stack([c[:, n, :] @ power for n, power in enumerate(self._powers)])
 
     def sums(self, rows: np.ndarray, cols: np.ndarray, steps) -> tuple[np.ndarray, np.ndarray]:
         """Per coordinate (j, k) and step d: ``sum_e`` of the certified examples' loss changes,
@@ -98,8 +100,8 @@ class SmoothLayer:
 
 
 def covers(net, layer: int) -> bool:
-    """Whether the shortcut serves ``layer``: a tanh or sigmoid layer among the last two hidden ones."""
-    return net.hidden in ("tanh", "sigmoid") and net.n_layers - 2 <= layer < net.n_layers
+    """Whether the shortcut serves ``layer``: a hidden layer of tanh or sigmoid units."""
+    return net.hidden in ("tanh", "sigmoid") and layer < net.n_layers
 
 
 # ---------------------------------------------------------------- activations
@@ -245,76 +247,105 @@ def smooth_layer(net, params, zs, acts, Y, layer: int, eps: float) -> SmoothLaye
 
     ``zs``, ``acts`` are the base pass of :meth:`fastcheck.MLP.forward`.
     """
-    hidden, n_layers = net.hidden, net.n_layers
-    z = zs[layer - 1]
-    m = z.shape[1]
+    chain = _Chain(net, params, zs, Y, layer)
+    z, m = chain.z, chain.m
     ain = np.vstack([acts[layer - 1], np.ones((1, m))])
     T = _largest_step(params, layer, eps) * np.abs(ain).max(axis=0)
-    W_out = params[f"W{n_layers}"]
-    aux, delta = output_aux(net.output, zs[-1], Y), output_delta(net.output, zs[-1], Y)
-    slope = _taylor(hidden, z, 1)[0]
-    back = W_out.T @ delta
-    if layer == n_layers - 2:
-        W_mid, z_mid = params[f"W{n_layers - 1}"], zs[n_layers - 2]
-        slope_mid = _taylor(hidden, z_mid, 1)[0]
-        back = W_mid.T @ (slope_mid * back)
-        # the middle layer's units may move by HIDDEN_REACH: bound its slopes there, then size each disk
-        lam = _slope_bound(hidden, z_mid, np.full_like(z_mid, HIDDEN_REACH))
-        gain = _mid_gains(np.abs(W_mid), np.abs(W_out), lam)  # |dZ_L| <= gain |dA_l[j]|
-        with np.errstate(divide="ignore"):
-            target = np.minimum(HIDDEN_REACH / np.abs(W_mid).max(axis=0)[:, None], LOGIT_REACH / gain.max(axis=1))
-            rho = np.minimum(HIDDEN_REACH, target / _slope_bound(hidden, z, np.full_like(z, HIDDEN_REACH)))
-        reach = _slope_bound(hidden, z, rho) * rho  # |dA_l[j, e]| <= reach <= target on the disk
-        bound_rows = gain * reach[:, None, :]
-    else:
-        with np.errstate(divide="ignore"):
-            target = LOGIT_REACH / np.abs(W_out).max(axis=0)[:, None]
-            rho = np.minimum(HIDDEN_REACH, target / _slope_bound(hidden, z, np.full_like(z, HIDDEN_REACH)))
-        reach = _slope_bound(hidden, z, rho) * rho
-        bound_rows = np.abs(W_out).T[:, :, None] * reach[:, None, :]
-    M = _loss_bound(net.output, bound_rows, aux, Y)
-    c1 = slope * back
-    n_l, widths = z.shape[0], net.layers[layer + 1:]
+    M, rho = np.empty_like(z), np.empty_like(z)
+    for js in chain.blocks(4):
+        M[js], rho[js] = chain.bound(js)
+    widths = net.layers[layer + 1:]
     path = sum(a * b for a, b in zip(widths[:-1], widths[1:])) + sum(widths)  # one example, one coordinate
-    order, certified = _order(M, T / rho, c1, T, n_l * m * (int(np.prod(widths[-2:])) + ain.shape[0]),
+    order, certified = _order(M, T / rho, chain.first_order(), T, z.size * (path + ain.shape[0]),
                               PATH_COST * ain.shape[0] * path)
-    coefs = _coefficients(net, params, zs, layer, order, aux, Y, delta)
+    coefs = np.empty((z.shape[0], order, m))
+    for js in chain.blocks(order * order + 3 * order + 2):
+        for n, c in enumerate(chain.coefficients(js, order)):
+            coefs[js, n, :] = c
     coefs *= certified[:, None, :]
     return SmoothLayer(coefs, certified, ain)
 
 
-def _mid_gains(abs_mid, abs_out, lam):
-    """``|W_mid|^T (|W_out|^T lam)`` (n_l, n_L, m) for l = L-2: how much a logit moves per unit change of A_l[j]."""
-    n_mid, n_l = abs_mid.shape
-    n_out, m = abs_out.shape[0], lam.shape[1]
-    V = (abs_out.T[:, :, None] * lam[:, None, :]).reshape(n_mid, n_out * m)
-    return (abs_mid.T @ V).reshape(n_l, n_out, m)
+class _Chain:
+    """What a change of row j of Z_l goes through: the later layers of the base pass."""
 
+    def __init__(self, net, params, zs, Y, layer):
+        self.net, self.layer, self.hidden = net, layer, net.hidden
+        self.weights = {h: params[f"W{h}"] for h in range(layer + 1, net.n_layers + 1)}
+        self.zs, self.z, self.m = zs, zs[layer - 1], zs[layer - 1].shape[1]
+        self.aux, self.Y = output_aux(net.output, zs[-1], Y), Y
+        self.delta = output_delta(net.output, zs[-1], Y)
+        # every later hidden unit may move by HIDDEN_REACH: its slope is bounded there, once
+        self.lam = {h: _slope_bound(self.hidden, zs[h - 1], np.full_like(zs[h - 1], HIDDEN_REACH))
+                    for h in range(layer + 1, net.n_layers)}
+        self._memo = {}
 
-def _coefficients(net, params, zs, layer, order, aux, Y, delta):
-    """``coefs`` (n_l, order, m) of every row, in blocks of rows."""
-    hidden, n_layers = net.hidden, net.n_layers
-    z = zs[layer - 1]
-    n_l, m = z.shape
-    W_out = params[f"W{n_layers}"]
-    n_out = W_out.shape[0]
-    mid = layer == n_layers - 2
-    if mid:
-        W_mid = params[f"W{n_layers - 1}"]
-        V = [(W_out.T[:, :, None] * c[:, None, :]).reshape(-1, n_out * m)
-             for c in _taylor(hidden, zs[n_layers - 2], order)]
-    coefs = np.empty((n_l, order, m))
-    rows = max(1, BLOCK_BYTES // (8 * n_out * m * (3 * order + 2)))
-    for lo in range(0, n_l, rows):
-        js = slice(lo, min(n_l, lo + rows))
-        a = [None] + _taylor(hidden, z[js], order)
-        if mid:
-            pw = _powers(a)
-            W_block = W_mid[:, js]
-            Q = [None] + [((W_block**k).T @ V[k - 1]).reshape(-1, n_out, m) for k in range(1, order + 1)]
-            X = [None] + [sum(Q[k] * pw[k][n][:, None, :] for k in range(1, n + 1)) for n in range(1, order + 1)]
+    def blocks(self, arrays: int) -> list:
+        """Blocks of rows j such that ``arrays`` arrays (rows, n_h, m) fit in BLOCK_BYTES, for every
+        n_h after the first later layer (that one is never stored whole)."""
+        widths = self.net.layers[self.layer + 1:]
+        wide = max(widths[1:]) if len(widths) > 1 else widths[0]
+        rows = max(1, BLOCK_BYTES // (8 * wide * self.m * arrays))
+        n_l = self.z.shape[0]
+        return [slice(lo, min(n_l, lo + rows)) for lo in range(0, n_l, rows)]
+
+    def _fused(self, c):
+        """``(W_{l+2}^T * c)`` reshaped (n_{l+1}, n_{l+2} m): ``W_{l+1}[:, j]^T`` times it goes
+        through layer l+1 (whose change is rank one) without storing it."""
+        after = self.weights[self.layer + 2]
+        return (after.T[:, :, None] * c[:, None, :]).reshape(after.shape[1], after.shape[0] * self.m)
+
+    def first_order(self) -> np.ndarray:
+        """``d loss_e / d Z_l[j, e]`` (n_l, m) by backpropagation of the base pass."""
+        back = self.delta
+        for h in range(self.net.n_layers, self.layer, -1):
+            back = self.weights[h].T @ back
+            back *= _taylor(self.hidden, self.zs[h - 2], 1)[0]
+        return back
+
+    def bound(self, js) -> tuple[np.ndarray, np.ndarray]:
+        """``(M, rho)`` for the rows ``js``: ``|loss_e(t)| <= M`` on the disk ``|t| <= rho``.
+
+        ``G_h`` bounds ``|dZ_h|`` per unit change of ``A_l[j]``; the disk is sized so that no
+        later hidden unit moves by more than HIDDEN_REACH and no logit by more than LOGIT_REACH.
+        """
+        n_layers, z, layer = self.net.n_layers, self.z[js], self.layer
+        G = np.abs(self.weights[layer + 1][:, js]).T  # |dZ_{l+1}| per |dA_l[j]|: (rows, n_{l+1})
+        with np.errstate(divide="ignore"):
+            limit = np.broadcast_to(LOGIT_REACH / G.max(axis=1)[:, None] if layer + 1 == n_layers
+                                    else HIDDEN_REACH / G.max(axis=1)[:, None], z.shape)
+        if layer + 1 == n_layers:
+            G = G[:, :, None]
         else:
-            X = [None] + [W_out.T[js][:, :, None] * a[n][:, None, :] for n in range(1, order + 1)]
-        for n, c in enumerate(_loss_jets(net.output, X, aux, Y, delta)):
-            coefs[js, n, :] = c
-    return coefs
+            if "abs" not in self._memo:
+                self._memo["abs"] = np.abs(self._fused(self.lam[layer + 1]))
+            G = (G @ self._memo["abs"]).reshape(G.shape[0], -1, self.m)
+        for h in range(layer + 2, n_layers):
+            with np.errstate(divide="ignore"):
+                limit = np.minimum(limit, HIDDEN_REACH / G.max(axis=1))
+            G = np.matmul(np.abs(self.weights[h + 1]), G * self.lam[h])
+        with np.errstate(divide="ignore"):
+            limit = np.minimum(limit, LOGIT_REACH / G.max(axis=1))
+            rho = np.minimum(HIDDEN_REACH, limit / _slope_bound(self.hidden, z, np.full_like(z, HIDDEN_REACH)))
+        reach = _slope_bound(self.hidden, z, rho) * rho  # |dA_l[j, e]| <= reach <= limit on the disk
+        return _loss_bound(self.net.output, G * reach[:, None, :], self.aux, self.Y), rho
+
+    def coefficients(self, js, order) -> list:
+        """``[c_1, ..., c_order]`` (each (rows, m)) of the loss changes for the rows ``js``."""
+        hidden, n_layers, m = self.hidden, self.net.n_layers, self.m
+        a = [None] + _taylor(hidden, self.z[js], order)  # dA_l[j] in powers of t
+        W_next = self.weights[self.layer + 1][:, js]
+        if self.layer + 1 == n_layers:
+            X = [None] + [W_next.T[:, :, None] * a[n][:, None, :] for n in range(1, order + 1)]
+        else:  # the first hidden layer after l at once: dZ_{l+2} = sum_k Q_k dA_l[j]^k
+            pw = _powers(a)
+            if ("fused", order) not in self._memo:
+                self._memo[("fused", order)] = [self._fused(c) for c in _taylor(hidden, self.zs[self.layer], order)]
+            V = self._memo[("fused", order)]
+            Q = [None] + [((W_next**k).T @ V[k - 1]).reshape(W_next.shape[1], -1, m) for k in range(1, order + 1)]
+            X = [None] + [sum(Q[k] * pw[k][n][:, None, :] for k in range(1, n + 1)) for n in range(1, order + 1)]
+        for h in range(self.layer + 2, n_layers):  # deeper networks: the jets through each later layer
+            c, pw = _taylor(hidden, self.zs[h - 1], order), _powers(X)
+            X = [None] + [np.matmul(self.weights[h + 1], sum(c[k - 1] * pw[k][n] for k in range(1, n + 1)))
+                          for n in range(1, order + 1)]
+        return _loss_jets(self.net.output, X, self.aux, self.Y, self.delta)
