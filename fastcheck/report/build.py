@@ -18,7 +18,7 @@ import platform
 import numpy as np
 
 from ..core.directions import GLOBAL
-from ..core.finite import Bounds, relative_difference, relative_errors, worst_verdict
+from ..core.finite import Bounds, relative_difference, relative_errors, step_at, worst_verdict
 from ..core.layout import Layout
 from .diagnose import diagnose_group
 from .layers import LAYERS, neighbour_gradient, where_error_enters
@@ -60,7 +60,7 @@ def produced() -> dict:
 # the verdict policy in one readable pass; splitting it is on the list (see the closing note)
 def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,  # noqa: C901, PLR0913
                  elapsed: float, directions=None, escalated=(), theta: np.ndarray | None = None,
-                 context: dict | None = None, cost: float | None = None) -> Report:
+                 context: dict | None = None, cost: float | None = None, steps=None) -> Report:
     """Compare ``analytic`` (flat, all of theta) with an engine's central differences.
 
     ``evaluations`` holds coordinate results (any subset of theta), ``directions``
@@ -87,9 +87,13 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     With ``theta`` every coordinate group with wrong entries gets a diagnosis of the
     error's shape when one fits (:mod:`fastcheck.report.diagnose`, :mod:`fastcheck.report.layers`);
     ``context`` may give ``m`` and ``l2`` to name a missing 1/m or L2 term.
+
+    ``steps`` are the coordinates' nominal steps (a float, or one per coordinate of theta
+    with ``eps="auto"``; default ``settings["eps"]``): the rounding scale of each entry is
+    its own step's (and its stencil's, ``settings["stencil"]``).
     """
     include = settings.get("kinks") == "include"
-    eps = settings["eps"]
+    steps = settings["eps"] if steps is None else steps
     if evaluations is None:
         idx = np.zeros(0, dtype=np.int64)
         numeric = cost_plus = cost_minus = np.zeros(0)
@@ -109,12 +113,13 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
         abs_error = np.abs(numeric - an)
     rel = entry_relative_errors(numeric, an)
     not_finite = np.isnan(rel)
-    rounding = rounding_scale(cost_plus, cost_minus, eps)
+    eps = step_at(steps, idx)  # each entry's nominal step
+    rounding = rounding_scale(cost_plus, cost_minus, eps, settings.get("stencil", 2))
     wrong_band = wrong_entries(rel, abs_error, rounding, bounds)
     tie = np.zeros_like(kinks)
     if theta is not None and cost is not None and np.isfinite(cost):
         at = np.flatnonzero(wrong_band & ~not_finite)  # the engine's kinks too: a tie says why it is no bug
-        forward, backward = one_sided(theta[idx[at]], cost, cost_plus[at], cost_minus[at], eps)
+        forward, backward = one_sided(theta[idx[at]], cost, cost_plus[at], cost_minus[at], step_at(eps, at))
         tie[at] = ties(an[at], forward, backward, rounding[at])
         # a kink excuses a wrong entry only when the analytic gradient is one side's derivative: a
         # gradient that is wrong on both sides of the kink (a 2x bug in a bias at ReLU's 0) still counts
@@ -243,7 +248,8 @@ def _zero_note(an, numeric, rounding) -> str:
 # one group's arrays, passed as they are sliced (no state object for one call)
 def _tie_note(at, idx, an, numeric, theta, cost, cost_plus, cost_minus, eps, include, labels) -> str:  # noqa: PLR0913
     p = at[0]
-    forward, backward = one_sided(theta[idx[p:p + 1]], cost, cost_plus[p:p + 1], cost_minus[p:p + 1], eps)
+    forward, backward = one_sided(theta[idx[p:p + 1]], cost, cost_plus[p:p + 1], cost_minus[p:p + 1],
+                                  eps[p:p + 1] if np.ndim(eps) else eps)
     policy = "included in" if include else "left out of"
     return (f"{len(at)} entr{'y is' if len(at) == 1 else 'ies are'} at a tie, where the analytic gradient equals one "
             f"of the one-sided differences (J(theta+eps)-J(theta))/eps and (J(theta)-J(theta-eps))/eps "

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.finite import coordinate_gradient
+from ...core.finite import coordinate_gradient, step_at
 from ...core.layout import Layout
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
@@ -64,7 +64,8 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     Y : ndarray of shape (n_L, m)
     indices : ndarray of int64, shape (k,)
         Flat coordinates of theta (``W1.ravel(), b1.ravel(), W2.ravel(), ...``), any order.
-    eps : float
+    eps : float, or ndarray of float64 of shape (n,)
+        The step, or each coordinate's (``eps="auto"``).
     max_memory : int, optional
         Bytes of kernel temporaries at once (default :data:`DEFAULT_MAX_MEMORY`); rows of
         coordinates are split into smaller tasks to fit. Results do not depend on it.
@@ -100,6 +101,7 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
             base = _BasePass(net, params, X, Y)
         theta = np.concatenate([np.ravel(params[name]) for name in net.shapes])
         originals = theta[indices]
+        nominal, eps = eps, step_at(eps, indices)  # one step, or each coordinate's (eps="auto")
         d_plus = (originals + eps) - originals
         d_minus = (originals - eps) - originals
         sum_plus, sum_minus = np.zeros(indices.size), np.zeros(indices.size)
@@ -114,7 +116,7 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
             max_columns = _max_columns(net, max_memory, threads)
             tasks = _tasks(row_of[order], col_of[order], max_columns)
             if smooth.covers(net, layer):  # certified polynomials, the general path where they fail
-                results = _smooth_sums(base, layer, eps, tasks, (d_plus[order], d_minus[order]), max_columns)
+                results = _smooth_sums(base, layer, nominal, tasks, (d_plus[order], d_minus[order]), max_columns)
             else:
                 results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
                 ain_t = base.inputs_t(layer)
@@ -144,7 +146,7 @@ def _full_passes(net, params, X, Y, eps, result, at):
     layout, theta = Layout.from_params(params)
     objective = MLPObjective(net, layout, X, Y)
     objective.base(theta)
-    again = reference_engine(objective, theta, result.indices[at], eps)
+    again = reference_engine(objective, theta, result.indices[at], eps if np.ndim(eps) == 0 else eps[at])
     for field in ("cost_plus", "cost_minus", "numeric", "kinks"):
         getattr(result, field)[at] = getattr(again, field)
     result.n_evaluations += again.n_evaluations
@@ -282,8 +284,15 @@ class _BasePass:
         return self._memo[key]
 
     def smooth(self, layer, eps):
-        """The certified polynomials of layer l (:func:`smooth.smooth_layer`); computed once per layer."""
-        key = ("smooth", layer, eps)
+        """The certified polynomials of layer l (:func:`smooth.smooth_layer`); computed once per layer.
+
+        ``eps`` is the nominal step, or every coordinate's of theta (``eps="auto"``).
+        """
+        if np.ndim(eps) != 0:  # the steps of this layer's coordinates, W_l then b_l
+            sizes = [int(np.prod(shape)) for shape in self.net.shapes.values()]
+            start = sum(sizes[:2 * layer - 2])
+            eps = np.asarray(eps)[start:start + sizes[2 * layer - 2] + sizes[2 * layer - 1]]
+        key = ("smooth", layer, eps if np.ndim(eps) == 0 else eps.tobytes())
         if key not in self._memo:
             self._memo[key] = smooth.smooth_layer(self.net, self.params, self.zs, self.acts, self.Y, layer, eps)
         return self._memo[key]

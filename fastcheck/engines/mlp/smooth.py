@@ -224,7 +224,9 @@ def _powers(a: list) -> list:
     return pw
 
 
-def _largest_step(params, layer: int, eps: float) -> float:
+def _largest_step(params, layer: int, eps) -> float:
+    """The largest step ``|fl(theta_i +- eps_i) - theta_i|`` of the layer's coordinates (W_l, then b_l);
+    ``eps`` one nominal step or one per coordinate."""
     theta = np.concatenate([params[f"W{layer}"].ravel(), params[f"b{layer}"].ravel()])
     return float(max(np.abs((theta + eps) - theta).max(), np.abs((theta - eps) - theta).max()))
 
@@ -242,10 +244,11 @@ def _order(M, q, c1, T, order_cost, pair_cost) -> tuple[int, np.ndarray]:
     return n, passes[n - 1]
 
 
-def smooth_layer(net, params, zs, acts, Y, layer: int, eps: float) -> SmoothLayer:
+def smooth_layer(net, params, zs, acts, Y, layer: int, eps) -> SmoothLayer:
     """The certified polynomials of ``layer`` (see the module docstring); ``covers(net, layer)``.
 
-    ``zs``, ``acts`` are the base pass of :meth:`fastcheck.MLP.forward`.
+    ``zs``, ``acts`` are the base pass of :meth:`fastcheck.MLP.forward`; ``eps`` the nominal
+    step, or one per coordinate of the layer (W_l, then b_l).
     """
     chain = _Chain(net, params, zs, Y, layer)
     z, m = chain.z, chain.m
