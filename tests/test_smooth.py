@@ -191,3 +191,20 @@ def test_derivative_terms_match_finite_differences(hidden):
     fit = np.linalg.solve(V, np.array([g(z + o) for o in offsets]))
     for k in range(1, 6):
         np.testing.assert_allclose(coefs[k - 1], fit[k], rtol=1e-5, atol=1e-7 / h**k * 1e-6)
+
+
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid"])
+def test_per_coordinate_steps_equal_full_forward_passes(hidden):
+    """Steps of every size at once (as ``eps="auto"`` gives): each layer's certificate takes its own."""
+    net, params, X, Y = problem([5, 4, 6, 3], hidden, "softmax", 4.0, m=7)
+    steps = 10.0 ** np.random.default_rng(3).uniform(-8, -2, net.n_params)
+    comp = batched_engine(net, params, X, Y, np.arange(net.n_params), steps)
+    layout, theta = Layout.from_params(params)
+    for i in range(net.n_params):
+        for sign, got in ((+1, comp.cost_plus[i]), (-1, comp.cost_minus[i])):
+            work = theta.copy()
+            work[i] = theta[i] + sign * steps[i]
+            ref = net.cost(layout.unflatten(work), X, Y)
+            assert got == pytest.approx(ref, rel=1e-13, abs=8 * np.spacing(ref))
+    part = batched_engine(net, params, X, Y, np.arange(0, net.n_params, 5), steps)
+    assert_array_equal(part.numeric, comp.numeric[::5])
