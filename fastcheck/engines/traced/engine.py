@@ -184,6 +184,8 @@ class TracedEngine:
         for p, i in enumerate(sample):
             original = work[i]
             for sign, traced in ((+1, ev.cost_plus[p]), (-1, ev.cost_minus[p])):
+                if not np.isfinite(traced):  # not vouched for (a guard changed): the real cost evaluates it
+                    continue
                 work[i] = original + sign * step_at(self.eps, i)
                 self._agree(traced, self.objective.evaluate(work, int(i), sign),
                             perturbation_label(self.layout, int(i), sign))
