@@ -106,6 +106,9 @@ def note_lines(report) -> list[str]:
         lines.append(f"layer check: {settings['layer']}")
     if settings.get("traced_not_used"):
         lines.append(f"traced engine not used: {settings['traced_not_used']}")
+    if settings.get("full_passes"):
+        lines.append(f"full forward passes: {settings['full_passes']:,} coordinate(s), where the batched engine's "
+                     "exact identities overflowed (saturated units), evaluated as the reference engine does")
     aside = settings.get("grads_not_parameters")
     if aside:
         lines.append(f"gradient keys left aside, not parameters: {', '.join(map(str, aside))}")
