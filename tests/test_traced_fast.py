@@ -114,3 +114,13 @@ def test_weighted_sums_run_as_one_product_and_stay_exact(footprint, reduce, monk
 
     assert_exact(cost, {"P": rng.standard_normal((4, 5)) * 0.5})
     assert bool(calls) == (reduce != "mask_weights")
+
+
+@pytest.mark.parametrize("n_runs", [1, 3, factored.RUNS + 2])
+def test_factored_changes_expand_run_by_run_bit_for_bit(n_runs):
+    table = rng.standard_normal((12, 3, 1, 7))
+    rows = np.repeat(rng.choice(12, n_runs), rng.integers(1, 5, n_runs))
+    factor = rng.standard_normal((rows.size, 1, 4, 7))
+    out = factored.expand(factored.Factored(table, rows, factor, (3, 4, 7)))
+    np.testing.assert_array_equal(out.values, table[rows] * factor)
+    assert out.values.shape == (rows.size, 3, 4, 7) and not out.windows

@@ -60,11 +60,27 @@ class Factored:
         return self.factor.shape[0]
 
 
+#: A chunk whose perturbations run through at most this many rows of a table is expanded run by run.
+RUNS = 8
+
+
 def expand(change):
-    """A plain dense :class:`Change` (changes that are not factored pass through)."""
+    """A plain dense :class:`Change` (changes that are not factored pass through).
+
+    The perturbations of a chunk are consecutive coordinates, a few rows of the table
+    at most: each run of one row is one broadcast product, with no gathered copy of the table.
+    """
     if not isinstance(change, Factored):
         return change
-    return Change(change.table[change.rows] * change.factor, {}, change.shape)
+    table, rows, factor = change.table, change.rows, change.factor
+    starts = np.flatnonzero(np.diff(rows)) + 1
+    if starts.size >= RUNS:
+        return Change(table[rows] * factor, {}, change.shape)
+    shape = np.broadcast_shapes(table.shape[1:], factor.shape[1:])
+    values = np.empty((len(rows),) + shape, dtype=np.result_type(table, factor))
+    for lo, hi in zip(np.concatenate([[0], starts]), np.concatenate([starts, [len(rows)]])):
+        np.multiply(table[rows[lo]], factor[lo:hi], out=values[lo:hi])
+    return Change(values, {}, change.shape)
 
 
 def _arrange(letters: str, array: np.ndarray, lo: str) -> np.ndarray:
