@@ -26,8 +26,8 @@ numbers depend on the machine and its load.
 Measured (one run, 2-core AMD EPYC shared with other work, load average 4.0 at the start
 and 3.6 at the end): course MLP 0.19 s against 84 s (448x); CNN 0.50 s against 1,145 s
 (2,271x); RNN 0.29 s against 4.9 s (17x); network M as plain numpy 1.12 s against 0.053 s
-for ``fc.MLP.check`` (21x). Runs of the same code at load averages up to 6 gave 8-21x for
-M and 13-20x for the RNN. The README's performance section has the table.
+for ``fc.MLP.check`` (21x). Runs at load averages up to 6 gave 8-21x for M and 11-20x for
+the RNN. The README's performance section has the table.
 """
 
 from __future__ import annotations
