@@ -30,7 +30,7 @@ import numpy as np
 from ...core.finite import coordinate_gradient
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
-from ...core.threads import blas_limited, numba_threads
+from ...core.threads import blas_limited, in_chunks, numba_threads
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
 from . import kernels
 
@@ -100,13 +100,14 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
             tasks = _tasks(row_of[order], col_of[order], _max_columns(net, max_memory, threads))
             results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
             ain_t = base.inputs_t(layer)
+            steps = (d_plus[order], d_minus[order])
             if net.hidden in ("tanh", "sigmoid") and layer < net.n_layers:  # lanes over examples
-                kernels.layer_kernel_lanes(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
-                                           base.packed, base.out, results)
+                _parallel(kernels.layer_kernel_lanes, tasks.rows.size, threads, base.codes, layer, tasks, steps,
+                          ain_t, base.packed, base.out, results)
             else:
-                kernels.layer_kernel(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
-                                     np.abs(ain_t).max(axis=1), base.linear(layer, max_memory), base.packed,
-                                     base.out, results)
+                _parallel(kernels.layer_kernel, tasks.rows.size, threads, base.codes, layer, tasks, steps, ain_t,
+                          np.abs(ain_t).max(axis=1), base.linear(layer, max_memory, threads), base.packed, base.out,
+                          results)
             sum_plus[order], sum_minus[order], kinks[order] = results
     m = X.shape[1]
     is_weight = col_of < np.array(net.layers)[layer_of - 1]
@@ -117,6 +118,11 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
         kinks[:] = False
     numeric = coordinate_gradient(dj_plus, dj_minus, originals, eps)  # over the steps taken, not 2 eps
     return Evaluations(indices, base.cost + dj_plus, base.cost + dj_minus, numeric, kinks, 2 * indices.size)
+
+
+def _parallel(kernel, n, threads, *args):
+    """``kernel(*args, first, last)`` over ranges of its ``n`` independent tasks, on ``threads`` threads."""
+    in_chunks(n, threads, lambda first, last: kernel(*args, first, last))
 
 
 def _locate(net, indices):
@@ -217,11 +223,11 @@ class _BasePass:
             self._memo[key] = self._inputs_t(layer)
         return self._memo[key]
 
-    def linear(self, layer, max_memory):
+    def linear(self, layer, max_memory, threads=1):
         """``(G, bound, slope)`` of the linear shortcut for layer l; computed once per layer."""
         key = ("linear", layer, max_memory)
         if key not in self._memo:
-            self._memo[key] = self._linear(layer, max_memory)
+            self._memo[key] = self._linear(layer, max_memory, threads)
         return self._memo[key]
 
     def _inputs_t(self, layer):
@@ -231,7 +237,7 @@ class _BasePass:
         out[:, -1] = 1.0
         return out
 
-    def _linear(self, layer, max_memory):
+    def _linear(self, layer, max_memory, threads):
         """``(G, bound, slope)`` of the linear shortcut for layer l (see :func:`layer_kernel`)."""
         net, m = self.net, self.m
         n_layers, n_out = net.n_layers, net.layers[-1]
@@ -254,7 +260,7 @@ class _BasePass:
             abs_z_t = np.ascontiguousarray(np.abs(self.zs[h - 1].T))
             if H is None:
                 H = self.weights[h - 1]
-                kernels.min_ratio(abs_z_t, np.abs(H), radius_t)
+                _parallel(kernels.min_ratio, m, threads, abs_z_t, np.abs(H), radius_t)
                 continue
             if H.ndim == 2:
                 H = np.broadcast_to(H, (m,) + H.shape)
@@ -262,7 +268,9 @@ class _BasePass:
             new_H = []
             for lo in range(0, m, step):
                 chunk = self.weights[h - 1] @ (self.slopes[h - 2].T[lo:lo + step, :, None] * H[lo:lo + step])
-                kernels.min_ratio_batched(abs_z_t[lo:lo + step], np.abs(chunk), radius_t[lo:lo + step])
+                z_chunk = abs_z_t[lo:lo + step]
+                _parallel(kernels.min_ratio_batched, z_chunk.shape[0], threads, z_chunk, np.abs(chunk),
+                          radius_t[lo:lo + step])
                 new_H.append(chunk)
             H = np.concatenate(new_H)
         abs_slope = np.abs(slope)

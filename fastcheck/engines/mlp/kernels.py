@@ -52,8 +52,7 @@ __all__ = [
     "expm1_", "log1p_", "tanh_",
 ]
 
-jit = numba.njit(**JIT_OPTIONS)
-jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
+jit = numba.njit(**JIT_OPTIONS)  # serial kernels: the caller runs them on threads (nogil)
 
 # hidden activation codes
 RELU, LEAKY_RELU, TANH, SIGMOID, IDENTITY = 0, 1, 2, 3, 4
@@ -647,7 +646,7 @@ def _row_task(codes, layer, j, ks, d, ain_t, amax, lin, net, out, sums, kinks, w
             continue  # the unit stays inactive: exactly no change
         for k in range(K):
             t[k] = d[k] * ain_t[e, ks[k]]
-        n_fail = 0
+        n_fail = K - K  # not the literal 0: numba would compile the callees once more for Literal[int](0)
         if may_fail:
             for k in range(K):
                 if not abs(t[k]) < b:
@@ -690,8 +689,8 @@ def _row_task(codes, layer, j, ks, d, ain_t, amax, lin, net, out, sums, kinks, w
         kinks[k] = kinks[k] or kink[k]
 
 
-@jit_parallel
-def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results):
+@jit
+def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results, first, last):
     """Loss changes of every requested coordinate of one layer, for both signs.
 
     Parameters
@@ -717,6 +716,9 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     results : (sum_plus (N,), sum_minus (N,), kinks (N,) bool)
         Written: sum over examples of the loss change for +eps and -eps; whether a hidden
         unit changed state. Each task writes only its own slots.
+    first, last : int
+        The tasks to run, ``first <= q < last`` (the caller runs ranges on threads:
+        :func:`fastcheck.core.threads.in_chunks`).
 
     Notes
     -----
@@ -732,12 +734,14 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     n_max = 1
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
-    for q in numba.prange(rows.size):
+    K = 1  # the widest task's buffers serve every task of the range (each reads only what it wrote)
+    for q in range(first, last):
+        K = max(K, starts[q + 1] - starts[q])
+    work = RowWork(np.empty(K), np.empty(K), np.empty(K), np.empty(K), np.empty(n_max * K),
+                   np.empty(n_max * K), np.empty(n_max, dtype=np.bool_), np.empty(2 * K, dtype=np.bool_),
+                   np.empty(K, dtype=np.int64), np.empty(K), np.empty(K))
+    for q in range(first, last):
         lo, hi = starts[q], starts[q + 1]
-        K = hi - lo
-        work = RowWork(np.empty(K), np.empty(K), np.empty(K), np.empty(K), np.empty(n_max * K),
-                       np.empty(n_max * K), np.empty(n_max, dtype=np.bool_), np.empty(2 * K, dtype=np.bool_),
-                       np.empty(K, dtype=np.int64), np.empty(K), np.empty(K))
         kinks[lo:hi] = False
         _row_task(codes, layer, rows[q], ks[lo:hi], d_plus[lo:hi], ain_t, amax, lin, net, out,
                   sum_plus[lo:hi], kinks[lo:hi], work)
@@ -745,8 +749,8 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
                   sum_minus[lo:hi], kinks[lo:hi], work)
 
 
-@jit_parallel
-def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results):
+@jit
+def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results, first, last):
     """:func:`layer_kernel` for tanh and sigmoid hidden layers, l < L: :func:`_row_task_lanes`.
 
     Same arguments, less ``amax`` and ``lin`` (no linear shortcut); ``kinks`` are all False.
@@ -759,32 +763,33 @@ def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results):
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
     m = ain_t.shape[0]
-    for q in numba.prange(rows.size):
+    work = LaneWork(np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
+                    np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max),
+                    np.empty(m + 1))
+    for q in range(first, last):
         lo, hi = starts[q], starts[q + 1]
-        work = LaneWork(np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
-                        np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max),
-                        np.empty(m + 1))
         kinks[lo:hi] = False
         _row_task_lanes(codes, layer, rows[q], ks[lo:hi], d_plus[lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
         _row_task_lanes(codes, layer, rows[q], ks[lo:hi], d_minus[lo:hi], ain_t, net, out, sum_minus[lo:hi], work)
 
 
 # ---------------------------------------------------------------- certificates
-@jit_parallel
-def min_ratio(abs_z_t, abs_h, out):
-    """``out[e, j] = min(out[e, j], min_i abs_z_t[e, i] / abs_h[i, j])`` (0/0 ignored).
+@jit
+def min_ratio(abs_z_t, abs_h, out, first, last):
+    """``out[e, j] = min(out[e, j], min_i abs_z_t[e, i] / abs_h[i, j])`` (0/0 ignored), ``first <= e < last``.
 
     abs_z_t (m, n_h), abs_h (n_h, n_l), out (m, n_l): how far a_l[j] may move before
-    some unit of layer h could change state. Parallel over examples.
+    some unit of layer h could change state. Examples are independent: the caller runs
+    ranges of them on threads.
     """
-    for e in numba.prange(abs_z_t.shape[0]):
+    for e in range(first, last):
         _min_ratio_row(abs_z_t[e], abs_h, out[e])
 
 
-@jit_parallel
-def min_ratio_batched(abs_z_t, abs_h, out):
+@jit
+def min_ratio_batched(abs_z_t, abs_h, out, first, last):
     """:func:`min_ratio` with one matrix per example: abs_h (m, n_h, n_l)."""
-    for e in numba.prange(abs_z_t.shape[0]):
+    for e in range(first, last):
         _min_ratio_row(abs_z_t[e], abs_h[e], out[e])
 
 
