@@ -479,7 +479,8 @@ def _fused_last_hidden(code, net, h, j, a_row, m, y, dz):
                 continue
             base = z_off[h] + i * m
             if abs(w) * amax < SMALL:  # then every |fl(w a_e)| < SMALL
-                _series_lanes(code, a_row, 0, aux1_nt, aux2_nt, base, w, y, r, m)
+                # np.int64(0), not 0: numba compiles a callee once more for each literal argument
+                _series_lanes(code, a_row, np.int64(0), aux1_nt, aux2_nt, base, w, y, r, m)
             else:
                 for e in range(m):
                     y[r, e] = act_diff(code, z_nt[base + e], aux1_nt[base + e], aux2_nt[base + e], w * a_row[0, e])[0]
@@ -593,7 +594,8 @@ def _loss_lanes(output, dz, m, net, out, acc, ya, col, dl):
         for c in range(n_out):
             one[c, 0] = dz[c, e]
         z_last = z_buf[z_off[n_layers] + e * n_out:z_off[n_layers] + (e + 1) * n_out]
-        loss_diff(output, e, one, 1, z_last, out, acc[m:], ya[m:], dl[m:])
+        # np.int64(1), not 1: no second compile of loss_diff for a literal (see _fused_last_hidden)
+        loss_diff(output, e, one, np.int64(1), z_last, out, acc[m:], ya[m:], dl[m:])
         dl[e] = dl[m]
 
 
@@ -646,7 +648,7 @@ def _row_task(codes, layer, j, ks, d, ain_t, amax, lin, net, out, sums, kinks, w
             continue  # the unit stays inactive: exactly no change
         for k in range(K):
             t[k] = d[k] * ain_t[e, ks[k]]
-        n_fail = K - K  # not the literal 0: numba would compile the callees once more for Literal[int](0)
+        n_fail = K - K  # not a literal 0, which numba would compile propagate and loss_diff once more for
         if may_fail:
             for k in range(K):
                 if not abs(t[k]) < b:
