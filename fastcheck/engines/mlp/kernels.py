@@ -479,8 +479,8 @@ def _fused_last_hidden(code, net, h, j, a_row, m, y, dz):
                 continue
             base = z_off[h] + i * m
             if abs(w) * amax < SMALL:  # then every |fl(w a_e)| < SMALL
-                # np.int64(0), not 0: numba compiles a callee once more for each literal argument
-                _series_lanes(code, a_row, np.int64(0), aux1_nt, aux2_nt, base, w, y, r, m)
+                # a literal 0 (numba compiles this hot loop for row 0 of a_row; _activate_lanes's rows vary)
+                _series_lanes(code, a_row, 0, aux1_nt, aux2_nt, base, w, y, r, m)
             else:
                 for e in range(m):
                     y[r, e] = act_diff(code, z_nt[base + e], aux1_nt[base + e], aux2_nt[base + e], w * a_row[0, e])[0]
@@ -594,7 +594,7 @@ def _loss_lanes(output, dz, m, net, out, acc, ya, col, dl):
         for c in range(n_out):
             one[c, 0] = dz[c, e]
         z_last = z_buf[z_off[n_layers] + e * n_out:z_off[n_layers] + (e + 1) * n_out]
-        # np.int64(1), not 1: no second compile of loss_diff for a literal (see _fused_last_hidden)
+        # np.int64(1), not 1: numba would compile loss_diff and its callees once more for a literal 1
         loss_diff(output, e, one, np.int64(1), z_last, out, acc[m:], ya[m:], dl[m:])
         dl[e] = dl[m]
 
@@ -736,14 +736,12 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     n_max = 1
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
-    K = 1  # the widest task's buffers serve every task of the range (each reads only what it wrote)
-    for q in range(first, last):
-        K = max(K, starts[q + 1] - starts[q])
-    work = RowWork(np.empty(K), np.empty(K), np.empty(K), np.empty(K), np.empty(n_max * K),
-                   np.empty(n_max * K), np.empty(n_max, dtype=np.bool_), np.empty(2 * K, dtype=np.bool_),
-                   np.empty(K, dtype=np.int64), np.empty(K), np.empty(K))
     for q in range(first, last):
         lo, hi = starts[q], starts[q + 1]
+        K = hi - lo
+        work = RowWork(np.empty(K), np.empty(K), np.empty(K), np.empty(K), np.empty(n_max * K),
+                       np.empty(n_max * K), np.empty(n_max, dtype=np.bool_), np.empty(2 * K, dtype=np.bool_),
+                       np.empty(K, dtype=np.int64), np.empty(K), np.empty(K))
         kinks[lo:hi] = False
         _row_task(codes, layer, rows[q], ks[lo:hi], d_plus[lo:hi], ain_t, amax, lin, net, out,
                   sum_plus[lo:hi], kinks[lo:hi], work)
@@ -765,10 +763,10 @@ def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results, fir
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
     m = ain_t.shape[0]
-    work = LaneWork(np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
-                    np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max),
-                    np.empty(m + 1))
     for q in range(first, last):
+        work = LaneWork(np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
+                        np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max),
+                        np.empty(m + 1))
         lo, hi = starts[q], starts[q + 1]
         kinks[lo:hi] = False
         _row_task_lanes(codes, layer, rows[q], ks[lo:hi], d_plus[lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
