@@ -1,6 +1,9 @@
 """Numba kernels of the batched MLP engine (loops only; no validation).
 
 Every kernel takes C-contiguous float64 arrays and writes into preallocated outputs.
+Kernels are serial: the entry points take a range of independent tasks (``first, last``)
+and the caller runs ranges on threads (:func:`fastcheck.core.threads.in_chunks`), which
+compiles far faster than ``prange`` (see :mod:`fastcheck.core.jit`).
 The Python side (:mod:`fastcheck.engines.mlp.batched`) validates, prepares the caches of
 the base forward pass, packs them into the named tuples below and assembles the results.
 Named tuples cost nothing in the kernels: a field is read as a constant index.
