@@ -8,8 +8,8 @@ import pytest
 from conftest import reference_on_sample
 
 ROUNDS = {"S": 50, "M": 10, "L": 3}
-#: Rounds of the other pairs (L tanh takes ~30 s a run).
-PAIR_ROUNDS = {"M": 3, "L": 1}
+#: Rounds of the other pairs.
+PAIR_ROUNDS = {"M": 5, "L": 3}
 PAIRS = [("tanh", "softmax"), ("sigmoid", "sigmoid"), ("identity", "identity")]
 
 

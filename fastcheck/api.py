@@ -61,14 +61,15 @@ def _aside(problem) -> dict:
 
 # ---------------------------------------------------------------------- any cost
 # the documented keywords of the public API (one CheckOptions is built from them)
-def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
+def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode: str = "full",  # noqa: PLR0913
+          fraction: float | None = None,
           n_samples: int | None = None, n_directions: int | None = None,
           min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = True,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
           max_memory: int | None = None, progress: bool | None = None, warn: float = DEFAULT_WARN,
           fail: float = DEFAULT_FAIL, engine: str | None = None, cast: bool = False,
-          timeout: float | None = None) -> Report:
+          timeout: float | None = None, stencil: int = 2, sweep: bool | None = None) -> Report:
     """Check an analytic gradient against central differences of ``cost``.
 
     For every checked coordinate i, the numeric gradient is
@@ -90,8 +91,24 @@ def check(cost, params, grads=FROM_COST, *, eps: float = DEFAULT_EPS, mode: str 
         callable is called as ``grads(params)``. When not given, ``cost`` returns
         ``(loss, grads)`` (as CS231n's ``model.loss`` does): the gradient is taken from
         its call at theta, the loss from every call.
-    eps : float, default 1e-7
-        The step, in ``[1e-12, 1e-1]``.
+    eps : float or "auto", default 1e-7
+        The step, in ``[1e-12, 1e-1]``; ``"auto"`` gives each coordinate its own,
+        ``2**-52^(1/3) * max(1, |theta_i|)`` (6.1e-6 for parameters of magnitude at most 1;
+        ``2**-52^(1/5)`` with ``stencil=4``), SciPy's rule for central differences (see
+        :func:`fastcheck.core.finite.auto_steps`). Not with mode ``"directions"``.
+    stencil : {2, 4}, default 2
+        2: the central difference ``(J(theta + eps e_i) - J(theta - eps e_i)) / 2 eps``
+        (truncation error O(eps^2)); 4: the 4-point stencil
+        ``(-J(theta+2h) + 8 J(theta+h) - 8 J(theta-h) + J(theta-2h)) / 12h`` (O(eps^4)), for
+        costs of large curvature, at twice the evaluations. Every engine honours both;
+        mode ``"directions"`` takes 2.
+    sweep : bool or None, default None
+        The step sweep, which tells noise from a bug: the worst entries (3 per group, in
+        at most 8 groups) of the groups that warn (None, the default), or that warn or
+        fail (True), are evaluated again at steps from 1e-3 to 1e-9 by full evaluations of
+        the cost, and ``report.sweeps`` says for each whether its error is flat (a bug),
+        follows rounding (grows as 1/eps) or truncation (falls as eps^2), and which step
+        gives the least error. It explains the verdict; it never changes it. False: never.
     mode : {"full", "subset", "directions"}
         ``"full"`` checks every coordinate; ``"subset"`` a seeded random subset,
         stratified by group (``fraction`` or ``n_samples``; every group gets at least
@@ -277,13 +294,18 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
 
 # ---------------------------------------------------------------------- the built-in MLP
 # the documented keywords of the public API
-def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float = DEFAULT_EPS,  # noqa: PLR0913
+def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float | str = DEFAULT_EPS,  # noqa: PLR0913
               mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
               n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
               kinks: str = "exclude", escalate: bool = True, escalate_budget: int | None = None,
               budget: float | None = None, max_memory: int | None = None, n_threads: int | None = None,
-              warn: float = DEFAULT_WARN, fail: float = DEFAULT_FAIL, cast: bool = False) -> Report:
-    """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost."""
+              warn: float = DEFAULT_WARN, fail: float = DEFAULT_FAIL, cast: bool = False, stencil: int = 2,
+              sweep: bool | None = None) -> Report:
+    """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost.
+
+    The keywords are :func:`check`'s (``eps="auto"``, ``stencil=4`` and ``sweep`` too: the
+    batched engine honours every step option).
+    """
     return _prepare_mlp(*_split(locals())).run()
 
 

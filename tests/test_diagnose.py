@@ -50,3 +50,13 @@ def test_user_costs_are_diagnosed_without_mlp_context():
     x = np.linspace(1.0, 2.0, 8)
     report = fc.check(lambda t: float(np.sum(np.cos(t) * x)), np.ones(8), 3.0 * (-np.sin(np.ones(8)) * x))
     assert "3 times the numeric one" in report.diagnoses["theta"]
+    assert "(= 3)" in report.diagnoses["theta"] and "a missing 1/3" in report.diagnoses["theta"]
+
+
+@pytest.mark.parametrize(("factor", "says"), [(1 / 16, "(= 1/16)"), (-1 / 16, "(= -1/16)"), (2.0, "stray constant"),
+                                              (2.7, "stray constant"), (16.0, "a missing 1/16")])
+def test_a_whole_factor_of_a_user_cost_names_its_likely_batch_division(factor, says):
+    x = np.linspace(1.0, 2.0, 8)
+    report = fc.check(lambda t: float(np.sum(np.cos(t) * x)), np.ones(8), factor * (-np.sin(np.ones(8)) * x))
+    assert says in report.diagnoses["theta"]
+    assert ("once too often" in report.diagnoses["theta"]) == (abs(factor) < 1 / 3)

@@ -30,7 +30,8 @@ def test_the_example_runs_and_the_readme_shows_its_output():
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "layers_and_layouts.py")],
                             capture_output=True, text=True, check=True)
     printed = normal(result.stdout)
-    assert "b: the analytic gradient is 0.25 times the numeric one" in printed
+    assert "b: the analytic gradient is 0.25 times the numeric one (= 1/4)" in printed
+    assert "divided by 4 once too often" in printed
     assert "gradient keys left aside, not parameters: dZ2, dA1, dZ1" in printed
     assert printed.rstrip().endswith("pass")
     readme = (ROOT / "README.md").read_text()

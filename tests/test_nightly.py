@@ -200,8 +200,9 @@ def _chunk_calls(chunks: int, size: int = 4) -> int:
 def _interrupted(tmp_path, user_module, limit, chunk_size=4):
     """Run the black-box suite in process until the cost raises KeyboardInterrupt after ``limit`` calls."""
     module = __import__(user_module)
+    # the reference loop, whose calls of the cost the interruption counts
     suite = parse_suite({"problems": [{"name": "box", "factory": f"{user_module}:slow", "chunk_size": chunk_size,
-                                       "points": [{"seed": 0}]}]})
+                                       "engine": "reference", "points": [{"seed": 0}]}]})
     run_dir = tmp_path / "runs" / "night"
     module.CALLS.update(n=0, limit=limit)
     with pytest.raises(KeyboardInterrupt):
@@ -458,7 +459,7 @@ def test_regression_baseline_is_the_last_passing_run(tmp_path, user_module, monk
         monkeypatch.setenv("NIGHTLY_TEST_GRAD_ERROR", error)
         assert main(["nightly", suite, "--run-dir", str(runs / f"night{night}")]) == code
     # the third night compares with the first (the last passing run), not with the failing second
-    assert re.search(r"REGRESSION W 1\.\de-09 -> 2\.5e-08", capsys.readouterr().out.splitlines()[-1])
+    assert re.search(r"REGRESSION W \d\.\de-(09|10) -> 2\.5e-08", capsys.readouterr().out.splitlines()[-1])
     with History(runs / "history.sqlite") as db:
         verdicts = [(r["verdict"], [x.group for x in r["regressions"]]) for r in db.results("drift", "default")]
     assert verdicts == [("pass", []), ("fail", ["W"]), ("pass", ["W"])]
@@ -488,7 +489,7 @@ def test_parallel_and_dask_backends_give_the_same_report(tmp_path, user_module):
         cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                            dashboard_address=":0")
     try:
-        base = {"factory": f"{user_module}:slow", "chunk_size": 9}
+        base = {"factory": f"{user_module}:slow", "chunk_size": 9, "engine": "reference"}  # the loop, on workers too
         suite = parse_suite({"problems": [
             {"name": "serial", **base},
             {"name": "loky", "n_jobs": 2, **base},
@@ -511,7 +512,7 @@ def test_chunks_of_another_configuration_are_never_merged(tmp_path, user_module,
     suite, run_dir = _interrupted(tmp_path, user_module, limit=2 + _chunk_calls(3))
     assert len(_chunk_files(run_dir)) == 3
     changed = parse_suite({"problems": [{"name": "box", "factory": f"{user_module}:slow", "chunk_size": 4,
-                                         "eps": 1e-6, "points": [{"seed": 0}]}]})
+                                         "engine": "reference", "eps": 1e-6, "points": [{"seed": 0}]}]})
     capsys.readouterr()
     [result] = run_suite(changed, run_dir)
     assert capsys.readouterr().err.count("key mismatch") == 3
@@ -563,3 +564,41 @@ def test_the_run_directory_gets_an_index_page_linking_every_check(tmp_path, user
     assert parser.rows == [None, "pass", "fail", "fail"]  # header, then one row per check
     assert "fastcheck nightly FAILED: 3 check(s), 1 passed, 1 failed, 1 error(s)" in page
     assert "no data today" in page  # the broken factory's error
+
+
+def test_a_user_problem_runs_on_the_traced_engine_unless_it_names_another(tmp_path, user_module):
+    def problem(name, **more):
+        return {"name": name, "factory": f"{user_module}:drifting", "chunk_size": 7, **more}
+
+    suite = parse_suite({"problems": [problem("default"), problem("loop", engine="reference"),
+                                      problem("box", engine="blackbox")]})
+    results = run_suite(suite, tmp_path / "r")
+    assert [r.report.settings["engine"] for r in results] == ["traced", "reference", "blackbox"]
+    assert all(r.report.passed for r in results)
+    # resumable all the same: an exhaustive check in chunks merges to the whole
+    assert all(r.report.n_checked == 24 for r in results)
+    with pytest.raises(nightly.ConfigError, match=r"problems\[0\]\.engine: .*'batched'"):
+        parse_suite({"problems": [problem("x", engine="batched")]})
+
+
+def test_a_suite_takes_the_step_options(tmp_path, user_module):
+    base = {"factory": f"{user_module}:drifting", "engine": "reference"}
+    suite = parse_suite({"defaults": {"eps": "auto"}, "problems": [
+        {"name": "auto", **base}, {"name": "four", "stencil": 4, "eps": 1e-4, **base}]})
+    auto, four = run_suite(suite, tmp_path / "r")
+    assert auto.report.passed and four.report.passed
+    assert auto.report.settings["eps"] == "auto" and four.report.settings["stencil"] == 4
+    assert four.report.n_evaluations >= 4 * 24 > auto.report.n_evaluations  # four evaluations per coordinate
+    with pytest.raises(nightly.ConfigError, match=r"problems\[0\]\.stencil"):
+        parse_suite({"problems": [{"name": "x", "stencil": 3, **base}]})
+
+
+def test_a_group_that_warns_gets_its_step_sweep_in_the_nightly_report(tmp_path, user_module, monkeypatch):
+    monkeypatch.setenv("NIGHTLY_TEST_GRAD_ERROR", "1e-5")  # W warns
+    base = {"factory": f"{user_module}:drifting", "chunk_size": 5}
+    suite = parse_suite({"problems": [{"name": "swept", **base}, {"name": "unswept", "sweep": False, **base}]})
+    swept, unswept = run_suite(suite, tmp_path / "r")
+    assert swept.report.verdict == unswept.report.verdict == "warn"
+    assert {row.kind for row in swept.report.sweeps} == {"bug"} and swept.report.sweeps[0].label.startswith("W[")
+    assert Report.from_json(swept.report_path.read_text()).sweeps == swept.report.sweeps  # on disk too
+    assert unswept.report.sweeps == []

@@ -141,3 +141,19 @@ def test_the_cli_takes_timeout_for_a_user_problem(hanging, capsys, monkeypatch):
     assert "--timeout: expected a positive number of seconds" in capsys.readouterr().err
     assert main(["check", "--layers", "4,3,2", "--timeout", "1"]) == 2
     assert "--timeout are for a user problem" in capsys.readouterr().err
+
+
+def test_a_suite_takes_timeout_for_its_user_problems(hanging, tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(hanging))
+    suite = tmp_path / "suite.toml"
+    # [defaults] timeout applies to the factories only: the MLP problem runs
+    suite.write_text('[defaults]\ntimeout = 0.3\n\n'
+                     '[[problems]]\nname = "hangs"\nfactory = "hanging:problem"\n\n'
+                     '[[problems]]\nname = "mlp"\nlayers = [3, 2]\nexamples = 4\n')
+    assert main(["nightly", str(suite), "--run-dir", str(tmp_path / "run")]) == 1
+    out = capsys.readouterr()
+    assert "did not return within 0.3 s (`timeout`) at theta[2] + eps" in out.out + out.err
+    assert (tmp_path / "run" / "mlp@seed0.json").exists()  # the rest of the suite ran
+    suite.write_text('[[problems]]\nname = "mlp"\nlayers = [3, 2]\ntimeout = 1\n')
+    assert main(["nightly", str(suite), "--run-dir", str(tmp_path / "run2")]) == 2
+    assert "problems[0].timeout: limits a user factory's cost" in capsys.readouterr().err

@@ -125,7 +125,18 @@ def _plain_array(p):
     return np.sum(np.asarray(p["W"]) ** 2)
 
 
-@pytest.mark.parametrize(("cost", "reason"), [(_branching, "branches on a traced value"),
+def _python_int(p):
+    return np.sum(p["W"] ** 2) + int(np.sum(p["W"] * 0.0))
+
+
+def test_a_branch_on_a_traced_value_is_a_guard():
+    """The branch taken at theta is the graph's; perturbations that would take the other go to the real cost."""
+    report = fc.check(_branching, W, {"W": 2 * W["W"]})
+    assert report.settings["engine"] == "traced" and "traced_not_used" not in report.settings
+    assert report.passed
+
+
+@pytest.mark.parametrize(("cost", "reason"), [(_python_int, "converts a traced value to a Python int"),
                                               (_python_number, "converts a traced value to a Python number"),
                                               (_plain_array, "to a plain numpy array")])
 def test_untraceable_costs_are_checked_by_the_loop_with_the_reason(cost, reason):

@@ -140,6 +140,11 @@ def _branch(p):
     return np.sum(z**2)
 
 
+def _ambiguous_branch(p):
+    z = p["W"] @ np.ones(3)
+    return np.sum(z) if z else 0.0
+
+
 def _python_float(p):
     return math.exp(float(np.sum(p["W"]))) + np.sum(p["W"] ** 2)
 
@@ -163,8 +168,8 @@ def _plain_array_write(p):
     return out.sum()
 
 
-def _plain_dot(p):
-    return np.sum(np.ones((2, 3)).dot(p["W"]))
+def _plain_dot(p):  # a 3-d argument: a plain .dot() the engine does not follow (a 2-d one it does)
+    return np.sum(np.ones((2, 3)).dot(p["W"][None]))
 
 
 def _in_place_on_params(p):
@@ -175,12 +180,12 @@ def _in_place_on_params(p):
 
 FALLBACKS = {
     _solve: "np.linalg.solve is not supported",
-    _branch: "branches on a traced value",
+    _ambiguous_branch: "branches on a traced array of 3 entries",
     _python_float: "converts a traced value to a Python number",
     _asarray: "converts a traced value to a plain numpy array",
     _data_dependent: "boolean mask that depends on the parameters",
     _unsupported_method: r"the array method \.cumsum\(\) is not supported",
-    _plain_dot: r"a plain array's \.dot\(\): write X @ W",
+    _plain_dot: r"a plain numpy array's \.dot\(\) .* cannot follow .* write np\.dot\(np\.ones\(\(2, 3\)\), ",
     _plain_array_write: "writing it into a plain array",
     _in_place_on_params: "modifies its parameters in place",
 }
@@ -214,15 +219,27 @@ def test_cost_closing_over_a_traced_value():
 def test_exception_swallowed_by_the_cost_still_ends_the_trace():
     def cost(p):
         try:
-            if p["W"].sum() > 0:
-                pass
+            np.linalg.solve(p["W"], np.ones(3))
         except Exception:
             pass
         return np.sum(p["W"])
 
     layout, theta = Layout.from_params(W)
-    with pytest.raises(NotTraceable, match="branches"):
+    with pytest.raises(NotTraceable, match="np.linalg.solve is not supported"):
         trace(cost, layout, theta)
+
+
+def test_a_branch_is_a_guard_exact_where_it_holds():
+    """``if z.max() > 50`` on a traced value: the graph takes this branch; where a perturbation flips it
+    (large steps here), the change is NaN, for the real cost to evaluate; elsewhere it is exact."""
+    from test_traced_ops import incremental_and_full
+
+    params = {"W": np.full((3, 3), 50.0 / 3) + np.diag([0.05, -0.05, -0.05])}  # row sums 50.05, 49.95, 49.95
+    traced, full, _ = incremental_and_full(_branch, params, step=0.1)
+    # only lowering a weight of row 0 (the second half: -0.1) brings z.max() under 50
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(traced)), [9, 10, 11])
+    flipped = np.isnan(traced)
+    np.testing.assert_allclose(traced[~flipped], full[~flipped], rtol=0, atol=1e-9)
 
 
 def test_trace_that_disagrees_with_the_cost_is_refused():
@@ -233,3 +250,33 @@ def test_trace_that_disagrees_with_the_cost_is_refused():
     layout, theta, objective = _setup(cost, W)
     with pytest.raises(NotTraceable, match="the traced evaluation of the unperturbed parameters differs"):
         traced_engine(objective, layout, theta, EPS)
+
+
+@pytest.mark.parametrize("name", ["cs231n_two_layer_svm", "cs231n_fc_bn"])
+def test_cs231n_nets_as_written_are_traced_and_their_bugs_named(name):
+    """CS231n's own layers (affine_forward's x.reshape(N, -1).dot(w), svm_loss's masks, batch norm):
+    the traced engine runs them, agrees with the reference loop, and names every planted bug."""
+    from models import build
+
+    import fastcheck as fc
+
+    c = build(name)
+    cases = {"correct": (c.meta["grads_clean"], None)}
+    entry = {k: v.copy() for k, v in c.meta["grads_clean"].items()}
+    entry["W2"][3, 1] *= 1.1
+    cases["W2[3, 1] off by 10%"] = (entry, ("W2", (3, 1)))
+    cases.update({bug.name: (bug.raw(c.params), None) for bug in c.meta["bugs"].values() if not bug.kink})
+    for label, (grads, where) in cases.items():
+        traced = fc.check(c.cost, c.params, grads)
+        reference = fc.check(c.cost, c.params, grads, engine="reference")
+        assert traced.settings["engine"] == "traced", traced.settings.get("traced_not_used")
+        assert [(g.name, g.verdict) for g in traced.groups] == [(g.name, g.verdict) for g in reference.groups], label
+        if label == "correct":
+            assert traced.passed
+        elif where is not None:
+            assert traced.failing_groups == [where[0]]
+            assert [r.index for r in traced.worst(20) if r.group == where[0]][0] == where[1]
+        else:
+            bug = c.meta["bugs"][label]
+            assert set(bug.wrong) <= set(traced.failing_groups), label
+            assert not set(bug.right) & set(traced.failing_groups), label

@@ -145,8 +145,13 @@ UNARY["setitem"] = _setitem
 @pytest.mark.parametrize("footprint", list(FOOTPRINTS))
 @pytest.mark.parametrize("op", list(UNARY))
 def test_operation_changes_equal_full_evaluations(op, footprint):
+    assert_operation_exact(op, UNARY[op], footprint)
+
+
+def assert_operation_exact(op, f, footprint):
+    """``sum(R * f(Z))``, Z reached with ``footprint``'s footprint, exact at every coordinate."""
     P = np.random.default_rng(zlib.crc32(f"{op} {footprint}".encode())).standard_normal((4, 5)) * 0.8
-    f, prefix = UNARY[op], FOOTPRINTS[footprint]
+    prefix = FOOTPRINTS[footprint]
     probe = np.asarray(f(prefix(P)))
     R = np.random.default_rng(3).standard_normal(probe.shape)
 

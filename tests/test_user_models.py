@@ -30,11 +30,7 @@ BIG_SUBSET = {"mode": "subset", "n_samples": 64, "min_per_group": 16, "seed": 0,
 #: fc.check's default engine (traced where it applies) and the reference loop: the verdicts must agree.
 ENGINES = [pytest.param(None, id="default"), pytest.param("reference", id="reference")]
 #: The models the traced engine does not run today, and why (the default falls back to the reference loop).
-NOT_TRACED = {
-    "cs231n_fc_bn": "CS231n's affine_forward calls x.reshape(N, -1).dot(w) on the plain data X",
-    "cs231n_two_layer_svm": "CS231n's affine_forward calls x.reshape(N, -1).dot(w) on the plain data X",
-    "layer_svm_loss": "svm_loss computes dx from the traced margins (a traced value to a Python int)",
-}
+NOT_TRACED: dict = {}
 
 @pytest.fixture(autouse=True, scope="module")
 def one_blas_thread():

@@ -13,7 +13,7 @@ import time
 
 from .. import __version__
 from ..api import Plan, check_layer, plan, plan_mlp, prepare_check, prepare_mlp
-from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
+from ..core.finite import AUTO, DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN, STENCILS
 from ..core.objective import describe_value
 from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..errors import InputError
@@ -21,6 +21,7 @@ from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
 from ..pipeline.factories import FROM_COST
 from ..pipeline.options import COST_ENGINES, DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
+from ..report.html import default_title
 from .bugs import BUGS, buggy_gradient
 from .common import (
     EXIT_FAILED,
@@ -76,7 +77,18 @@ def get_parser() -> argparse.ArgumentParser:
                           "cost can be traced)")
     net.add_argument("--include-kinks", action="store_true", help="count coordinates that cross a kink")
     opts = chk.add_argument_group("checking")
-    opts.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"step (default {DEFAULT_EPS:g})")
+    opts.add_argument("--eps", type=_eps, default=DEFAULT_EPS,
+                      help=f"step (default {DEFAULT_EPS:g}), or 'auto': a step per coordinate, "
+                           "2^-52^(1/3) * max(1, |theta_i|) (SciPy's rule)")
+    opts.add_argument("--stencil", type=int, default=2, choices=STENCILS,
+                      help="2: the central difference (default); 4: the 4-point stencil, O(eps^4), at twice the "
+                           "evaluations")
+    sweep = opts.add_mutually_exclusive_group()
+    sweep.add_argument("--sweep", dest="sweep", action="store_const", const=True, default=None,
+                       help="re-evaluate the worst entries of groups that warn or fail at steps 1e-3 to 1e-9, to "
+                            "tell a bug from rounding or truncation (default: of groups that warn)")
+    sweep.add_argument("--no-sweep", dest="sweep", action="store_const", const=False,
+                       help="no step sweep, not even of groups that warn")
     opts.add_argument("--warn", type=float, default=DEFAULT_WARN, help=f"warn bound (default {DEFAULT_WARN:g})")
     opts.add_argument("--fail", type=float, default=DEFAULT_FAIL, help=f"fail bound (default {DEFAULT_FAIL:g})")
     modes = chk.add_argument_group("what to check")
@@ -190,8 +202,26 @@ def run_check(args) -> int:
     else:
         print(report)
     write_output(args.json, report.to_json(), "--json")
-    write_output(args.html, report.to_html(), "--html")
+    write_output(args.html, report.to_html(default_title(report, _problem(args))), "--html")
     return _exit_code(report)
+
+
+def _problem(args) -> str:
+    """The problem checked, as the HTML page's title names it: MODULE:FUNCTION, or the built-in network."""
+    if args.problem:
+        return args.problem
+    what = f"network {args.network}" if args.network else f"MLP {args.layers}"
+    return f"{what} ({args.hidden}, {args.output})" + (f" with planted bug {args.bug}" if args.bug else "")
+
+
+def _eps(text: str):
+    """``--eps``: a number, or 'auto' (CheckOptions checks the range)."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (e.g. 1e-7) or 'auto', got {text!r}") from None
 
 
 def _check_builtin(args):
@@ -240,7 +270,7 @@ def _options(args, **more) -> CheckOptions:
     return CheckOptions(eps=args.eps, warn=args.warn, fail=args.fail, mode=args.mode, seed=args.seed,
                         fraction=args.fraction, n_samples=args.samples, n_directions=args.directions,
                         min_per_group=args.min_per_group, escalate=args.escalate, budget=args.budget,
-                        timeout=args.timeout, name=cli_name, **more)
+                        timeout=args.timeout, stencil=args.stencil, sweep=args.sweep, name=cli_name, **more)
 
 
 def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = False):

@@ -35,6 +35,11 @@ class Engine:
     notes : dict
         Recorded in the report's settings beside the engine's name (``traced_not_used``:
         why the traced engine was not used).
+    full : callable ``(indices, eps) -> Evaluations``, optional
+        Central differences of ``indices`` by full evaluations of the real cost, at any
+        step (a float, or one per coordinate of theta): the reference loop on the
+        objective the check uses (its time limit and determinism checks included). The
+        step sweep re-evaluates flagged entries with it.
     """
 
     name: str
@@ -45,3 +50,4 @@ class Engine:
     prior: float | None = None
     basis: Callable[[], str] | None = None
     notes: dict = field(default_factory=dict)
+    full: Callable[[np.ndarray, object], Evaluations] | None = None

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.deadline import time_limits
 from ..core.directions import direction_steps
-from ..core.finite import central_difference, coordinate_gradient
+from ..core.finite import central_difference, coordinate_gradient, step_at
 from ..core.objective import item_label, recheck_sample, require_deterministic, require_unchanged, span
 from ..core.progress import progress_line
 from ..core.results import DirectionEvaluations, Evaluations
@@ -43,7 +43,8 @@ def reference_engine(objective, theta: np.ndarray, indices: np.ndarray, eps: flo
     theta : ndarray of shape (n,), float64
         Not modified (the engine works on a copy).
     indices : ndarray of int, shape (k,)
-    eps : float
+    eps : float, or ndarray of float64 of shape (n,)
+        The step, or each coordinate's (``eps="auto"``).
     progress : bool or None or ProgressLine
         A progress line on stderr: True, None (on a terminal, for runs longer than
         about 2 s) or False (the default: none), as for the black-box engine; or the
@@ -58,23 +59,24 @@ def reference_engine(objective, theta: np.ndarray, indices: np.ndarray, eps: flo
     k = len(indices)
     cost_plus, cost_minus = np.empty(k), np.empty(k)
     kinks = np.zeros(k, dtype=bool)
+    steps = np.broadcast_to(step_at(eps, indices), (k,))
     written = False  # into the perturbed entry (restoring it would hide that); the rest: after the loop
     with single_threaded(), time_limits(getattr(objective, "timeout", None)), progress_line(progress, k) as line:
         for p, i in enumerate(indices):
-            original = work[i]
-            work[i] = original + eps
+            original, h = work[i], steps[p]
+            work[i] = original + h
             cost_plus[p], kink_plus = objective(work, int(i), +1)
-            written |= work[i] != original + eps
-            work[i] = original - eps
+            written |= work[i] != original + h
+            work[i] = original - h
             cost_minus[p], kink_minus = objective(work, int(i), -1)
-            written |= work[i] != original - eps
+            written |= work[i] != original - h
             work[i] = original
             kinks[p] = kink_plus or kink_minus
             line.update(1)
     indices = np.asarray(indices, dtype=np.int64)
     _verify(lambda w, i, sign, where: objective(w, i, sign)[0], objective.layout, theta, work, indices,
             _coordinate_steps(theta, eps), cost_plus, cost_minus, written)
-    numeric = coordinate_gradient(cost_plus, cost_minus, theta[indices], eps)
+    numeric = coordinate_gradient(cost_plus, cost_minus, theta[indices], steps)
     return Evaluations(indices, cost_plus, cost_minus, numeric, kinks, 2 * k)
 
 
@@ -121,7 +123,8 @@ def _coordinate_steps(theta, eps):
     """``perturb(i, sign) -> (start, stop, values)``: the values the coordinate loop sets."""
     def perturb(i, sign):
         i = int(i)
-        return i, i + 1, theta[i:i + 1] + eps if sign > 0 else theta[i:i + 1] - eps
+        h = step_at(eps, i)
+        return i, i + 1, theta[i:i + 1] + h if sign > 0 else theta[i:i + 1] - h
     return perturb
 
 

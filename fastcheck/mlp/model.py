@@ -246,7 +246,7 @@ class MLP:
         **options
             ``eps``, ``mode``, ``fraction``, ``n_samples``, ``n_directions``,
             ``min_per_group``, ``seed``, ``escalate``, ``escalate_budget``, ``budget``,
-            ``warn``, ``fail``, ``cast``: as in :func:`fastcheck.check`; ``kinks``
+            ``warn``, ``fail``, ``cast``, ``stencil``, ``sweep``: as in :func:`fastcheck.check`; ``kinks``
             ("exclude", the default, or "include"); ``max_memory`` (bytes per chunk)
             and ``n_threads`` for the batched engine.
 

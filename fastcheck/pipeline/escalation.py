@@ -105,7 +105,7 @@ def _localise(layout: Layout, group, engine: Engine, options: CheckOptions) -> t
     it) and the cost evaluations spent.
     """
     position = layout.names.index(group.name)
-    rounding = abs(engine.cost) * np.finfo(np.float64).eps / options.eps if np.isfinite(engine.cost) else 0.0
+    rounding = abs(engine.cost) * np.finfo(np.float64).eps / options.direction_eps if np.isfinite(engine.cost) else 0.0
     blocks, spent, number = [(group.start, group.stop)], 0, 0
     while any(hi - lo > LOCALISE_LEAF for lo, hi in blocks):
         leaves = [(lo, hi) for lo, hi in blocks if hi - lo <= LOCALISE_LEAF]  # found: not tested again

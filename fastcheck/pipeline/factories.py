@@ -23,13 +23,14 @@ from ..engines.reference import evaluate_directions, reference_engine
 from ..errors import CostError, InputError
 from ..mlp.functions import PIECEWISE_LINEAR
 from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
+from .stepping import stencilled, with_stencil
 
 __all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
 
 #: The batched engine's seconds per coordinate on 64 examples, a priori (measured on
 #: network M): piecewise-linear hidden layers take the margin shortcut, smooth ones the
-#: stacked propagation. More examples cost proportionally more.
-BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 2e-5}
+#: certified polynomials (both about 0.7 us). More examples cost proportionally more.
+BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 1e-6}
 
 
 class _Marker:
@@ -76,7 +77,7 @@ def _gradient_from_cost(cost, params):
 
 def _require_checkable(layout: Layout, theta: np.ndarray, options: CheckOptions) -> None:
     """What the options ask of these parameters must be possible: steps not lost in rounding, directions that fit."""
-    require_steps(theta, options.eps, layout.describe, options.name("eps"))
+    require_steps(theta, options.steps(theta), layout.describe, options.name("eps"))
     if options.mode == "directions":
         require_directions_fit(layout, options.n_directions, options.name("n_directions"))
 
@@ -142,20 +143,26 @@ class CostProblem:
 
 def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
     """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used."""
-    from ..engines.traced import traced_engine
+    from ..engines.traced import TracedEngine, traced_engine
 
     objective, theta, analytic = problem.objective, problem.theta, problem.analytic
-    engine = traced_engine(objective, problem.layout, theta, options.eps, max_memory=options.max_memory,
+    steps, eps = options.steps(theta), options.direction_eps
+    engine = traced_engine(objective, problem.layout, theta, steps, max_memory=options.max_memory,
                            seed=options.seed)
+    engines = {1: engine}
+    if options.stencil == 4:  # the same trace at twice the steps, verified there too
+        engines[2] = TracedEngine(engine.graph, objective, problem.layout, theta, 2 * steps,
+                                  max_memory=engine.max_memory, n_threads=engine.n_threads)
+        engines[2].verify(options.seed)
 
-    def coordinates(idx):
-        ev = engine.coordinates(idx)
+    def at(idx, scale):
+        ev = engines[scale].coordinates(idx)
         # where the traced changes are not finite (an identity that overflowed, a log1p below -1 next to a
         # saturated unit), the engine cannot vouch: those coordinates take full evaluations of the real cost
         bad = ~(np.isfinite(ev.numeric) & np.isfinite(ev.cost_plus) & np.isfinite(ev.cost_minus))
         if not bad.any():
             return ev
-        redo = reference_engine(objective, theta, np.asarray(ev.indices)[bad], options.eps)
+        redo = reference_engine(objective, theta, np.asarray(ev.indices)[bad], scale * steps)
         for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
             getattr(ev, name)[bad] = getattr(redo, name)
         ev.n_evaluations += redo.n_evaluations
@@ -165,13 +172,19 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
         ev = engine.directions(dirs, analytic)
         bad = np.flatnonzero(~np.isfinite(ev.numeric))
         if bad.size:  # as for coordinates: the real cost where the traced changes are not finite
-            redo = evaluate_directions(objective, theta, analytic, [dirs[j] for j in bad], options.eps)
+            redo = evaluate_directions(objective, theta, analytic, [dirs[j] for j in bad], eps)
             ev.numeric[bad], ev.kinks[bad] = redo.numeric, redo.kinks
             ev.n_evaluations += redo.n_evaluations
         return ev
 
-    return Engine("traced", coordinates, directions, engine.estimate,
-                  objective.cost_at_theta, basis=lambda: "the traced engine timed on a sample of every group")
+    return Engine("traced", stencilled(at, options.stencil), directions, engine.estimate,
+                  objective.cost_at_theta, basis=lambda: "the traced engine timed on a sample of every group",
+                  full=_full(objective, theta))
+
+
+def _full(objective, theta: np.ndarray):
+    """The engines' ``full``: the reference loop on ``objective`` at any step."""
+    return lambda idx, eps: reference_engine(objective, theta, idx, eps)
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
@@ -180,7 +193,8 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     engine (workers, Dask, a vectorized cost); the report says why the traced engine was not used."""
     from ..engines.traced import NotTraceable
 
-    objective, theta, analytic, eps = problem.objective, problem.theta, problem.analytic, options.eps
+    objective, theta, analytic = problem.objective, problem.theta, problem.analytic
+    steps, eps = options.steps(theta), options.direction_eps
     _require_checkable(problem.layout, theta, options)
     require_n_jobs(n_jobs, options.name("n_jobs"))
     in_process = n_jobs == 1 and batch_cost is None and backend is None
@@ -191,27 +205,37 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     notes = {}
     if name == "traced":
         try:
-            return _traced(problem, options)
+            return with_stencil(_traced(problem, options), options.stencil)
         except NotTraceable as exc:
             if options.engine == "traced":
                 raise InputError(f"{options.name('engine')}: 'traced' cannot be used on this cost: {exc.reason}; "
                                  "leave `engine` unset to fall back to the black-box engine") from None
             name, notes = untraced, {"traced_not_used": exc.reason}
     if name == "reference" and in_process:
-        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps, progress=progress),
-                      lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps, progress=progress),
-                      lambda n: n * problem.timing.seconds(), objective.cost_at_theta,
-                      basis=problem.timing.basis, notes=notes)
+        def at(idx, scale):
+            return reference_engine(objective, theta, idx, scale * steps, progress=progress)
+
+        return with_stencil(Engine(
+            "reference", stencilled(at, options.stencil),
+            lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps, progress=progress),
+            lambda n: n * problem.timing.seconds(), objective.cost_at_theta, basis=problem.timing.basis, notes=notes,
+            full=_full(objective, theta)), options.stencil)
     # lazy: joblib (and Dask) load only when a check runs on workers
     from ..engines.blackbox import blackbox_directions, blackbox_engine
 
     settings = dict(n_jobs=n_jobs, batch_cost=batch_cost, backend=backend, chunk_size=chunk_size,
                     max_memory=options.max_memory, progress=progress)
     workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
-    return Engine("blackbox", lambda idx: blackbox_engine(objective, theta, idx, eps, **settings),
-                  lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
-                  lambda n: n * problem.timing.seconds() / workers, objective.cost_at_theta,
-                  basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)", notes=notes)
+
+    def on_workers(idx, scale):
+        return blackbox_engine(objective, theta, idx, scale * steps, **settings)
+
+    return with_stencil(Engine(
+        "blackbox", stencilled(on_workers, options.stencil),
+        lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
+        lambda n: n * problem.timing.seconds() / workers, objective.cost_at_theta,
+        basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)", notes=notes,
+        full=_full(objective, theta)), options.stencil)
 
 
 class MLPProblem:
@@ -224,17 +248,32 @@ class MLPProblem:
         self.X, self.Y = net.validate_data(X, Y)
 
 
+def _mlp_full(problem: MLPProblem):
+    """The engines' ``full`` on the built-in network: full forward passes, the base states set on first use."""
+    objective = []
+
+    def full(idx, eps):
+        if not objective:
+            objective.append(MLPObjective(problem.net, problem.layout, problem.X, problem.Y))
+            objective[0].base(problem.theta)
+        return reference_engine(objective[0], problem.theta, idx, eps)
+
+    return full
+
+
 def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) -> Engine:
     """The batched engine (the default) or the reference loop on the built-in network."""
     net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
                                           problem.X, problem.Y)
-    eps = options.eps
+    steps, eps = options.steps(theta), options.direction_eps
     _require_checkable(layout, theta, options)
     n_threads = require_n_threads(n_threads, options.name("n_threads"))
     if options.timeout is not None:
         raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
     name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
     params = layout.unflatten(theta)
+    cost = _network_cost(net, params, X, Y)
+    full = _mlp_full(problem)
     if name == "reference":
         objective = MLPObjective(net, layout, X, Y)
         tic = time.perf_counter()
@@ -245,19 +284,25 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
             costs = CostObjective(lambda p: net.cost(p, X, Y), layout)
             return evaluate_directions(costs, theta, analytic, dirs, eps)
 
-        return Engine("reference", lambda idx: reference_engine(objective, theta, idx, eps), directions,
-                      lambda n: n * seconds, value, basis=lambda: f"one timed forward pass, {seconds * 1e3:.3g} ms")
+        return with_stencil(Engine(
+            "reference", stencilled(lambda idx, scale: reference_engine(objective, theta, idx, scale * steps),
+                                    options.stencil),
+            directions, lambda n: n * seconds, value, basis=lambda: f"one timed forward pass, {seconds * 1e3:.3g} ms",
+            full=full), options.stencil)
 
     # lazy: numba loads (and compiles, the first time) only when the batched engine runs
     from ..engines.mlp.batched import base_pass, batched_engine
 
-    cache = {}
+    cache, notes = {}, {}  # notes: filled as chunks run, read when the report is built
 
-    def coordinates(idx):  # the base pass is built once, however many chunks are evaluated
+    def at(idx, scale):  # the base pass is built once, however many chunks are evaluated
         if "base" not in cache:
             cache["base"] = base_pass(net, params, X, Y)
-        return batched_engine(net, params, X, Y, idx, eps, max_memory=options.max_memory, n_threads=n_threads,
-                              base=cache["base"])
+        return batched_engine(net, params, X, Y, idx, scale * steps, max_memory=options.max_memory,
+                              n_threads=n_threads, base=cache["base"], notes=notes)
+
+    def coordinates(idx):  # the estimate times the engine at one step; with_stencil counts two
+        return at(idx, 1)
 
     def directions(dirs):
         return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
@@ -286,4 +331,17 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
         return (f"the batched engine timed on {timings[0][0] // 2:,} and {timings[1][0] // 2:,} coordinates, "
                 "fitted as set-up + slope x n")
 
-    return Engine("batched", coordinates, directions, estimate, net.cost(params, X, Y), prior, basis)
+    return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
+                               cost, prior, basis, notes, full=full), options.stencil)
+
+
+def _network_cost(net, params, X, Y) -> float:
+    """J(theta) of the built-in network, or :class:`CostError` where it is not finite (in every engine)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = net.cost(params, X, Y)
+    if not np.isfinite(value):
+        largest = max(float(np.abs(X).max()), *(float(np.abs(p).max()) for p in params.values()))
+        raise CostError(f"the network's cost J(theta) is {value} at these parameters and data: its forward pass "
+                        f"overflows (the largest |input| or |parameter| is {largest:.3g}); scale the inputs X or "
+                        "the parameters down")
+    return value

@@ -10,14 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 
-from ..core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN, Bounds, validate_eps
+import numpy as np
+
+from ..core.finite import (
+    AUTO,
+    AUTO_RELATIVE,
+    DEFAULT_EPS,
+    DEFAULT_FAIL,
+    DEFAULT_WARN,
+    STENCILS,
+    Bounds,
+    auto_steps,
+    validate_eps,
+)
 from ..core.limits import DEFAULT_MAX_MEMORY
 from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..core.settings import expect, is_int, is_number, require_max_memory, require_timeout, type_name
 from ..errors import InputError
 from ..report import GUARANTEE_FRACTION
 
-__all__ = ["CheckOptions", "MODES", "KINK_POLICIES", "MLP_ENGINES", "COST_ENGINES", "DEFAULT_DIRECTIONS",
+__all__ = ["CheckOptions", "MODES", "KINK_POLICIES", "MLP_ENGINES", "COST_ENGINES", "DEFAULT_DIRECTIONS", "SWEPT",
            "ESCALATE_SECONDS", "ESCALATE_MIN", "DEFAULT_MAX_MEMORY", "python_name", "expect", "type_name"]
 
 MODES = ("full", "subset", "directions")
@@ -35,6 +47,10 @@ DEFAULT_DIRECTIONS = 16
 ESCALATE_SECONDS = 30.0
 #: ... but never fewer than this many entries of a group (or all of a smaller one).
 ESCALATE_MIN = 1_000
+#: The verdicts of the groups whose worst entries a step sweep re-evaluates, per value of
+#: ``sweep``: by default (None) the groups that warn, whose error may be a bug or noise;
+#: True adds the failing ones (their sweep says how sure the failure is); False: none.
+SWEPT = {None: ("warn",), True: ("warn", "fail"), False: ()}
 
 
 def python_name(key: str) -> str:
@@ -67,6 +83,8 @@ class CheckOptions:
     engine: str | None = None
     max_memory: int | None = None
     timeout: float | None = None
+    stencil: int = 2
+    sweep: bool | None = None
     name: Callable[[str], str] = field(default=python_name, compare=False, repr=False)
 
     def __post_init__(self):
@@ -90,6 +108,22 @@ class CheckOptions:
             require_max_memory(self.max_memory, n("max_memory"))
         object.__setattr__(self, "timeout", require_timeout(self.timeout, n("timeout")))
         object.__setattr__(self, "escalate", bool(self.escalate))
+        self._step_rules()
+
+    def _step_rules(self) -> None:
+        n = self.name
+        expect(is_int(self.stencil) and self.stencil in STENCILS, n("stencil"),
+               "2 (the central difference) or 4 (the 4-point stencil, O(eps^4))", self.stencil)
+        object.__setattr__(self, "stencil", int(self.stencil))
+        expect(self.sweep in SWEPT, n("sweep"), "None (sweep the groups that warn), True (also those that fail) "
+               "or False (never)", self.sweep)
+        if self.mode == "directions":
+            if self.eps == AUTO:
+                raise InputError(f"{n('eps')}: 'auto' gives each coordinate its own step, and a random direction "
+                                 f"moves many at once: with mode='directions' give a number (e.g. {DEFAULT_EPS:g})")
+            if self.stencil != 2:
+                raise InputError(f"{n('stencil')}: the 4-point stencil is for the coordinate modes ('full', "
+                                 "'subset'); mode='directions' takes the central difference (stencil 2)")
 
     def _mode_rules(self) -> None:
         n, mode = self.name, self.mode
@@ -133,6 +167,17 @@ class CheckOptions:
     def bounds(self) -> Bounds:
         return Bounds(warn=self.warn, fail=self.fail)
 
+    def steps(self, theta: np.ndarray) -> float | np.ndarray:
+        """The coordinates' nominal steps: ``eps``, or with ``eps="auto"`` one per coordinate of
+        ``theta`` (:func:`fastcheck.core.finite.auto_steps`, shape (n,))."""
+        return auto_steps(theta, self.stencil) if self.eps == AUTO else self.eps
+
+    @property
+    def direction_eps(self) -> float:
+        """The step of random directions (escalation's bisection too): ``eps``, or with
+        ``eps="auto"`` the auto rule's step for parameters of magnitude at most 1."""
+        return AUTO_RELATIVE[2] if self.eps == AUTO else self.eps
+
     @property
     def memory(self) -> int:
         """Bytes per chunk of stacked work (``max_memory``, or the default)."""
@@ -152,6 +197,8 @@ class CheckOptions:
     def settings(self) -> dict:
         """The settings a report records (the JSON format's ``settings``)."""
         out = {"eps": self.eps, "mode": self.mode, "seed": self.seed, "kinks": self.kinks}
+        if self.stencil != 2:
+            out["stencil"] = self.stencil
         if self.mode == "subset":
             out.update(fraction=self.fraction, n_samples=self.n_samples, min_per_group=self.min_per_group,
                        guarantee_fraction=GUARANTEE_FRACTION)

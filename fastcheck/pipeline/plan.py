@@ -77,7 +77,9 @@ def make_plan(layout: Layout, engine: Engine, options: CheckOptions) -> Plan:
         counts = np.bincount(layout.group_ids(indices), minlength=len(layout.groups))
         per_group = {g.name: int(c) for g, c in zip(layout.groups, counts)}
         n_evaluations, n_coordinates = 2 * len(indices), len(indices)
-    seconds = engine.estimate(n_evaluations)
+    seconds = engine.estimate(n_evaluations)  # estimates count 2 per coordinate, whatever the stencil
+    if n_coordinates:
+        n_evaluations = options.stencil * n_coordinates  # the 4-point stencil evaluates 4 points
     basis = engine.basis() if engine.basis else ""
     return Plan(options.mode, engine.name, n_coordinates, len(directions or ()), n_evaluations, seconds, per_group,
                 basis)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..core.finite import AUTO
 from ..core.layout import Layout
 from ..core.results import Evaluations
 from ..engines.base import Engine
@@ -15,6 +16,7 @@ from ..report import Report, build_report
 from .escalation import escalate
 from .options import CheckOptions
 from .plan import Plan, fit_budget, make_plan, what_to_check
+from .sweep import sweep_report
 
 __all__ = ["Prepared"]
 
@@ -65,20 +67,29 @@ class Prepared:
     def evaluate(self, indices: np.ndarray) -> Evaluations:
         return self.engine.coordinates(np.asarray(indices, dtype=np.int64))
 
-    def report(self, evaluations: Evaluations, elapsed: float | None = None) -> Report:
+    def report(self, evaluations: Evaluations, elapsed: float | None = None, sweep: bool = False) -> Report:
+        """The report of ``evaluations`` (the chunks of :meth:`indices`, merged); ``sweep``: with the step
+        sweep of its flagged entries, as :meth:`run` does (more evaluations of the cost, at most
+        :data:`~fastcheck.pipeline.sweep.SWEEP_SECONDS`)."""
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
-        return build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
-                            settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
-                            context=self.context, cost=self.engine.cost)
+        report = build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
+                              settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
+                              context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta))
+        if not sweep:
+            return report
+        return sweep_report(report, self.layout, self.engine, self.options, self.theta, self.analytic)
 
     def _settings(self, options: CheckOptions) -> dict:
         settings = options.settings()
+        if options.eps == AUTO:  # the steps the rule gave, for the headline
+            steps = options.steps(self.theta)
+            settings["auto_steps"] = [float(steps.min()), float(steps.max())]
         if self.options.budget is not None:  # also when it was fitted to a subset (which takes none)
             settings["budget"] = self.options.budget
         return {**settings, "engine": self.engine.name, **self.engine.notes, **self.settings}
 
     def run(self) -> Report:
-        """The whole check at once, escalation and budget included."""
+        """The whole check at once, escalation, budget and step sweep included."""
         options = self.options
         if options.budget is not None:
             options = fit_budget(self.layout, self.engine, options, self.started)
@@ -86,14 +97,15 @@ class Prepared:
         coords = self.engine.coordinates(indices) if indices is not None else None
         dirs = self.engine.directions(directions) if directions is not None else None
         settings = self._settings(options)
+        steps = options.steps(self.theta)
 
         def build(coords, escalated=()):
             return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
                                 settings=settings, elapsed=time.perf_counter() - self.started,
                                 escalated=escalated, theta=self.theta, context=self.context,
-                                cost=self.engine.cost)
+                                cost=self.engine.cost, steps=steps)
 
         report = build(coords)
-        if options.mode == "full" or not options.escalate:
-            return report
-        return escalate(report, self.layout, self.engine, options, coords, dirs, settings, build)
+        if options.mode != "full" and options.escalate:
+            report = escalate(report, self.layout, self.engine, options, coords, dirs, settings, build)
+        return sweep_report(report, self.layout, self.engine, options, self.theta, self.analytic)

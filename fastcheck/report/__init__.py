@@ -9,8 +9,8 @@ network the error enters, a gradient returned in another group's place).
 
 from .build import MEDIAN_FACTOR, NOISE_FACTOR, build_report
 from .layers import LAYERS
-from .model import GUARANTEE_FRACTION, DirectionRow, EntryRow, GroupRow, Report
+from .model import GUARANTEE_FRACTION, DirectionRow, EntryRow, GroupRow, Report, SweepRow
 from .text import text_table
 
-__all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "build_report", "GUARANTEE_FRACTION",
+__all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "SweepRow", "build_report", "GUARANTEE_FRACTION",
            "NOISE_FACTOR", "MEDIAN_FACTOR", "LAYERS", "text_table"]

@@ -14,11 +14,12 @@ import datetime
 import functools
 import os
 import platform
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core.directions import GLOBAL
-from ..core.finite import Bounds, relative_difference, relative_errors, worst_verdict
+from ..core.finite import Bounds, relative_difference, relative_errors, step_at, worst_verdict
 from ..core.layout import Layout
 from .diagnose import diagnose_group
 from .layers import LAYERS, neighbour_gradient, where_error_enters
@@ -57,10 +58,159 @@ def produced() -> dict:
                        f"Python {platform.python_version()}, numpy {np.__version__})"}
 
 
-# the verdict policy in one readable pass; splitting it is on the list (see the closing note)
-def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,  # noqa: C901, PLR0913
+@dataclass
+class _Entries:
+    """The coordinate results, sorted by index, with what the policy decides per entry."""
+
+    idx: np.ndarray
+    analytic: np.ndarray
+    numeric: np.ndarray
+    cost_plus: np.ndarray
+    cost_minus: np.ndarray
+    eps: float | np.ndarray  # each entry's nominal step (one for all, or one each)
+    n_evaluations: int
+    kinks: np.ndarray = None
+    tie: np.ndarray = None
+    abs_error: np.ndarray = None
+    rel: np.ndarray = None
+    rounding: np.ndarray = None
+    not_finite: np.ndarray = None
+    counted: np.ndarray = None  # in the differences (kinks left out unless included; NaN always in)
+    suspect: np.ndarray = None  # counted and wrong beyond rounding
+
+
+def _entries(evaluations, analytic, steps, settings, bounds, theta, cost) -> _Entries:
+    """The entries of ``evaluations`` and the policy's decisions on each (wrong, kink, tie, counted)."""
+    if evaluations is None:
+        empty, idx = np.zeros(0), np.zeros(0, dtype=np.int64)
+        e = _Entries(idx, empty, empty, empty, empty, step_at(steps, idx), 0)
+        kinks = np.zeros(0, dtype=bool)
+    else:
+        idx = np.asarray(evaluations.indices, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        idx = idx[order]
+        e = _Entries(idx, analytic[idx], np.asarray(evaluations.numeric)[order],
+                     np.asarray(evaluations.cost_plus)[order], np.asarray(evaluations.cost_minus)[order],
+                     step_at(steps, idx), evaluations.n_evaluations)
+        kinks = np.asarray(evaluations.kinks, dtype=bool)[order]
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN, which the rules below treat as wrong
+        e.abs_error = np.abs(e.numeric - e.analytic)
+    e.rel = entry_relative_errors(e.numeric, e.analytic)
+    e.not_finite = np.isnan(e.rel)
+    e.rounding = rounding_scale(e.cost_plus, e.cost_minus, e.eps, settings.get("stencil", 2))
+    wrong_band = wrong_entries(e.rel, e.abs_error, e.rounding, bounds)
+    e.tie = np.zeros_like(kinks)
+    if theta is not None and cost is not None and np.isfinite(cost):
+        at = np.flatnonzero(wrong_band & ~e.not_finite)  # the engine's kinks too: a tie says why it is no bug
+        forward, backward = one_sided(theta[e.idx[at]], cost, e.cost_plus[at], e.cost_minus[at], step_at(e.eps, at))
+        e.tie[at] = ties(e.analytic[at], forward, backward, e.rounding[at])
+        # a kink excuses a wrong entry only when the analytic gradient is one side's derivative: a
+        # gradient that is wrong on both sides of the kink (a 2x bug in a bias at ReLU's 0) still counts
+        kinks = kinks & ~(wrong_band & ~e.not_finite & ~e.tie)
+    e.kinks = kinks | e.tie
+    include = settings.get("kinks") == "include"
+    e.counted = (np.ones_like(e.kinks) if include else ~e.kinks) | e.not_finite
+    e.suspect = e.counted & wrong_band
+    return e
+
+
+class _Directions:
+    """The directional results (none: ``directions is None``) and the rows they give."""
+
+    def __init__(self, directions, include: bool):
+        self.results = directions
+        self.rows, self.groups = [], np.zeros(0, dtype=object)
+        if directions is None:
+            return
+        d_abs = np.abs(directions.numeric - directions.analytic)
+        d_rel = relative_errors(directions.numeric, directions.analytic)
+        self.rows = [DirectionRow(d.group, d.number, float(a), float(n), float(e), float(r), bool(k))
+                     for d, a, n, e, r, k in zip(directions.directions, directions.analytic, directions.numeric,
+                                                 d_abs, d_rel, directions.kinks)]
+        self.groups = np.array([d.group for d in directions.directions], dtype=object)
+        self.counted = np.ones(len(self.rows), dtype=bool) if include else ~directions.kinks
+
+    def has(self, name: str) -> bool:
+        return self.results is not None and bool((self.groups == name).any())
+
+    def row(self, name, shape, size, bounds: Bounds) -> GroupRow:
+        mine = self.groups == name
+        use = mine & self.counted
+        d = relative_difference(self.results.numeric[use], self.results.analytic[use])
+        return GroupRow(name, shape, size, int(mine.sum()), int((mine & self.results.kinks).sum()), d,
+                        bounds.verdict(d), 0, "directions")
+
+
+@dataclass
+class _Findings:
+    """What the groups' rows say beyond their numbers, by group name."""
+
+    diagnoses: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+    whole: dict = field(default_factory=dict)  # groups checked in full, no NaN: (positions, every entry counted)
+
+    def note(self, name: str, note: str) -> None:
+        self.notes[name] = f"{self.notes[name]}; {note}" if name in self.notes else note
+
+
+def _coordinate_verdict(e: _Entries, at: slice, use: np.ndarray, d: float, bounds: Bounds) -> tuple[str, int]:
+    """A group's verdict from its band and its wrong entries (``at``: its entries), and how many are wrong."""
+    wrong = int(e.suspect[at].sum())
+    verdict = bounds.verdict(d) if e.idx[at].size else "pass"
+    if wrong:
+        nan = e.not_finite[at]
+        median = np.median(e.abs_error[at][use & ~nan]) if (use & ~nan).any() else 0.0
+        if (e.suspect[at] & (nan | (e.abs_error[at] > MEDIAN_FACTOR * median))).any():
+            verdict = "fail"
+    return verdict, wrong
+
+
+def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: _Findings, labels,  # noqa: PLR0913
+                    bounds: Bounds, include: bool, escalated, theta, cost, context) -> GroupRow:
+    """The row of group ``g`` from its entries ``lo:hi``, its notes and diagnosis in ``found``."""
+    at, checked = slice(lo, hi), int(hi - lo)  # the group's entries, in order
+    use = e.counted[at]
+    a, n, r = e.analytic[at][use], e.numeric[at][use], e.rounding[at][use]
+    d = relative_difference(n, a)
+    verdict, wrong = _coordinate_verdict(e, at, use, d, bounds)
+    nan = bool(e.not_finite[at].any())
+    # zero to rounding: only a question when the band is not pass, or both gradients are exactly equal
+    zero = use.any() and not wrong and (verdict != "pass" or d == 0.0) and bool(zero_to_rounding(a, n, r).all())
+    if zero:
+        verdict = "pass"
+        found.note(g.name, _zero_note(a, n, r))
+    if checked < g.size and dirs.has(g.name):
+        # escalated in part after its directions: what they found stands until its entries are named
+        cheap = dirs.row(g.name, g.shape, g.size, bounds)
+        if worst_verdict([cheap.verdict, verdict]) != verdict:
+            verdict = cheap.verdict
+            found.diagnoses[g.name] = (
+                f"its {cheap.checked} directions differ by {cheap.difference:.2e} ({cheap.verdict}), but the "
+                f"{checked:,} of {g.size:,} entries re-checked one by one are right: the wrong ones are "
+                f"among the {g.size - checked:,} not re-checked (check {g.name} in full, or give the "
+                "escalation more time)")
+    n_ties = int(e.tie[at].sum())
+    if n_ties:
+        found.note(g.name, _tie_note(lo + np.flatnonzero(e.tie[at]), e, theta, cost, include, labels))
+    if checked == g.size and not nan:
+        found.whole[g.name] = (at, bool(use.all()))
+    if nan:
+        found.diagnoses[g.name] = _nan_sentence(lo + np.flatnonzero(e.not_finite[at]), e.idx, e.analytic, e.numeric,
+                                                labels)
+    elif verdict != "pass" and wrong and theta is not None and g.name not in found.diagnoses:
+        where = lo + np.flatnonzero(use)
+        sentence = diagnose_group(g.shape, theta[e.idx[where]], e.analytic[where], e.numeric[where], e.suspect[where],
+                                  lambda p, where=where: labels(e.idx[where[p]]),
+                                  is_weight=g.name.startswith("W"), **(context or {}))
+        if sentence:
+            found.diagnoses[g.name] = sentence
+    return GroupRow(g.name, g.shape, g.size, checked, int(e.kinks[at].sum()), d, verdict, wrong, "coordinates",
+                    g.name in escalated, n_ties, bool(zero))
+
+
+def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,  # noqa: PLR0913
                  elapsed: float, directions=None, escalated=(), theta: np.ndarray | None = None,
-                 context: dict | None = None, cost: float | None = None) -> Report:
+                 context: dict | None = None, cost: float | None = None, steps=None) -> Report:
     """Compare ``analytic`` (flat, all of theta) with an engine's central differences.
 
     ``evaluations`` holds coordinate results (any subset of theta), ``directions``
@@ -87,135 +237,47 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     With ``theta`` every coordinate group with wrong entries gets a diagnosis of the
     error's shape when one fits (:mod:`fastcheck.report.diagnose`, :mod:`fastcheck.report.layers`);
     ``context`` may give ``m`` and ``l2`` to name a missing 1/m or L2 term.
+
+    ``steps`` are the coordinates' nominal steps (a float, or one per coordinate of theta
+    with ``eps="auto"``; default ``settings["eps"]``): the rounding scale of each entry is
+    its own step's (and its stencil's, ``settings["stencil"]``).
     """
     include = settings.get("kinks") == "include"
-    eps = settings["eps"]
-    if evaluations is None:
-        idx = np.zeros(0, dtype=np.int64)
-        numeric = cost_plus = cost_minus = np.zeros(0)
-        kinks = np.zeros(0, dtype=bool)
-        n_evaluations = 0
-    else:
-        idx = np.asarray(evaluations.indices, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")
-        idx = idx[order]
-        numeric = np.asarray(evaluations.numeric)[order]
-        kinks = np.asarray(evaluations.kinks, dtype=bool)[order]
-        cost_plus = np.asarray(evaluations.cost_plus)[order]
-        cost_minus = np.asarray(evaluations.cost_minus)[order]
-        n_evaluations = evaluations.n_evaluations
-    an = analytic[idx]
-    with np.errstate(invalid="ignore"):  # inf - inf is NaN, which the rules below treat as wrong
-        abs_error = np.abs(numeric - an)
-    rel = entry_relative_errors(numeric, an)
-    not_finite = np.isnan(rel)
-    rounding = rounding_scale(cost_plus, cost_minus, eps)
-    wrong_band = wrong_entries(rel, abs_error, rounding, bounds)
-    tie = np.zeros_like(kinks)
-    if theta is not None and cost is not None and np.isfinite(cost):
-        at = np.flatnonzero(wrong_band & ~not_finite)  # the engine's kinks too: a tie says why it is no bug
-        forward, backward = one_sided(theta[idx[at]], cost, cost_plus[at], cost_minus[at], eps)
-        tie[at] = ties(an[at], forward, backward, rounding[at])
-        # a kink excuses a wrong entry only when the analytic gradient is one side's derivative: a
-        # gradient that is wrong on both sides of the kink (a 2x bug in a bias at ReLU's 0) still counts
-        kinks = kinks & ~(wrong_band & ~not_finite & ~tie)
-    kinks = kinks | tie
-    counted = (np.ones_like(kinks) if include else ~kinks) | not_finite
-    suspect = counted & wrong_band
-
-    direction_rows, direction_groups = [], np.zeros(0, dtype=object)
-    if directions is not None:
-        n_evaluations += directions.n_evaluations
-        d_abs = np.abs(directions.numeric - directions.analytic)
-        d_rel = relative_errors(directions.numeric, directions.analytic)
-        direction_rows = [DirectionRow(d.group, d.number, float(a), float(n), float(e), float(r), bool(k))
-                          for d, a, n, e, r, k in zip(directions.directions, directions.analytic,
-                                                      directions.numeric, d_abs, d_rel, directions.kinks)]
-        direction_groups = np.array([d.group for d in directions.directions], dtype=object)
-        d_counted = np.ones(len(direction_rows), dtype=bool) if include else ~directions.kinks
-
-    def directions_row(name, shape, size):
-        mine = direction_groups == name
-        use = mine & d_counted
-        d = relative_difference(directions.numeric[use], directions.analytic[use])
-        return GroupRow(name, shape, size, int(mine.sum()), int((mine & directions.kinks).sum()), d,
-                        bounds.verdict(d), 0, "directions")
+    e = _entries(evaluations, analytic, settings["eps"] if steps is None else steps, settings, bounds, theta, cost)
+    dirs = _Directions(directions, include)
 
     def labels(positions):
         return [layout.describe(int(i)) for i in positions]
 
-    groups, diagnoses, notes, whole = [], {}, {}, {}
-    bounds_of = np.searchsorted(idx, [[g.start, g.start + g.size] for g in layout.groups])  # idx is sorted
+    groups, found = [], _Findings()
+    bounds_of = np.searchsorted(e.idx, [[g.start, g.start + g.size] for g in layout.groups])  # idx is sorted
     for g, (lo, hi) in zip(layout.groups, bounds_of):
-        at, checked = slice(lo, hi), int(hi - lo)  # the group's entries, in order
-        if not checked and directions is not None:
-            groups.append(directions_row(g.name, g.shape, g.size))
-            continue
-        use = counted[at]
-        a, n, r = an[at][use], numeric[at][use], rounding[at][use]
-        d = relative_difference(n, a)
-        mine_suspect, mine_nan = suspect[at], not_finite[at]
-        wrong = int(mine_suspect.sum())
-        nan = bool(mine_nan.any())
-        verdict = bounds.verdict(d) if checked else "pass"
-        if wrong:
-            median = np.median(abs_error[at][use & ~mine_nan]) if (use & ~mine_nan).any() else 0.0
-            if (mine_suspect & (mine_nan | (abs_error[at] > MEDIAN_FACTOR * median))).any():
-                verdict = "fail"
-        # zero to rounding: only a question when the band is not pass, or both gradients are exactly equal
-        zero = (use.any() and not wrong and (verdict != "pass" or d == 0.0)
-                and bool(zero_to_rounding(a, n, r).all()))
-        if zero:
-            verdict = "pass"
-            notes[g.name] = _zero_note(a, n, r)
-        partial = checked < g.size and directions is not None and (direction_groups == g.name).any()
-        if partial:  # escalated in part after its directions: what they found stands until its entries are named
-            cheap = directions_row(g.name, g.shape, g.size)
-            if worst_verdict([cheap.verdict, verdict]) != verdict:
-                verdict = cheap.verdict
-                diagnoses[g.name] = (
-                    f"its {cheap.checked} directions differ by {cheap.difference:.2e} ({cheap.verdict}), but the "
-                    f"{checked:,} of {g.size:,} entries re-checked one by one are right: the wrong ones are "
-                    f"among the {g.size - checked:,} not re-checked (check {g.name} in full, or give the "
-                    "escalation more time)")
-        n_ties = int(tie[at].sum())
-        if n_ties:
-            note = _tie_note(lo + np.flatnonzero(tie[at]), idx, an, numeric, theta, cost, cost_plus, cost_minus, eps,
-                             include, labels)
-            notes[g.name] = f"{notes[g.name]}; {note}" if g.name in notes else note
-        groups.append(GroupRow(g.name, g.shape, g.size, checked, int(kinks[at].sum()), d, verdict,
-                               wrong, "coordinates", g.name in escalated, n_ties, bool(zero)))
-        if checked == g.size and not nan:
-            whole[g.name] = (at, bool(use.all()))
-        if nan:
-            diagnoses[g.name] = _nan_sentence(lo + np.flatnonzero(mine_nan), idx, an, numeric, labels)
-        elif verdict != "pass" and wrong and theta is not None and g.name not in diagnoses:
-            where = lo + np.flatnonzero(use)
-            sentence = diagnose_group(g.shape, theta[idx[where]], an[where], numeric[where], suspect[where],
-                                      lambda p, where=where: labels(idx[where[p]]),
-                                      is_weight=g.name.startswith("W"), **(context or {}))
-            if sentence:
-                diagnoses[g.name] = sentence
-
+        if hi == lo and directions is not None:
+            groups.append(dirs.row(g.name, g.shape, g.size, bounds))
+        else:
+            groups.append(_coordinate_row(g, lo, hi, e, dirs, found, labels, bounds, include, escalated, theta, cost,
+                                          context))
     if theta is not None:
-        _across_groups(groups, diagnoses, whole, an, numeric)
+        _across_groups(groups, found.diagnoses, found.whole, e.analytic, e.numeric)
 
-    overall = None
+    overall, n_evaluations = None, e.n_evaluations
     if directions is not None:
-        if (direction_groups == GLOBAL).any():
-            overall = directions_row(GLOBAL, (layout.n_params,), layout.n_params)
-        difference = relative_difference(directions.numeric[d_counted], directions.analytic[d_counted])
+        n_evaluations += directions.n_evaluations
+        if dirs.has(GLOBAL):
+            overall = dirs.row(GLOBAL, (layout.n_params,), layout.n_params, bounds)
+        difference = relative_difference(directions.numeric[dirs.counted], directions.analytic[dirs.counted])
     else:
-        difference = relative_difference(numeric[counted], an[counted])
+        difference = relative_difference(e.numeric[e.counted], e.analytic[e.counted])
     coordinate_rows = [g for g in groups if g.method == "coordinates" and g.checked]
     all_zero = bool(coordinate_rows) and overall is None and all(g.zero_to_rounding for g in coordinate_rows)
     band = "pass" if all_zero else bounds.verdict(difference)  # nothing but rounding to compare
     verdicts = [g.verdict for g in groups] + [band] + ([overall.verdict] if overall else [])
     settings = {**settings, "warn": bounds.warn, "fail": bounds.fail}
     return Report(difference=difference, verdict=worst_verdict(verdicts), groups=groups,
-                  entries=(idx, an, numeric, kinks, rounding, tie), settings=settings, n_params=layout.n_params,
-                  n_checked=len(idx), n_evaluations=n_evaluations, elapsed=elapsed, directions=direction_rows,
-                  overall_directions=overall, diagnoses=diagnoses, notes=notes, produced=produced(), rel=rel)
+                  entries=(e.idx, e.analytic, e.numeric, e.kinks, e.rounding, e.tie), settings=settings,
+                  n_params=layout.n_params, n_checked=len(e.idx), n_evaluations=n_evaluations, elapsed=elapsed,
+                  directions=dirs.rows, overall_directions=overall, diagnoses=found.diagnoses, notes=found.notes,
+                  produced=produced(), rel=e.rel)
 
 
 def _across_groups(groups, diagnoses, whole, an, numeric) -> None:
@@ -240,10 +302,11 @@ def _zero_note(an, numeric, rounding) -> str:
             "(a bias before a batch norm, or a parameter the cost does not use?)")
 
 
-# one group's arrays, passed as they are sliced (no state object for one call)
-def _tie_note(at, idx, an, numeric, theta, cost, cost_plus, cost_minus, eps, include, labels) -> str:  # noqa: PLR0913
+def _tie_note(at, e: _Entries, theta, cost, include: bool, labels) -> str:
     p = at[0]
-    forward, backward = one_sided(theta[idx[p:p + 1]], cost, cost_plus[p:p + 1], cost_minus[p:p + 1], eps)
+    idx, an, numeric = e.idx, e.analytic, e.numeric
+    forward, backward = one_sided(theta[idx[p:p + 1]], cost, e.cost_plus[p:p + 1], e.cost_minus[p:p + 1],
+                                  e.eps[p:p + 1] if np.ndim(e.eps) else e.eps)
     policy = "included in" if include else "left out of"
     return (f"{len(at)} entr{'y is' if len(at) == 1 else 'ies are'} at a tie, where the analytic gradient equals one "
             f"of the one-sided differences (J(theta+eps)-J(theta))/eps and (J(theta)-J(theta-eps))/eps "

@@ -71,7 +71,22 @@ def _describe_factor(c: float, m: int | None, residual: float) -> str:
                 "a missing 1/m")
     if m and abs(c - 1 / m) < 1e-3 / m:
         return f"the analytic gradient is 1/{m} of the numeric one{fit}: divided by m once too often"
+    k = _whole(abs(c))
+    if k:  # a user's cost does not tell the batch size: a whole factor is the likeliest one
+        return (f"the analytic gradient is {c:.4g} times the numeric one (= {'-' * (c < 0)}{k}){fit}: a missing "
+                f"1/{k} (a sum where the cost takes a mean over {k} examples?)")
+    k = _whole(1 / abs(c))
+    if k:
+        return (f"the analytic gradient is {c:.4g} times the numeric one (= {'-' * (c < 0)}1/{k}){fit}: divided by "
+                f"{k} once too often (a mean over {k} examples where the cost takes a sum?)")
     return f"the analytic gradient is {c:.4g} times the numeric one{fit}: a stray constant factor"
+
+
+def _whole(x: float) -> int | None:
+    """``x`` as a whole number from 3 to 100,000 to within 1e-3 of itself (the factor rule's
+    tolerance), else None; 2 is too common a slip (a squared term's 1/2) to name a cause for."""
+    k = round(x)
+    return k if 3 <= k <= 100_000 and abs(x - k) < 1e-3 * k else None
 
 
 def _zeros(numeric, labels) -> str:

@@ -6,7 +6,8 @@ nightly run. Every user-provided string (group names, settings) is escaped.
 
 The page opens with a header naming what was checked, the fastcheck version, the date and
 the machine the report was built on (:attr:`Report.produced`); then the verdict, the group,
-diagnosis, notes and worst-entry tables, and the plots. A report read by
+diagnosis, notes and worst-entry tables, the step sweep (its sentences and a plot of each
+entry's error against eps), and the plots. A report read by
 :meth:`Report.from_json` keeps only its worst entries, so its page has the tables, the
 difference plot and the direction histograms, not the per-entry plots.
 """
@@ -19,9 +20,9 @@ from html import escape
 import numpy as np
 
 from ..core.finite import Bounds
-from .plots import BAND, HEAT_CELLS, difference_plot, error_plots
+from .plots import BAND, HEAT_CELLS, difference_plot, error_plots, sweep_plot
 from .policy import entry_bands
-from .text import group_rows, guarantee_lines, has_errors, headline, kink_line, note_lines
+from .text import group_rows, guarantee_lines, has_errors, headline, kink_line, note_lines, sweep_lines
 
 __all__ = ["report_html", "index_html", "default_title", "HEAT_CELLS"]
 
@@ -46,12 +47,15 @@ _HATCH = ('<svg width="0" height="0" style="position:absolute" aria-hidden="true
           '<rect width="4" height="4" fill="#f4f4f4"/><path d="M0 4L4 0" stroke="#b0b0b0"/></pattern></defs></svg>')
 
 
-def default_title(report) -> str:
+def default_title(report, problem: str | None = None) -> str:
     """What was checked, as far as the report knows: a layer check of its inputs, or a
-    gradient check of its groups."""
+    gradient check of its groups; of ``problem`` (``"mypkg.problems:small_net"``), when given,
+    with its groups after it."""
     names = [g.name for g in report.groups]
     shown = ", ".join(names[:8]) + (", \u2026" if len(names) > 8 else "")
     what = "layer check of" if report.settings.get("layer") else "gradient check of"
+    if problem:
+        return f"fastcheck: {what} {problem}: {shown} ({report.n_params:,} parameters)"
     return f"fastcheck: {what} {shown} ({report.n_params:,} parameters)"
 
 
@@ -82,6 +86,7 @@ def report_html(report, title: str | None = None) -> str:
         if lines:
             body += [f"<h2>{heading}</h2>", "<ul>"] + [f"<li>{line}</li>" for line in lines] + ["</ul>"]
     body += _worst_tables(report, bounds)
+    body += _sweep_section(report)
     body += ["<h2>Difference per group</h2>", difference_plot(report, bounds)]
     body += error_plots(report, bounds)
     settings = escape(json.dumps(report.settings, indent=1, sort_keys=True, default=str))
@@ -130,6 +135,17 @@ def _groups_table(report) -> str:
                      (str(g.kinks), True), (method, False)])
         classes.append(g.verdict)
     return _table(["group", "shape", "checked", "difference", "verdict", "wrong", "kinks", "method"], rows, classes)
+
+
+def _sweep_section(report) -> list[str]:
+    """The step sweep: what it covered, each entry's sentence and its error against eps."""
+    lines = sweep_lines(report)
+    if not lines:
+        return []
+    head, sentences = lines[0], lines[1:]
+    return (["<h2>Step sweep</h2>", f'<p class="note">{escape(head.rstrip(":"))}.</p>', "<ul>"]
+            + [f"<li>{escape(s.strip())}</li>" for s in sentences] + ["</ul>"]
+            + ['<div class="plots">' + "".join(sweep_plot(row) for row in report.sweeps) + "</div>"])
 
 
 def _worst_tables(report, bounds) -> list[str]:

@@ -21,8 +21,8 @@ from .layers import LAYERS
 from .policy import entry_bands, entry_relative_errors
 from .text import report_text
 
-__all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "GUARANTEE_FRACTION", "JSON_WORST", "JSON_KINKS",
-           "LAYERS"]
+__all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "SweepRow", "GUARANTEE_FRACTION", "JSON_WORST",
+           "JSON_KINKS", "LAYERS"]
 
 #: How many worst entries ``to_json`` keeps.
 JSON_WORST = 20
@@ -101,6 +101,33 @@ class DirectionRow:
     kink: bool
 
 
+@dataclass(frozen=True)
+class SweepRow:
+    """One flagged entry re-evaluated at the steps of a sweep (see :mod:`fastcheck.report.sweep`).
+
+    ``steps`` run from large to small; at each, ``numeric`` is the central difference by
+    full evaluations of the cost, ``errors`` its distance to ``analytic`` and ``rounding``
+    its rounding scale (NaN where the step is lost in rounding at this coordinate);
+    ``eps`` is the check's own step at this entry. ``kind`` is ``"bug"``, ``"rounding"``,
+    ``"truncation"`` or ``"unresolved"``, and ``sentence`` says it with its numbers.
+    """
+
+    label: str
+    flat_index: int
+    analytic: float
+    steps: tuple[float, ...]
+    numeric: tuple[float, ...]
+    errors: tuple[float, ...]
+    rounding: tuple[float, ...]
+    eps: float
+    kind: str
+    sentence: str
+
+
+def _sweep_row(data: dict) -> SweepRow:
+    return SweepRow(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
 class Report:
     """The result of a gradient check; see :func:`fastcheck.check`.
 
@@ -127,6 +154,10 @@ class Report:
         ties in a max.
     kinks : list of EntryRow
         Coordinates whose perturbation crossed a kink (ties included).
+    sweeps : list of SweepRow
+        The step sweeps of flagged entries (by default the worst entries of the groups
+        that warn; ``sweep`` in :func:`fastcheck.check`): whether the error is a bug,
+        rounding or truncation. They explain a verdict; they never change it.
     settings : dict
         eps, mode, engine, seed, bounds, kink policy and the mode's options.
     produced : dict
@@ -140,7 +171,7 @@ class Report:
     # keyword-only: the report's fields, as JSON gives them back
     def __init__(self, *, difference, verdict, groups, entries, settings, n_params, n_checked,  # noqa: PLR0913
                  n_evaluations, elapsed, n_kinks=None, directions=(), overall_directions=None, diagnoses=None,
-                 notes=None, produced=None, n_ties=None, rel=None):
+                 notes=None, produced=None, n_ties=None, rel=None, sweeps=()):
         self.difference = float(difference)
         self.verdict = verdict
         self.groups = list(groups)
@@ -154,6 +185,7 @@ class Report:
         self.diagnoses = dict(diagnoses or {})
         self.notes = dict(notes or {})
         self.produced = dict(produced or {})
+        self.sweeps = list(sweeps)
         # entries: flat_index, analytic, numeric, kink, and optionally rounding scale and tie, as arrays
         # sorted by flat_index
         entries = [np.asarray(a) for a in entries]
@@ -337,6 +369,8 @@ class Report:
             "n_ties": self.n_ties,
             "produced": self.produced,
         }
+        if self.sweeps:  # absent when there is none, as in the reports of older versions
+            data["sweeps"] = [asdict(s) for s in self.sweeps]
         if self.settings["mode"] != "full":
             f = self.guarantee_fraction
             data["guarantee"] = {"corrupted_fraction": f, "detection_probability": self.guarantee(f)}
@@ -371,6 +405,6 @@ class Report:
                    elapsed=data["elapsed"], n_kinks=data["n_kinks"],
                    directions=[DirectionRow(**d) for d in data.get("directions", [])],
                    diagnoses=data.get("diagnoses"), notes=data.get("notes"), produced=data.get("produced"),
-                   n_ties=data.get("n_ties"),
+                   n_ties=data.get("n_ties"), sweeps=[_sweep_row(s) for s in data.get("sweeps", [])],
                    overall_directions=group_row(overall) if overall else None)
 

@@ -8,7 +8,9 @@
   as F rows of C*3*3), max-pooled to at most ``HEAT_CELLS`` cells a side: a single wrong
   entry is one red cell, a transposed gradient a red matrix. Entries are coloured by
   :func:`fastcheck.report.policy.entry_bands`: an error within rounding noise is never
-  painted as a warning.
+  painted as a warning;
+- per swept entry (:mod:`fastcheck.report.sweep`), its error against the step on log-log
+  axes, beside the rounding scale: flat for a bug, a V for a right gradient.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..core.finite import Bounds
 from .policy import ZERO_FACTOR
 from .text import group_rows
 
-__all__ = ["difference_plot", "error_plots", "HEAT_CELLS", "LOWEST", "BAND"]
+__all__ = ["difference_plot", "error_plots", "sweep_plot", "HEAT_CELLS", "LOWEST", "BAND"]
 
 #: A heat map has at most this many cells a side; larger matrices are max-pooled.
 HEAT_CELLS = 64
@@ -254,4 +256,51 @@ def _heat_map(g, positions, rel, kink, bands, bounds) -> str:
     caption = (f"{g.name} ({shape}): {g.verdict}, {wrong}; rows 0\u2013{n_rows - 1} \u2193, "
                f"{columns} 0\u2013{n_cols - 1} \u2192, {br}x{bc} entries per cell")
     return (f"<figure>{_svg(left + nc * cell + 8, top + nr * cell + 6, parts, caption, 'heatmap')}"
+            f"<figcaption>{escape(caption)}</figcaption></figure>")
+
+
+#: The colour of a sweep's error line, per kind.
+_SWEEP = {"bug": BAND["fail"][2], "unresolved": BAND["warn"][2], "rounding": "#2f6fb0", "truncation": "#2f6fb0"}
+
+
+def sweep_plot(row) -> str:
+    """One entry's step sweep: its error against eps on log-log axes, with the rounding scale
+    (dashed, slope -1) and the check's own step (a vertical line). A flat line is a bug; a
+    V whose right arm rises with eps is truncation, whose left arm rises as eps falls is rounding."""
+    steps, errors = np.asarray(row.steps), np.asarray(row.errors)
+    rounding = np.asarray(row.rounding)
+    values = [v for v in np.concatenate([errors, rounding]) if v > 0 and math.isfinite(v)]
+    lo_y = math.floor(math.log10(min(values))) if values else -16
+    hi_y = math.ceil(math.log10(max(values))) if values else 0
+    hi_y = max(hi_y, lo_y + 1)
+    lo_x = math.floor(math.log10(min(steps.min(), row.eps)))
+    hi_x = math.ceil(math.log10(max(steps.max(), row.eps)))
+    left, top, width, height = 44, 10, 220, 120
+    x_axis = _LogAxis(lo_x, hi_x, left, left + width)
+
+    def y(v):
+        e = min(max(math.log10(v), lo_y), hi_y) if v > 0 else lo_y
+        return top + height - (e - lo_y) / (hi_y - lo_y) * height
+
+    parts = [_rect(left, top, width, height, "#fafafa")] + x_axis.ticks(top, top + height)
+    step_y = max(1, -(-(hi_y - lo_y) // 5))
+    for e in range(lo_y, hi_y + 1, step_y):
+        parts.append(f'<line x1="{left}" y1="{y(10.0 ** e):.1f}" x2="{left + width}" y2="{y(10.0 ** e):.1f}" '
+                     'stroke="#0001"/>')
+        parts.append(_text(left - 4, y(10.0 ** e) + 3, f"1e{e}", "end"))
+    x = x_axis(row.eps)
+    parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + height}" stroke="#888" '
+                 f'stroke-dasharray="2 2"><title>the check\'s eps = {row.eps:.1e}</title></line>')
+    for series, colour, dash in ((rounding, "#999", ' stroke-dasharray="4 3"'), (errors, _SWEEP[row.kind], "")):
+        points = [(x_axis(h), y(v)) for h, v in zip(steps, series) if v > 0 and math.isfinite(v)]
+        if len(points) > 1:
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>')
+    for h, v in zip(steps, errors):
+        if v > 0 and math.isfinite(v):
+            parts.append(f'<circle cx="{x_axis(h):.1f}" cy="{y(v):.1f}" r="3" fill="{_SWEEP[row.kind]}">'
+                         f"<title>eps = {h:.0e}: error {v:.2e}</title></circle>")
+    parts.append(_text(left + width / 2, top + height + 26, "eps", "middle"))
+    caption = f"{row.label}: {row.kind}; error (dots) and rounding scale |J| 2^-52 / eps (dashed) against eps"
+    return (f"<figure>{_svg(left + width + 10, top + height + 32, parts, caption, 'sweep')}"
             f"<figcaption>{escape(caption)}</figcaption></figure>")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.finite import Bounds, relative_errors
+from ..core.finite import STENCIL_ROUNDING, Bounds, relative_errors
 
 __all__ = ["NOISE_FACTOR", "MEDIAN_FACTOR", "ZERO_FACTOR", "TIE_MATCH", "rounding_scale", "entry_relative_errors",
            "beyond_rounding", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided", "ties"]
@@ -34,9 +34,14 @@ ZERO_FACTOR = 10.0
 TIE_MATCH = 1e-2
 
 
-def rounding_scale(cost_plus: np.ndarray, cost_minus: np.ndarray, eps: float) -> np.ndarray:
-    """``max(|J+|, |J-|) * 2**-52 / eps`` per entry: how far rounding alone moves a central difference."""
-    return np.maximum(np.abs(cost_plus), np.abs(cost_minus)) * np.finfo(np.float64).eps / eps
+def rounding_scale(cost_plus: np.ndarray, cost_minus: np.ndarray, eps, stencil: int = 2) -> np.ndarray:
+    """``max(|J+|, |J-|) * 2**-52 / eps`` per entry: how far rounding alone moves a central difference.
+
+    ``eps`` is the step, or each entry's (``eps="auto"``); the 4-point stencil's difference
+    moves ``STENCIL_ROUNDING[4]`` times as far at the same step.
+    """
+    scale = np.maximum(np.abs(cost_plus), np.abs(cost_minus)) * np.finfo(np.float64).eps / eps
+    return scale * STENCIL_ROUNDING[stencil] if stencil != 2 else scale
 
 
 def entry_relative_errors(numeric: np.ndarray, analytic: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ benchmark table).
 from __future__ import annotations
 
 __all__ = ["text_table", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines", "note_lines",
-           "verdict_cell", "has_errors"]
+           "verdict_cell", "has_errors", "step_text", "sweep_lines"]
 
 #: The verdict as the headline says it.
 HEADLINES = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}
@@ -73,6 +73,9 @@ def report_text(report) -> str:
         lines += ["", kink_line(report)]
     if report.diagnoses:
         lines += ["", "diagnosis:"] + [f"  {name}: {text}" for name, text in report.diagnoses.items()]
+    sweep = sweep_lines(report)
+    if sweep:
+        lines += [""] + sweep
     notes = note_lines(report)
     if notes:
         lines += ["", "notes:"] + [f"  {line}" for line in notes]
@@ -103,6 +106,9 @@ def note_lines(report) -> list[str]:
         lines.append(f"layer check: {settings['layer']}")
     if settings.get("traced_not_used"):
         lines.append(f"traced engine not used: {settings['traced_not_used']}")
+    if settings.get("full_passes"):
+        lines.append(f"full forward passes: {settings['full_passes']:,} coordinate(s), where the batched engine's "
+                     "exact identities overflowed (saturated units), evaluated as the reference engine does")
     aside = settings.get("grads_not_parameters")
     if aside:
         lines.append(f"gradient keys left aside, not parameters: {', '.join(map(str, aside))}")
@@ -114,8 +120,33 @@ def headline(report) -> list[str]:
     s = report.settings
     return [f"gradient check {HEADLINES[report.verdict]}: difference {report.difference:.2e} "
             f"(pass < {s['warn']:.0e} <= warn < {s['fail']:.0e} <= fail)",
-            f"{s['engine']} engine, mode {s['mode']}, eps {s['eps']:.0e}: " + _coverage(report)
+            f"{s['engine']} engine, mode {s['mode']}, {step_text(s)}: " + _coverage(report)
             + f", {report.n_evaluations:,} cost evaluations, {report.elapsed:.3g} s"]
+
+
+def step_text(settings) -> str:
+    """The step as the headline says it: ``eps 1e-07``, ``eps auto (6.1e-06 to 1.8e-03 per coordinate)``,
+    and the stencil when it is not the central difference's."""
+    eps = settings["eps"]
+    if eps == "auto":
+        lo, hi = settings.get("auto_steps", (float("nan"),) * 2)
+        text = f"eps auto ({lo:.1e} per coordinate)" if lo == hi else f"eps auto ({lo:.1e} to {hi:.1e} per coordinate)"
+    else:
+        text = f"eps {eps:.0e}"
+    stencil = settings.get("stencil", 2)
+    return text + (f", {stencil}-point stencil" if stencil != 2 else "")
+
+
+def sweep_lines(report) -> list[str]:
+    """The step sweep: what it covered, then one sentence per swept entry."""
+    info = report.settings.get("sweep")
+    if not report.sweeps or not info:
+        return []
+    steps = info["steps"]
+    head = (f"step sweep ({info['rule']}: {info['entries']} entr{'y' if info['entries'] == 1 else 'ies'} at eps = "
+            f"{steps[0]:.0e} to {steps[-1]:.0e}, {info['evaluations']:,} cost evaluations; it explains the verdict, "
+            "never changes it):")
+    return [head] + [f"  {row.sentence}" for row in report.sweeps]
 
 
 def kink_line(report) -> str:

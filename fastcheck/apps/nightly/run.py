@@ -205,7 +205,8 @@ def _run_unit(unit: Unit, run_dir: Path, run_id: str, chunk_size: int | None, pr
                 line.update(done - line.done, eta=(n - done) * sizer.rate)
         chunks.sort(key=lambda c: c.start)
         elapsed = unit.prepare_seconds + sum(c.seconds for c in chunks)
-        report = prepared.report(merge_evaluations(c.evaluations for c in chunks), elapsed=elapsed)
+        # the step sweep of a warning group is not resumable, but short: a kill redoes at most its seconds
+        report = prepared.report(merge_evaluations(c.evaluations for c in chunks), elapsed=elapsed, sweep=True)
         # the page first: a unit whose JSON report exists is finished, and so has its page
         write_atomic(run_dir / f"{unit.label}.html", report.to_html(f"fastcheck nightly: {unit.label}").encode())
         _write_report(result.report_path, report, unit.key, run_id)

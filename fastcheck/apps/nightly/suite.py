@@ -6,7 +6,7 @@ A suite lists problems, built-in MLPs (``layers`` or ``network``) or user factor
 :class:`~fastcheck.pipeline.options.CheckOptions`, whose rules apply as they are, named by
 their key path in the file (``problems[0].eps``, or ``defaults.eps`` when the value came
 from there). What is the suite's alone is checked here: how a problem runs (``n_jobs``,
-``backend``, ``scheduler``, ``chunk_size``), what it is, and its points.
+``backend``, ``scheduler``, ``chunk_size``, ``timeout``), what it is, and its points.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from ...mlp.functions import HIDDEN, OUTPUTS
-from ...pipeline.options import MLP_ENGINES, MODES, CheckOptions, expect
+from ...pipeline.options import COST_ENGINES, MLP_ENGINES, MODES, CheckOptions, expect
 from ..bugs import BUGS
 from ..networks import NETWORKS
 from ..problems import import_function
@@ -33,10 +33,13 @@ _MISSING = object()
 CHUNKED_MODES = tuple(mode for mode in MODES if mode != "directions")
 #: The check settings of a suite by their TOML names, and the CheckOptions' names they set.
 _CHECK_KEYS = {"mode": "mode", "fraction": "fraction", "n_samples": "n_samples", "subset_seed": "seed",
-               "eps": "eps", "warn": "warn", "fail": "fail"}
+               "eps": "eps", "stencil": "stencil", "warn": "warn", "fail": "fail", "timeout": "timeout",
+               "sweep": "sweep"}
 _TOML_KEYS = {key: toml for toml, key in _CHECK_KEYS.items()}
-#: Check settings that are numbers: an integer in the file (``fail = 1``) is that float.
-_FLOATS = ("fraction", "eps", "warn", "fail")  # the same in the file and in CheckOptions
+#: Check settings that are numbers: an integer in the file (``fail = 1``) is that float (``eps = "auto"`` stays).
+_FLOATS = ("fraction", "eps", "warn", "fail", "timeout")  # the same in the file and in CheckOptions
+#: Settings that cannot change the numbers of a check: left out of its config hash.
+_NOT_NUMBERS = ("chunk_size", "timeout", "sweep")  # the sweep adds to a report, changes none of it
 _DEFAULT_OPTIONS = CheckOptions()
 #: Every setting a problem (or ``[defaults]``) takes, and its default: the check's, then how it runs.
 _CHECK_DEFAULTS = {**{toml: getattr(_DEFAULT_OPTIONS, key) for toml, key in _CHECK_KEYS.items()},
@@ -44,7 +47,7 @@ _CHECK_DEFAULTS = {**{toml: getattr(_DEFAULT_OPTIONS, key) for toml, key in _CHE
 _MLP_DEFAULTS = {"network": None, "layers": None, "hidden": "relu", "output": "softmax", "l2": 0.0,
                  "examples": 32, "data_seed": 1, "bug": None, "engine": MLP_ENGINES[0],
                  "kinks": _DEFAULT_OPTIONS.kinks}
-_FACTORY_KEYS = {"factory"}
+_FACTORY_KEYS = {"factory", "engine"}
 _POINT_KEYS = {"name", "seed", "train_steps", "learning_rate"}
 
 
@@ -80,9 +83,9 @@ class Problem:
     check: CheckOptions
 
     def settings(self) -> dict:
-        """Everything that can change the numbers (the chunk size cannot)."""
+        """Everything that can change the numbers (the chunk size and the timeout cannot)."""
         return {"name": self.name, "kind": self.kind, **self.spec,
-                **{k: v for k, v in self.options.items() if k != "chunk_size"}}
+                **{k: v for k, v in self.options.items() if k not in _NOT_NUMBERS}}
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def _given_settings(table: dict, path: str) -> dict:
     return out
 
 
-def _build_check(options: dict, spec: dict, origin: dict, path: str) -> CheckOptions:
+def _build_check(options: dict, spec: dict, origin: dict, path: str, kind: str) -> CheckOptions:
     """The CheckOptions of a problem's merged settings; errors name the table each value came from."""
 
     def name(key: str) -> str:
@@ -143,12 +146,14 @@ def _build_check(options: dict, spec: dict, origin: dict, path: str) -> CheckOpt
         return f"{origin.get(toml, path)}.{toml}"
 
     values = {key: options[toml] for toml, key in _CHECK_KEYS.items()}
-    mlp = {"engine": spec["engine"], "kinks": spec["kinks"]} if "engine" in spec else {}
+    engine = {key: spec[key] for key in ("engine", "kinks") if key in spec}
     # its rules, on the values as written; a resumable run checks its chunks and escalates nothing
-    check = CheckOptions(**values, **mlp, escalate=False, name=name)
-    if mlp:
-        check.engine_or(MLP_ENGINES, MLP_ENGINES[0])  # CheckOptions checks an engine's name against a kind
-    return check.but(**{key: float(values[key]) for key in _FLOATS if values[key] is not None})
+    check = CheckOptions(**values, **engine, escalate=False, name=name)
+    if kind == "mlp":  # CheckOptions checks an engine's name against a kind
+        check.engine_or(MLP_ENGINES, MLP_ENGINES[0])
+    else:
+        check.engine_or(COST_ENGINES, COST_ENGINES[0])
+    return check.but(**{key: float(values[key]) for key in _FLOATS if isinstance(values[key], (int, float))})
 
 
 def _run_rules(options: dict, path: str, kind: str) -> None:
@@ -213,7 +218,8 @@ def _factory_spec(table: dict, path: str) -> dict:
     value, where = table["factory"], f"{path}.factory"
     expect(isinstance(value, str) and bool(_FACTORY.match(value)), where,
            "'module:function', e.g. 'mypkg.problems:small_net'", value)
-    return {"factory": value}  # imported once the whole suite is valid (parse_suite)
+    # imported once the whole suite is valid (parse_suite); an engine only when given, CheckOptions' rules
+    return {"factory": value, **({"engine": table["engine"]} if "engine" in table else {})}
 
 
 def import_factory(spec: str, where: str):
@@ -268,9 +274,13 @@ def _problem(table: dict, path: str, name: str, defaults: dict) -> Problem:
             raise ConfigError(f"{path}.{key}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
     spec = _factory_spec(table, path) if kind == "factory" else _mlp_spec(table, path)
     given = _given_settings(table, path)
+    if kind == "mlp":
+        if "timeout" in given:
+            raise ConfigError(f"{path}.timeout: limits a user factory's cost; a built-in MLP runs no user code")
+        defaults = {k: v for k, v in defaults.items() if k != "timeout"}  # [defaults] timeout is the factories'
     options = {**_CHECK_DEFAULTS, **defaults, **given}
     origin = {**dict.fromkeys(defaults, "defaults"), **dict.fromkeys(given, path)}
-    check = _build_check(options, spec, origin, path)
+    check = _build_check(options, spec, origin, path, kind)
     options.update({key: getattr(check, key) for key in _FLOATS})
     _run_rules(options, path, kind)
     return Problem(name, kind, spec, options, _points(table.get("points", _MISSING), f"{path}.points", kind), check)

@@ -130,8 +130,9 @@ def prepare_unit(problem: Problem, point: Point) -> Unit:
         cost, params, grads, batch_cost, source = _build_factory(problem, point)
         backend = "dask" if o["backend"] == "dask" else None
         in_process = (o["n_jobs"] or 1) == 1 and batch_cost is None and backend is None
-        # the suite's user problems keep the per-coordinate engines (resumable chunks of real evaluations)
-        options = problem.check.but(engine="reference" if in_process else "blackbox")
+        # the engine the problem names, else the check's own default in this process (the traced engine where the
+        # cost traces, else the reference loop); workers, Dask or a vectorized cost ask for the black-box engine
+        options = problem.check if in_process or problem.check.engine else problem.check.but(engine="blackbox")
         prepared = prepare_check(cost, params, grads, options=options, n_jobs=o["n_jobs"] or 1,
                                  batch_cost=batch_cost, backend=backend, progress=False)
         extra = (source,)

@@ -50,7 +50,7 @@ import numpy as np
 
 from ...core.deadline import time_limits
 from ...core.directions import direction_steps
-from ...core.finite import central_difference, coordinate_gradient
+from ...core.finite import central_difference, coordinate_gradient, step_at
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.objective import span
 from ...core.progress import ProgressLine
@@ -278,7 +278,7 @@ class _Run:
 
     def result(self) -> Evaluations:
         cost_plus, cost_minus = self.costs()
-        numeric = coordinate_gradient(cost_plus, cost_minus, self.theta[self.items], self.eps)
+        numeric = coordinate_gradient(cost_plus, cost_minus, self.theta[self.items], step_at(self.eps, self.items))
         return Evaluations(self.items, cost_plus, cost_minus, numeric, np.zeros(len(self.items), dtype=bool),
                            2 * len(self.items))
 

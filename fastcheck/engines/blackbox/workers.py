@@ -14,6 +14,7 @@ import numpy as np
 
 from ...core.deadline import time_limit, time_limits
 from ...core.directions import direction_steps
+from ...core.finite import step_at
 from ...core.objective import item_label, recheck_sample, require_deterministic, span
 from ...core.threads import single_threaded
 from ...errors import CostError, CostTimeoutError, DtypeError, InputError, MutationError
@@ -44,7 +45,8 @@ def evaluate_chunk(objective, theta: np.ndarray, indices: np.ndarray, eps: float
     theta : ndarray of shape (n,), float64
         Not modified.
     indices : ndarray of int64, shape (k,)
-    eps : float
+    eps : float, or ndarray of float64 of shape (n,)
+        The step, or each coordinate's.
     batch_cost : callable ``(thetas of shape (r, n)) -> costs of shape (r,)``, optional
     rows : int
         Largest stack given to ``batch_cost`` (even, >= 2).
@@ -65,7 +67,8 @@ def evaluate_chunk(objective, theta: np.ndarray, indices: np.ndarray, eps: float
         idx = np.asarray(indices[start:start + per_stack], dtype=np.int64)
         m = len(idx)
         columns, values = np.repeat(idx, 2), np.empty(2 * m)
-        values[0::2], values[1::2] = theta[idx] + eps, theta[idx] - eps
+        h = step_at(eps, idx)
+        values[0::2], values[1::2] = theta[idx] + h, theta[idx] - h
         stack[np.arange(2 * m), columns] = values
         costs = _call_and_verify(objective, batch_cost, stack, theta, idx, columns, values, _rows(checks, start, m))
         cost_plus[start:start + m], cost_minus[start:start + m] = costs[0::2], costs[1::2]

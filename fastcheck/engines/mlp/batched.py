@@ -9,8 +9,12 @@ what changes:
 * **general path** (any activation, any depth): the change of the row is pushed through
   the later layers as *changes* (``dZ_{h+1} = W_{h+1} dA_h``), each activation change
   and the loss change evaluated by exact identities without cancellation
-  (:mod:`fastcheck.engines.mlp.kernels`); for tanh and sigmoid it runs one SIMD lane per example,
-  the last hidden layer fused with the logits;
+  (:mod:`fastcheck.engines.mlp.kernels`);
+* **smooth shortcut** (tanh, sigmoid; :mod:`fastcheck.engines.mlp.smooth`): each example's
+  loss change in the change of row j is a Taylor polynomial whose coefficients every
+  coordinate of row j shares, with a certified bound on its truncation remainder per
+  example; the coordinates' sums are one matrix product per degree. Examples whose
+  certificate fails take the general path;
 * **linear shortcut** (relu, leaky relu, identity): while no hidden unit can change state
   (certified per example from the margins ``|Z|`` of every later hidden layer, with a
   factor 2 of safety), the logits change by exactly ``G[j, e] * t`` with
@@ -27,12 +31,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.finite import coordinate_gradient
+from ...core.finite import coordinate_gradient, step_at
+from ...core.layout import Layout
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
 from ...core.threads import blas_limited, in_chunks, numba_threads
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
-from . import kernels
+from ..reference import reference_engine
+from . import kernels, smooth
+from .objective import MLPObjective
 
 __all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
 
@@ -44,7 +51,8 @@ OUTPUT_CODES = {"softmax": kernels.SOFTMAX_CE, "sigmoid": kernels.SIGMOID_BCE, "
 SAFETY = 0.5
 
 def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.ndarray, eps: float, *,
-                   max_memory: int | None = None, n_threads: int | None = None, base=None) -> Evaluations:
+                   max_memory: int | None = None, n_threads: int | None = None, base=None,
+                   notes: dict | None = None) -> Evaluations:
     """Central differences of ``net``'s cost at ``indices``, exactly, by reuse of the base pass.
 
     Parameters
@@ -56,7 +64,8 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     Y : ndarray of shape (n_L, m)
     indices : ndarray of int64, shape (k,)
         Flat coordinates of theta (``W1.ravel(), b1.ravel(), W2.ravel(), ...``), any order.
-    eps : float
+    eps : float, or ndarray of float64 of shape (n,)
+        The step, or each coordinate's (``eps="auto"``).
     max_memory : int, optional
         Bytes of kernel temporaries at once (default :data:`DEFAULT_MAX_MEMORY`); rows of
         coordinates are split into smaller tasks to fit. Results do not depend on it.
@@ -65,6 +74,9 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     base : optional
         The base pass from :func:`base_pass` for these ``net, params, X, Y``, to reuse
         across calls on chunks of coordinates (it keeps what it derives per layer).
+    notes : dict, optional
+        Where coordinates were evaluated by full forward passes instead (below), their
+        count is added to ``notes["full_passes"]``, for the report's settings.
 
     Returns
     -------
@@ -78,6 +90,9 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     the exact cost changes, so the rounding noise of the two full costs never enters.
     ``kinks[p]`` is true when a relu-like hidden unit changes state (``Z > 0``) for some
     example under the + or - step, as :class:`fastcheck.engines.mlp.objective.MLPObjective` reports.
+    Where the identities overflow (inputs of 1e8 and more saturate tanh and sigmoid units
+    so that ``tanh(x) sech^2(z) / (1 + tanh(z) tanh(x))`` is 0/0), a coordinate whose change
+    is not finite is evaluated again by full forward passes, as the reference engine does.
     """
     indices = np.asarray(indices, dtype=np.int64)
     max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
@@ -86,6 +101,7 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
             base = _BasePass(net, params, X, Y)
         theta = np.concatenate([np.ravel(params[name]) for name in net.shapes])
         originals = theta[indices]
+        nominal, eps = eps, step_at(eps, indices)  # one step, or each coordinate's (eps="auto")
         d_plus = (originals + eps) - originals
         d_minus = (originals - eps) - originals
         sum_plus, sum_minus = np.zeros(indices.size), np.zeros(indices.size)
@@ -97,14 +113,14 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
                 continue
             width = net.layers[layer - 1] + 1
             order = mine[np.argsort(row_of[mine] * width + col_of[mine], kind="stable")]
-            tasks = _tasks(row_of[order], col_of[order], _max_columns(net, max_memory, threads))
-            results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
-            ain_t = base.inputs_t(layer)
+            max_columns = _max_columns(net, max_memory, threads)
+            tasks = _tasks(row_of[order], col_of[order], max_columns)
             steps = (d_plus[order], d_minus[order])
-            if net.hidden in ("tanh", "sigmoid") and layer < net.n_layers:  # lanes over examples
-                _parallel(kernels.layer_kernel_lanes, tasks.rows.size, threads, base.codes, layer, tasks, steps,
-                          ain_t, base.packed, base.out, results)
+            if smooth.covers(net, layer):  # certified polynomials, the general path where they fail
+                results = _smooth_sums(base, layer, nominal, tasks, steps, max_columns, threads)
             else:
+                results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
+                ain_t = base.inputs_t(layer)
                 _parallel(kernels.layer_kernel, tasks.rows.size, threads, base.codes, layer, tasks, steps, ain_t,
                           np.abs(ain_t).max(axis=1), base.linear(layer, max_memory, threads), base.packed, base.out,
                           results)
@@ -117,7 +133,49 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
     if not net.has_kinks:
         kinks[:] = False
     numeric = coordinate_gradient(dj_plus, dj_minus, originals, eps)  # over the steps taken, not 2 eps
-    return Evaluations(indices, base.cost + dj_plus, base.cost + dj_minus, numeric, kinks, 2 * indices.size)
+    result = Evaluations(indices, base.cost + dj_plus, base.cost + dj_minus, numeric, kinks, 2 * indices.size)
+    bad = np.flatnonzero(~(np.isfinite(dj_plus) & np.isfinite(dj_minus)))
+    if bad.size:
+        _full_passes(net, params, X, Y, eps, result, bad)
+        if notes is not None:
+            notes["full_passes"] = notes.get("full_passes", 0) + int(bad.size)
+    return result
+
+
+def _full_passes(net, params, X, Y, eps, result, at):
+    """Re-evaluate ``result``'s coordinates ``at`` by full forward passes (the reference engine), in place."""
+    layout, theta = Layout.from_params(params)
+    objective = MLPObjective(net, layout, X, Y)
+    objective.base(theta)
+    again = reference_engine(objective, theta, result.indices[at], eps if np.ndim(eps) == 0 else eps[at])
+    for field in ("cost_plus", "cost_minus", "numeric", "kinks"):
+        getattr(result, field)[at] = getattr(again, field)
+    result.n_evaluations += again.n_evaluations
+
+
+def _smooth_sums(base, layer, eps, tasks, steps, max_columns, threads):
+    """``(sum_plus, sum_minus, kinks)`` of the coordinates of ``tasks`` by :mod:`.smooth`.
+
+    The polynomials cover the certified examples of each row; the others are summed by
+    :func:`kernels.layer_kernel`'s general path (a linear shortcut with bound 0 there, and
+    bound inf and slope 0, i.e. skipped, where the polynomials hold) and added.
+    """
+    poly = base.smooth(layer, eps)
+    rows = np.repeat(tasks.rows, np.diff(tasks.starts))
+    results = (np.empty(rows.size), np.empty(rows.size), np.zeros(rows.size, dtype=bool))
+    results[0][:], results[1][:] = poly.sums(rows, tasks.ks, steps)
+    left = np.flatnonzero(~poly.certified.all(axis=1)[rows])
+    if left.size:
+        ain_t = base.inputs_t(layer)
+        lin = kernels.Linear(np.zeros((1, 1, base.net.layers[-1])), np.where(poly.certified, np.inf, 0.0),
+                             np.where(poly.certified, 0.0, 1.0))
+        rest = (np.empty(left.size), np.empty(left.size), np.empty(left.size, dtype=bool))
+        left_tasks = _tasks(rows[left], tasks.ks[left], max_columns)
+        _parallel(kernels.layer_kernel, left_tasks.rows.size, threads, base.codes, layer, left_tasks,
+                  (steps[0][left], steps[1][left]), ain_t, np.abs(ain_t).max(axis=1), lin, base.packed, base.out, rest)
+        results[0][left] += rest[0]
+        results[1][left] += rest[1]
+    return results
 
 
 def _parallel(kernel, n, threads, *args):
@@ -174,6 +232,7 @@ class _BasePass:
         self._memo = {}
         self.net = net
         self.m = X.shape[1]
+        self.params, self.Y = params, Y
         self.weights = [params[f"W{layer}"] for layer in range(1, net.n_layers + 1)]
         zs, acts = net.forward(params, X)
         self.zs, self.acts = zs, acts
@@ -228,6 +287,20 @@ class _BasePass:
         key = ("linear", layer, max_memory)
         if key not in self._memo:
             self._memo[key] = self._linear(layer, max_memory, threads)
+        return self._memo[key]
+
+    def smooth(self, layer, eps):
+        """The certified polynomials of layer l (:func:`smooth.smooth_layer`); computed once per layer.
+
+        ``eps`` is the nominal step, or every coordinate's of theta (``eps="auto"``).
+        """
+        if np.ndim(eps) != 0:  # the steps of this layer's coordinates, W_l then b_l
+            sizes = [int(np.prod(shape)) for shape in self.net.shapes.values()]
+            start = sum(sizes[:2 * layer - 2])
+            eps = np.asarray(eps)[start:start + sizes[2 * layer - 2] + sizes[2 * layer - 1]]
+        key = ("smooth", layer, eps if np.ndim(eps) == 0 else eps.tobytes())
+        if key not in self._memo:
+            self._memo[key] = smooth.smooth_layer(self.net, self.params, self.zs, self.acts, self.Y, layer, eps)
         return self._memo[key]
 
     def _inputs_t(self, layer):

@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ...core.directions import direction_steps
-from ...core.finite import central_difference, coordinate_gradient
+from ...core.finite import central_difference, coordinate_gradient, step_at
 from ...core.limits import DEFAULT_MAX_MEMORY  # bounds the changes held at once by all threads together
 from ...core.objective import perturbation_label
 from ...core.results import DirectionEvaluations, Evaluations
@@ -84,7 +84,8 @@ class TracedEngine:
         """dJ+ and dJ- of the coordinates ``local`` (flat, inside group ``position``), and their kinks."""
         group = self.layout.groups[position]
         original = self.theta[group.start + local]
-        steps = np.concatenate([(original + self.eps) - original, (original - self.eps) - original])
+        eps = step_at(self.eps, group.start + local)  # one step, or each coordinate's (eps="auto")
+        steps = np.concatenate([(original + eps) - original, (original - eps) - original])
         leaf = point_changes(group.shape, np.concatenate([local, local]), steps)
         order = self._plan((position,))
         change, kinks, peak = run(self.graph, order, {self.graph.params[position]: leaf}, self._tables[(position,)])
@@ -137,7 +138,7 @@ class TracedEngine:
                     store(*task)
         cost_plus, cost_minus = self.cost + d_plus, self.cost + d_minus
         # the steps taken are the rounded ones (fl(theta_i +- eps) - theta_i): divide by them, not by 2 eps
-        numeric = coordinate_gradient(d_plus, d_minus, self.theta[indices], self.eps)
+        numeric = coordinate_gradient(d_plus, d_minus, self.theta[indices], step_at(self.eps, indices))
         return Evaluations(indices, cost_plus, cost_minus, numeric, kinks, 2 * k)
 
     def directions(self, directions: list, analytic: np.ndarray) -> DirectionEvaluations:
@@ -183,7 +184,9 @@ class TracedEngine:
         for p, i in enumerate(sample):
             original = work[i]
             for sign, traced in ((+1, ev.cost_plus[p]), (-1, ev.cost_minus[p])):
-                work[i] = original + sign * self.eps
+                if not np.isfinite(traced):  # not vouched for (a guard changed): the real cost evaluates it
+                    continue
+                work[i] = original + sign * step_at(self.eps, i)
                 self._agree(traced, self.objective.evaluate(work, int(i), sign),
                             perturbation_label(self.layout, int(i), sign))
             work[i] = original
@@ -218,7 +221,8 @@ def traced_engine(objective, layout, theta: np.ndarray, eps: float, *, max_memor
         The user's cost as fastcheck calls it (used to verify the trace).
     layout : Layout
     theta : ndarray of shape (n_params,), float64
-    eps : float
+    eps : float, or ndarray of float64 of shape (n_params,)
+        The step, or each coordinate's (``eps="auto"``); directions take a float.
     max_memory : int, optional
         Bytes of changes held at once by all threads (default :data:`DEFAULT_MAX_MEMORY`).
     n_threads : int, optional

@@ -105,7 +105,7 @@ class Plan:
 
 
 def plan(graph: Graph, leaves) -> Plan:
-    live = {graph.output}
+    live = {graph.output, *graph.guards}
     for node in reversed(graph.nodes):
         if node.id in live:
             live.update(a.id for a in node.args if isinstance(a, Ref))
@@ -149,7 +149,8 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     Returns
     -------
     change : ndarray of shape (K,)
-        ``J(theta + D_k) - J(theta)``.
+        ``J(theta + D_k) - J(theta)``; NaN where a guard changes (a mask or count that plain code read,
+        :meth:`~.trace.Tracer.guard`): the engine cannot vouch for those, the real cost must evaluate them.
     kinks : ndarray of bool, shape (K,)
         Perturbations that flipped a comparison, a maximum/minimum/abs or the winner of a max.
     peak : int
@@ -160,6 +161,7 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     """
     k = next(iter(leaf_changes.values())).k
     ev = Evaluation(graph, k, tables)
+    unvouched = np.zeros(k, dtype=bool)
     changes = dict(leaf_changes)
     held = {i: c.values.nbytes for i, c in changes.items()}
     peak = sum(held.values())
@@ -169,6 +171,8 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
         if any(c is not None for c in inputs):
             change = _apply(ev, node, inputs, changes)
             if change is not None:
+                if node_id in graph.guards:  # plain code read this value: where it changes, the engine cannot vouch
+                    unvouched |= _changed(change, k)
                 changes[node_id] = change
                 held[node_id] = _nbytes(change)
                 peak = max(peak, sum(held.values()))
@@ -177,9 +181,15 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
                 changes.pop(a.id, None)
                 held.pop(a.id, None)
     out = expand(changes.get(graph.output))
-    if out is None:
-        return np.zeros(k), ev.kinks, peak
-    return np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1), ev.kinks, peak
+    total = np.zeros(k) if out is None else np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1)
+    total[unvouched] = np.nan  # NaN: the caller evaluates these perturbations with the real cost
+    return total, ev.kinks, peak
+
+
+def _changed(change, k: int) -> np.ndarray:
+    """Perturbations whose change is not zero everywhere."""
+    values = expand(change).values
+    return np.broadcast_to((values != 0).reshape(values.shape[0], -1).any(axis=1), (k,))
 
 
 def point_changes(shape: tuple, local: np.ndarray, steps: np.ndarray) -> Change:

@@ -15,7 +15,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view as _swv
 
 from .indexing import getitem, setitem
-from .products import dot, einsum, inner, matmul, outer, tensordot
+from .products import dot, inner, matmul, outer, tensordot
+from .sites import at, site
+from .subscripts import einsum
 from .trace import HANDLERS, Traced
 
 __all__ = ["ufunc_call", "function_call", "UFUNCS"]
@@ -54,12 +56,16 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
     if tracer is None:
         return _plain(getattr(ufunc, method), inputs, kwargs)
     out = kwargs.pop("out", None)
+    target = out[0] if isinstance(out, tuple) else out
+    if target is not None and not isinstance(target, Traced):  # a plain result: from masks and counts only
+        return getattr(ufunc, method)(*(_plain_input(tracer, x) for x in inputs), out=out, **kwargs)
+    reduction = {"axis": kwargs.pop("axis", 0), "keepdims": kwargs.pop("keepdims", False)} if method == "reduce" else {}
     if kwargs.pop("dtype", None) not in (None, float, np.float64) or kwargs:
         tracer.fail(f"np.{ufunc.__name__} with {', '.join(map(repr, kwargs)) or 'dtype'}= is not supported")
     name = ufunc.__name__
     if method == "reduce" and name in ("add", "maximum", "minimum"):
         handler = {"add": sum_, "maximum": amax, "minimum": amin}[name]
-        result = handler(inputs[0], axis=kwargs.get("axis", 0))
+        result = handler(inputs[0], **reduction)
     elif method != "__call__":
         tracer.fail(f"np.{name}.{method} is not supported")
     elif name == "matmul":
@@ -72,11 +78,19 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
         result = tracer.record(name, inputs, ufunc(*(_val(x) for x in inputs)))
     if out is None:
         return result
-    target = out[0] if isinstance(out, tuple) else out
-    if not isinstance(target, Traced) or target.shape != result.shape:
-        tracer.fail("the cost writes a traced result into a plain numpy array (out=)")
+    if target.shape != result.shape:
+        tracer.fail(f"np.{name} writes into an array of another shape (out=)")
     target._rebind(result)
     return target
+
+
+def _plain_input(tracer, x):
+    """An input of a plain computation: a mask or a count is guarded, a traced float ends the trace."""
+    if not isinstance(x, Traced):
+        return x
+    if x.dtype.kind == "f":
+        tracer.fail(f"the cost writes a traced result into a plain numpy array (out=){at(site())}")
+    return tracer.guard(x)
 
 
 def function_call(tracer, func, args, kwargs):
@@ -136,6 +150,24 @@ def _extreme(op):
 
 
 amax, amin = _extreme("max"), _extreme("min")
+
+
+def _mask_count(a, axis, keepdims):
+    mask = a if np.asarray(_val(a)).dtype == np.bool_ else np.not_equal(a, 0)
+    axes = _axes(axis, np.ndim(_val(a)))
+    return sum_(mask, axis=axes, keepdims=keepdims), int(np.prod([np.shape(_val(a))[i] for i in axes]))
+
+
+def any_(a, axis=None, out=None, keepdims=False, **extra):
+    """``any``: a count of true entries, not zero (a mask of masks, piecewise constant like them)."""
+    _check_extra(_tracer(a), "any", out=out, **extra)
+    return np.not_equal(_mask_count(a, axis, keepdims)[0], 0)
+
+
+def all_(a, axis=None, out=None, keepdims=False, **extra):
+    _check_extra(_tracer(a), "all", out=out, **extra)
+    count, size = _mask_count(a, axis, keepdims)
+    return np.equal(count, size)
 
 
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **extra):
@@ -220,6 +252,12 @@ def broadcast_to(array, shape, subok=False):
     t = _tracer(array)
     value = np.broadcast_to(_val(array), shape)
     return _view(t.record("broadcast_to", (array,), value, shape=value.shape), array)
+
+
+def broadcast_arrays(*args, subok=False):
+    shape = np.broadcast_shapes(*(np.shape(_val(a)) for a in args))
+    out = [broadcast_to(a, shape) if isinstance(a, Traced) else np.broadcast_to(a, shape) for a in args]
+    return type(np.broadcast_arrays(np.zeros(1)))(out)
 
 
 def astype(a, dtype, copy=True, **extra):
@@ -341,21 +379,21 @@ def full_like(a, fill_value, *args, **kwargs):
 
 _HANDLERS = {
     np.sum: sum_, np.mean: mean, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin, np.var: var,
-    np.std: std, np.linalg.norm: norm, np.reshape: reshape, np.ravel: ravel, np.transpose: transpose,
-    np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.expand_dims: expand_dims, np.squeeze: squeeze,
-    np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.broadcast_to: broadcast_to, np.copy: copy,
-    np.clip: clip, np.repeat: repeat, np.concatenate: concatenate, np.stack: stack, np.hstack: hstack,
-    np.vstack: vstack, np.pad: pad, _swv: sliding_window_view, np.where: where, np.take: take,
-    np.dot: dot, np.tensordot: tensordot, np.einsum: einsum, np.outer: outer, np.inner: inner,
-    np.zeros_like: _shape_only(np.zeros_like), np.ones_like: _shape_only(np.ones_like),
-    np.empty_like: _shape_only(np.zeros_like), np.full_like: full_like, np.shape: _shape_only(np.shape),
-    np.ndim: _shape_only(np.ndim), np.size: _shape_only(np.size),
+    np.std: std, np.any: any_, np.all: all_, np.linalg.norm: norm, np.reshape: reshape, np.ravel: ravel,
+    np.transpose: transpose, np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.expand_dims: expand_dims,
+    np.squeeze: squeeze, np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.broadcast_to: broadcast_to,
+    np.broadcast_arrays: broadcast_arrays, np.copy: copy, np.clip: clip, np.repeat: repeat,
+    np.concatenate: concatenate, np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.pad: pad,
+    _swv: sliding_window_view, np.where: where, np.take: take, np.dot: dot, np.tensordot: tensordot,
+    np.einsum: einsum, np.outer: outer, np.inner: inner, np.zeros_like: _shape_only(np.zeros_like),
+    np.ones_like: _shape_only(np.ones_like), np.empty_like: _shape_only(np.zeros_like), np.full_like: full_like,
+    np.shape: _shape_only(np.shape), np.ndim: _shape_only(np.ndim), np.size: _shape_only(np.size),
 }
 
 _REASONS = {name: "of a traced value is not supported (its result depends on the parameters discretely)"
             for name in ("argmax", "argmin", "argsort", "sort", "nonzero", "argwhere", "flatnonzero", "unique")}
 
 HANDLERS.update(ufunc_call=ufunc_call, function_call=function_call, getitem=getitem, setitem=setitem,
-                reshape=reshape, transpose=transpose, sum_=sum_, mean=mean, amax=amax, amin=amin, var=var, std=std,
-                ravel=ravel, swapaxes=swapaxes, squeeze=squeeze, astype=astype, copy=copy, clip=clip, dot=dot,
-                repeat=repeat)
+                reshape=reshape, transpose=transpose, sum_=sum_, any_=any_, all_=all_, mean=mean, amax=amax,
+                amin=amin, var=var, std=std, ravel=ravel, swapaxes=swapaxes, squeeze=squeeze, astype=astype,
+                copy=copy, clip=clip, dot=dot, repeat=repeat)

@@ -90,11 +90,11 @@ def index_layout(index) -> tuple[dict, int, bool]:
 
 def getitem(a, index):
     t = _tracer(a, index)
-    index = normalize_index(t, index, a.shape)
+    raw, index = index, normalize_index(t, index, a.shape)
     value = a._value[index]
     result = t.record("getitem", (a,), value, index=index)
     if not any(isinstance(e, np.ndarray) for e in index):
-        result._as_view_of(a)  # basic indexing returns a view in numpy
+        result._as_view_of(a, raw)  # basic indexing returns a view in numpy
     return result
 
 

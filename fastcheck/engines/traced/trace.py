@@ -8,12 +8,16 @@ of the graph node that produced it; numpy's dispatch protocols (``__array_ufunc_
 the user wrote and records a node. Data the cost closes over stays plain numpy: constants of
 the graph.
 
-Anything the engine cannot vouch for ends the trace with :class:`NotTraceable`, whose reason
-is one sentence for the report: a traced value turned into a Python number or a plain array
-before the cost returns (``float(x)``, ``.item()``, ``np.asarray``, ``math.exp``), a branch on
-a traced value (``if z.max() > 50``), an unsupported numpy function or method, an index that
-depends on the parameters. The failure is remembered by the tracer, so a cost that catches
-exceptions cannot hide it.
+What plain code reads of a mask or a count (``np.asarray(z > 0)``, ``dx[margins > 0] = 1``,
+``if margin > 0:``) is a *guard* (:meth:`Tracer.guard`): those values are constant between
+the points where they jump, so where a perturbation leaves every guard as it is, the plain
+code computes what it computed here, and the perturbations that change one go to the real
+cost. Anything else the engine cannot vouch for ends the trace with :class:`NotTraceable`,
+whose reason is one sentence for the report naming the user's line: a traced float turned
+into a Python number or a plain array before the cost returns (``float(x)``, ``np.asarray``,
+``math.exp``), an unsupported numpy function or method, an index that depends on the
+parameters. The failure is remembered by the tracer, so a cost that catches exceptions
+cannot hide it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
+
+from . import plaindot
+from .sites import at, mid_graph_reason, plain_array_reason, site
 
 __all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS"]
 
@@ -70,6 +77,7 @@ class Graph:
     params: list
     output: int
     cost: float
+    guards: tuple = ()  # nodes of masks and counts the cost read as plain values (see Tracer.guard)
     derived: dict = field(default_factory=dict)  # arrays rules derive from base values, once per node
 
     def derive(self, key, compute):
@@ -85,6 +93,8 @@ class Graph:
 
 
 _DTYPES = ("f", "b", "i", "u")
+#: Kinds of values that stay constant between the points where they jump: masks and counts.
+_PIECEWISE_CONSTANT = "biu"
 
 
 class Tracer:
@@ -94,7 +104,27 @@ class Tracer:
         self.nodes: list[Node] = []
         self.failure: str | None = None
         self.active = True
-        self.conversions: list = []  # (node id, the Python float handed out)
+        self.conversions: list = []  # (node id, the Python float handed out, nodes recorded by then, site)
+        self.guards: list = []  # nodes of masks and counts the cost read as plain values
+        self.pending: list = []  # products of plain .dot() calls not yet recorded (see plaindot)
+        self.operands: list = []  # the identity operands handed to them
+
+    def settle(self) -> None:
+        """Record the products of plain ``.dot()`` calls made since the last operation."""
+        if self.pending or self.operands:
+            plaindot.settle(self, HANDLERS["dot"])
+
+    def guard(self, x: Traced) -> np.ndarray:
+        """The value of a mask or a count, handed to plain code: a guard, re-evaluated per perturbation.
+
+        Plain code can compute only from what it is handed; where a perturbation leaves every
+        guard unchanged it computes exactly what it computed here, so its results are constants
+        of the graph for that perturbation. The perturbations that change a guard are not the
+        engine's to evaluate (:func:`~.evaluate.run` hands them to the real cost).
+        """
+        if x._node not in self.guards:
+            self.guards.append(x._node)
+        return x._value
 
     def fail(self, reason: str):
         if self.failure is None:
@@ -111,6 +141,7 @@ class Tracer:
 
     def record(self, op: str, args, value, **kw) -> Traced:
         """A new node ``op(args)`` whose value (computed by the caller with numpy) is ``value``."""
+        self.settle()
         refs = tuple(self.ref(a) for a in args)
         value = np.asarray(value)
         if value.dtype.kind not in _DTYPES or (value.dtype.kind == "f" and value.dtype != np.float64):
@@ -142,12 +173,19 @@ class Traced(NDArrayOperatorsMixin):
         self._tracer, self._node, self._value = tracer, node, value
         self._view_of = None  # the Traced this one is a view of (numpy semantics), if any
         self._views = []  # weak references to views of this one
+        self._view_index = None  # the basic index that made this view of _view_of, if one did
+        self._written = None  # (base, its node, index) after an in-place update wrote through to the base
+        self._param = False  # the parameter array the cost was handed (never updated in place)
 
     # ------------------------------------------------------------------ numpy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if plaindot.has_proxy(inputs + tuple(kwargs.get("out", ()))):
+            return NotImplemented  # the product of a plain .dot() unwraps itself first
         return HANDLERS["ufunc_call"](self._live(inputs), ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
+        if plaindot.has_proxy(args) or plaindot.has_proxy(tuple(kwargs.values())):
+            return NotImplemented
         return HANDLERS["function_call"](self._live(args), func, args, kwargs)
 
     @staticmethod
@@ -159,33 +197,71 @@ class Traced(NDArrayOperatorsMixin):
         return None
 
     def __array__(self, dtype=None, copy=None):
-        self._tracer.fail("the cost converts a traced value to a plain numpy array (np.asarray, np.array, "
-                          "writing it into a plain array, or a plain array's .dot(): write X @ W or "
-                          "np.dot(X, W) instead of X.dot(W))")
+        if not self._tracer.active:
+            return np.array(self._value, dtype=dtype)
+        if self._value.dtype.kind in _PIECEWISE_CONSTANT:  # a mask or a count: guarded
+            return np.array(self._tracer.guard(self), dtype=dtype)
+        identity = plaindot.operand(self, self._tracer, dtype)  # a plain array's .dot(): followed
+        if identity is not None:
+            return identity
+        self._tracer.fail(plain_array_reason())
 
     # ------------------------------------------------------------------ conversions and branches
+    def _scalar(self, what: str) -> np.ndarray:
+        if self._value.size != 1:
+            self._tracer.fail(f"the cost converts a traced array to {what}{at(site())}")
+        return self._value.reshape(())
+
     def __float__(self):
         tracer = self._tracer
-        if self._value.size != 1:
-            tracer.fail("the cost converts a traced array to a Python number")
-        out = float(self._value.reshape(()))
-        tracer.conversions.append((self._node, out))
+        value = self._scalar("a Python number")
+        if not tracer.active:
+            return float(value)
+        if value.dtype.kind in _PIECEWISE_CONSTANT:
+            tracer.guard(self)
+            return float(value)
+        if tracer.conversions:  # a second number: the first was not the cost's last step
+            tracer.fail(mid_graph_reason(tracer.conversions[0][3]))
+        out = float(value)
+        tracer.conversions.append((self._node, out, len(tracer.nodes), site()))
         return out
 
     def item(self, *args):
         if args:
-            self._tracer.fail("the cost reads single entries of a traced array as Python numbers (.item(i))")
-        return self.__float__()
+            self._tracer.fail("the cost reads single entries of a traced array as Python numbers (.item(i))"
+                              f"{at(site())}")
+        if self._value.dtype.kind not in _PIECEWISE_CONSTANT:
+            return self.__float__()
+        value = self._scalar("a Python number")
+        if self._tracer.active:
+            self._tracer.guard(self)
+        return value.item()
 
     def __bool__(self):
-        self._tracer.fail("the cost branches on a traced value (an `if` or `while` on an array that depends "
-                          "on the parameters)")
+        """A branch (``if margin > 0:``) on a traced scalar: a guard, and the branch taken here is the graph's."""
+        if not self._tracer.active:
+            return bool(self._value)
+        if self._value.size != 1:
+            self._tracer.fail(f"the cost branches on a traced array of {self._value.size} entries{at(site())} (its "
+                              "truth value is ambiguous)")
+        condition = self if self._value.dtype.kind in _PIECEWISE_CONSTANT else self != 0.0
+        return bool(self._tracer.guard(condition).reshape(()))
+
+    def __index__(self):
+        if self._value.ndim:  # numpy then reads the array as an index array (through __array__)
+            raise TypeError("only integer scalar arrays can be converted to a scalar index")
+        return self.__int__()
 
     def __int__(self):
-        self._tracer.fail("the cost converts a traced value to a Python int")
+        if not self._tracer.active:
+            return int(self._value)
+        if self._value.dtype.kind in _PIECEWISE_CONSTANT:
+            self._scalar("a Python int")
+            return int(self._tracer.guard(self).reshape(()))
+        self._tracer.fail(f"the cost converts a traced value to a Python int{at(site())}")
 
-    __index__ = __int__
-    __complex__ = __int__
+    def __complex__(self):
+        self._tracer.fail(f"the cost converts a traced value to a Python complex{at(site())}")
 
     def tolist(self):
         self._tracer.fail("the cost converts a traced array to a Python list (.tolist())")
@@ -234,7 +310,8 @@ class Traced(NDArrayOperatorsMixin):
         def method(self, *args, **kwargs):
             if not self._tracer.active:  # a value kept from a finished trace is a plain array
                 return getattr(self._value, plain)(*args, **kwargs)
-            return HANDLERS[name](self, *args, **kwargs)
+            unwrap = plaindot.unwrap
+            return HANDLERS[name](self, *map(unwrap, args), **{k: unwrap(v) for k, v in kwargs.items()})
 
         method.__name__ = name
         return method
@@ -245,6 +322,8 @@ class Traced(NDArrayOperatorsMixin):
     min = _method("amin", "min")
     var = _method("var", "var")
     std = _method("std", "std")
+    any = _method("any_", "any")
+    all = _method("all_", "all")
     ravel = _method("ravel", "ravel")
     flatten = _method("ravel", "flatten")
     swapaxes = _method("swapaxes", "swapaxes")
@@ -273,22 +352,49 @@ class Traced(NDArrayOperatorsMixin):
     def __setitem__(self, index, value):
         if not self._tracer.active:
             raise ValueError("assignment destination is read-only")
+        value = plaindot.unwrap(value)
+        if isinstance(value, Traced) and value._written is not None:
+            base, node, written = value._written
+            if base is self and node == self._node and _same_index(written, index):
+                return  # ``a[i] += v`` storing back the view that already wrote through to ``a``
         self._rebind(HANDLERS["setitem"](self, index, value))
 
     def _rebind(self, result: Traced) -> None:
-        """Make this array the result of an in-place update (refused where memory is shared)."""
+        """Make this array the result of an in-place update (refused where memory is shared).
+
+        An update of a view made by basic indexing (``W[:, 1] *= 2``) writes through to its
+        base, as numpy's does, when nothing else views the base; other views are refused.
+        """
         tracer = self._tracer
-        if tracer.nodes[self._node].op == "param":
-            tracer.fail("the cost modifies its parameters in place")
-        if self._view_of is not None or any(ref() is not None for ref in self._views):
-            tracer.fail("the cost updates in place an array that shares memory with another traced array "
-                        "(a view); work on a .copy()")
+        base = self._view_of
+        if self._param or (base is not None and base._param):  # the arrays the cost was handed, never its copies
+            tracer.fail(f"the cost modifies its parameters in place{at(site())}; work on a .copy()")
+        shared = any(ref() is not None for ref in self._views)
+        if base is not None:
+            shared |= self._view_index is None or base._view_of is not None or any(
+                (view := ref()) is not None and view is not self for ref in base._views)
+        if shared:
+            tracer.fail(f"the cost updates in place an array that shares memory with another traced array "
+                        f"(a view){at(site())}; work on a .copy()")
+        if base is not None:
+            through = HANDLERS["setitem"](base, self._view_index, result)
+            base._node, base._value = through._node, through._value
+            self._written = (base, base._node, self._view_index)
         self._node, self._value = result._node, result._value
 
-    def _as_view_of(self, base: Traced) -> Traced:
-        self._view_of = base
+    def _as_view_of(self, base: Traced, index=None) -> Traced:
+        """Mark this array a view of ``base`` (``index``: the basic index that made it, if one did)."""
+        self._view_of, self._view_index = base, index
         base._views.append(weakref.ref(self))
         return self
+
+
+def _same_index(a, b) -> bool:
+    """Equal basic indices (ints, slices, None, Ellipsis), compared without touching arrays."""
+    a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+    plain = (int, slice, type(None), type(Ellipsis))
+    return len(a) == len(b) and all(isinstance(x, plain) and isinstance(y, plain) and type(x) is type(y) and x == y
+                                    for x, y in zip(a, b))
 
 
 def _flatten(args):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import functions  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
+from .plaindot import unwrap
+from .sites import mid_graph_reason
 from .trace import Graph, NotTraceable, Traced, Tracer
 
 __all__ = ["trace"]
@@ -15,6 +17,7 @@ def _parameters(layout, theta, tracer):
     for position, g in enumerate(layout.groups):
         value = np.array(theta[g.start:g.stop]).reshape(g.shape)
         params[g.name] = tracer.record("param", (), value, group=position)
+        params[g.name]._param = True
     return params
 
 
@@ -46,7 +49,8 @@ def trace(cost, layout, theta: np.ndarray) -> Graph:
         sequence = getattr(layout, "sequence", None)
         arg = params if sequence is None else sequence(params.values())
     try:
-        result = cost(arg)
+        result = unwrap(cost(arg))
+        tracer.settle()
     except NotTraceable:
         pass
     except Exception as exc:  # the cost failed on traced arrays: the real cost decides what that means
@@ -58,25 +62,39 @@ def trace(cost, layout, theta: np.ndarray) -> Graph:
         raise NotTraceable(tracer.failure)
     output = _output(tracer, result)
     value = tracer.nodes[output].value
-    return Graph(tracer.nodes, leaves, output, float(value.reshape(())))
+    return Graph(tracer.nodes, leaves, output, float(value.reshape(())), guards=tuple(tracer.guards))
 
 
 def _output(tracer: Tracer, result) -> int:
-    """The node the cost returned: a traced scalar, or the Python float of its final conversion."""
+    """The node the cost returned: a traced scalar, or the number of its final conversion.
+
+    ``float(loss)``, ``loss.item()`` or ``np.float64(loss)`` as the last step hands back the
+    cost itself; a conversion before the end freezes a traced value into plain Python.
+    """
+    conversions = tracer.conversions
     if isinstance(result, Traced):
         if result._tracer is not tracer:
             raise NotTraceable("the cost returned a traced value kept from outside this call")
-        if tracer.conversions:
-            raise NotTraceable("the cost converts a traced value to a Python number (float(), .item(), "
-                               "math.*) before its end")
+        if conversions:
+            raise NotTraceable(mid_graph_reason(conversions[0][3]))
         if result.size != 1:
             raise NotTraceable(f"the cost returned an array of shape {result.shape}")
         if result.dtype != np.float64:
             raise NotTraceable(f"the cost returned a traced value of dtype {result.dtype}")
         return result._node
-    if tracer.conversions and tracer.conversions[-1][1] is result and len(tracer.conversions) == 1:
-        return tracer.conversions[-1][0]
-    if tracer.conversions:
-        raise NotTraceable("the cost converts a traced value to a Python number (float(), .item(), math.*) "
-                           "before its end")
+    if len(conversions) == 1 and _is_final(tracer, conversions[0], result):
+        return conversions[0][0]
+    if conversions:
+        raise NotTraceable(mid_graph_reason(conversions[0][3]))
     raise NotTraceable("the cost's value does not depend on the traced parameters")
+
+
+def _is_final(tracer: Tracer, conversion, result) -> bool:
+    """The conversion is the cost's last step: nothing traced after it, and its number is what came back."""
+    node, number, n_nodes, _ = conversion
+    if n_nodes != len(tracer.nodes) or tracer.nodes[node].value.dtype != np.float64:
+        return False
+    if not isinstance(result, (float, np.floating, np.ndarray)) or np.size(result) != 1:
+        return False
+    value = float(np.reshape(result, ()))
+    return value == number or (np.isnan(value) and np.isnan(number))
