@@ -148,7 +148,7 @@ def _compile_kernels(engine: str, hidden: str, output: str) -> float:
 
     notice = threading.Timer(1.0, lambda: print(
         f"fastcheck: compiling the numba kernels for {hidden}/{output} (first run only; cached on disk "
-        "afterwards; 10-30 s on 2 cores)...", file=sys.stderr, flush=True))
+        "afterwards; 10-20 s on 2 cores)...", file=sys.stderr, flush=True))
     if sys.stderr.isatty():
         notice.start()
     try:

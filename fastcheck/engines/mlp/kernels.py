@@ -1,6 +1,9 @@
 """Numba kernels of the batched MLP engine (loops only; no validation).
 
 Every kernel takes C-contiguous float64 arrays and writes into preallocated outputs.
+Kernels are serial: the entry points take a range of independent tasks (``first, last``)
+and the caller runs ranges on threads (:func:`fastcheck.core.threads.in_chunks`), which
+compiles far faster than ``prange`` (see :mod:`fastcheck.core.jit`).
 The Python side (:mod:`fastcheck.engines.mlp.batched`) validates, prepares the caches of
 the base forward pass, packs them into the named tuples below and assembles the results.
 Named tuples cost nothing in the kernels: a field is read as a constant index.
@@ -52,8 +55,7 @@ __all__ = [
     "expm1_", "log1p_", "tanh_",
 ]
 
-jit = numba.njit(**JIT_OPTIONS)
-jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
+jit = numba.njit(**JIT_OPTIONS)  # serial kernels: the caller runs them on threads (nogil)
 
 # hidden activation codes
 RELU, LEAKY_RELU, TANH, SIGMOID, IDENTITY = 0, 1, 2, 3, 4
@@ -480,6 +482,7 @@ def _fused_last_hidden(code, net, h, j, a_row, m, y, dz):
                 continue
             base = z_off[h] + i * m
             if abs(w) * amax < SMALL:  # then every |fl(w a_e)| < SMALL
+                # a literal 0 (numba compiles this hot loop for row 0 of a_row; _activate_lanes's rows vary)
                 _series_lanes(code, a_row, 0, aux1_nt, aux2_nt, base, w, y, r, m)
             else:
                 for e in range(m):
@@ -594,7 +597,8 @@ def _loss_lanes(output, dz, m, net, out, acc, ya, col, dl):
         for c in range(n_out):
             one[c, 0] = dz[c, e]
         z_last = z_buf[z_off[n_layers] + e * n_out:z_off[n_layers] + (e + 1) * n_out]
-        loss_diff(output, e, one, 1, z_last, out, acc[m:], ya[m:], dl[m:])
+        # np.int64(1), not 1: numba would compile loss_diff and its callees once more for a literal 1
+        loss_diff(output, e, one, np.int64(1), z_last, out, acc[m:], ya[m:], dl[m:])
         dl[e] = dl[m]
 
 
@@ -647,7 +651,7 @@ def _row_task(codes, layer, j, ks, d, ain_t, amax, lin, net, out, sums, kinks, w
             continue  # the unit stays inactive: exactly no change
         for k in range(K):
             t[k] = d[k] * ain_t[e, ks[k]]
-        n_fail = 0
+        n_fail = K - K  # not a literal 0, which numba would compile propagate and loss_diff once more for
         if may_fail:
             for k in range(K):
                 if not abs(t[k]) < b:
@@ -690,8 +694,8 @@ def _row_task(codes, layer, j, ks, d, ain_t, amax, lin, net, out, sums, kinks, w
         kinks[k] = kinks[k] or kink[k]
 
 
-@jit_parallel
-def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results):
+@jit
+def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results, first, last):
     """Loss changes of every requested coordinate of one layer, for both signs.
 
     Parameters
@@ -717,6 +721,9 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     results : (sum_plus (N,), sum_minus (N,), kinks (N,) bool)
         Written: sum over examples of the loss change for +eps and -eps; whether a hidden
         unit changed state. Each task writes only its own slots.
+    first, last : int
+        The tasks to run, ``first <= q < last`` (the caller runs ranges on threads:
+        :func:`fastcheck.core.threads.in_chunks`).
 
     Notes
     -----
@@ -732,7 +739,7 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
     n_max = 1
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
-    for q in numba.prange(rows.size):
+    for q in range(first, last):
         lo, hi = starts[q], starts[q + 1]
         K = hi - lo
         work = RowWork(np.empty(K), np.empty(K), np.empty(K), np.empty(K), np.empty(n_max * K),
@@ -745,8 +752,8 @@ def layer_kernel(codes, layer, tasks, steps, ain_t, amax, lin, net, out, results
                   sum_minus[lo:hi], kinks[lo:hi], work)
 
 
-@jit_parallel
-def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results):
+@jit
+def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results, first, last):
     """:func:`layer_kernel` for tanh and sigmoid hidden layers, l < L: :func:`_row_task_lanes`.
 
     Same arguments, less ``amax`` and ``lin`` (no linear shortcut); ``kinks`` are all False.
@@ -759,32 +766,33 @@ def layer_kernel_lanes(codes, layer, tasks, steps, ain_t, net, out, results):
     for h in range(1, dims.size):
         n_max = max(n_max, dims[h])
     m = ain_t.shape[0]
-    for q in numba.prange(rows.size):
-        lo, hi = starts[q], starts[q + 1]
+    for q in range(first, last):
         work = LaneWork(np.empty((1, m)), np.empty(n_max * m), np.empty(n_max * m), np.empty((UNITS, m)),
                         np.empty(n_max, dtype=np.bool_), np.empty(m + 1), np.empty(m + 1), np.empty(n_max),
                         np.empty(m + 1))
+        lo, hi = starts[q], starts[q + 1]
         kinks[lo:hi] = False
         _row_task_lanes(codes, layer, rows[q], ks[lo:hi], d_plus[lo:hi], ain_t, net, out, sum_plus[lo:hi], work)
         _row_task_lanes(codes, layer, rows[q], ks[lo:hi], d_minus[lo:hi], ain_t, net, out, sum_minus[lo:hi], work)
 
 
 # ---------------------------------------------------------------- certificates
-@jit_parallel
-def min_ratio(abs_z_t, abs_h, out):
-    """``out[e, j] = min(out[e, j], min_i abs_z_t[e, i] / abs_h[i, j])`` (0/0 ignored).
+@jit
+def min_ratio(abs_z_t, abs_h, out, first, last):
+    """``out[e, j] = min(out[e, j], min_i abs_z_t[e, i] / abs_h[i, j])`` (0/0 ignored), ``first <= e < last``.
 
     abs_z_t (m, n_h), abs_h (n_h, n_l), out (m, n_l): how far a_l[j] may move before
-    some unit of layer h could change state. Parallel over examples.
+    some unit of layer h could change state. Examples are independent: the caller runs
+    ranges of them on threads.
     """
-    for e in numba.prange(abs_z_t.shape[0]):
+    for e in range(first, last):
         _min_ratio_row(abs_z_t[e], abs_h, out[e])
 
 
-@jit_parallel
-def min_ratio_batched(abs_z_t, abs_h, out):
+@jit
+def min_ratio_batched(abs_z_t, abs_h, out, first, last):
     """:func:`min_ratio` with one matrix per example: abs_h (m, n_h, n_l)."""
-    for e in numba.prange(abs_z_t.shape[0]):
+    for e in range(first, last):
         _min_ratio_row(abs_z_t[e], abs_h[e], out[e])
 
 
