@@ -25,7 +25,7 @@ from fastcheck.engines.mlp.objective import MLPObjective
 from fastcheck.engines.reference import reference_engine
 
 EPS = 1e-7
-NETS = {"relu": [5, 4, 6, 3], "tanh": [5, 4, 6, 3, 3]}  # tanh: the lanes kernel and the fused last layer
+NETS = {"relu": [5, 4, 6, 3], "tanh": [5, 4, 6, 3, 3]}  # tanh: the smooth series and the general path
 
 FIRST_RUN = textwrap.dedent('''
     import sys

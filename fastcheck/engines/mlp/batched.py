@@ -266,14 +266,13 @@ class _BasePass:
                 aux1.append(np.zeros_like(z))
                 aux2.append(np.zeros_like(z))
         flat = [np.concatenate([a.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
-        flat_nt = [np.concatenate([a.T.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
-        return kernels.Net(dims, w_off, w_buf, z_off, *flat, *flat_nt)
+        return kernels.Net(dims, w_off, w_buf, z_off, *flat)
 
     @staticmethod
     def _output(net, z_last, Y):
         aux = output_aux(net.output, z_last, Y)
         return kernels.Output(np.ascontiguousarray(aux.T), np.ascontiguousarray(Y.T),
-                              np.ascontiguousarray(Y.sum(axis=0)), np.ascontiguousarray(aux), np.ascontiguousarray(Y))
+                              np.ascontiguousarray(Y.sum(axis=0)))
 
     def inputs_t(self, layer):
         """``[A_{l-1}; 1]`` transposed, shape (m, n_{l-1} + 1); computed once per layer."""
