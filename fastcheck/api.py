@@ -22,7 +22,7 @@ from .core.results import merge_evaluations
 from .core.selection import DEFAULT_MIN_PER_GROUP
 from .errors import InputError
 from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
-from .pipeline.layer import DOUT_NOTE, LayerCost, default_dout, layer_gradients, layer_output
+from .pipeline.layer import LayerCost, default_dout, layer_gradients, layer_output
 from .pipeline.options import MLP_ENGINES, CheckOptions
 from .pipeline.plan import Plan, make_plan
 from .pipeline.prepared import Prepared
@@ -250,7 +250,9 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
         (CS231n's signature, e.g. ``dx, dw, db = affine_backward(dout, cache)``).
     dout : ndarray of out's shape, optional
         The upstream gradient; by default seeded standard-normal (the report says so),
-        which checks every entry of the backward (``ones`` would not).
+        which checks every entry of the backward (``ones`` would not). Needed with
+        ``grads`` (the ``dout`` they were computed for), except for a scalar output (a
+        loss), where it is 1 by default.
     seed : int
         Seed of the default ``dout`` and of the random modes.
     **options
@@ -280,7 +282,7 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
     out = layer_output(result)
     cache = result[1] if isinstance(result, tuple) and len(result) > 1 else None
     if dout is None:
-        dout, note = default_dout(np.shape(out), seed), DOUT_NOTE.format(seed=seed)
+        dout, note = default_dout(np.shape(out), seed, given_grads=grads is not None and backward is None)
     else:
         if not isinstance(dout, np.ndarray) or dout.shape != np.shape(out) or dout.dtype != np.float64:
             raise InputError(f"`dout` must be a float64 array of out's shape {np.shape(out)}, got "

@@ -15,10 +15,12 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["LayerCost", "layer_output", "default_dout", "layer_gradients", "DOUT_NOTE"]
+__all__ = ["LayerCost", "layer_output", "default_dout", "layer_gradients", "DOUT_NOTE", "SCALAR_DOUT_NOTE"]
 
 #: How the report describes the default upstream gradient.
 DOUT_NOTE = "dout: standard normal, seed {seed} (the checked scalar is sum(out * dout))"
+#: ... and the one of a scalar output (a loss), where dout = 1 checks the loss itself.
+SCALAR_DOUT_NOTE = "dout: 1, the output is a scalar (the checked scalar is out itself)"
 
 
 def layer_output(result, where: str = "forward") -> np.ndarray:
@@ -43,8 +45,22 @@ class LayerCost:
         return (out * self.dout).sum()
 
 
-def default_dout(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape)
+def default_dout(shape: tuple[int, ...], seed: int, given_grads: bool) -> tuple[np.ndarray, str]:
+    """The upstream gradient when none is given, and how the report describes it.
+
+    A scalar output (a loss such as ``softmax_loss``) takes ``dout = 1``: its gradients are
+    the loss's own. An array output takes a seeded standard-normal ``dout``, which only
+    ``backward`` can follow: gradients passed as ``grads`` were computed for some ``dout``
+    of the user's, which fastcheck cannot guess, so they need it given.
+    """
+    if not shape:
+        return np.ones(()), SCALAR_DOUT_NOTE
+    if given_grads:
+        raise InputError(f"`grads` were computed for some upstream gradient `dout` of out's shape {shape}, "
+                         "which fastcheck cannot guess: pass that array as `dout=`, or pass `backward=` "
+                         "(called as backward(dout, cache)) so fastcheck computes the gradients for its own "
+                         "seeded dout")
+    return np.random.default_rng(seed).standard_normal(shape), DOUT_NOTE.format(seed=seed)
 
 
 def layer_gradients(inputs: Mapping, grads, backward, dout: np.ndarray, cache):
