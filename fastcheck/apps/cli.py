@@ -197,12 +197,9 @@ def run_check(args) -> int:
     if isinstance(report, Plan):
         print(report)
         return EXIT_OK
-    if args.quiet:
-        print(str(report).splitlines()[0])
-    else:
-        print(report)
-    write_output(args.json, report.to_json(), "--json")
+    write_output(args.json, report.to_json(), "--json")  # the files first: stdout may be a pipe closed early
     write_output(args.html, report.to_html(default_title(report, _problem(args))), "--html")
+    print(str(report).splitlines()[0] if args.quiet else report)
     return _exit_code(report)
 
 

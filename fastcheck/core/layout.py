@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DtypeError, InputError
+from ..errors import DtypeError, InputError, message_of, user_failure
 
 __all__ = ["Group", "Layout", "CastWarning", "call_grads"]
 
@@ -275,8 +275,10 @@ def call_grads(grads, params):
     if isinstance(grads, Callable) and not isinstance(grads, (Mapping, np.ndarray)):
         try:
             return grads(params)
-        except Exception as exc:  # report the user's failure with context
-            raise InputError(f"`grads` is callable and raised {type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:  # report the user's failure with context (sys.exit too: never a pass)
+            if not user_failure(exc):
+                raise
+            raise InputError(f"`grads` is callable and raised {type(exc).__name__}{message_of(exc)}") from exc
     return grads
 
 

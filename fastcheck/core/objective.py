@@ -13,7 +13,15 @@ import numbers
 
 import numpy as np
 
-from ..errors import CostError, CostTimeoutError, DtypeError, MutationError, NondeterministicCostError
+from ..errors import (
+    CostError,
+    CostTimeoutError,
+    DtypeError,
+    MutationError,
+    NondeterministicCostError,
+    ends_run,
+    message_of,
+)
 from .deadline import time_limit
 from .layout import Layout
 
@@ -134,12 +142,13 @@ class CostObjective:
                     f"the cost tried to modify the parameters it was given at {where}; "
                     "it must leave them unchanged (work on a copy)"
                 ) from exc
-            raise CostError(f"the cost raised {type(exc).__name__} at {where}: {exc}") from exc
+            raise CostError(f"the cost raised {type(exc).__name__} at {where}{message_of(exc)}") from exc
         except Exception as exc:
-            raise CostError(f"the cost raised {type(exc).__name__} at {where}: {exc}") from exc
-        except SystemExit as exc:  # user code ending the run is a failure of the check, never a pass
-            raise CostError(f"the cost called sys.exit({exc.code!r}) at {where}; a cost must return its value") \
-                from exc
+            raise CostError(f"the cost raised {type(exc).__name__} at {where}{message_of(exc)}") from exc
+        except BaseException as exc:  # user code ending the run is a failure of the check, never a pass
+            if not ends_run(exc):
+                raise
+            raise CostError(_ended_by(exc, where)) from exc
         finally:
             theta.flags.writeable = writeable
         if self.returns_grads and isinstance(value, tuple) and len(value) == 2:
@@ -158,6 +167,13 @@ class CostObjective:
             raise MutationError("the cost modified the parameters it was given; it must work on a copy")
         require_deterministic(first, second)
         return first
+
+
+def _ended_by(exc: BaseException, where: str) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the cost called sys.exit({exc.code!r}) at {where}; a cost must return its value"
+    return (f"the cost raised {type(exc).__name__} at {where}{message_of(exc)}; a BaseException that is not an "
+            "Exception ends the run: a cost must return its value (or raise an Exception)")
 
 
 def require_deterministic(first: float, second: float, where: str | None = None) -> None:

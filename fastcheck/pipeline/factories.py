@@ -20,7 +20,7 @@ from ..engines.mlp.directions import mlp_evaluate_directions
 from ..engines.mlp.objective import MLPObjective
 from ..engines.mlp.stacked import BaseState
 from ..engines.reference import evaluate_directions, reference_engine
-from ..errors import CostError, InputError
+from ..errors import CostError, InputError, message_of, user_failure
 from ..mlp.functions import PIECEWISE_LINEAR
 from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
@@ -67,8 +67,11 @@ def _gradient_from_cost(cost, params):
         return None  # the objective names the problem
     try:
         value = cost(params)
-    except Exception as exc:
-        raise CostError(f"the cost raised {type(exc).__name__} at the unperturbed parameters: {exc}") from exc
+    except BaseException as exc:  # an Exception, or user code ending the run (never a pass)
+        if not user_failure(exc):
+            raise
+        raise CostError(f"the cost raised {type(exc).__name__} at the unperturbed parameters{message_of(exc)}") \
+            from exc
     if not (isinstance(value, tuple) and len(value) == 2):
         raise InputError(f"`grads` is not given and the cost returned {describe_value(value)}, not (loss, grads): "
                          "pass the analytic gradient as `grads`, or return (loss, grads) from the cost")
