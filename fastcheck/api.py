@@ -64,7 +64,7 @@ def _aside(problem) -> dict:
 def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode: str = "full",  # noqa: PLR0913
           fraction: float | None = None,
           n_samples: int | None = None, n_directions: int | None = None,
-          min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = True,
+          min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, kinks: str = "exclude", escalate: bool = True,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
           max_memory: int | None = None, progress: bool | None = None, warn: float = DEFAULT_WARN,
@@ -121,6 +121,11 @@ def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode
         Directions per group (mode ``"directions"``; default 16).
     seed : int
         Seed of the random modes: same seed, same coordinates and directions.
+    kinks : {"exclude", "include"}, default "exclude"
+        Coordinates at a kink (a ``maximum``, ``abs``, ``where`` or ``max`` whose branch
+        flips within the step, found by the traced engine) or at a tie (a wrong entry whose
+        analytic value equals one of its one-sided differences, found for every engine)
+        are counted and listed, and left out of the verdict; ``"include"`` keeps them in.
     escalate : bool, default True
         After a subset or directions check, re-check every group that is not
         ``"pass"`` coordinate by coordinate, so the report names the wrong entries
@@ -215,7 +220,7 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
 # the documented keywords of the public API
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,  # noqa: PLR0913
          n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
-         n_jobs: int = 1, engine: str | None = None, cast: bool = False,
+         kinks: str = "exclude", n_jobs: int = 1, engine: str | None = None, cast: bool = False,
          options: CheckOptions | None = None) -> Plan:
     """What :func:`check` would do with these settings, and about how long it would take.
 

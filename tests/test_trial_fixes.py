@@ -43,3 +43,34 @@ def test_a_scalar_output_layer_takes_dout_one_with_grads():
     report = fc.check_layer(lambda x: softmax_loss(x, y), {"x": x}, grads={"dx": softmax_loss(x, y)[1]})
     assert report.verdict == "pass"
     assert "dout: 1" in report.settings["layer"]
+
+
+# ---------------------------------------------------------------------- kinks="include": fc.check, fc.plan, CLI
+def relu_at_a_tie():
+    """sum(relu(theta)) at an entry exactly 0, where the backward took the left derivative (0)."""
+    theta = np.array([0.5, 0.0, -1.0, 2.0])
+    return (lambda t: float(np.maximum(t, 0).sum())), theta, (theta > 0).astype(float)
+
+
+@pytest.mark.parametrize("engine", [None, "reference"])
+def test_check_takes_kinks_include(engine):
+    cost, theta, grad = relu_at_a_tie()
+    left_out = fc.check(cost, theta, grad, engine=engine)
+    kept = fc.check(cost, theta, grad, engine=engine, kinks="include")
+    assert left_out.verdict == "pass" and left_out.groups[0].kinks == 1
+    assert kept.verdict == "fail" and kept.settings["kinks"] == "include"
+    assert fc.plan(cost, theta, kinks="include").n_evaluations == 8
+
+
+def test_include_kinks_reaches_a_user_problem_on_the_cli(tmp_path, monkeypatch, capsys):
+    from fastcheck.apps.cli import main
+
+    (tmp_path / "tie_problem.py").write_text(
+        "import numpy as np\n"
+        "def make():\n"
+        "    theta = np.array([0.5, 0.0, -1.0, 2.0])\n"
+        "    return (lambda t: float(np.maximum(t, 0).sum())), theta, (theta > 0).astype(float)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check", "tie_problem:make", "--quiet"]) == 0
+    assert main(["check", "tie_problem:make", "--quiet", "--include-kinks"]) == 1
+    capsys.readouterr()

@@ -85,3 +85,8 @@ def cost_base_exception_later(seed=0):
 
 def factory_base_exception(seed=0):
     raise Ended("no data")
+
+
+def float32(seed=0):
+    x = np.arange(4.0, dtype=np.float32) + 1
+    return (lambda t: float(0.5 * np.sum(np.asarray(t, dtype=np.float64) ** 2))), x, x.copy()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from ..errors import FastcheckError
@@ -106,7 +107,9 @@ def run_command(parser: argparse.ArgumentParser, argv) -> int:
     stdout = sys.stdout
     guarded = sys.stdout = _GuardedStdout(stdout)
     try:
-        code = _run(parser, argv)
+        with warnings.catch_warnings():  # restores showwarning after the command
+            warnings.showwarning = _one_line_warning
+            code = _run(parser, argv)
         guarded.flush()
     finally:
         sys.stdout = stdout
@@ -114,6 +117,11 @@ def run_command(parser: argparse.ArgumentParser, argv) -> int:
         print(f"fastcheck: error: cannot write to stdout: {guarded.error.strerror or guarded.error} "
               f"(exit code {code} all the same)", file=sys.stderr)
     return code
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning (an up-cast with ``--cast``) as one line on stderr, without the source line."""
+    print(f"fastcheck: warning: {one_line(message)}", file=sys.stderr if file is None else file)
 
 
 def _run(parser: argparse.ArgumentParser, argv) -> int:

@@ -303,7 +303,7 @@ def _casts(cast: bool):
         why = ("an integer array cannot take a step of eps" if integer
                else f"central differences with eps=1e-7 drown in {value.dtype} rounding" if real
                else "the check works on real float64 values")
-        hint = ", or pass cast=True to up-cast with a warning" if real else ""
+        hint = ", or pass cast=True (on the command line: --cast) to up-cast with a warning" if real else ""
         raise DtypeError(f"`{where}` has dtype {value.dtype}; gradient checks need float64 ({why}): "
                          f"convert it with .astype(np.float64){hint}")
 
