@@ -82,10 +82,13 @@ def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode
     cost : callable ``cost(params) -> float``
         Receives read-only arrays in the structure of ``params`` and returns a finite
         float64 scalar. It must be deterministic (no dropout: keep_prob = 1).
-    params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,)
-        float64 parameters; the dict (or list) order is theta's order. Never modified.
+    params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,) or (n, 1)
+        float64 parameters; the dict (or list) order is theta's order. Never modified. An
+        (n, 1) column (the course's ``dictionary_to_vector``) is theta itself: the cost
+        receives a column, and ``grads`` has the same shape.
     grads : dict of str -> ndarray, list of ndarray, ndarray of shape (n,), or callable, optional
-        The analytic gradient under test, in the structure of ``params``; dict entries
+        The analytic gradient under test, in the structure of ``params`` (a scalar, such
+        as ``np.sum(...)``, for a 0-d parameter); dict entries
         may be named ``"W1"`` or ``"dW1"``, and other keys of the course's gradients
         dict (``dA2``, ``dZ1``, ...) are left aside (listed in the report's settings). A
         callable is called as ``grads(params)``. When not given, ``cost`` returns

@@ -18,6 +18,7 @@ __all__ = [
     "ends_run",
     "user_failure",
     "message_of",
+    "a_type",
 ]
 
 
@@ -74,3 +75,9 @@ def message_of(exc: BaseException) -> str:
     """``': <the message>'`` of ``exc`` for the end of a sentence, or ``' (with no message)'``."""
     text = str(exc)
     return f": {text}" if text.strip() else " (with no message)"
+
+
+def a_type(value) -> str:
+    """``'an int'``, ``'a dict'``: the type of ``value`` with its article, for messages."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

@@ -74,3 +74,96 @@ def test_include_kinks_reaches_a_user_problem_on_the_cli(tmp_path, monkeypatch, 
     assert main(["check", "tie_problem:make", "--quiet"]) == 0
     assert main(["check", "tie_problem:make", "--quiet", "--include-kinks"]) == 1
     capsys.readouterr()
+
+
+# ---------------------------------------------------------------------- messages that name the right thing
+def list_problem():
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 1))
+    return (lambda p: float(np.sum(p[0] ** 2) + np.sum(p[1] ** 3))), [W, b], [2 * W, 3 * b ** 2]
+
+
+def test_list_grads_are_named_as_grads():
+    cost, params, grads = list_problem()
+    with pytest.raises(InputError, match=r"^`grads\[0\]` has a non-finite value nan"):
+        fc.check(cost, params, [np.full_like(grads[0], np.nan), grads[1]])
+    with pytest.raises(InputError, match=r"^`grads\[1\]` has shape \(4,\) but `params\[1\]` has shape \(4, 1\)"):
+        fc.check(cost, params, [grads[0], grads[1].ravel()])
+    with pytest.raises(InputError, match=r"`params` is a list of 2 arrays but `grads` is a dict; pass grads as a list"):
+        fc.check(cost, params, {"dW": grads[0], "db": grads[1]})
+
+
+def test_cast_warnings_name_params_and_grads():
+    cost, params, grads = list_problem()
+    with pytest.warns(fc.CastWarning) as seen:
+        fc.check(cost, [p.astype(np.float32) for p in params], [g.astype(np.float32) for g in grads], cast=True)
+    messages = [str(w.message) for w in seen]
+    assert any("params[0] float32" in m for m in messages) and any("grads[0] float32" in m for m in messages)
+
+
+def test_a_typo_of_a_gradient_key_is_pointed_at():
+    W = np.ones((2, 2))
+    with pytest.raises(InputError, match=r"it has 'dw1' \(did you mean 'dw1'\?\)"):
+        fc.check(lambda p: float(np.sum(p["W1"] ** 2)), {"W1": W}, {"dw1": 2 * W})
+    with pytest.raises(InputError, match="'dW9' which matches no parameter"):
+        fc.check(lambda p: float(np.sum(p["W1"] ** 2)), {"W1": W}, {"dW1": 2 * W, "dW9": W})
+
+
+@pytest.mark.parametrize(("cost", "message"), [
+    (3, "`cost` is an int, not a callable"),
+    (lambda p: (_ for _ in ()).throw(MemoryError()), "raised MemoryError at the unperturbed parameters (with no "
+                                                     "message)"),
+])
+def test_cost_messages_in_plain_english(cost, message):
+    with pytest.raises(fc.CostError) as info:
+        fc.check(cost, np.ones(3), np.ones(3))
+    assert message in str(info.value)
+
+
+def test_numbers_are_plain_in_messages():
+    with pytest.raises(InputError) as info:
+        fc.check(lambda t: np.float64(2.5) + float(t.sum()), np.ones(3))  # no grads and no (loss, grads)
+    assert "float64 5.5" in str(info.value) and "np.float64" not in str(info.value)
+
+
+def test_a_nested_dict_is_refused_as_such():
+    W = np.ones((2, 2))
+    with pytest.raises(InputError, match="nested dicts are not supported; flatten them"):
+        fc.check(lambda p: float(np.sum(p["l1"]["W"] ** 2)), {"l1": {"W": W}}, {"l1": {"W": 2 * W}})
+
+
+def test_forced_traced_engine_names_the_engine_it_would_fall_back_to():
+    cost = lambda t: float(np.array(t).sum() ** 2)  # noqa: E731 - np.array of a traced value: not traceable
+    with pytest.raises(InputError, match="fall back to the reference engine"):
+        fc.check(cost, np.ones(3), np.full(3, 6.0), engine="traced")
+
+
+def test_plan_takes_a_cost_returning_loss_and_grads():
+    plan = fc.plan(lambda t: (float(t @ t), 2 * t), np.ones(3))
+    assert plan.n_evaluations == 6
+
+
+# ---------------------------------------------------------------------- layouts as the course has them
+@pytest.mark.parametrize("engine", [None, "reference", "blackbox"])
+def test_a_column_theta_is_the_flat_vector(engine):
+    theta = np.arange(1.0, 6.0).reshape(5, 1)
+    seen = []
+
+    def cost(t):
+        seen.append(t.shape)
+        return float(np.sum(t[:3].reshape(3, 1) ** 2) + np.sum(np.sin(t[3:])))
+
+    grad = np.vstack([2 * theta[:3], np.cos(theta[3:])])
+    report = fc.check(cost, theta, grad, engine=engine)
+    assert report.verdict == "pass" and set(seen) == {(5, 1)}
+    bad = grad.copy()
+    bad[4, 0] *= 1.5
+    assert fc.check(cost, theta, bad, engine=engine).worst(1)[0].index == (4, 0)
+
+
+@pytest.mark.parametrize("scalar", [np.float64, float])
+def test_a_zero_d_parameter_takes_a_scalar_gradient(scalar):
+    W, T = np.ones((2, 3)), np.array(1.5)
+    cost = lambda p: float(np.sum(p["W"] ** 2) * p["T"])  # noqa: E731
+    report = fc.check(cost, {"W": W, "T": T}, {"dW": 2 * W * 1.5, "dT": scalar(np.sum(W ** 2))})
+    assert report.verdict == "pass"

@@ -288,9 +288,12 @@ def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = F
 def _factory_result(spec: str, kwargs, show_traceback: bool, sizes: tuple[int, ...], expected: str) -> tuple:
     """What the factory ``spec`` returns: a tuple of one of ``sizes`` items, a callable first, else an error."""
     result = call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback)
-    if not (isinstance(result, tuple) and len(result) in sizes and callable(result[0])):
+    if not (isinstance(result, tuple) and len(result) in sizes):
         got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
         raise InputError(f"{spec} must return {expected}; got {got}")
+    if not callable(result[0]):
+        raise InputError(f"{spec} must return {expected}; its first item is {describe_value(result[0])}, "
+                         "not a function")
     return result
 
 

@@ -7,7 +7,7 @@ import importlib
 import sys
 import traceback
 
-from ..errors import InputError, message_of, user_failure
+from ..errors import InputError, a_type, message_of, user_failure
 
 __all__ = ["import_function", "call_factory", "parse_arguments"]
 
@@ -39,7 +39,7 @@ def import_function(spec: str):
         raise InputError(f"module {module_name!r} has no function {func_name!r}")
     func = getattr(module, func_name)
     if not callable(func):
-        raise InputError(f"{module_name}.{func_name} is a {type(func).__name__}, not a function")
+        raise InputError(f"{module_name}.{func_name} is {a_type(func)}, not a function")
     return func
 
 

@@ -19,6 +19,7 @@ from ..errors import (
     DtypeError,
     MutationError,
     NondeterministicCostError,
+    a_type,
     ends_run,
     message_of,
 )
@@ -70,7 +71,7 @@ def describe_value(value) -> str:
     if isinstance(value, (tuple, list)):
         kinds = ", ".join(type(v).__name__ for v in value[:4]) + (", ..." if len(value) > 4 else "")
         return f"a {type(value).__name__} of {len(value)} items ({kinds})"
-    text = repr(value)
+    text = repr(value.item() if isinstance(value, np.generic) else value)  # 2.5, not np.float64(2.5)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
@@ -79,7 +80,8 @@ def as_cost_value(value, where: str) -> float:
     if isinstance(value, tuple) and len(value) == 2:
         raise CostError(f"the cost returned {describe_value(value)} at {where}; it must return a float. A cost "
                         "that returns (loss, grads), as CS231n's model.loss does, is read as such when `grads` "
-                        "is not given: fc.check(loss_fn, params)")
+                        "is not given: fc.check(loss_fn, params), or a factory returning (cost, params) on the "
+                        "command line")
     if isinstance(value, np.ndarray):
         if value.size != 1:
             raise CostError(
@@ -114,7 +116,7 @@ class CostObjective:
 
     def __init__(self, cost, layout: Layout, returns_grads: bool = False, timeout: float | None = None):
         if not callable(cost):
-            raise CostError(f"`cost` is a {type(cost).__name__}, not a callable cost(params) -> float")
+            raise CostError(f"`cost` is {a_type(cost)}, not a callable cost(params) -> float")
         self.cost = cost
         self.layout = layout
         self.returns_grads = returns_grads  # the cost returns (loss, grads): only the loss is used
