@@ -217,7 +217,7 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
     engine = cost_engine(problem, options, n_jobs=rest["n_jobs"], batch_cost=rest["batch_cost"],
                          backend=rest["backend"], chunk_size=rest["chunk_size"], progress=rest["progress"])
     return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started,
-                    {"n_jobs": rest["n_jobs"], **_aside(problem)})
+                    {"n_jobs": rest["n_jobs"], **_aside(problem)}, release=problem.objective.release)
 
 
 # the documented keywords of the public API
@@ -232,7 +232,10 @@ def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_s
     """
     options, _ = _split({k: v for k, v in locals().items() if k != "options"}, options)
     problem = CostProblem(cost, params, NO_GRADIENT, cast, options.timeout)
-    return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
+    try:
+        return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
+    finally:
+        problem.objective.release()
 
 
 # ---------------------------------------------------------------------- one layer

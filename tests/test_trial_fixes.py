@@ -167,3 +167,39 @@ def test_a_zero_d_parameter_takes_a_scalar_gradient(scalar):
     cost = lambda p: float(np.sum(p["W"] ** 2) * p["T"])  # noqa: E731
     report = fc.check(cost, {"W": W, "T": T}, {"dW": 2 * W * 1.5, "dT": scalar(np.sum(W ** 2))})
     assert report.verdict == "pass"
+
+
+# ---------------------------------------------------------------------- a cost that keeps its argument
+class Model:
+    """CS231n's pattern: the cost stores what it is given (``model.params = params``), training goes on after."""
+
+    def __init__(self):
+        self.params = {"W": np.arange(6.0).reshape(2, 3) / 10, "b": np.ones(3)}
+
+    def loss(self, params):
+        self.params = params
+        return float(np.sum(np.tanh(self.params["W"]) ** 2) + np.sum(self.params["b"] ** 2))
+
+
+@pytest.mark.parametrize("settings", [{}, {"engine": "reference"}, {"backend": "threading", "n_jobs": 2},
+                                      {"mode": "directions"}])
+def test_a_model_keeping_its_params_trains_on_after_the_check(settings):
+    model = Model()
+    start = {k: v.copy() for k, v in model.params.items()}
+    grads = {"W": 2 * np.tanh(start["W"]) * (1 - np.tanh(start["W"]) ** 2), "b": 2 * start["b"]}
+    assert fc.check(model.loss, dict(model.params), grads, **settings).verdict == "pass"
+    for name, value in model.params.items():
+        assert isinstance(value, np.ndarray) and value.flags.writeable
+        np.testing.assert_array_equal(value, start[name])
+        value -= 0.1  # a training step, in place, as an optimizer does
+
+
+def test_plan_leaves_the_kept_params_writable_too():
+    model = Model()
+    fc.plan(model.loss, dict(model.params))
+    assert all(v.flags.writeable for v in model.params.values())
+
+
+def test_a_cost_writing_into_its_input_is_still_caught_at_once():
+    with pytest.raises(fc.MutationError, match="tried to modify"):
+        fc.check(lambda p: float(p["W"].__imul__(2).sum()), {"W": np.ones(3)}, {"W": np.full(3, 2.0)})

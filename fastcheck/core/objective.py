@@ -110,6 +110,11 @@ class CostObjective:
     write is caught at once as a :class:`MutationError`. A cost can still get around
     that (``flags.writeable = True`` on the base, ctypes): the engines compare the
     parameters with theta after each chunk (:func:`require_unchanged`).
+
+    A cost that keeps its argument (``model.params = params``, CS231n's pattern) keeps
+    the views of its last call: :meth:`release`, at the end of a check, makes those
+    writable again, so that the model trains on afterwards. They are fastcheck's copies
+    at theta (the caller's own arrays are never handed to the cost).
     """
 
     has_kinks = False
@@ -121,11 +126,28 @@ class CostObjective:
         self.layout = layout
         self.returns_grads = returns_grads  # the cost returns (loss, grads): only the loss is used
         self.timeout = timeout  # seconds an evaluation may take (None: no limit; see fastcheck.core.deadline)
+        self._handed = None  # the read-only views of the last call, which the cost may have kept
+
+    def __getstate__(self) -> dict:  # workers get the cost, not the views this process handed out
+        return {**self.__dict__, "_handed": None}
+
+    def release(self) -> None:
+        """Make the arrays the cost last received writable again (the check is over: nothing to catch)."""
+        handed, self._handed = self._handed, None
+        if handed is None:
+            return
+        arrays = [handed] if isinstance(handed, np.ndarray) else list(
+            handed.values() if isinstance(handed, dict) else handed)
+        for array in arrays:
+            try:
+                array.flags.writeable = True
+            except ValueError:  # its base is read-only (the cost made it so): leave it
+                pass
 
     def evaluate(self, theta: np.ndarray, coordinate: int | None = None, sign: int = 0,
                  where: str | None = None) -> float:
         """J at ``theta``; errors name ``where``, or the coordinate and sign being evaluated."""
-        params = self.layout.unflatten(theta, readonly=True)
+        params = self._handed = self.layout.unflatten(theta, readonly=True)
         if where is None:
             where = perturbation_label(self.layout, coordinate, sign)
         writeable = theta.flags.writeable
