@@ -90,6 +90,8 @@ CASES = [
                  "weird", None, id="cost-raises-base-exception"),
     pytest.param(["check", "mods:cost_base_exception_later", "--engine", "reference"], 2,
                  "raised Ended at theta[0] - eps (with no message)", None, id="cost-raises-base-exception-later"),
+    pytest.param(["check", "mods:grads_exit"], 2, "user code called sys.exit(0): the run ended here", None,
+                 id="grads-exit"),
     pytest.param(["check", "mods:float32"], 2, "(on the command line: --cast)", None, id="float32-names-cast"),
     pytest.param(["check", "mods:float32", "--cast"], 0, "fastcheck: warning: up-cast", None, id="float32-cast"),
     pytest.param(["check", "mods:factory_base_exception"], 2, "raised Ended: no data", None,

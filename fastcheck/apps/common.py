@@ -126,8 +126,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def _run(parser: argparse.ArgumentParser, argv) -> int:
     try:
-        args = parser.parse_args(argv)
-        return args.func(args)
+        args = parser.parse_args(argv)  # --help exits 0 here, as it should
+        try:
+            return args.func(args)
+        except SystemExit as exc:  # user code ended the run: never a success, whatever its code
+            print(f"fastcheck: error: user code called sys.exit({exc.code!r}): the run ended here", file=sys.stderr)
+            return EXIT_USAGE
     except (UsageError, FastcheckError) as exc:
         print(f"fastcheck: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

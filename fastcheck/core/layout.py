@@ -292,8 +292,8 @@ def call_grads(grads, params):
     if isinstance(grads, Callable) and not isinstance(grads, (Mapping, np.ndarray)):
         try:
             return grads(params)
-        except BaseException as exc:  # report the user's failure with context (sys.exit too: never a pass)
-            if not user_failure(exc):
+        except BaseException as exc:  # report the user's failure with context
+            if isinstance(exc, SystemExit) or not user_failure(exc):  # sys.exit ends the run: the caller says so
                 raise
             raise InputError(f"`grads` is callable and raised {type(exc).__name__}{message_of(exc)}") from exc
     return grads
