@@ -263,7 +263,7 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
         The upstream gradient; by default seeded standard-normal (the report says so),
         which checks every entry of the backward (``ones`` would not). Needed with
         ``grads`` (the ``dout`` they were computed for), except for a scalar output (a
-        loss), where it is 1 by default.
+        loss), where ``grads`` are taken for ``dout = 1``.
     seed : int
         Seed of the default ``dout`` and of the random modes.
     **options

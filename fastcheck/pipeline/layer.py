@@ -48,12 +48,13 @@ class LayerCost:
 def default_dout(shape: tuple[int, ...], seed: int, given_grads: bool) -> tuple[np.ndarray, str]:
     """The upstream gradient when none is given, and how the report describes it.
 
-    A scalar output (a loss such as ``softmax_loss``) takes ``dout = 1``: its gradients are
-    the loss's own. An array output takes a seeded standard-normal ``dout``, which only
-    ``backward`` can follow: gradients passed as ``grads`` were computed for some ``dout``
-    of the user's, which fastcheck cannot guess, so they need it given.
+    ``backward`` follows any ``dout``: it gets a seeded standard-normal one (a scalar output
+    too, which checks that the backward scales by ``dout``). Gradients passed as ``grads``
+    were computed for some ``dout`` of the user's, which fastcheck cannot guess, so they
+    need it given; except for a scalar output (a loss such as ``softmax_loss``, returning
+    ``(loss, dx)``), whose gradients are the loss's own: ``dout = 1``.
     """
-    if not shape:
+    if given_grads and not shape:
         return np.ones(()), SCALAR_DOUT_NOTE
     if given_grads:
         raise InputError(f"`grads` were computed for some upstream gradient `dout` of out's shape {shape}, "
