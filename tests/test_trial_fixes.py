@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import user_layers as u
 
 import fastcheck as fc
 from fastcheck.errors import InputError
@@ -23,24 +24,15 @@ def affine_case():
 
 def test_layer_grads_without_dout_are_refused_with_the_fix_named():
     inputs, grads, dout = affine_case()
-    with pytest.raises(InputError, match=r"pass that array as `dout=`, or pass `backward=`"):
+    with pytest.raises(InputError, match=r"pass that array as `dout=` .*, or pass `backward=`"):
         fc.check_layer(affine_forward, inputs, grads=grads)
     assert fc.check_layer(affine_forward, inputs, grads=grads, dout=dout).verdict == "pass"
-
-
-def softmax_loss(x, y):
-    shifted = x - x.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    n = x.shape[0]
-    dx = np.exp(log_probs)
-    dx[np.arange(n), y] -= 1
-    return -log_probs[np.arange(n), y].sum() / n, dx / n
 
 
 def test_a_scalar_output_layer_takes_dout_one_with_grads():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((10, 5)), rng.integers(5, size=10)
-    report = fc.check_layer(lambda x: softmax_loss(x, y), {"x": x}, grads={"dx": softmax_loss(x, y)[1]})
+    report = fc.check_layer(lambda x: u.softmax_loss(x, y), {"x": x}, grads={"dx": u.softmax_loss(x, y)[1]})
     assert report.verdict == "pass"
     assert "dout: 1" in report.settings["layer"]
 

@@ -58,7 +58,8 @@ def default_dout(shape: tuple[int, ...], seed: int, given_grads: bool) -> tuple[
         return np.ones(()), SCALAR_DOUT_NOTE
     if given_grads:
         raise InputError(f"`grads` were computed for some upstream gradient `dout` of out's shape {shape}, "
-                         "which fastcheck cannot guess: pass that array as `dout=`, or pass `backward=` "
+                         "which fastcheck cannot guess: pass that array as `dout=` (a --layer factory returns it "
+                         "fourth), or pass `backward=` "
                          "(called as backward(dout, cache)) so fastcheck computes the gradients for its own "
                          "seeded dout")
     return np.random.default_rng(seed).standard_normal(shape), DOUT_NOTE.format(seed=seed)
