@@ -211,7 +211,8 @@ class TracedEngine:
     def _agree(self, traced: float, real: float, where: str) -> None:
         tolerance = TOLERANCE_ULPS * 2.0**-52 * max(abs(traced), abs(real))
         if not abs(traced - real) <= tolerance:
-            raise NotTraceable(f"the traced evaluation of {where} differs from the cost: {traced!r} vs {real!r}")
+            raise NotTraceable(f"the traced evaluation of {where} differs from the cost: "
+                               f"{float(traced)!r} vs {float(real)!r}")
 
     def estimate(self, n_evaluations: int) -> float:
         """Seconds for ``n_evaluations`` cost evaluations' worth (2 per coordinate), from a timed sample."""
