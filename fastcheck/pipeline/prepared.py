@@ -14,6 +14,7 @@ from ..engines.base import Engine
 from ..errors import InputError
 from ..report import Report, build_report
 from .escalation import escalate
+from .factories import require_cost_moves
 from .options import CheckOptions
 from .plan import Plan, fit_budget, make_plan, what_to_check
 from .sweep import sweep_report
@@ -72,6 +73,7 @@ class Prepared:
         sweep of its flagged entries, as :meth:`run` does (more evaluations of the cost, at most
         :data:`~fastcheck.pipeline.sweep.SWEEP_SECONDS`)."""
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
+        require_cost_moves(evaluations, self.engine.cost, self.analytic, self.options.steps(self.theta))
         report = build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
                               settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
                               context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta))
@@ -100,6 +102,7 @@ class Prepared:
         steps = options.steps(self.theta)
 
         def build(coords, escalated=()):
+            require_cost_moves(coords, self.engine.cost, self.analytic, steps)
             return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
                                 settings=settings, elapsed=time.perf_counter() - self.started,
                                 escalated=escalated, theta=self.theta, context=self.context,
