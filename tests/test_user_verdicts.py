@@ -73,3 +73,66 @@ def test_a_cost_that_ignores_its_argument_is_one_line_and_exit_2(tmp_path, monke
     assert main(["check", "usermodel:problem"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not use its argument" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- a ReLU at a tie, in the warn band
+def _relu_at_a_tie():
+    """One hidden unit exactly at ReLU's 0 on one example; a small input there puts W[0, 2]'s
+    kink error (half the one-sided jump) in the warn band, not the fail band."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(3, 40)
+    X[2, 0] = 1e-3
+    W, b = rng.randn(4, 3), rng.randn(4, 1)
+    b[0, 0] = -(W[0] @ X[:, 0])
+    v = rng.randn(1, 4)
+
+    def cost(p):
+        return np.sum(v @ np.maximum(0, p["W"] @ X + p["b"])) / 40
+
+    dZ = (v.T * np.ones((1, 40))) * ((W @ X + b) > 0) / 40  # the subgradient 0 at the tie
+    return cost, {"W": W, "b": b}, {"W": dZ @ X.T, "b": dZ.sum(1, keepdims=True)}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_relu_tie_in_the_warn_band_passes_on_every_engine(engine):
+    cost, params, grads = _relu_at_a_tie()
+    report = fc.check(cost, params, grads, engine=engine, sweep=True)
+    assert report.verdict == "pass"
+    assert "W[0, 2]" in [e.label for e in report.kinks]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_bug_at_the_tie_still_fails(engine):
+    cost, params, grads = _relu_at_a_tie()
+    grads["W"] = grads["W"].copy()
+    grads["W"][0, 2] *= 1.3  # wrong on both sides of the kink
+    report = fc.check(cost, params, grads, engine=engine)
+    assert report.verdict == "fail" and report.failing_groups == ["W"]
+    assert report.worst(1)[0].label == "W[0, 2]"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_sweep_never_calls_a_tie_a_bug(engine):
+    from fastcheck.api import prepare_check
+    from fastcheck.pipeline.options import CheckOptions
+
+    cost, params, grads = _relu_at_a_tie()
+    options = CheckOptions(engine=engine, sweep=True, kinks="include")  # the ties are swept too
+    report = prepare_check(cost, params, grads, options=options).run()
+    assert report.sweeps and {row.kind for row in report.sweeps} == {"kink"}
+    assert not any("bug" in row.sentence and "not a bug" not in row.sentence for row in report.sweeps)
+
+
+def test_a_flat_error_below_the_error_at_the_check_s_own_step_is_no_bug():
+    """A course network's W1[3, 4], a kink at 2e-7 of theta on a cost noisier than its rounding scale:
+    the error is flat at 3e-8 for the large steps (the kink's) and 1.1e-7 at the check's own step (noise)."""
+    from fastcheck.report.sweep import SWEEP_STEPS, classify
+
+    steps = np.array(SWEEP_STEPS)
+    errors = np.array([3.19e-08, 3.19e-08, 3.14e-08, 1.74e-08, 1.13e-07, 2.21e-06, 1.28e-06])
+    a = 4.350799e-03
+    kind, sentence = classify("W1[3, 4]", steps, errors, a + errors, a, 4.4e-16 / steps, 1e-7, 1e-6)
+    assert kind == "unresolved" and "a real bug" not in sentence
+    # a real bug of that size, flat down to the check's own step, is still one
+    bug = np.array([3.19e-08, 3.19e-08, 3.14e-08, 3.2e-08, 3.3e-08, 2.21e-06, 1.28e-06])
+    assert classify("W1[3, 4]", steps, bug, a + bug, a, 4.4e-16 / steps, 1e-7, 1e-6)[0] == "bug"

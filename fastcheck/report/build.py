@@ -101,7 +101,9 @@ def _entries(evaluations, analytic, steps, settings, bounds, theta, cost) -> _En
     wrong_band = wrong_entries(e.rel, e.abs_error, e.rounding, bounds)
     e.tie = np.zeros_like(kinks)
     if theta is not None and cost is not None and np.isfinite(cost):
-        at = np.flatnonzero(wrong_band & ~e.not_finite)  # the engine's kinks too: a tie says why it is no bug
+        # every entry the verdict or the sweep reads (off by the warn bound: a tie's error is half its jump, any
+        # size), the engine's kinks too: a tie says why it is no bug
+        at = np.flatnonzero((e.rel >= bounds.warn) & ~e.not_finite)
         forward, backward = one_sided(theta[e.idx[at]], cost, e.cost_plus[at], e.cost_minus[at], step_at(e.eps, at))
         e.tie[at] = ties(e.analytic[at], forward, backward, e.rounding[at])
         # a kink excuses a wrong entry only when the analytic gradient is one side's derivative: a
@@ -230,7 +232,7 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
       relative difference of two roundings is meaningless.
 
     Kinks are left out of the differences unless ``settings["kinks"] == "include"``; NaN
-    entries never are. With ``theta`` and ``cost`` (J(theta)) an entry off by the fail
+    entries never are. With ``theta`` and ``cost`` (J(theta)) an entry off by the warn
     bound whose one-sided differences show a tie the analytic gradient takes one side of
     is a kink too, if the engine did not flag it already (:func:`fastcheck.report.policy.ties`).
 

@@ -100,8 +100,9 @@ def ties(analytic: np.ndarray, forward: np.ndarray, backward: np.ndarray, roundi
     smooth cost makes them differ by ``eps * J''`` only), and the analytic gradient equals
     one of them to within ``TIE_MATCH`` of their jump: a tie in a max or a ReLU at 0, where
     the backward took one side's derivative (a subgradient), and the central difference
-    the average of both. Meant for entries already wrong: on those a smooth cost's
-    curvature would have to match the analytic value by coincidence.
+    the average of both. Meant for entries off by the warn bound at least: on those a
+    smooth cost's curvature would have to match the analytic error by coincidence (a correct
+    gradient of a smooth cost sits half way between the two, never on one).
     """
     jump = np.abs(forward - backward)
     near = np.minimum(np.abs(analytic - forward), np.abs(analytic - backward))
