@@ -136,3 +136,52 @@ def test_a_flat_error_below_the_error_at_the_check_s_own_step_is_no_bug():
     # a real bug of that size, flat down to the check's own step, is still one
     bug = np.array([3.19e-08, 3.19e-08, 3.14e-08, 3.2e-08, 3.3e-08, 2.21e-06, 1.28e-06])
     assert classify("W1[3, 4]", steps, bug, a + bug, a, 4.4e-16 / steps, 1e-7, 1e-6)[0] == "bug"
+
+
+# ---------------------------------------------------------------- a cost that loses precision
+def _saturated_bce():
+    """Sigmoid + cross-entropy the course's way, log(1 - AL) with AL = 1 - 5e-10 on some examples:
+    the cost's own rounding is millions of times float64's."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(10, 30) * 12
+    Y = (rng.rand(1, 30) > .5).astype(float)
+    W1, W2 = rng.randn(8, 10) * np.sqrt(.2), rng.randn(1, 8) * np.sqrt(.25)
+
+    def forward(p):
+        A1 = np.maximum(0, p["W1"] @ X)
+        return A1, 1 / (1 + np.exp(-(p["W2"] @ A1)))
+
+    def cost(p):
+        AL = forward(p)[1]
+        return -np.mean(Y * np.log(AL) + (1 - Y) * np.log(1 - AL))
+
+    A1, AL = forward({"W1": W1, "W2": W2})
+    dZ2 = (AL - Y) / 30
+    dZ1 = (W2.T @ dZ2) * (W1 @ X > 0)
+    return cost, {"W1": W1, "W2": W2}, {"dW1": dZ1 @ X.T, "dW2": dZ2 @ A1.T}
+
+
+@pytest.mark.parametrize("eps", [1e-7, 1e-4])
+def test_a_correct_gradient_of_a_noisy_cost_warns_and_says_why(eps):
+    cost, params, grads = _saturated_bce()
+    report = fc.check(cost, params, grads, eps=eps, sweep=True)
+    assert report.verdict == "warn" and not report.failing_groups
+    text = str(report)
+    assert "the cost loses precision" in text and "log1p" in text
+    assert "(layers)" not in report.diagnoses and "at a tie" not in text
+    assert not any(row.kind == "unresolved" for row in report.sweeps)
+
+
+def test_a_bug_well_above_the_noise_of_a_noisy_cost_fails():
+    cost, params, grads = _saturated_bce()
+    # at eps = 1e-4 the cost's noise in a central difference is ~6e-5: a 10% bug of W1[2, 3] is ~5e-3
+    grads["dW1"] = grads["dW1"].copy()
+    grads["dW1"][2, 3] *= 1.1
+    report = fc.check(cost, params, grads, eps=1e-4)
+    assert report.verdict == "fail" and report.failing_groups == ["W1"]
+    assert report.worst(1)[0].label == "W1[2, 3]" and report.group("W1").wrong_entries == 1
+    # at eps = 1e-7 the noise is ~6e-2 per entry: a bug far beyond it is still caught and named
+    grads["dW1"][2, 3] += 10.0
+    report = fc.check(cost, params, grads)
+    assert report.verdict == "fail" and report.failing_groups == ["W1"]
+    assert report.group("W1").wrong_entries == 1 and "W1[2, 3]" in report.diagnoses["W1"]

@@ -97,9 +97,12 @@ def _evaluate(engine: Engine, indices: np.ndarray) -> tuple[np.ndarray, list, in
     return indices, runs, spent + sum(ev.n_evaluations for ev in runs[1:]), cut
 
 
-def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckOptions, theta: np.ndarray,
-                 analytic: np.ndarray) -> Report:
+def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckOptions, theta: np.ndarray,  # noqa: PLR0913
+                 analytic: np.ndarray, noise: np.ndarray | None = None) -> Report:
     """``report`` with the step sweep of its flagged entries (``report.sweeps``), if any.
+
+    ``noise``: the cost's noise measured per coordinate (:mod:`fastcheck.pipeline.noise`), which
+    the rounding scale of each swept step takes where it is known.
 
     The settings gain ``sweep``: the entries swept, the steps, the cost evaluations spent,
     the groups and the rule of the selection; the verdict is left as it is.
@@ -112,7 +115,9 @@ def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckO
     started = time.perf_counter()
     indices, runs, spent, cut = _evaluate(engine, indices)
     numeric = np.array([ev.numeric for ev in runs]).T  # (entries, steps)
-    rounding = np.array([rounding_scale(ev.cost_plus, ev.cost_minus, h) for ev, h in zip(runs, SWEEP_STEPS)]).T
+    sigma = 0.0 if noise is None else noise[indices]
+    rounding = np.array([rounding_scale(ev.cost_plus, ev.cost_minus, h, noise=sigma)
+                         for ev, h in zip(runs, SWEEP_STEPS)]).T
     errors = np.abs(numeric - analytic[indices][:, None])
     eps = np.broadcast_to(step_at(options.steps(theta), indices), indices.shape)
     kinks = _kinks(report, runs, engine.cost, theta, analytic, indices, rounding)
@@ -120,7 +125,7 @@ def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckO
     for p, i in enumerate(indices):
         label = layout.describe(int(i))
         kind, sentence = classify(label, SWEEP_STEPS, errors[p], numeric[p], float(analytic[i]), rounding[p],
-                                  float(eps[p]), options.warn, kinks[p])
+                                  float(eps[p]), options.warn, kinks[p], float(sigma[p]) if noise is not None else 0.0)
         rows.append(SweepRow(label, int(i), float(analytic[i]), SWEEP_STEPS, tuple(map(float, numeric[p])),
                              tuple(map(float, errors[p])), tuple(map(float, rounding[p])), float(eps[p]), kind,
                              sentence))
