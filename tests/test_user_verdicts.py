@@ -185,3 +185,27 @@ def test_a_bug_well_above_the_noise_of_a_noisy_cost_fails():
     report = fc.check(cost, params, grads)
     assert report.verdict == "fail" and report.failing_groups == ["W1"]
     assert report.group("W1").wrong_entries == 1 and "W1[2, 3]" in report.diagnoses["W1"]
+
+
+# ---------------------------------------------------------------- the headline and the group table
+def test_the_headline_names_the_failing_group_when_the_difference_alone_would_warn():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(2000)
+    grads = {"W": np.cos(x), "b": 2 * x[:3]}
+    grads["W"][7] *= 1.1  # one wrong entry of 2000: the norm dilutes it into the warn band
+
+    def cost(p):
+        return np.sum(np.sin(p["W"])) + np.sum(p["b"] ** 2)
+
+    report = fc.check(cost, {"W": x, "b": x[:3].copy()}, grads)
+    assert report.verdict == "fail" and 1e-6 <= report.difference < 1e-3
+    assert str(report).startswith("gradient check FAILED in W: difference")
+
+
+def test_a_group_of_kinks_only_says_nothing_was_judged():
+    def cost(p):
+        return np.sum(np.abs(p["a"])) + np.sum(p["c"] ** 2)
+
+    report = fc.check(cost, {"a": np.zeros(3), "c": np.ones(2)}, {"a": np.zeros(3), "c": 2 * np.ones(2)})
+    row = next(line for line in str(report).splitlines() if line.strip().startswith("a "))
+    assert "all 3 entries are kinks" in row and "0.00e+00" not in row
