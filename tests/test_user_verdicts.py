@@ -209,3 +209,4 @@ def test_a_group_of_kinks_only_says_nothing_was_judged():
     report = fc.check(cost, {"a": np.zeros(3), "c": np.ones(2)}, {"a": np.zeros(3), "c": 2 * np.ones(2)})
     row = next(line for line in str(report).splitlines() if line.strip().startswith("a "))
     assert "all 3 entries are kinks" in row and "0.00e+00" not in row
+    assert "all 3 entries are kinks" in report.to_html()
