@@ -15,6 +15,8 @@ from ..engines.base import Engine
 from ..errors import InputError
 from ..report import Report, build_report
 from .escalation import escalate
+from .factories import require_cost_moves
+from .noise import noise_report
 from .options import CheckOptions
 from .plan import Plan, fit_budget, make_plan, what_to_check
 from .sweep import sweep_report
@@ -74,12 +76,18 @@ class Prepared:
         sweep of its flagged entries, as :meth:`run` does (more evaluations of the cost, at most
         :data:`~fastcheck.pipeline.sweep.SWEEP_SECONDS`)."""
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
-        report = build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
-                              settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
-                              context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta))
+        require_cost_moves(evaluations, self.engine.cost, self.analytic, self.options.steps(self.theta))
+
+        def build(noise=None):
+            return build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
+                                settings=self._settings(self.options), elapsed=elapsed, theta=self.theta,
+                                context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta),
+                                noise=noise)
+
+        report, noise = noise_report(build(), self.engine, self.options, self.theta, build)
         if not sweep:
             return report
-        return sweep_report(report, self.layout, self.engine, self.options, self.theta, self.analytic)
+        return sweep_report(report, self.layout, self.engine, self.options, self.theta, self.analytic, noise)
 
     def _settings(self, options: CheckOptions) -> dict:
         settings = options.settings()
@@ -108,13 +116,19 @@ class Prepared:
         settings = self._settings(options)
         steps = options.steps(self.theta)
 
-        def build(coords, escalated=()):
+        last = {}  # what the latest report was built from (escalation merges more coordinates)
+
+        def build(coords, escalated=(), noise=None):
+            last.update(coords=coords, escalated=escalated)
+            require_cost_moves(coords, self.engine.cost, self.analytic, steps)
             return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
                                 settings=settings, elapsed=time.perf_counter() - self.started,
                                 escalated=escalated, theta=self.theta, context=self.context,
-                                cost=self.engine.cost, steps=steps)
+                                cost=self.engine.cost, steps=steps, noise=noise)
 
         report = build(coords)
         if options.mode != "full" and options.escalate:
             report = escalate(report, self.layout, self.engine, options, coords, dirs, settings, build)
-        return sweep_report(report, self.layout, self.engine, options, self.theta, self.analytic)
+        report, noise = noise_report(report, self.engine, options, self.theta,
+                                     lambda noise: build(last["coords"], last["escalated"], noise))
+        return sweep_report(report, self.layout, self.engine, options, self.theta, self.analytic, noise)

@@ -29,7 +29,7 @@ from ..core.layout import Layout
 from ..engines.base import Engine
 from ..report import Report
 from ..report.model import SweepRow
-from ..report.policy import rounding_scale
+from ..report.policy import one_sided, rounding_scale, ties
 from ..report.sweep import SWEEP_STEPS, classify
 from .options import SWEPT, CheckOptions
 
@@ -61,6 +61,21 @@ def _flagged(report: Report, options: CheckOptions) -> np.ndarray:
     return np.array(robin, dtype=np.int64)
 
 
+def _kinks(report: Report, runs: list, cost: float, theta, analytic, indices, rounding) -> list[str]:
+    """Per swept entry: ``"tie"`` where the report or a swept step's one-sided differences show a tie,
+    ``"kink"`` where an engine saw it cross a kink, else ``""`` (:func:`fastcheck.report.sweep.classify`)."""
+    tie = np.zeros(indices.size, dtype=bool)
+    if np.isfinite(cost):
+        for s, (ev, h) in enumerate(zip(runs, SWEEP_STEPS)):
+            forward, backward = one_sided(theta[indices], cost, ev.cost_plus, ev.cost_minus, h)
+            with np.errstate(invalid="ignore"):
+                tie |= ties(analytic[indices], forward, backward, rounding[:, s])
+    crossed = np.any([np.asarray(ev.kinks, dtype=bool) for ev in runs], axis=0)
+    flags = report.entry_flags(indices)
+    return ["tie" if t or f == "tie" else "kink" if c or f == "kink" else ""
+            for t, c, f in zip(tie, crossed, flags)]
+
+
 def _first(ev, k: int):
     """The first ``k`` coordinates of evaluations ``ev``."""
     return replace(ev, indices=ev.indices[:k], cost_plus=ev.cost_plus[:k], cost_minus=ev.cost_minus[:k],
@@ -82,9 +97,12 @@ def _evaluate(engine: Engine, indices: np.ndarray) -> tuple[np.ndarray, list, in
     return indices, runs, spent + sum(ev.n_evaluations for ev in runs[1:]), cut
 
 
-def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckOptions, theta: np.ndarray,
-                 analytic: np.ndarray) -> Report:
+def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckOptions, theta: np.ndarray,  # noqa: PLR0913
+                 analytic: np.ndarray, noise: np.ndarray | None = None) -> Report:
     """``report`` with the step sweep of its flagged entries (``report.sweeps``), if any.
+
+    ``noise``: the cost's noise measured per coordinate (:mod:`fastcheck.pipeline.noise`), which
+    the rounding scale of each swept step takes where it is known.
 
     The settings gain ``sweep``: the entries swept, the steps, the cost evaluations spent,
     the groups and the rule of the selection; the verdict is left as it is.
@@ -97,14 +115,17 @@ def sweep_report(report: Report, layout: Layout, engine: Engine, options: CheckO
     started = time.perf_counter()
     indices, runs, spent, cut = _evaluate(engine, indices)
     numeric = np.array([ev.numeric for ev in runs]).T  # (entries, steps)
-    rounding = np.array([rounding_scale(ev.cost_plus, ev.cost_minus, h) for ev, h in zip(runs, SWEEP_STEPS)]).T
+    sigma = 0.0 if noise is None else noise[indices]
+    rounding = np.array([rounding_scale(ev.cost_plus, ev.cost_minus, h, noise=sigma)
+                         for ev, h in zip(runs, SWEEP_STEPS)]).T
     errors = np.abs(numeric - analytic[indices][:, None])
     eps = np.broadcast_to(step_at(options.steps(theta), indices), indices.shape)
+    kinks = _kinks(report, runs, engine.cost, theta, analytic, indices, rounding)
     rows = []
     for p, i in enumerate(indices):
         label = layout.describe(int(i))
         kind, sentence = classify(label, SWEEP_STEPS, errors[p], numeric[p], float(analytic[i]), rounding[p],
-                                  float(eps[p]), options.warn)
+                                  float(eps[p]), options.warn, kinks[p], float(sigma[p]) if noise is not None else 0.0)
         rows.append(SweepRow(label, int(i), float(analytic[i]), SWEEP_STEPS, tuple(map(float, numeric[p])),
                              tuple(map(float, errors[p])), tuple(map(float, rounding[p])), float(eps[p]), kind,
                              sentence))

@@ -28,6 +28,7 @@ from .policy import (
     MEDIAN_FACTOR,
     NOISE_FACTOR,
     ZERO_FACTOR,
+    beyond_rounding,
     entry_relative_errors,
     one_sided,
     rounding_scale,
@@ -79,7 +80,7 @@ class _Entries:
     suspect: np.ndarray = None  # counted and wrong beyond rounding
 
 
-def _entries(evaluations, analytic, steps, settings, bounds, theta, cost) -> _Entries:
+def _entries(evaluations, analytic, steps, settings, bounds, theta, cost, noise) -> _Entries:
     """The entries of ``evaluations`` and the policy's decisions on each (wrong, kink, tie, counted)."""
     if evaluations is None:
         empty, idx = np.zeros(0), np.zeros(0, dtype=np.int64)
@@ -97,11 +98,13 @@ def _entries(evaluations, analytic, steps, settings, bounds, theta, cost) -> _En
         e.abs_error = np.abs(e.numeric - e.analytic)
     e.rel = entry_relative_errors(e.numeric, e.analytic)
     e.not_finite = np.isnan(e.rel)
-    e.rounding = rounding_scale(e.cost_plus, e.cost_minus, e.eps, settings.get("stencil", 2))
+    e.rounding = rounding_scale(e.cost_plus, e.cost_minus, e.eps, settings.get("stencil", 2), noise[e.idx])
     wrong_band = wrong_entries(e.rel, e.abs_error, e.rounding, bounds)
     e.tie = np.zeros_like(kinks)
     if theta is not None and cost is not None and np.isfinite(cost):
-        at = np.flatnonzero(wrong_band & ~e.not_finite)  # the engine's kinks too: a tie says why it is no bug
+        # every entry the verdict or the sweep reads (off by the warn bound: a tie's error is half its jump, any
+        # size), the engine's kinks too: a tie says why it is no bug
+        at = np.flatnonzero((e.rel >= bounds.warn) & ~e.not_finite)
         forward, backward = one_sided(theta[e.idx[at]], cost, e.cost_plus[at], e.cost_minus[at], step_at(e.eps, at))
         e.tie[at] = ties(e.analytic[at], forward, backward, e.rounding[at])
         # a kink excuses a wrong entry only when the analytic gradient is one side's derivative: a
@@ -146,6 +149,9 @@ class _Findings:
     """What the groups' rows say beyond their numbers, by group name."""
 
     diagnoses: dict = field(default_factory=dict)
+    sigma: np.ndarray = None  # the cost's measured noise, per coordinate of theta (0: not measured)
+    noisy: set = field(default_factory=set)  # the groups where it exceeds the rounding of |J|
+    capped: set = field(default_factory=set)  # groups that warn, not fail, because their errors are that noise
     notes: dict = field(default_factory=dict)
     whole: dict = field(default_factory=dict)  # groups checked in full, no NaN: (positions, every entry counted)
 
@@ -175,7 +181,9 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
     verdict, wrong = _coordinate_verdict(e, at, use, d, bounds)
     nan = bool(e.not_finite[at].any())
     # zero to rounding: only a question when the band is not pass, or both gradients are exactly equal
-    zero = use.any() and not wrong and (verdict != "pass" or d == 0.0) and bool(zero_to_rounding(a, n, r).all())
+    noisy = g.name in found.noisy
+    zero = (use.any() and not wrong and not noisy and (verdict != "pass" or d == 0.0)
+            and bool(zero_to_rounding(a, n, r).all()))
     if zero:
         verdict = "pass"
         found.note(g.name, _zero_note(a, n, r))
@@ -189,6 +197,12 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
                 f"{checked:,} of {g.size:,} entries re-checked one by one are right: the wrong ones are "
                 f"among the {g.size - checked:,} not re-checked (check {g.name} in full, or give the "
                 "escalation more time)")
+    if noisy and verdict != "pass" and not wrong:
+        flagged = use & (e.rel[at] >= bounds.warn)
+        if not beyond_rounding(e.abs_error[at][flagged], e.rounding[at][flagged]).any():
+            verdict = "warn"
+            found.capped.add(g.name)
+            found.note(g.name, _noise_note(cost, e, lo + np.flatnonzero(flagged), found.sigma, labels))
     n_ties = int(e.tie[at].sum())
     if n_ties:
         found.note(g.name, _tie_note(lo + np.flatnonzero(e.tie[at]), e, theta, cost, include, labels))
@@ -210,7 +224,7 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
 
 def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,  # noqa: PLR0913
                  elapsed: float, directions=None, escalated=(), theta: np.ndarray | None = None,
-                 context: dict | None = None, cost: float | None = None, steps=None) -> Report:
+                 context: dict | None = None, cost: float | None = None, steps=None, noise=None) -> Report:
     """Compare ``analytic`` (flat, all of theta) with an engine's central differences.
 
     ``evaluations`` holds coordinate results (any subset of theta), ``directions``
@@ -230,7 +244,7 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
       relative difference of two roundings is meaningless.
 
     Kinks are left out of the differences unless ``settings["kinks"] == "include"``; NaN
-    entries never are. With ``theta`` and ``cost`` (J(theta)) an entry off by the fail
+    entries never are. With ``theta`` and ``cost`` (J(theta)) an entry off by the warn
     bound whose one-sided differences show a tie the analytic gradient takes one side of
     is a kink too, if the engine did not flag it already (:func:`fastcheck.report.policy.ties`).
 
@@ -241,15 +255,25 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     ``steps`` are the coordinates' nominal steps (a float, or one per coordinate of theta
     with ``eps="auto"``; default ``settings["eps"]``): the rounding scale of each entry is
     its own step's (and its stencil's, ``settings["stencil"]``).
+
+    ``noise`` is the cost's own noise measured at some coordinates (sigma of J, one per
+    coordinate of theta, 0 where not measured: :mod:`fastcheck.pipeline.noise`): their rounding
+    scales take it (:func:`fastcheck.report.policy.rounding_scale`), and a group whose every
+    entry off by the warn bound is within its noise warns at most, with a note saying so:
+    noise is no bug, and no pass either (nothing below the noise was checked).
     """
     include = settings.get("kinks") == "include"
-    e = _entries(evaluations, analytic, settings["eps"] if steps is None else steps, settings, bounds, theta, cost)
+    sigma = np.zeros(layout.n_params) if noise is None else noise  # 0: not measured
+    e = _entries(evaluations, analytic, settings["eps"] if steps is None else steps, settings, bounds, theta, cost,
+                 sigma)
     dirs = _Directions(directions, include)
 
     def labels(positions):
         return [layout.describe(int(i)) for i in positions]
 
-    groups, found = [], _Findings()
+    ulp = abs(cost) * np.finfo(np.float64).eps if cost is not None and np.isfinite(cost) else np.inf
+    groups, found = [], _Findings(sigma=sigma, noisy={g.name for g in layout.groups
+                                                      if (sigma[g.start:g.stop] > ulp).any()})
     bounds_of = np.searchsorted(e.idx, [[g.start, g.start + g.size] for g in layout.groups])  # idx is sorted
     for g, (lo, hi) in zip(layout.groups, bounds_of):
         if hi == lo and directions is not None:
@@ -271,6 +295,8 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     coordinate_rows = [g for g in groups if g.method == "coordinates" and g.checked]
     all_zero = bool(coordinate_rows) and overall is None and all(g.zero_to_rounding for g in coordinate_rows)
     band = "pass" if all_zero else bounds.verdict(difference)  # nothing but rounding to compare
+    if found.capped and all(g.verdict != "fail" for g in groups) and band == "fail":
+        band = "warn"  # the overall difference is the noise of the groups that have it: no bug, and no pass
     verdicts = [g.verdict for g in groups] + [band] + ([overall.verdict] if overall else [])
     settings = {**settings, "warn": bounds.warn, "fail": bounds.fail}
     return Report(difference=difference, verdict=worst_verdict(verdicts), groups=groups,
@@ -300,6 +326,19 @@ def _zero_note(an, numeric, rounding) -> str:
             f"(at most {np.abs(numeric).max():.1e}), is within {ZERO_FACTOR:g} x the rounding scale of a central "
             f"difference (|J| 2^-52 / eps = {rounding.max():.1e}) of zero, so it passes whatever its difference "
             "(a bias before a batch norm, or a parameter the cost does not use?)")
+
+
+def _noise_note(cost: float, e: _Entries, within: np.ndarray, noise: np.ndarray, labels) -> str:
+    top = float(noise[e.idx[within]].max())
+    h = float(np.max(e.eps)) if np.ndim(e.eps) else float(e.eps)
+    shown = ", ".join(labels(e.idx[within[:3]])) + (f" and {len(within) - 3} more" if len(within) > 3 else "")
+    larger = 1e-4 if h < 1e-4 else 10 * h
+    return (f"the cost loses precision: its own noise, measured around theta along its worst entries, is {top:.1e} "
+            f"({top / (abs(cost) * np.finfo(np.float64).eps):.2g}x float64's rounding of |J| = {abs(cost):.3g}); at "
+            f"eps = {h:.0e} its central differences are noisy to ~{top / h:.1e}, and the {len(within)} entries off by "
+            f"the warn bound ({shown}) are within that noise: it warns, it cannot pass (nothing below the noise was "
+            "checked). Compute the cost stably (a log(1 - AL) of a saturated sigmoid: np.log1p(-AL), or from the "
+            f"logits) or check with a larger eps (at eps = {larger:.0e} the noise is ~{top / larger:.1e})")
 
 
 def _tie_note(at, e: _Entries, theta, cost, include: bool, labels) -> str:

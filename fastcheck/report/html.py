@@ -22,7 +22,7 @@ import numpy as np
 from ..core.finite import Bounds
 from .plots import BAND, HEAT_CELLS, difference_plot, error_plots, sweep_plot
 from .policy import entry_bands
-from .text import group_rows, guarantee_lines, has_errors, headline, kink_line, note_lines, sweep_lines
+from .text import all_kinks, group_rows, guarantee_lines, has_errors, headline, kink_line, note_lines, sweep_lines
 
 __all__ = ["report_html", "index_html", "default_title", "HEAT_CELLS"]
 
@@ -129,9 +129,11 @@ def _groups_table(report) -> str:
     for g in group_rows(report):
         checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked:,}/{g.size:,}"
         method = g.method + (", escalated" if g.escalated else "")
-        verdict = g.verdict + (" (zero to rounding)" if g.zero_to_rounding else "")
+        unjudged = all_kinks(report, g)
+        verdict = g.verdict + (" (zero to rounding)" if g.zero_to_rounding else "") + (
+            f" (all {g.checked} entries are kinks)" if unjudged else "")
         rows.append([(g.name, False), ("x".join(map(str, g.shape)) or "()", True), (checked, True),
-                     (f"{g.difference:.2e}", True), (verdict, False), (str(g.wrong_entries), True),
+                     ("-" if unjudged else f"{g.difference:.2e}", True), (verdict, False), (str(g.wrong_entries), True),
                      (str(g.kinks), True), (method, False)])
         classes.append(g.verdict)
     return _table(["group", "shape", "checked", "difference", "verdict", "wrong", "kinks", "method"], rows, classes)

@@ -109,7 +109,7 @@ class SweepRow:
     full evaluations of the cost, ``errors`` its distance to ``analytic`` and ``rounding``
     its rounding scale (NaN where the step is lost in rounding at this coordinate);
     ``eps`` is the check's own step at this entry. ``kind`` is ``"bug"``, ``"rounding"``,
-    ``"truncation"`` or ``"unresolved"``, and ``sentence`` says it with its numbers.
+    ``"truncation"``, ``"unresolved"`` or ``"kink"``, and ``sentence`` says it with its numbers.
     """
 
     label: str
@@ -261,6 +261,12 @@ class Report:
     def ties(self) -> list[EntryRow]:
         """The kinks found as ties (the analytic gradient is one side's derivative)."""
         return [self._row(int(p)) for p in np.flatnonzero(self._tie)]
+
+    def entry_flags(self, indices) -> list[str]:
+        """Per flat index of theta: ``"tie"``, ``"kink"`` (crossed, no tie) or ``""`` (neither, or not checked)."""
+        p = np.clip(np.searchsorted(self._index, indices), 0, max(self._index.size - 1, 0))
+        found = self._index[p] == indices if self._index.size else np.zeros(len(indices), dtype=bool)
+        return ["tie" if f and self._tie[q] else "kink" if f and self._kink[q] else "" for q, f in zip(p, found)]
 
     def group(self, name: str) -> GroupRow:
         for row in self.groups:

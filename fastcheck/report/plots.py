@@ -260,7 +260,8 @@ def _heat_map(g, positions, rel, kink, bands, bounds) -> str:
 
 
 #: The colour of a sweep's error line, per kind.
-_SWEEP = {"bug": BAND["fail"][2], "unresolved": BAND["warn"][2], "rounding": "#2f6fb0", "truncation": "#2f6fb0"}
+_SWEEP = {"bug": BAND["fail"][2], "unresolved": BAND["warn"][2], "rounding": "#2f6fb0", "truncation": "#2f6fb0",
+          "kink": "#2f6fb0"}
 
 
 def sweep_plot(row) -> str:

@@ -18,8 +18,9 @@ import numpy as np
 
 from ..core.finite import STENCIL_ROUNDING, Bounds, relative_errors
 
-__all__ = ["NOISE_FACTOR", "MEDIAN_FACTOR", "ZERO_FACTOR", "TIE_MATCH", "rounding_scale", "entry_relative_errors",
-           "beyond_rounding", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided", "ties"]
+__all__ = ["NOISE_FACTOR", "MEDIAN_FACTOR", "MEASURED_FACTOR", "ZERO_FACTOR", "TIE_MATCH", "rounding_scale",
+           "entry_relative_errors", "beyond_rounding", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
+           "ties"]
 
 #: An entry is wrong beyond rounding when its absolute error exceeds this many times the
 #: rounding scale of its central difference ...
@@ -34,13 +35,25 @@ ZERO_FACTOR = 10.0
 TIE_MATCH = 1e-2
 
 
-def rounding_scale(cost_plus: np.ndarray, cost_minus: np.ndarray, eps, stencil: int = 2) -> np.ndarray:
+#: A cost's noise measured by real evaluations (the spread of its values about a smooth fit,
+#: :mod:`fastcheck.pipeline.noise`) is known, not assumed as the ``NOISE_FACTOR`` ulps of the
+#: rounding scale are: an error beyond this many times it is beyond the noise (a central
+#: difference's noise is about ``sigma / eps``; the largest of thousands about 5 times that).
+MEASURED_FACTOR = 30.0
+
+
+def rounding_scale(cost_plus: np.ndarray, cost_minus: np.ndarray, eps, stencil: int = 2,
+                   noise=0.0) -> np.ndarray:
     """``max(|J+|, |J-|) * 2**-52 / eps`` per entry: how far rounding alone moves a central difference.
 
     ``eps`` is the step, or each entry's (``eps="auto"``); the 4-point stencil's difference
-    moves ``STENCIL_ROUNDING[4]`` times as far at the same step.
+    moves ``STENCIL_ROUNDING[4]`` times as far at the same step. ``noise`` is the cost's own
+    noise where it was measured (sigma of J, 0 where not): the scale is at least
+    ``sigma * MEASURED_FACTOR / NOISE_FACTOR / eps``, so that ``NOISE_FACTOR`` rounding scales
+    are never less than ``MEASURED_FACTOR`` measured noises.
     """
-    scale = np.maximum(np.abs(cost_plus), np.abs(cost_minus)) * np.finfo(np.float64).eps / eps
+    ulps = np.maximum(np.abs(cost_plus), np.abs(cost_minus)) * np.finfo(np.float64).eps
+    scale = np.maximum(ulps, np.asarray(noise) * (MEASURED_FACTOR / NOISE_FACTOR)) / eps
     return scale * STENCIL_ROUNDING[stencil] if stencil != 2 else scale
 
 
@@ -100,8 +113,9 @@ def ties(analytic: np.ndarray, forward: np.ndarray, backward: np.ndarray, roundi
     smooth cost makes them differ by ``eps * J''`` only), and the analytic gradient equals
     one of them to within ``TIE_MATCH`` of their jump: a tie in a max or a ReLU at 0, where
     the backward took one side's derivative (a subgradient), and the central difference
-    the average of both. Meant for entries already wrong: on those a smooth cost's
-    curvature would have to match the analytic value by coincidence.
+    the average of both. Meant for entries off by the warn bound at least: on those a
+    smooth cost's curvature would have to match the analytic error by coincidence (a correct
+    gradient of a smooth cost sits half way between the two, never on one).
     """
     jump = np.abs(forward - backward)
     near = np.minimum(np.abs(analytic - forward), np.abs(analytic - backward))

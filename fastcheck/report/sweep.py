@@ -17,7 +17,12 @@ flat (slope 0) wherever the other two are smaller than it.
 - ``"bug"``: at no step is the error small, and it stays within ``FLAT_FACTOR`` of its least
   value over at least ``FLAT_STEPS`` consecutive steps: a real error of the analytic gradient;
 - ``"unresolved"``: at no step is the error small, but it is not flat either (truncation and
-  rounding overlap: a cost of large curvature and large value), which a sweep cannot settle.
+  rounding overlap: a cost of large curvature and large value), or it is flat but smaller
+  than the error the check flagged at its own step (that one is noise), which a sweep cannot settle;
+- ``"kink"``: the entry is at a kink of the cost (the engine saw it cross one, or its one-sided
+  differences show a tie at some swept step): a kink's error is flat too (half the jump of
+  the one-sided differences, at every step larger than the kink's distance), so a flat error
+  there is no sign of a bug; it is never called one.
 
 The sweep never changes a verdict: it is evaluated only for entries the verdict already
 flagged, and says why (see :mod:`fastcheck.pipeline.sweep`).
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .policy import zero_to_rounding
+from .policy import MEASURED_FACTOR, zero_to_rounding
 
 __all__ = ["SWEEP_STEPS", "FLAT_FACTOR", "FLAT_STEPS", "KINDS", "classify"]
 
@@ -38,7 +43,7 @@ FLAT_FACTOR = 3.0
 #: ... over at least this many consecutive steps (two decades) to count as a bug.
 FLAT_STEPS = 3
 #: The kinds of sweep, as :func:`classify` names them.
-KINDS = ("bug", "rounding", "truncation", "unresolved")
+KINDS = ("bug", "rounding", "truncation", "unresolved", "kink")
 
 
 def _eps(h: float) -> str:
@@ -70,7 +75,7 @@ def _flat_run(errors: np.ndarray, best: int) -> tuple[int, int]:
 
 # one entry's sweep, as the report holds it (no state object for one call)
 def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps: float,  # noqa: PLR0913
-             warn: float) -> tuple[str, str]:
+             warn: float, kink: str = "", noise: float = 0.0) -> tuple[str, str]:
     """The kind of an entry's sweep, and the sentence that says it with its numbers.
 
     Parameters
@@ -87,10 +92,17 @@ def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps:
         The check's own (nominal) step at this entry.
     warn : float
         The warn bound: a relative error below it is small.
+    kink : {"", "kink", "tie"}
+        Whether the entry is at a kink the engine saw it cross (``"kink"``) or at a tie its
+        one-sided differences show (``"tie"``): its flat error is then no bug.
+    noise : float
+        The cost's own noise (sigma of J) measured at this entry (:mod:`fastcheck.pipeline.noise`),
+        0 where not measured: an error at the check's own step within ``MEASURED_FACTOR`` times
+        ``noise / eps`` is that noise, whatever its slope.
 
     Returns
     -------
-    kind : {"bug", "rounding", "truncation", "unresolved"}
+    kind : {"bug", "rounding", "truncation", "unresolved", "kink"}
     sentence : str
 
     Examples
@@ -123,10 +135,39 @@ def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps:
         return "rounding", (f"{label}: the error is smallest at the check's own step ({gives}), within "
                             "rounding: not a bug")
     run = _flat_run(np.where(known, errors, np.inf), best)
+    own = int(np.argmin(np.abs(np.log(steps / eps))))  # the swept step nearest the check's own
+    if kink:
+        return "kink", _kink_sentence(label, kink, steps, errors, run, gives)
     if run[1] - run[0] + 1 >= FLAT_STEPS:
         level = float(np.median(errors[run[0]:run[1] + 1]))
-        return "bug", (f"{label}: the error is flat at {level:.1e} from eps = {_eps(steps[run[0]])} to "
-                       f"{_eps(steps[run[1]])}: a real bug")
+        flat = f"the error is flat at {level:.1e} from eps = {_eps(steps[run[0]])} to {_eps(steps[run[1]])}"
+        if known[own] and errors[own] > FLAT_FACTOR * level:
+            return "unresolved", (f"{label}: {flat}, but at the check's own step it is {errors[own]:.1e} (eps = "
+                                  f"{_eps(steps[own])}): the error flagged there is the cost's noise, over a flat "
+                                  "error that a bug of that size or a kink near theta would give")
+        if not _within_noise(errors[own], noise, steps[own]):
+            return "bug", f"{label}: {flat}: a real bug"
+    if _within_noise(errors[own], noise, steps[own]):
+        return "rounding", (f"{label}: at eps = {_eps(steps[own])} the error ({errors[own]:.1e}) is within the cost's "
+                            f"own noise, measured at {noise:.1e} (~{noise / steps[own]:.1e} in a central difference "
+                            f"there); no step makes it small ({gives}): the cost's rounding, no bug shown (compute "
+                            "the cost stably, or check with a larger eps)")
     return "unresolved", (f"{label}: the error is never small (least {errors[best]:.1e}, at eps = "
                           f"{_eps(steps[best])}) and not flat: truncation and rounding overlap (try stencil=4), or a "
                           "bug of that size")
+
+
+def _within_noise(error: float, noise: float, h: float) -> bool:
+    return bool(noise > 0 and error <= MEASURED_FACTOR * noise / h)
+
+
+def _kink_sentence(label: str, kink: str, steps, errors, run: tuple[int, int], gives: str) -> str:
+    span = (f"flat at {np.median(errors[run[0]:run[1] + 1]):.1e} from eps = {_eps(steps[run[0]])} to "
+            f"{_eps(steps[run[1]])}" if run[1] > run[0] else f"least where {gives}")
+    if kink == "tie":
+        return (f"{label}: at a tie, where the analytic gradient is one side's derivative (a subgradient) and the "
+                f"central difference the average of both sides; its error ({span}) is the kink's, which no step "
+                "removes: not a bug")
+    return (f"{label}: at a kink the perturbation crosses; its error ({span}) is what a kink gives at every step "
+            "larger than its distance, so the sweep tells no bug from it (the verdict's tie test does: a gradient "
+            "wrong on both sides of a kink still fails)")

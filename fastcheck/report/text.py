@@ -10,7 +10,7 @@ benchmark table).
 from __future__ import annotations
 
 __all__ = ["text_table", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines", "note_lines",
-           "verdict_cell", "has_errors", "step_text", "sweep_lines"]
+           "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines"]
 
 #: The verdict as the headline says it.
 HEADLINES = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}
@@ -55,8 +55,10 @@ def report_text(report) -> str:
     rows = [("group", "shape", "checked", "kinks", "wrong", "difference", "verdict")]
     for g in group_rows(report):
         checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked}/{g.size}"
+        unjudged = all_kinks(report, g)
         rows.append((g.name, "x".join(map(str, g.shape)) or "()", checked, str(g.kinks),
-                     str(g.wrong_entries), f"{g.difference:.2e}", verdict_cell(g)))
+                     str(g.wrong_entries), "-" if unjudged else f"{g.difference:.2e}",
+                     verdict_cell(g) + (f" (all {g.checked} entries are kinks)" if unjudged else "")))
     lines += [""] + text_table(rows, "l" + "r" * 6)
     guarantee = guarantee_lines(report)
     if guarantee:
@@ -91,6 +93,12 @@ def verdict_cell(row) -> str:
     return row.verdict + (" (escalated)" if row.escalated else "") + (" (zero)" if row.zero_to_rounding else "")
 
 
+def all_kinks(report, row) -> bool:
+    """Whether every checked entry of a coordinate row is a kink left out of the verdict: nothing was judged."""
+    return (row.method == "coordinates" and row.checked > 0 and row.kinks == row.checked
+            and report.settings.get("kinks") != "include")
+
+
 def has_errors(worst) -> bool:
     """Whether the worst entries are worth a table: some error, or a NaN (never hidden)."""
     return bool(worst) and not worst[0].rel_error <= 0
@@ -118,10 +126,21 @@ def note_lines(report) -> list[str]:
 def headline(report) -> list[str]:
     """The verdict line and the settings-and-coverage line."""
     s = report.settings
-    return [f"gradient check {HEADLINES[report.verdict]}: difference {report.difference:.2e} "
+    return [f"gradient check {HEADLINES[report.verdict]}{_where(report)}: difference {report.difference:.2e} "
             f"(pass < {s['warn']:.0e} <= warn < {s['fail']:.0e} <= fail)",
             f"{s['engine']} engine, mode {s['mode']}, {step_text(s)}: " + _coverage(report)
             + f", {report.n_evaluations:,} cost evaluations, {report.elapsed:.3g} s"]
+
+
+def _where(report) -> str:
+    """`` in W2, b2``: the groups the verdict comes from, when the overall difference's band is not it
+    (one wrong entry fails its group, whatever the norm of all of theta says)."""
+    s = report.settings
+    band = "fail" if report.difference >= s["fail"] else "warn" if report.difference >= s["warn"] else "pass"
+    if band == report.verdict or report.verdict == "pass":
+        return ""
+    names = [g.name for g in group_rows(report) if g.verdict == report.verdict]
+    return f" in {', '.join(names)}" if names else ""
 
 
 def step_text(settings) -> str:

@@ -89,7 +89,10 @@ def _output(tracer: Tracer, result) -> int:
         return conversions[0][0]
     if conversions:
         raise NotTraceable(mid_graph_reason(conversions[0][3]))
-    raise NotTraceable("the cost's value does not depend on the traced parameters")
+    error = NotTraceable("the cost's value does not depend on the traced parameters")
+    # no path from any parameter to J, not even through a mask or a count: the cost ignores its argument
+    error.constant = not tracer.guards
+    raise error
 
 
 def _is_final(tracer: Tracer, conversion, result) -> bool:

@@ -1,0 +1,139 @@
+"""The cost's own noise, measured where a verdict rests on it: :func:`noise_report`.
+
+The rounding scale of a central difference assumes a cost computed to a few ulps of
+``|J|`` (:func:`fastcheck.report.policy.rounding_scale`). A cost that loses precision (a
+``log(1 - AL)`` of a sigmoid saturated to ``1 - 5e-10``, a difference of nearly equal
+numbers) is noisier by orders of magnitude, and a correct gradient then looks wrong at
+``eps = 1e-7``. So in each group that does not pass, the worst :data:`NOISE_ENTRIES` entries
+off by the warn bound are measured: J at ``theta + (k / NOISE_POINTS) h e_i`` for ``k =
+-NOISE_POINTS .. NOISE_POINTS`` (``h`` the entry's step: the points between the check's own
+two, and these), a cubic fitted by least squares with a slope that may jump once (a kink, a
+tie at theta included, is no noise), and the spread of the values about it (their RMS) is
+the entry's noise. Over ``2 h`` a smooth cost is such a curve to far below float64's
+rounding, and what is left is the cost's rounding; where a coarse step leaves truncation
+instead, the spread over ``4 h`` tells (it grows as the span^4, rounding does not:
+:data:`TRUNCATION_RATIO`). J's rounding is J's whichever entry moves it, and along some
+entries it moves J in steps wider than the span (a staircase a fit cannot see), so every
+flagged entry of the group takes the median noise of its measured entries (the median:
+one entry with kinks near theta does not widen its group's scale).
+
+The report is then built again with the noise (:func:`fastcheck.report.build.build_report`);
+the noise only widens the scale of the flagged entries, so it can turn a ``fail`` into a
+``warn`` (with a note that says why) where every flagged entry is within it, never into a
+``pass``; an entry well beyond it still fails its group.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..core.finite import step_at
+from ..engines.base import Engine
+from ..report import Report
+from .options import CheckOptions
+
+__all__ = ["noise_report", "measure_noise", "NOISE_ENTRIES", "NOISE_POINTS", "NOISE_SECONDS"]
+
+#: Entries measured per group, its worst ...
+NOISE_ENTRIES = 8
+#: ... at theta + (k / NOISE_POINTS) h e_i, k = -NOISE_POINTS .. NOISE_POINTS ...
+NOISE_POINTS = 4
+#: ... with a kink allowed at one of these offsets (in points): a kink is no noise ...
+KINK_AT = tuple(np.arange(-NOISE_POINTS + 0.25, NOISE_POINTS, 0.25))
+#: The spread over twice the step, beyond 1 / this fraction of the spread over the step, is truncation (it
+#: grows as span^4: 16x), not rounding (which does not grow, or grows as its jumps get more frequent: 2x).
+TRUNCATION_RATIO = 1 / 8
+#: ... group after group (the worst first) until this many seconds have gone by.
+NOISE_SECONDS = 10.0
+
+
+def _flagged(report: Report, options: CheckOptions) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per group that does not pass: its entries off by the warn bound (flat indices; kinks the engine saw
+    left out unless included: a kink is no noise), and the worst :data:`NOISE_ENTRIES` of them to measure."""
+    include = report.settings.get("kinks") == "include"
+    starts = dict(zip((g.name for g in report.groups), np.cumsum([0] + [g.size for g in report.groups])))
+    chosen = []
+    for g in report.groups:
+        if g.verdict == "pass" or g.method != "coordinates" or not g.checked:
+            continue
+        positions, rel, kink = report.entry_errors(g.name)
+        # the ties the report found are measured too: noise can fake the one-sided jump of a tie
+        tie = np.array([f == "tie" for f in report.entry_flags(starts[g.name] + positions)], dtype=bool)
+        use = np.flatnonzero(np.isfinite(rel) & (rel >= options.warn) & (include | ~kink | tie))
+        if use.size:
+            worst = use[np.argsort(-rel[use], kind="stable")[:NOISE_ENTRIES]]
+            chosen.append((starts[g.name] + positions[use], starts[g.name] + positions[worst]))
+    return chosen
+
+
+def _spread(x: np.ndarray, y: np.ndarray) -> float:
+    """The RMS of ``y`` about the best cubic with one kink (a slope that jumps at one of KINK_AT)."""
+    best = np.inf
+    for b in (None, *KINK_AT):
+        columns = [np.ones_like(x), x, x ** 2, x ** 3] + ([] if b is None else [np.maximum(x - b, 0.0)])
+        a = np.array(columns).T
+        residuals = y - a @ np.linalg.lstsq(a, y, rcond=None)[0]
+        best = min(best, float(np.sum(residuals ** 2)))
+    return float(np.sqrt(best / (x.size - 5)))
+
+
+def _spreads(engine: Engine, theta: np.ndarray, indices: np.ndarray, steps, span: float) -> np.ndarray:
+    """The spread of J about a cubic with one kink along each of ``indices``, over ``span`` times each
+    one's step on either side of theta (``2 NOISE_POINTS + 1`` points)."""
+    values, offsets = [np.full(indices.size, engine.cost)], [np.zeros(indices.size)]
+    for k in range(1, NOISE_POINTS + 1):
+        scaled = (span * k / NOISE_POINTS) * (np.asarray(steps) if np.ndim(steps) else steps)
+        ev = engine.full(indices, scaled)
+        h = step_at(scaled, indices)
+        values = [ev.cost_minus] + values + [ev.cost_plus]
+        offsets = [(theta[indices] - h) - theta[indices]] + offsets + [(theta[indices] + h) - theta[indices]]
+    x = np.array(offsets).T / (step_at(steps, indices) * np.ones(indices.size))[:, None]  # about -span .. span
+    y = np.array(values).T - engine.cost
+    return np.array([_spread(x[p] * (NOISE_POINTS / span), y[p]) for p in range(indices.size)])
+
+
+def measure_noise(engine: Engine, theta: np.ndarray, indices: np.ndarray, steps) -> np.ndarray:
+    """The noise ``sigma`` of J along each of ``indices`` (see the module's note), by ``engine.full``.
+
+    ``steps``: the check's nominal steps (a float, or one per coordinate of theta).
+    Returns sigma per index, shape ``(len(indices),)``; 0 where the spread is truncation.
+    """
+    own = _spreads(engine, theta, indices, steps, 1.0)
+    wide = _spreads(engine, theta, indices, steps, 2.0)
+    # rounding does not grow with the span (or grows as its jumps get more frequent, ~ the span); what a cubic
+    # leaves of a smooth cost (a coarse step) grows as span^4: that is no noise
+    return np.where(wide <= own / TRUNCATION_RATIO, own, 0.0)
+
+
+def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: np.ndarray,
+                 rebuild) -> tuple[Report, np.ndarray | None]:
+    """``report`` built again by ``rebuild(noise)`` with the cost's noise at its flagged entries, if any,
+    and that noise (sigma of J per coordinate of theta, 0 where not measured; None: nothing measured).
+
+    The settings gain ``noise``: the entries measured, the cost evaluations spent and the
+    largest noise found; the report stays as it was when nothing was flagged or the cost
+    has no ``full`` evaluation.
+    """
+    if engine.full is None or not report.has_entries or not np.isfinite(engine.cost):
+        return report, None
+    chosen = _flagged(report, options)
+    if not chosen:
+        return report, None
+    started = time.perf_counter()
+    steps = options.steps(theta)
+    noise, measured = np.zeros(theta.size), 0
+    for flagged, sample in chosen:  # a slow cost: the groups that fit, worst first
+        sigma = measure_noise(engine, theta, sample, steps)
+        measured += sample.size
+        # J's rounding is J's, whichever entry moves it: the group's flagged entries take its median
+        noise[flagged] = np.median(sigma)
+        if time.perf_counter() - started > NOISE_SECONDS:
+            break
+    elapsed = time.perf_counter() - started
+    rebuilt = rebuild(noise)
+    rebuilt.settings["noise"] = {"entries": measured, "evaluations": 4 * NOISE_POINTS * measured,
+                                 "largest": float(noise.max()), "points": 2 * NOISE_POINTS + 1}
+    rebuilt.elapsed += elapsed
+    return rebuilt, noise
