@@ -58,7 +58,7 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
     out = kwargs.pop("out", None)
     target = out[0] if isinstance(out, tuple) else out
     if target is not None and not isinstance(target, Traced):  # a plain result: from masks and counts only
-        return getattr(ufunc, method)(*(_plain_input(tracer, x) for x in inputs), out=out, **kwargs)
+        return getattr(ufunc, method)(*(_plain_input(tracer, x, target) for x in inputs), out=out, **kwargs)
     reduction = {"axis": kwargs.pop("axis", 0), "keepdims": kwargs.pop("keepdims", False)} if method == "reduce" else {}
     if kwargs.pop("dtype", None) not in (None, float, np.float64) or kwargs:
         tracer.fail(f"np.{ufunc.__name__} with {', '.join(map(repr, kwargs)) or 'dtype'}= is not supported")
@@ -84,12 +84,13 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
     return target
 
 
-def _plain_input(tracer, x):
-    """An input of a plain computation: a mask or a count is guarded, a traced float ends the trace."""
+def _plain_input(tracer, x, target):
+    """An input of a plain computation: a mask or a count is guarded, a traced float leaves the trace."""
     if not isinstance(x, Traced):
         return x
     if x.dtype.kind == "f":
-        tracer.fail(f"the cost writes a traced result into a plain numpy array (out=){at(site())}")
+        tracer.escape(f"the cost writes a traced result into a plain numpy array (out=){at(site())}", target)
+        return x._value
     return tracer.guard(x)
 
 
