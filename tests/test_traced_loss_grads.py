@@ -1,0 +1,124 @@
+"""A cost returning ``(loss, grads)``: its loss is traced, its gradient code may write into plain arrays.
+
+A hand-written backward accumulates into ``np.zeros`` (``dx[...] += mask * dout``); only the
+loss matters to the trace, so those writes do not end it, while a loss that depends on such
+a write (or on a Python float taken from a traced value) still falls back, with the reason.
+"""
+
+import numpy as np
+import pytest
+
+import fastcheck as fc
+from fastcheck.core.layout import Layout
+from fastcheck.core.objective import CostObjective
+from fastcheck.engines.reference import reference_engine
+from fastcheck.engines.traced import NotTraceable, traced_engine
+
+EPS = 1e-7
+
+
+def _pool_net(seed=0, bug=None):
+    """conv-free CS231n style: dense, ReLU, a 2-wide max-pool, dense, softmax; loops in the backward."""
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((5, 6)), rng.integers(0, 3, 5)
+    params = {"W1": rng.standard_normal((6, 8)) * 0.5, "b1": rng.standard_normal(8) * 0.1,
+              "W2": rng.standard_normal((4, 3)) * 0.5, "b2": np.zeros(3)}
+
+    def loss(p):
+        h = X @ p["W1"] + p["b1"]
+        r = np.maximum(0, h)
+        m = r.reshape(5, 4, 2).max(axis=2)
+        s = m @ p["W2"] + p["b2"]
+        shifted = s - np.max(s, axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        probs = np.exp(log_probs)
+        data_loss = -np.sum(log_probs[np.arange(5), y]) / 5
+        ds = probs.copy()
+        ds[np.arange(5), y] -= 1
+        ds /= 5
+        grads = {"W2": m.T @ ds, "b2": ds.sum(axis=0)}
+        dm = ds @ p["W2"].T
+        dr = np.zeros((5, 8))  # plain, as course code allocates it
+        for j in range(4):  # the naive max-pool backward
+            win = r[:, 2 * j:2 * j + 2]
+            mask = win == win.max(axis=1, keepdims=True)
+            dr[:, 2 * j:2 * j + 2] += mask * dm[:, j:j + 1]
+        dh = dr * (h > 0)
+        grads["W1"] = np.zeros((6, 8))
+        for n in range(5):
+            grads["W1"] += np.outer(X[n], dh[n])
+        grads["b1"] = dh.sum(axis=0)
+        total = data_loss + 0.05 * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))  # after the backward, as CS231n
+        grads["W1"] += 0.1 * p["W1"]
+        grads["W2"] += 0.1 * p["W2"]
+        if bug == "W1":
+            grads["W1"][2, 5] *= 1.1
+        return total, grads
+
+    return loss, params
+
+
+def _plain(value):
+    return {k: np.asarray(v, dtype=np.float64) for k, v in value.items()}
+
+
+def test_traced_equals_the_reference_on_a_loss_grads_cost():
+    cost, params = _pool_net()
+    layout, theta = Layout.from_params(params)
+    objective = CostObjective(cost, layout, returns_grads=True)
+    indices = np.arange(layout.n_params)
+    ref = reference_engine(objective, theta, indices, EPS)
+    comp = traced_engine(objective, layout, theta, EPS, n_threads=2).coordinates(indices)
+    scale = 2.0**-52 * max(1.0, abs(ref.cost_plus).max()) * 64
+    np.testing.assert_allclose(comp.cost_plus, ref.cost_plus, rtol=0, atol=scale)
+    np.testing.assert_allclose(comp.cost_minus, ref.cost_minus, rtol=0, atol=scale)
+
+
+@pytest.mark.parametrize("bug", [None, "W1"])
+def test_check_of_a_loss_grads_cost_uses_the_traced_engine(bug):
+    cost, params = _pool_net(bug=bug)
+    traced = fc.check(cost, params)
+    reference = fc.check(cost, params, engine="reference")
+    assert traced.settings["engine"] == "traced", traced.settings.get("traced_not_used")
+    assert [g.verdict for g in traced.groups] == [g.verdict for g in reference.groups]
+    if bug is None:
+        assert traced.passed
+    else:
+        assert traced.failing_groups == ["W1"]
+        worst = traced.worst(1)[0]
+        assert (worst.group, worst.index) == ("W1", (2, 5))
+
+
+V = np.linspace(-1.0, 1.0, 4)
+BUFFER = np.zeros(3)
+
+
+def _loss_through_out(p):  # the loss reads a plain array a traced result was written into
+    h = np.zeros(3)
+    h += p["W"] @ V
+    return np.sum(h * p["v"]), {"W": np.outer(p["v"], V), "v": h.copy()}
+
+
+def _loss_through_buffer(p):  # the same through an array kept between calls
+    BUFFER[:] = 0.0
+    np.add(BUFFER, p["W"] @ V, out=BUFFER)
+    return np.sum(BUFFER * p["v"]), {"W": np.outer(p["v"], V), "v": BUFFER.copy()}
+
+
+def _loss_through_float(p):  # the loss uses a Python float taken from a traced value
+    scale = float(np.sum(p["W"]))
+    return np.sum(p["v"] ** 2) * scale, {"W": np.full((3, 4), np.sum(p["v"] ** 2)), "v": 2 * p["v"] * scale}
+
+
+@pytest.mark.parametrize("cost", [_loss_through_out, _loss_through_buffer, _loss_through_float])
+def test_a_loss_that_depends_on_a_value_that_left_falls_back(cost):
+    rng = np.random.default_rng(1)
+    params = {"W": rng.standard_normal((3, 4)), "v": rng.standard_normal(3)}
+    layout, theta = Layout.from_params(params)
+    with pytest.raises(NotTraceable, match="the loss depends on it.*pass `grads` and a forward-only cost"):
+        traced_engine(CostObjective(cost, layout, returns_grads=True), layout, theta, EPS)
+    report = fc.check(cost, params)
+    assert report.settings["engine"] != "traced" and "the loss depends on it" in report.settings["traced_not_used"]
+    assert report.passed
+    wrong = lambda p: (cost(p)[0], {**cost(p)[1], "W": cost(p)[1]["W"] * 1.5})  # noqa: E731
+    assert fc.check(wrong, params).failing_groups == ["W"]
