@@ -43,6 +43,9 @@ def _moved(array, order, flat_shape):
 def _extreme(ev, node, changes):
     larger = node.op == "max"
     axes, keepdims = node.kw["axis"], node.kw["keepdims"]
+    window = changes[0].windows.get(axes[0]) if len(axes) == 1 else None
+    if window is not None and window[1] == 1:
+        return _one_entry(ev, node, changes[0], axes[0], keepdims, larger)
     change = widen(changes[0], axes)
     k, ndim = change.k, len(change.shape)
     kept_axes = [a for a in range(ndim) if a not in axes]
@@ -94,6 +97,46 @@ def _extreme(ev, node, changes):
     if keepdims:
         values = np.expand_dims(values, tuple(a + 1 for a in axes))
     return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
+
+
+def _one_entry(ev, node, change: Change, axis: int, keepdims: bool, larger: bool) -> Change:
+    """``max``/``min`` over one axis where each perturbation changes one entry along it (a softmax's shift).
+
+    Per kept entry the winner's value ``y`` and the runner-up's ``r`` (the best of the others) are
+    known from the base pass. A change ``d`` of entry ``j`` moves the extreme only if ``j`` is
+    the winner (to ``x_j + d``, unless ``r`` now wins) or ``x_j + d`` beats ``y``: the same
+    comparisons and the same ``max(new) - y`` as opening the whole axis, on one entry per slice.
+    """
+    x_full = np.asarray(ev.base(node.args[0]), dtype=np.float64)
+    pick, arg = (np.maximum, np.argmax) if larger else (np.minimum, np.argmin)
+
+    def winners():  # the winner's position, its value, the runner-up's value, whether it is tied
+        moved = np.moveaxis(x_full, axis, -1)
+        best = arg(moved, axis=-1)[..., None]
+        y = np.take_along_axis(moved, best, axis=-1)
+        others = moved.copy()
+        np.put_along_axis(others, best, -np.inf if larger else np.inf, axis=-1)
+        r = others.max(axis=-1, keepdims=True) if larger else others.min(axis=-1, keepdims=True)
+        tied = (moved == y).sum(axis=-1, keepdims=True) > 1
+        return tuple(np.moveaxis(a, -1, axis) for a in (best, y, r, tied))
+
+    k, ndim = change.k, len(change.shape)
+    others = {a: w for a, w in change.windows.items() if a != axis}
+    best, y, r, tied = (gather(a, others, k, ndim) for a in ev.graph.derive(("one entry", node.id), winners))
+    starts = change.windows[axis][0].reshape((k,) + (1,) * ndim)
+    d = change.floats()
+    new = gather(x_full, change.windows, k, ndim) + d
+    own = best == starts  # the winner itself changed
+    beaten = (r > new) if larger else (r < new)
+    beats = (new > y) if larger else (new < y)
+    flips = np.where(own, beaten, beats) | (tied & (d != 0))
+    values = np.where(own, d, 0.0)
+    if flips.any():  # a new winner, or a tie broken: recomputed, and a kink
+        ev.kink(flips)
+        values = np.where(flips, np.where(own, pick(new, r), pick(new, y)) - y, values)
+    if not keepdims:
+        values = np.squeeze(values, axis=axis + 1)
+    return Change(values, _kept_windows(change, (axis,), keepdims), node.value.shape)
 
 
 REDUCTIONS = {"sum": _sum, "mean": _sum, "max": _extreme, "min": _extreme}
