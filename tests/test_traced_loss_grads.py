@@ -122,3 +122,28 @@ def test_a_loss_that_depends_on_a_value_that_left_falls_back(cost):
     assert report.passed
     wrong = lambda p: (cost(p)[0], {**cost(p)[1], "W": cost(p)[1]["W"] * 1.5})  # noqa: E731
     assert fc.check(wrong, params).failing_groups == ["W"]
+
+
+def _messages_cost(kind):
+    source = {
+        "dot": "def cost(p):\n    x = np.ones((2, 3))\n    return np.sum(x.dot(p['W']))\n",
+        "asarray": "def cost(p):\n    return np.sum(np.asarray(p['W']) * p['W'])\n",
+        "prod": "def cost(p):\n    return np.prod(p['W'])\n",
+        "nansum": "def cost(p):\n    return np.nansum(p['W'] ** 2)\n",
+    }[kind]
+    scope = {"np": np}
+    exec(compile(source, "<string>", "exec"), scope)  # code without a source file, as `python -c`
+    return scope["cost"]
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("dot", r"\.dot\(\) is called with a traced argument at <string>:3, in code without a source file .* x @ w"),
+    ("asarray", "to a plain numpy array at <string>:2"),
+    ("prod", "np.prod is not supported at <string>:2"),
+    ("nansum", "np.nansum is not supported at <string>:2"),
+])
+def test_fallback_reasons_name_the_line_and_what_to_write(kind, reason):
+    params = {"W": np.random.default_rng(2).standard_normal((3, 2))}
+    layout, theta = Layout.from_params(params)
+    with pytest.raises(NotTraceable, match=reason):
+        traced_engine(CostObjective(_messages_cost(kind), layout), layout, theta, EPS)

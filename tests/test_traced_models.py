@@ -186,7 +186,7 @@ FALLBACKS = {
     _data_dependent: "boolean mask that depends on the parameters",
     _unsupported_method: r"the array method \.cumsum\(\) is not supported",
     _plain_dot: r"a plain numpy array's \.dot\(\) .* cannot follow .* write np\.dot\(np\.ones\(\(2, 3\)\), ",
-    _plain_array_write: "writing it into a plain array",
+    _plain_array_write: "writes a traced value into a plain numpy array at test_traced_models.py:167",
     _in_place_on_params: "modifies its parameters in place",
 }
 

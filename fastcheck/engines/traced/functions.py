@@ -101,7 +101,7 @@ def function_call(tracer, func, args, kwargs):
     handler = _HANDLERS.get(func)
     if handler is None:
         reason = _REASONS.get(getattr(func, "__name__", ""), "is not supported")
-        tracer.fail(f"{_name(func)} {reason}")
+        tracer.fail(f"{_name(func)} {reason}{at(site())}")
     return handler(*args, **kwargs)
 
 
@@ -378,6 +378,14 @@ def full_like(a, fill_value, *args, **kwargs):
 
 
 
+def trace_(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    """``np.trace`` of a square matrix: the einsum ``'ii'``."""
+    if offset or (axis1, axis2) != (0, 1) or np.ndim(_val(a)) != 2 or dtype is not None or out is not None:
+        _tracer(a).fail(f"np.trace other than of a 2-D array without offset=, axis1=, axis2=, dtype= or out= "
+                        f"is not supported{at(site())}")
+    return einsum("ii", a)
+
+
 _HANDLERS = {
     np.sum: sum_, np.mean: mean, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin, np.var: var,
     np.std: std, np.any: any_, np.all: all_, np.linalg.norm: norm, np.reshape: reshape, np.ravel: ravel,
@@ -386,7 +394,7 @@ _HANDLERS = {
     np.broadcast_arrays: broadcast_arrays, np.copy: copy, np.clip: clip, np.repeat: repeat,
     np.concatenate: concatenate, np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.pad: pad,
     _swv: sliding_window_view, np.where: where, np.take: take, np.dot: dot, np.tensordot: tensordot,
-    np.einsum: einsum, np.outer: outer, np.inner: inner, np.zeros_like: _shape_only(np.zeros_like),
+    np.einsum: einsum, np.trace: trace_, np.outer: outer, np.inner: inner, np.zeros_like: _shape_only(np.zeros_like),
     np.ones_like: _shape_only(np.ones_like), np.empty_like: _shape_only(np.zeros_like), np.full_like: full_like,
     np.shape: _shape_only(np.shape), np.ndim: _shape_only(np.ndim), np.size: _shape_only(np.size),
 }

@@ -130,13 +130,9 @@ class Tracer:
         return x._value
 
     def escape(self, reason: str, target=None) -> None:
-        """A traced float leaves the trace for plain code: the end of the trace, unless only the loss is traced.
-
-        When the cost returns ``(loss, grads)``, its gradient code writes traced values into plain
-        arrays (``dx[...] += mask * dout``); what reaches only the grads does not matter. The values
-        that left are remembered, and :func:`~.tracing.trace` makes sure the loss does not depend on
-        them (its constants are the same in a second trace at a nearby point).
-        """
+        """A traced float leaves for plain code (``dx[...] += mask * dout`` into ``np.zeros``): the end of the
+        trace, unless only the loss of ``(loss, grads)`` is traced; :func:`~.tracing.trace` then makes sure
+        the loss does not depend on what left."""
         if not self.loss_only:
             self.fail(reason)
         self.escapes.append((len(self.nodes), reason))
@@ -321,7 +317,7 @@ class Traced(NDArrayOperatorsMixin):
     def __getattr__(self, name):
         if name.startswith("__"):  # numpy probes protocols (__array_interface__, ...) with getattr
             raise AttributeError(name)
-        self._tracer.fail(f"the array method .{name}() is not supported")
+        self._tracer.fail(f"the array method .{name}() is not supported{at(site())}")
 
     # ------------------------------------------------------------------ methods
     def _method(name, plain):  # noqa: N805 -- builds the methods below from the function handlers
@@ -410,7 +406,7 @@ class Traced(NDArrayOperatorsMixin):
 def _same_index(a, b) -> bool:
     """Equal basic indices (ints, slices, None, Ellipsis), compared without touching arrays."""
     a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
-    a, b = (tuple(int(x) if isinstance(x, np.integer) else x for x in y) for y in (a, b))  # y[Y[t]] with Y of numpy ints
+    a, b = (tuple(int(x) if isinstance(x, np.integer) else x for x in y) for y in (a, b))  # dy[Y[t]], numpy ints
     plain = (int, slice, type(None), type(Ellipsis))
     return len(a) == len(b) and all(isinstance(x, plain) and isinstance(y, plain) and type(x) is type(y) and x == y
                                     for x, y in zip(a, b))
