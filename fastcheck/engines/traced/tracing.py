@@ -151,7 +151,8 @@ def _require_independent(graph: Graph, tracer: Tracer, cost, layout, theta: np.n
     """
     reason = tracer.escapes[0][1] + LOSS_DEPENDS
     live = _live(graph)
-    frozen = {i: _freeze((graph.nodes[i].args, graph.nodes[i].kw)) for i in live}
+    copies = {}  # one copy of each array, however many nodes take it (the data, say)
+    frozen = {i: _freeze((graph.nodes[i].args, graph.nodes[i].kw), copies) for i in live}
     targets = list({id(t): t for t in map(_root, tracer.targets)}.values())
     if any(np.may_share_memory(a, t) for i in live for a in _arrays((graph.nodes[i].args, graph.nodes[i].kw))
            for t in targets):
@@ -196,14 +197,16 @@ def _arrays(x):
             yield from _arrays(item)
 
 
-def _freeze(x):
-    """A copy of a node's constants (arrays copied: the cost may write into them later)."""
+def _freeze(x, copies: dict):
+    """A copy of a node's constants (arrays copied once each, in ``copies``: the cost may write into them later)."""
     if isinstance(x, np.ndarray):
-        return x.copy()
+        if id(x) not in copies:
+            copies[id(x)] = (x, x.copy())  # the array itself is kept so that its id stays its own
+        return copies[id(x)][1]
     if isinstance(x, (tuple, list)):
-        return type(x)(_freeze(item) for item in x)
+        return type(x)(_freeze(item, copies) for item in x)
     if isinstance(x, dict):
-        return {k: _freeze(v) for k, v in x.items()}
+        return {k: _freeze(v, copies) for k, v in x.items()}
     return x
 
 
