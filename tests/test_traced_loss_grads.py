@@ -7,76 +7,19 @@ a write (or on a Python float taken from a traced value) still falls back, with 
 
 import numpy as np
 import pytest
+from traced_models import pool_net
 
 import fastcheck as fc
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
-from fastcheck.engines.reference import reference_engine
 from fastcheck.engines.traced import NotTraceable, traced_engine
 
 EPS = 1e-7
 
 
-def _pool_net(seed=0, bug=None):
-    """conv-free CS231n style: dense, ReLU, a 2-wide max-pool, dense, softmax; loops in the backward."""
-    rng = np.random.default_rng(seed)
-    X, y = rng.standard_normal((5, 6)), rng.integers(0, 3, 5)
-    params = {"W1": rng.standard_normal((6, 8)) * 0.5, "b1": rng.standard_normal(8) * 0.1,
-              "W2": rng.standard_normal((4, 3)) * 0.5, "b2": np.zeros(3)}
-
-    def loss(p):
-        h = X @ p["W1"] + p["b1"]
-        r = np.maximum(0, h)
-        m = r.reshape(5, 4, 2).max(axis=2)
-        s = m @ p["W2"] + p["b2"]
-        shifted = s - np.max(s, axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        probs = np.exp(log_probs)
-        data_loss = -np.sum(log_probs[np.arange(5), y]) / 5
-        ds = probs.copy()
-        ds[np.arange(5), y] -= 1
-        ds /= 5
-        grads = {"W2": m.T @ ds, "b2": ds.sum(axis=0)}
-        dm = ds @ p["W2"].T
-        dr = np.zeros((5, 8))  # plain, as course code allocates it
-        for j in range(4):  # the naive max-pool backward
-            win = r[:, 2 * j:2 * j + 2]
-            mask = win == win.max(axis=1, keepdims=True)
-            dr[:, 2 * j:2 * j + 2] += mask * dm[:, j:j + 1]
-        dh = dr * (h > 0)
-        grads["W1"] = np.zeros((6, 8))
-        for n in range(5):
-            grads["W1"] += np.outer(X[n], dh[n])
-        grads["b1"] = dh.sum(axis=0)
-        total = data_loss + 0.05 * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))  # after the backward, as CS231n
-        grads["W1"] += 0.1 * p["W1"]
-        grads["W2"] += 0.1 * p["W2"]
-        if bug == "W1":
-            grads["W1"][2, 5] *= 1.1
-        return total, grads
-
-    return loss, params
-
-
-def _plain(value):
-    return {k: np.asarray(v, dtype=np.float64) for k, v in value.items()}
-
-
-def test_traced_equals_the_reference_on_a_loss_grads_cost():
-    cost, params = _pool_net()
-    layout, theta = Layout.from_params(params)
-    objective = CostObjective(cost, layout, returns_grads=True)
-    indices = np.arange(layout.n_params)
-    ref = reference_engine(objective, theta, indices, EPS)
-    comp = traced_engine(objective, layout, theta, EPS, n_threads=2).coordinates(indices)
-    scale = 2.0**-52 * max(1.0, abs(ref.cost_plus).max()) * 64
-    np.testing.assert_allclose(comp.cost_plus, ref.cost_plus, rtol=0, atol=scale)
-    np.testing.assert_allclose(comp.cost_minus, ref.cost_minus, rtol=0, atol=scale)
-
-
 @pytest.mark.parametrize("bug", [None, "W1"])
 def test_check_of_a_loss_grads_cost_uses_the_traced_engine(bug):
-    cost, params = _pool_net(bug=bug)
+    cost, params = pool_net(bug=bug)
     traced = fc.check(cost, params)
     reference = fc.check(cost, params, engine="reference")
     assert traced.settings["engine"] == "traced", traced.settings.get("traced_not_used")

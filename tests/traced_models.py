@@ -145,3 +145,47 @@ def rnn(n_a=5, vocab=6, T=4, seed=0):
         return loss
 
     return cost, params, None
+
+
+def pool_net(seed=0, bug=None):
+    """CS231n style, returning (loss, grads): dense, ReLU, a 2-wide max-pool, dense, softmax.
+
+    Its backward accumulates into plain ``np.zeros`` in loops (a naive max-pool backward).
+    """
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((5, 6)), rng.integers(0, 3, 5)
+    params = {"W1": rng.standard_normal((6, 8)) * 0.5, "b1": rng.standard_normal(8) * 0.1,
+              "W2": rng.standard_normal((4, 3)) * 0.5, "b2": np.zeros(3)}
+
+    def loss(p):
+        h = X @ p["W1"] + p["b1"]
+        r = np.maximum(0, h)
+        m = r.reshape(5, 4, 2).max(axis=2)
+        s = m @ p["W2"] + p["b2"]
+        shifted = s - np.max(s, axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        probs = np.exp(log_probs)
+        data_loss = -np.sum(log_probs[np.arange(5), y]) / 5
+        ds = probs.copy()
+        ds[np.arange(5), y] -= 1
+        ds /= 5
+        grads = {"W2": m.T @ ds, "b2": ds.sum(axis=0)}
+        dm = ds @ p["W2"].T
+        dr = np.zeros((5, 8))  # plain, as course code allocates it
+        for j in range(4):  # the naive max-pool backward
+            win = r[:, 2 * j:2 * j + 2]
+            mask = win == win.max(axis=1, keepdims=True)
+            dr[:, 2 * j:2 * j + 2] += mask * dm[:, j:j + 1]
+        dh = dr * (h > 0)
+        grads["W1"] = np.zeros((6, 8))
+        for n in range(5):
+            grads["W1"] += np.outer(X[n], dh[n])
+        grads["b1"] = dh.sum(axis=0)
+        total = data_loss + 0.05 * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))  # after the backward, as CS231n
+        grads["W1"] += 0.1 * p["W1"]
+        grads["W2"] += 0.1 * p["W2"]
+        if bug == "W1":
+            grads["W1"][2, 5] *= 1.1
+        return total, grads
+
+    return loss, params
