@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view as _swv
 from .indexing import getitem, setitem
 from .products import dot, inner, matmul, outer, tensordot
 from .sites import at, site
-from .subscripts import einsum
+from .subscripts import einsum, trace_
 from .trace import HANDLERS, Traced
 
 __all__ = ["ufunc_call", "function_call", "UFUNCS"]
@@ -376,14 +376,6 @@ def full_like(a, fill_value, *args, **kwargs):
         _tracer(a, fill_value).fail("np.full_like with a traced fill value is not supported")
     return np.full_like(_val(a), fill_value, *args, **kwargs)
 
-
-
-def trace_(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
-    """``np.trace`` of a square matrix: the einsum ``'ii'``."""
-    if offset or (axis1, axis2) != (0, 1) or np.ndim(_val(a)) != 2 or dtype is not None or out is not None:
-        _tracer(a).fail(f"np.trace other than of a 2-D array without offset=, axis1=, axis2=, dtype= or out= "
-                        f"is not supported{at(site())}")
-    return einsum("ii", a)
 
 
 _HANDLERS = {
