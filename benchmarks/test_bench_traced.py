@@ -8,7 +8,9 @@ write them):
   BCE + L2), m = 64, 99,081 parameters;
 - ``traced-cnn``: conv 3x3 x16 (np.pad + sliding_window_view + einsum) on 8x3x32x32, ReLU,
   2x2 max-pool, dense, softmax, 41,418 parameters;
-- ``traced-rnn``: a vanilla character RNN, n_a = 64, 27 characters, T = 20, 7,643 parameters.
+- ``traced-rnn``: a vanilla character RNN, n_a = 64, 27 characters, T = 20, 7,643 parameters;
+- ``traced-softmax-shift``: softmax regression with the max-shift line, N = 3,000, D = 300,
+  4 classes, 1,200 parameters.
 
 Each ``full`` row times what a full check costs the traced engine: trace, verification
 against the real cost, and every coordinate. ``extra_info`` holds the black-box engine with
@@ -36,7 +38,7 @@ from fastcheck.engines.traced import traced_engine
 from fastcheck.engines.traced.tracing import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the user-style models live with the tests
-from traced_models import cnn, course_mlp, rnn  # noqa: E402
+from traced_models import cnn, course_mlp, rnn, softmax_regression  # noqa: E402
 
 EPS = 1e-7
 #: Coordinates the black-box loop is timed on (seeded, every group represented by chance).
@@ -46,6 +48,7 @@ MODELS = {
     "course-mlp": lambda: course_mlp(sizes=(784, 120, 40, 1), m=64, hidden="relu"),
     "cnn": lambda: cnn(N=8, C=3, HW=32, F=16, classes=10),
     "rnn": lambda: rnn(n_a=64, vocab=27, T=20),
+    "softmax-shift": lambda: softmax_regression(),
 }
 _BUILT: dict = {}
 

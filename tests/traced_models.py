@@ -189,3 +189,19 @@ def pool_net(seed=0, bug=None):
         return total, grads
 
     return loss, params
+
+
+def softmax_regression(N=3000, D=300, classes=4, seed=0, shift=True):
+    """Softmax regression on tall data, CS231n's ``softmax_loss_vectorized`` (the max-shift optional)."""
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((N, D)), rng.integers(0, classes, N)
+    params = {"W": rng.standard_normal((D, classes)) * 0.01}
+
+    def cost(p):
+        s = X @ p["W"]
+        if shift:
+            s = s - s.max(axis=1, keepdims=True)
+        log_probs = s - np.log(np.sum(np.exp(s), axis=1, keepdims=True))
+        return -np.mean(log_probs[np.arange(N), y])
+
+    return cost, params, None
