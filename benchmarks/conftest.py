@@ -35,6 +35,9 @@ FAST_SAMPLE = 100
 def pytest_addoption(parser):
     parser.addoption("--fast-bench", action="store_true", default=False,
                      help="quick mode: skip network L and shrink the reference sample")
+    parser.addoption("--baseline", default=None, metavar="CHECKOUT",
+                     help="another checkout of fastcheck (its top folder) that the benchmarks run in a subprocess "
+                          "time too, side by side (test_bench_cold.py)")
 
 
 def pytest_configure(config):

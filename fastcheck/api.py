@@ -22,7 +22,7 @@ from .core.results import merge_evaluations
 from .core.selection import DEFAULT_MIN_PER_GROUP
 from .errors import InputError
 from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
-from .pipeline.layer import DOUT_NOTE, LayerCost, default_dout, layer_gradients, layer_output
+from .pipeline.layer import LayerCost, default_dout, layer_gradients, layer_output
 from .pipeline.options import MLP_ENGINES, CheckOptions
 from .pipeline.plan import Plan, make_plan
 from .pipeline.prepared import Prepared
@@ -64,7 +64,7 @@ def _aside(problem) -> dict:
 def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode: str = "full",  # noqa: PLR0913
           fraction: float | None = None,
           n_samples: int | None = None, n_directions: int | None = None,
-          min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, escalate: bool = True,
+          min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, kinks: str = "exclude", escalate: bool = True,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
           max_memory: int | None = None, progress: bool | None = None, warn: float = DEFAULT_WARN,
@@ -82,10 +82,13 @@ def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode
     cost : callable ``cost(params) -> float``
         Receives read-only arrays in the structure of ``params`` and returns a finite
         float64 scalar. It must be deterministic (no dropout: keep_prob = 1).
-    params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,)
-        float64 parameters; the dict (or list) order is theta's order. Never modified.
+    params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,) or (n, 1)
+        float64 parameters; the dict (or list) order is theta's order. Never modified. An
+        (n, 1) column (the course's ``dictionary_to_vector``) is theta itself: the cost
+        receives a column, and ``grads`` has the same shape.
     grads : dict of str -> ndarray, list of ndarray, ndarray of shape (n,), or callable, optional
-        The analytic gradient under test, in the structure of ``params``; dict entries
+        The analytic gradient under test, in the structure of ``params`` (a scalar, such
+        as ``np.sum(...)``, for a 0-d parameter); dict entries
         may be named ``"W1"`` or ``"dW1"``, and other keys of the course's gradients
         dict (``dA2``, ``dZ1``, ...) are left aside (listed in the report's settings). A
         callable is called as ``grads(params)``. When not given, ``cost`` returns
@@ -121,6 +124,11 @@ def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode
         Directions per group (mode ``"directions"``; default 16).
     seed : int
         Seed of the random modes: same seed, same coordinates and directions.
+    kinks : {"exclude", "include"}, default "exclude"
+        Coordinates at a kink (a ``maximum``, ``abs``, ``where`` or ``max`` whose branch
+        flips within the step, found by the traced engine) or at a tie (a wrong entry whose
+        analytic value equals one of its one-sided differences, found for every engine)
+        are counted and listed, and left out of the verdict; ``"include"`` keeps them in.
     escalate : bool, default True
         After a subset or directions check, re-check every group that is not
         ``"pass"`` coordinate by coordinate, so the report names the wrong entries
@@ -209,13 +217,13 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
     engine = cost_engine(problem, options, n_jobs=rest["n_jobs"], batch_cost=rest["batch_cost"],
                          backend=rest["backend"], chunk_size=rest["chunk_size"], progress=rest["progress"])
     return Prepared(problem.layout, problem.analytic, problem.theta, engine, options, started,
-                    {"n_jobs": rest["n_jobs"], **_aside(problem)})
+                    {"n_jobs": rest["n_jobs"], **_aside(problem)}, release=problem.objective.release)
 
 
 # the documented keywords of the public API
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,  # noqa: PLR0913
          n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
-         n_jobs: int = 1, engine: str | None = None, cast: bool = False,
+         kinks: str = "exclude", n_jobs: int = 1, engine: str | None = None, cast: bool = False,
          options: CheckOptions | None = None) -> Plan:
     """What :func:`check` would do with these settings, and about how long it would take.
 
@@ -224,7 +232,10 @@ def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_s
     """
     options, _ = _split({k: v for k, v in locals().items() if k != "options"}, options)
     problem = CostProblem(cost, params, NO_GRADIENT, cast, options.timeout)
-    return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
+    try:
+        return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
+    finally:
+        problem.objective.release()
 
 
 # ---------------------------------------------------------------------- one layer
@@ -250,7 +261,9 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
         (CS231n's signature, e.g. ``dx, dw, db = affine_backward(dout, cache)``).
     dout : ndarray of out's shape, optional
         The upstream gradient; by default seeded standard-normal (the report says so),
-        which checks every entry of the backward (``ones`` would not).
+        which checks every entry of the backward (``ones`` would not). Needed with
+        ``grads`` (the ``dout`` they were computed for), except for a scalar output (a
+        loss), where ``grads`` are taken for ``dout = 1``.
     seed : int
         Seed of the default ``dout`` and of the random modes.
     **options
@@ -280,7 +293,7 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
     out = layer_output(result)
     cache = result[1] if isinstance(result, tuple) and len(result) > 1 else None
     if dout is None:
-        dout, note = default_dout(np.shape(out), seed), DOUT_NOTE.format(seed=seed)
+        dout, note = default_dout(np.shape(out), seed, given_grads=grads is not None and backward is None)
     else:
         if not isinstance(dout, np.ndarray) or dout.shape != np.shape(out) or dout.dtype != np.float64:
             raise InputError(f"`dout` must be a float64 array of out's shape {np.shape(out)}, got "

@@ -15,6 +15,10 @@ __all__ = [
     "MutationError",
     "WorkerError",
     "CostTimeoutError",
+    "ends_run",
+    "user_failure",
+    "message_of",
+    "a_type",
 ]
 
 
@@ -48,3 +52,32 @@ class WorkerError(CostError):
 
 class CostTimeoutError(CostError):
     """An evaluation of the cost did not return within the check's ``timeout``."""
+
+
+def ends_run(exc: BaseException) -> bool:
+    """Whether user code ended the run with ``exc``: ``sys.exit`` or a ``BaseException`` of its own.
+
+    A check reports either as the cost (or factory) failing, never as a pass. Ctrl-C
+    (``KeyboardInterrupt``), ``GeneratorExit`` and fastcheck's own signals (a time limit, a
+    SIGTERM) pass through.
+    """
+    if isinstance(exc, (KeyboardInterrupt, GeneratorExit)) or isinstance(exc, Exception):
+        return False
+    return not type(exc).__module__.startswith("fastcheck.")
+
+
+def user_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is user code failing: an ``Exception``, or user code ending the run (:func:`ends_run`)."""
+    return isinstance(exc, Exception) or ends_run(exc)
+
+
+def message_of(exc: BaseException) -> str:
+    """``': <the message>'`` of ``exc`` for the end of a sentence, or ``' (with no message)'``."""
+    text = str(exc)
+    return f": {text}" if text.strip() else " (with no message)"
+
+
+def a_type(value) -> str:
+    """``'an int'``, ``'a dict'``: the type of ``value`` with its article, for messages."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

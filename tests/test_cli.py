@@ -179,8 +179,8 @@ def test_a_factory_of_a_cost_returning_loss_and_grads(factories, capsys):
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ("userfactories:pair_of_numbers", "got 2 items"),
-    ("userfactories:not_callable", "userfactories.not_callable is a int, not a function"),
+    ("userfactories:pair_of_numbers", "its first item is int 1, not a function"),
+    ("userfactories:not_callable", "userfactories.not_callable is an int, not a function"),
     ("userfactories:nothing", "has no function 'nothing'"),
     ("usersyntax:f", "a SyntaxError in"),
     ("userexits:f", "importing it raised SystemExit"),

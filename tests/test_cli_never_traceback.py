@@ -85,6 +85,17 @@ CASES = [
     pytest.param(["check", "syntax_error:f"], 2, "SyntaxError", None, id="check-syntax-error"),
     pytest.param(["check", "raises_at_import:f"], 2, "RuntimeError", None, id="check-raises-at-import"),
     pytest.param(["check", "mods:exits"], 2, "exited SystemExit", None, id="check-factory-exits"),
+    # a BaseException of the user's own ends the run as sys.exit does: one line, never a pass
+    pytest.param(["check", "mods:cost_base_exception"], 2, "the cost raised Ended at the unperturbed parameters: "
+                 "weird", None, id="cost-raises-base-exception"),
+    pytest.param(["check", "mods:cost_base_exception_later", "--engine", "reference"], 2,
+                 "raised Ended at theta[0] - eps (with no message)", None, id="cost-raises-base-exception-later"),
+    pytest.param(["check", "mods:grads_exit"], 2, "user code called sys.exit(0): the run ended here", None,
+                 id="grads-exit"),
+    pytest.param(["check", "mods:float32"], 2, "(on the command line: --cast)", None, id="float32-names-cast"),
+    pytest.param(["check", "mods:float32", "--cast"], 0, "fastcheck: warning: up-cast", None, id="float32-cast"),
+    pytest.param(["check", "mods:factory_base_exception"], 2, "raised Ended: no data", None,
+                 id="factory-raises-base-exception"),
     pytest.param(["nightly", "latin1.toml", "--run-dir", "r"], 2, "not UTF-8", None, id="suite-not-utf8"),
     pytest.param(["nightly", "good.toml", "--run-dir", "a_file"], 2, "is not a directory", None,
                  id="run-dir-is-a-file"),
@@ -115,7 +126,7 @@ def test_bad_invocation_is_one_line_never_a_traceback(workdir, argv, code, messa
                             preexec_fn=_limit_memory(memory) if memory else None)
     assert "Traceback" not in result.stderr + result.stdout
     assert result.returncode == code, result.stderr
-    lines = result.stderr.splitlines()
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("fastcheck: warning: ")]
     assert len(lines) == 1 if code == 2 else len(lines) <= 1, result.stderr
     if message is not None:
         assert message in result.stderr
@@ -130,3 +141,37 @@ def test_a_factory_exiting_after_a_failure_keeps_the_summary_and_index(workdir):
     assert "1 failed, 1 error(s)" in result.stdout and "mods:exits exited SystemExit: 0" in result.stdout
     assert (Path(workdir) / "r_exit2" / "index.html").is_file()
     assert (Path(workdir) / "r_exit2" / "b@default.json").is_file()
+
+
+# ---------------------------------------------------------------------- stdout that cannot be written
+def _closed_pipe_run(workdir, argv):
+    """Run the CLI with stdout a pipe whose reader left at once (as `| true` or `| head` do)."""
+    with subprocess.Popen(_cli(*argv), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=_env()) as process:
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        return process.wait(timeout=120), stderr
+
+
+@pytest.mark.parametrize(("problem", "code"), [("mods:bad", 1), ("mods:good", 0)])
+def test_a_closed_stdout_keeps_the_verdict_and_the_files(workdir, problem, code):
+    json_path = Path(workdir) / f"closed_{code}.json"
+    returncode, stderr = _closed_pipe_run(workdir, ["check", problem, "--json", json_path.name])
+    assert returncode == code, stderr
+    assert "Traceback" not in stderr and stderr == ""  # a reader leaving is no error of ours
+    assert json_path.is_file()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize(("argv", "code"), [
+    (["check", "mods:bad"], 1),
+    (["check", "mods:good"], 0),
+    (["nightly", "fail_then_exit.toml", "--run-dir", "r_full"], 1),
+])
+def test_a_full_stdout_is_one_line_and_the_verdict(workdir, argv, code):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(_cli(*argv), cwd=workdir, stdout=full, stderr=subprocess.PIPE, text=True,
+                                timeout=120, env=_env())
+    assert "Traceback" not in result.stderr
+    assert result.returncode == code, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("fastcheck: error: cannot write to stdout")

@@ -51,7 +51,7 @@ def test_grads_accept_d_prefixed_names_and_callables():
         ({"W1": np.ones((3, 4))}, {"dW2": np.ones((3, 4))}, fc.InputError,
          "`grads` has no entry for params['W1'] (looked for 'W1' and 'dW1')"),
         ({"W1": np.ones(2)}, {"dW1": np.ones(2), "db1": np.ones(2)}, fc.InputError,
-         "'db1' which match no parameter"),
+         "'db1' which matches no parameter"),
         ({"W1": np.ones(2)}, {"dW1": np.ones(2), "W1": np.ones(2)}, fc.InputError,
          "both 'W1' and 'dW1'"),
         ({"W1": np.ones(2, dtype=np.float32)}, {"dW1": np.ones(2)}, fc.DtypeError,

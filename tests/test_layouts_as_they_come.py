@@ -56,7 +56,7 @@ def test_a_typo_of_a_parameter_name_is_still_refused():
     with pytest.raises(fc.InputError, match="no entry for params\\['W1'\\]"):
         fc.check(cost, params, grads)
     grads = {**backward(params), "dw1": np.zeros((4, 3))}
-    with pytest.raises(fc.InputError, match="'dw1' which match no parameter"):
+    with pytest.raises(fc.InputError, match="'dw1' which matches no parameter"):
         fc.check(cost, params, grads)
 
 

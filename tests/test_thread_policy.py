@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import fastcheck as fc
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
-from fastcheck.core.threads import blas_limited, numba_threads, single_threaded
+from fastcheck.core.threads import blas_limited, in_chunks, numba_threads, single_threaded
 from fastcheck.engines.blackbox import blackbox_engine
 from fastcheck.engines.reference import reference_engine
 
@@ -111,6 +111,31 @@ def test_numba_threads_are_capped_and_restored():
     with numba_threads(None) as n:
         assert n == before
     assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize(("n", "threads"), [(0, 2), (1, 2), (7, 1), (7, 2), (7, 16), (1000, 3)])
+def test_in_chunks_covers_every_task_once(n, threads):
+    seen = np.zeros(n, dtype=int)
+    calls = []
+
+    def run(first, last):
+        calls.append((first, last))
+        seen[first:last] += 1
+
+    in_chunks(n, threads, run)
+    np.testing.assert_array_equal(seen, np.ones(n, dtype=int))
+    assert all(first < last for first, last in calls)  # no empty range is handed to a kernel
+    if threads == 1 and n:
+        assert calls == [(0, n)]
+
+
+def test_in_chunks_raises_what_a_chunk_raised():
+    def run(first, last):
+        if first <= 5 < last:
+            raise ValueError("chunk with task 5")
+
+    with pytest.raises(ValueError, match="task 5"):
+        in_chunks(10, 2, run)
 
 
 def test_blas_limited_caps_blas_only():

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from traced_models import batchnorm_net, cnn, course_mlp, cs231n_net, pool_net, rnn, softmax_regression
+from traced_models import batchnorm_net, cnn, course_mlp, cs231n_net, plain_mlp, pool_net, rnn, softmax_regression
 
 from fastcheck.core.finite import Bounds, relative_difference
 from fastcheck.core.layout import Layout
@@ -42,6 +42,8 @@ MODELS = {
     "cnn": lambda: cnn(),
     "batchnorm": lambda: batchnorm_net(),
     "rnn": lambda: rnn(),
+    "plain_mlp": lambda: plain_mlp()[:3],
+    "plain_mlp_tanh": lambda: plain_mlp(hidden="tanh", seed=2)[:3],
     "softmax_regression": lambda: softmax_regression(N=40, D=6, seed=2),
     "pool_net_loss_grads": lambda: (lambda cost, params: (cost, params, cost(params)[1]))(*pool_net()),
 }

@@ -147,6 +147,31 @@ def rnn(n_a=5, vocab=6, T=4, seed=0):
     return cost, params, None
 
 
+def plain_mlp(sizes=(12, 7, 5, 4), m=9, l2=0.1, seed=0, hidden="relu"):
+    """The built-in ``fc.MLP`` written as plain numpy: ReLU/tanh hidden, softmax + cross-entropy, (l2 / 2m) sum ||W||^2.
+
+    Returns ``(cost, params, grads, net, X, Y)``: the network, data and correct gradient of
+    ``fc.MLP(sizes, hidden, "softmax", l2)``, so the same problem runs through ``net.check``.
+    """
+    import fastcheck as fc
+
+    net = fc.MLP(list(sizes), hidden=hidden, output="softmax", l2=l2)
+    params = net.init(seed=seed)
+    X, Y = net.random_data(m=m, seed=seed + 1)
+    L = len(sizes) - 1
+
+    def cost(p):
+        A = X
+        for l in range(1, L + 1):
+            Z = p[f"W{l}"] @ A + p[f"b{l}"]
+            A = Z if l == L else (np.maximum(0, Z) if hidden == "relu" else np.tanh(Z))
+        shifted = A - np.max(A, axis=0, keepdims=True)
+        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=0, keepdims=True))
+        return -np.sum(Y * log_probs) / m + l2 / (2 * m) * sum(np.sum(p[f"W{l}"] ** 2) for l in range(1, L + 1))
+
+    return cost, params, net.gradient(params, X, Y), net, X, Y
+
+
 def pool_net(seed=0, bug=None):
     """CS231n style, returning (loss, grads): dense, ReLU, a 2-wide max-pool, dense, softmax.
 

@@ -75,7 +75,6 @@ def get_parser() -> argparse.ArgumentParser:
                      help=f"force an engine: {', '.join(MLP_ENGINES)} for the built-in network (default "
                           f"{MLP_ENGINES[0]}); {', '.join(COST_ENGINES)} for a user problem (default: traced where the "
                           "cost can be traced)")
-    net.add_argument("--include-kinks", action="store_true", help="count coordinates that cross a kink")
     opts = chk.add_argument_group("checking")
     opts.add_argument("--eps", type=_eps, default=DEFAULT_EPS,
                       help=f"step (default {DEFAULT_EPS:g}), or 'auto': a step per coordinate, "
@@ -89,6 +88,12 @@ def get_parser() -> argparse.ArgumentParser:
                             "tell a bug from rounding or truncation (default: of groups that warn)")
     sweep.add_argument("--no-sweep", dest="sweep", action="store_const", const=False,
                        help="no step sweep, not even of groups that warn")
+    opts.add_argument("--include-kinks", action="store_true",
+                      help="keep in the verdict the coordinates that cross a kink (a ReLU, max, abs, where whose "
+                           "branch flips within the step) or sit at a tie (default: counted, listed, left out)")
+    opts.add_argument("--cast", action="store_true",
+                      help="a user problem: up-cast real arrays that are not float64 (float32, int) with a warning "
+                           "instead of refusing them")
     opts.add_argument("--warn", type=float, default=DEFAULT_WARN, help=f"warn bound (default {DEFAULT_WARN:g})")
     opts.add_argument("--fail", type=float, default=DEFAULT_FAIL, help=f"fail bound (default {DEFAULT_FAIL:g})")
     modes = chk.add_argument_group("what to check")
@@ -148,7 +153,7 @@ def _compile_kernels(engine: str, hidden: str, output: str) -> float:
 
     notice = threading.Timer(1.0, lambda: print(
         f"fastcheck: compiling the numba kernels for {hidden}/{output} (first run only; cached on disk "
-        "afterwards; 10-30 s on 2 cores)...", file=sys.stderr, flush=True))
+        "afterwards; 10-20 s on 2 cores)...", file=sys.stderr, flush=True))
     if sys.stderr.isatty():
         notice.start()
     try:
@@ -197,12 +202,9 @@ def run_check(args) -> int:
     if isinstance(report, Plan):
         print(report)
         return EXIT_OK
-    if args.quiet:
-        print(str(report).splitlines()[0])
-    else:
-        print(report)
-    write_output(args.json, report.to_json(), "--json")
+    write_output(args.json, report.to_json(), "--json")  # the files first: stdout may be a pipe closed early
     write_output(args.html, report.to_html(default_title(report, _problem(args))), "--html")
+    print(str(report).splitlines()[0] if args.quiet else report)
     return _exit_code(report)
 
 
@@ -246,7 +248,7 @@ def _check_builtin(args):
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
     engine = args.engine or MLP_ENGINES[0]
-    options = _options(args, engine=engine, kinks="include" if args.include_kinks else "exclude")
+    options = _options(args, engine=engine)
     if args.dry_run:
         return plan_mlp(net, params, X, Y, options=options)
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
@@ -270,7 +272,8 @@ def _options(args, **more) -> CheckOptions:
     return CheckOptions(eps=args.eps, warn=args.warn, fail=args.fail, mode=args.mode, seed=args.seed,
                         fraction=args.fraction, n_samples=args.samples, n_directions=args.directions,
                         min_per_group=args.min_per_group, escalate=args.escalate, budget=args.budget,
-                        timeout=args.timeout, stencil=args.stencil, sweep=args.sweep, name=cli_name, **more)
+                        timeout=args.timeout, stencil=args.stencil, sweep=args.sweep, name=cli_name,
+                        kinks="include" if args.include_kinks else "exclude", **more)
 
 
 def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = False):
@@ -285,9 +288,12 @@ def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = F
 def _factory_result(spec: str, kwargs, show_traceback: bool, sizes: tuple[int, ...], expected: str) -> tuple:
     """What the factory ``spec`` returns: a tuple of one of ``sizes`` items, a callable first, else an error."""
     result = call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback)
-    if not (isinstance(result, tuple) and len(result) in sizes and callable(result[0])):
+    if not (isinstance(result, tuple) and len(result) in sizes):
         got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
         raise InputError(f"{spec} must return {expected}; got {got}")
+    if not callable(result[0]):
+        raise InputError(f"{spec} must return {expected}; its first item is {describe_value(result[0])}, "
+                         "not a function")
     return result
 
 
@@ -300,7 +306,7 @@ def _check_user_layer(args):
     gradient = {"backward": third} if callable(third) else {"grads": third}
     return check_layer(forward, inputs, dout=dout[0] if dout else None, seed=args.seed,
                        options=_options(args, engine=args.engine), n_jobs=args.jobs, backend=args.backend,
-                       **gradient)
+                       cast=args.cast, **gradient)
 
 
 def _check_user_problem(args):
@@ -310,8 +316,8 @@ def _check_user_problem(args):
     grads = grads[0] if grads else FROM_COST
     options = _options(args, engine=args.engine)
     if args.dry_run:
-        return plan(cost, params, options=options, n_jobs=args.jobs)
-    run = {"n_jobs": args.jobs, "backend": args.backend}
+        return plan(cost, params, options=options, n_jobs=args.jobs, cast=args.cast)
+    run = {"n_jobs": args.jobs, "backend": args.backend, "cast": args.cast}
     if args.scheduler is None:
         if args.backend == "dask":
             raise UsageError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")

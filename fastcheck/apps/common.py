@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from ..errors import FastcheckError
@@ -43,6 +44,48 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+class _GuardedStdout:
+    """``sys.stdout`` for one command: a write that fails (the reader left, a full disk) never stops it.
+
+    The report is printed after the outputs (``--json``, ``--html``) are written, and the exit
+    code says the verdict, whatever happens to stdout: a check that failed exits 1 even when
+    nobody reads what it printed. The first failure is kept (:attr:`error`); from then on
+    writes go nowhere.
+    """
+
+    def __init__(self, stream):
+        self.stream, self.error = stream, None
+
+    def _guarded(self, action, *args):
+        if self.error is None:
+            try:
+                return action(*args)
+            except OSError as exc:  # BrokenPipeError, ENOSPC, EIO, ...
+                self.error = exc
+                _silence(self.stream)
+        return None
+
+    def write(self, text):
+        self._guarded(self.stream.write, text)
+        return len(text)
+
+    def flush(self):
+        self._guarded(self.stream.flush)
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ...: the real stream's
+        return getattr(self.stream, name)
+
+
+def _silence(stream) -> None:
+    """Point a failed stream's file descriptor at the null device, so Python's exit-time flush stays quiet."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture): nothing to flush at exit
+        pass
+
+
 def run_command(parser: argparse.ArgumentParser, argv) -> int:
     """Parse ``argv`` with ``parser`` and call the chosen subcommand's ``func(args)``.
 
@@ -56,13 +99,39 @@ def run_command(parser: argparse.ArgumentParser, argv) -> int:
     Returns
     -------
     int
-        The subcommand's exit code; :data:`EXIT_USAGE` after a :class:`UsageError` or a
-        fastcheck error or running out of memory (printed as one line on stderr),
-        :data:`EXIT_INTERRUPTED` after Ctrl-C, :data:`EXIT_OK` when the reader of stdout went away.
+        The subcommand's exit code, also when stdout could not be written (its reader went
+        away, a full disk: one line on stderr, except for a closed pipe such as ``| head``);
+        :data:`EXIT_USAGE` after a :class:`UsageError` or a fastcheck error or running out
+        of memory (printed as one line on stderr), :data:`EXIT_INTERRUPTED` after Ctrl-C.
     """
+    stdout = sys.stdout
+    guarded = sys.stdout = _GuardedStdout(stdout)
     try:
-        args = parser.parse_args(argv)
-        return args.func(args)
+        with warnings.catch_warnings():  # restores showwarning after the command
+            warnings.showwarning = _one_line_warning
+            code = _run(parser, argv)
+        guarded.flush()
+    finally:
+        sys.stdout = stdout
+    if guarded.error is not None and not isinstance(guarded.error, BrokenPipeError):
+        print(f"fastcheck: error: cannot write to stdout: {guarded.error.strerror or guarded.error} "
+              f"(exit code {code} all the same)", file=sys.stderr)
+    return code
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning (an up-cast with ``--cast``) as one line on stderr, without the source line."""
+    print(f"fastcheck: warning: {one_line(message)}", file=sys.stderr if file is None else file)
+
+
+def _run(parser: argparse.ArgumentParser, argv) -> int:
+    try:
+        args = parser.parse_args(argv)  # --help exits 0 here, as it should
+        try:
+            return args.func(args)
+        except SystemExit as exc:  # user code ended the run: never a success, whatever its code
+            print(f"fastcheck: error: user code called sys.exit({exc.code!r}): the run ended here", file=sys.stderr)
+            return EXIT_USAGE
     except (UsageError, FastcheckError) as exc:
         print(f"fastcheck: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -73,9 +142,6 @@ def run_command(parser: argparse.ArgumentParser, argv) -> int:
         print("fastcheck: error: out of memory: the problem does not fit in this machine's memory (or the "
               "process's limit); check a smaller network or a subset", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # e.g. `fastcheck check ... | head`: the reader left, stop quietly
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit-time flush quiet
-        return EXIT_OK
 
 
 def check_output(path: str | None, flag: str) -> None:

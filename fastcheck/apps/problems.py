@@ -7,7 +7,7 @@ import importlib
 import sys
 import traceback
 
-from ..errors import InputError
+from ..errors import InputError, a_type, message_of, user_failure
 
 __all__ = ["import_function", "call_factory", "parse_arguments"]
 
@@ -39,7 +39,7 @@ def import_function(spec: str):
         raise InputError(f"module {module_name!r} has no function {func_name!r}")
     func = getattr(module, func_name)
     if not callable(func):
-        raise InputError(f"{module_name}.{func_name} is a {type(func).__name__}, not a function")
+        raise InputError(f"{module_name}.{func_name} is {a_type(func)}, not a function")
     return func
 
 
@@ -54,12 +54,14 @@ def call_factory(spec: str, func, kwargs: dict | None = None, *, show_traceback:
     """
     try:
         return func(**(kwargs or {}))
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # an Exception, sys.exit or a BaseException of the user's own: never Ctrl-C
+        if not user_failure(exc):
+            raise
         if show_traceback:
             traceback.print_exception(exc, file=sys.stderr)
         what = "exited" if isinstance(exc, SystemExit) else "raised"
         tail = f" ({hint})" if hint and not show_traceback else ""
-        raise InputError(f"{spec} {what} {type(exc).__name__}: {exc}{tail}") from exc
+        raise InputError(f"{spec} {what} {type(exc).__name__}{message_of(exc)}{tail}") from exc
 
 
 def parse_arguments(pairs) -> dict:

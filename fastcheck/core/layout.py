@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import difflib
+import numbers
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DtypeError, InputError
+from ..errors import DtypeError, InputError, a_type, message_of, user_failure
 
 __all__ = ["Group", "Layout", "CastWarning", "call_grads"]
 
@@ -99,9 +101,10 @@ class Layout:
 
         Parameters
         ----------
-        params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,)
+        params : dict of str -> ndarray, list or tuple of ndarray, or ndarray of shape (n,) or (n, 1)
             float64 arrays; the dict (or sequence) order is theta's order. A sequence's
-            arrays are named ``params[0]``, ``params[1]``, ...
+            arrays are named ``params[0]``, ``params[1]``, ... An (n, 1) column (the
+            course's ``dictionary_to_vector``) is theta as it is: the cost receives a column.
         cast : bool
             Up-cast real non-float64 arrays to float64 with one :class:`CastWarning`
             instead of raising :class:`DtypeError`.
@@ -112,10 +115,10 @@ class Layout:
         theta : ndarray of shape (n_params,), float64
         """
         if isinstance(params, np.ndarray):
-            if params.ndim != 1:
+            if not _is_vector(params.shape):
                 raise InputError(
-                    f"`params` is an array of shape {params.shape}; pass a flat 1-D array "
-                    "or a dict name -> array (e.g. {'W1': ..., 'b1': ...})"
+                    f"`params` is an array of shape {params.shape}; pass a flat 1-D array (or an (n, 1) "
+                    "column) or a dict name -> array (e.g. {'W1': ..., 'b1': ...})"
                 )
             with _casts(cast) as up:
                 arr = up(params, "params")
@@ -123,13 +126,13 @@ class Layout:
             if arr.size == 0:
                 raise InputError("`params` is empty: there is nothing to check")
             layout = cls([Group("theta", arr.shape, 0, arr.size)], flat=True)
-            return layout, arr.astype(np.float64, copy=True)
+            return layout, arr.astype(np.float64, copy=True).ravel()
         sequence = type(params) if isinstance(params, (list, tuple)) else None
         if sequence is not None:
             params = {f"params[{i}]": value for i, value in enumerate(params)}
         if not isinstance(params, Mapping):
             raise InputError(
-                f"`params` is a {type(params).__name__}; pass a dict name -> float64 ndarray, "
+                f"`params` is {a_type(params)}; pass a dict name -> float64 ndarray, "
                 "a list of float64 ndarrays or a flat 1-D float64 ndarray"
             )
         if len(params) == 0:
@@ -160,7 +163,7 @@ class Layout:
         if self.flat:
             if isinstance(grads, Mapping) or not isinstance(grads, np.ndarray):
                 raise InputError(
-                    f"`params` is a flat array but `grads` is a {type(grads).__name__}; "
+                    f"`params` is a flat array but `grads` is {a_type(grads)}; "
                     "pass grads as a flat float64 array of the same length"
                 )
             with _casts(cast) as up:
@@ -170,25 +173,38 @@ class Layout:
                     f"`grads` has shape {arr.shape} but `params` has shape {self.groups[0].shape}"
                 )
             _require_finite(arr, "grads")
-            return arr.astype(np.float64, copy=True)
-        if self.sequence is not None and isinstance(grads, (list, tuple)):
-            if len(grads) != len(self.groups):
-                raise InputError(f"`grads` has {len(grads)} arrays but `params` has {len(self.groups)}")
-            grads = {g.name: value for g, value in zip(self.groups, grads)}
+            return arr.astype(np.float64, copy=True).ravel()
+        if self.sequence is not None:
+            return self._flatten_sequence(grads, cast)
         if not isinstance(grads, Mapping):
             raise InputError(
-                f"`grads` is a {type(grads).__name__}; pass a dict with the same names as "
+                f"`grads` is {a_type(grads)}; pass a dict with the same names as "
                 f"`params` ({', '.join(self.names)}) or their 'd' forms (d{self.names[0]}, ...)"
             )
         chosen, _ = self.grad_keys(grads)
+        return self._flatten_groups([grads[chosen[g.name]] for g in self.groups],
+                                    [f"grads[{chosen[g.name]!r}]" for g in self.groups],
+                                    [f"params[{g.name!r}]" for g in self.groups], cast)
+
+    def _flatten_sequence(self, grads, cast: bool) -> np.ndarray:
+        """The gradient of a list (or tuple) of parameters: a list or tuple in the same order."""
+        kind = self.sequence.__name__
+        if not isinstance(grads, (list, tuple)):
+            raise InputError(f"`params` is a {kind} of {len(self.groups)} arrays but `grads` is "
+                             f"{'a dict' if isinstance(grads, Mapping) else a_type(grads)}; "
+                             f"pass grads as a {kind} of arrays in the order of `params`")
+        if len(grads) != len(self.groups):
+            raise InputError(f"`grads` has {len(grads)} arrays but `params` has {len(self.groups)}")
+        return self._flatten_groups(list(grads), [f"grads[{i}]" for i in range(len(grads))],
+                                    [g.name for g in self.groups], cast)
+
+    def _flatten_groups(self, values, wheres, params, cast: bool) -> np.ndarray:
+        """Each group's gradient validated (``wheres``: how the messages name it, ``params``: its parameter)."""
         parts = []
         with _casts(cast) as up:
-            for g in self.groups:
-                key = chosen[g.name]
-                where = key if self.sequence is not None else f"grads[{key!r}]"
-                arr = up(grads[key], where)
+            for g, value, where, param in zip(self.groups, values, wheres, params):
+                arr = up(_zero_d(value) if g.shape == () else value, where)
                 if arr.shape != g.shape:
-                    param = g.name if self.sequence is not None else f"params[{g.name!r}]"
                     raise InputError(f"`{where}` has shape {arr.shape} but `{param}` has shape {g.shape}")
                 _require_finite(arr, where)
                 parts.append(arr.ravel(order="C"))
@@ -222,12 +238,13 @@ class Layout:
                 if n not in chosen:
                     raise InputError(
                         f"`grads` has no entry for params[{n!r}] (looked for {n!r} and {'d' + n!r}); "
-                        f"it has {', '.join(map(repr, grads)) or 'nothing'}")
+                        f"it has {', '.join(map(repr, grads)) or 'nothing'}{_near(n, grads)}")
         used = set(chosen.values())
         extra = [k for k in grads if k not in used]
         typos = [k for k in extra if not isinstance(k, str) or _looks_like(k, names)]
         if typos:
-            raise InputError(f"`grads` has {', '.join(map(repr, typos))} which match no parameter; "
+            verb = "matches" if len(typos) == 1 else "match"
+            raise InputError(f"`grads` has {', '.join(map(repr, typos))} which {verb} no parameter; "
                              f"parameters are {', '.join(names)}")
         return chosen, extra
 
@@ -235,7 +252,7 @@ class Layout:
     def unflatten(self, theta: np.ndarray, *, readonly: bool = False):
         """Views of ``theta`` in the caller's structure (a dict, or theta itself if flat)."""
         if self.flat:
-            out = theta.view()
+            out = theta.view().reshape(self.groups[0].shape)  # (n,) or the course's (n, 1) column
             if readonly:
                 out.flags.writeable = False
             return out
@@ -275,8 +292,10 @@ def call_grads(grads, params):
     if isinstance(grads, Callable) and not isinstance(grads, (Mapping, np.ndarray)):
         try:
             return grads(params)
-        except Exception as exc:  # report the user's failure with context
-            raise InputError(f"`grads` is callable and raised {type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:  # report the user's failure with context
+            if isinstance(exc, SystemExit) or not user_failure(exc):  # sys.exit ends the run: the caller says so
+                raise
+            raise InputError(f"`grads` is callable and raised {type(exc).__name__}{message_of(exc)}") from exc
     return grads
 
 
@@ -286,9 +305,12 @@ def _casts(cast: bool):
     done = []
 
     def up(value, where: str) -> np.ndarray:
+        if isinstance(value, Mapping):
+            raise InputError(f"`{where}` is a dict: nested dicts are not supported; flatten them into one dict "
+                             "of arrays (e.g. {'l1.W': ..., 'l1.b': ...}) and rebuild the nesting inside the cost")
         if not isinstance(value, np.ndarray):
             raise DtypeError(
-                f"`{where}` is a {type(value).__name__}, not a numpy array; "
+                f"`{where}` is {a_type(value)}, not a numpy array; "
                 "convert it with np.asarray(value, dtype=np.float64)"
             )
         if value.dtype == np.float64:
@@ -301,13 +323,23 @@ def _casts(cast: bool):
         why = ("an integer array cannot take a step of eps" if integer
                else f"central differences with eps=1e-7 drown in {value.dtype} rounding" if real
                else "the check works on real float64 values")
-        hint = ", or pass cast=True to up-cast with a warning" if real else ""
+        hint = ", or pass cast=True (on the command line: --cast) to up-cast with a warning" if real else ""
         raise DtypeError(f"`{where}` has dtype {value.dtype}; gradient checks need float64 ({why}): "
                          f"convert it with .astype(np.float64){hint}")
 
     yield up
     if done:
         warnings.warn(f"up-cast (cast=True): {', '.join(done)}", CastWarning, stacklevel=4)
+
+
+def _near(name: str, grads: Mapping) -> str:
+    """``" (did you mean 'dw1'?)"``: the keys of ``grads`` that look like a typo of ``name``'s gradient."""
+    keys = [k for k in grads if isinstance(k, str)]
+    by_lower = {k.lower(): k for k in keys}
+    near = [k for k in keys if _looks_like(k, [name])]
+    near += [by_lower[k] for k in difflib.get_close_matches(f"d{name}".lower(), list(by_lower), n=3, cutoff=0.75)
+             if by_lower[k] not in near]
+    return f" (did you mean {' or '.join(map(repr, near[:3]))}?)" if near else ""
 
 
 def _looks_like(key: str, names) -> bool:
@@ -329,6 +361,20 @@ def _one_edit(a: str, b: str) -> bool:
         return sum(x != y for x, y in zip(a, b)) == 1
     short, long = (a, b) if len(a) < len(b) else (b, a)
     return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+
+
+def _is_vector(shape: tuple[int, ...]) -> bool:
+    """A flat theta: 1-D, or the (n, 1) column the course's ``dictionary_to_vector`` returns."""
+    return len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
+
+
+def _zero_d(value):
+    """A scalar gradient of a 0-d parameter (``np.sum(...)`` returns an ``np.float64``) as a 0-d array."""
+    if isinstance(value, np.generic):
+        return np.asarray(value)  # its dtype kept: an np.float32 is refused as such
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return np.asarray(value, dtype=np.float64)
+    return value
 
 
 def _require_finite(arr: np.ndarray, where: str) -> None:

@@ -13,7 +13,16 @@ import numbers
 
 import numpy as np
 
-from ..errors import CostError, CostTimeoutError, DtypeError, MutationError, NondeterministicCostError
+from ..errors import (
+    CostError,
+    CostTimeoutError,
+    DtypeError,
+    MutationError,
+    NondeterministicCostError,
+    a_type,
+    ends_run,
+    message_of,
+)
 from .deadline import time_limit
 from .layout import Layout
 
@@ -62,7 +71,7 @@ def describe_value(value) -> str:
     if isinstance(value, (tuple, list)):
         kinds = ", ".join(type(v).__name__ for v in value[:4]) + (", ..." if len(value) > 4 else "")
         return f"a {type(value).__name__} of {len(value)} items ({kinds})"
-    text = repr(value)
+    text = repr(value.item() if isinstance(value, np.generic) else value)  # 2.5, not np.float64(2.5)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
@@ -71,7 +80,8 @@ def as_cost_value(value, where: str) -> float:
     if isinstance(value, tuple) and len(value) == 2:
         raise CostError(f"the cost returned {describe_value(value)} at {where}; it must return a float. A cost "
                         "that returns (loss, grads), as CS231n's model.loss does, is read as such when `grads` "
-                        "is not given: fc.check(loss_fn, params)")
+                        "is not given: fc.check(loss_fn, params), or a factory returning (cost, params) on the "
+                        "command line")
     if isinstance(value, np.ndarray):
         if value.size != 1:
             raise CostError(
@@ -100,22 +110,44 @@ class CostObjective:
     write is caught at once as a :class:`MutationError`. A cost can still get around
     that (``flags.writeable = True`` on the base, ctypes): the engines compare the
     parameters with theta after each chunk (:func:`require_unchanged`).
+
+    A cost that keeps its argument (``model.params = params``, CS231n's pattern) keeps
+    the views of its last call: :meth:`release`, at the end of a check, makes those
+    writable again, so that the model trains on afterwards. They are fastcheck's copies
+    at theta (the caller's own arrays are never handed to the cost).
     """
 
     has_kinks = False
 
     def __init__(self, cost, layout: Layout, returns_grads: bool = False, timeout: float | None = None):
         if not callable(cost):
-            raise CostError(f"`cost` is a {type(cost).__name__}, not a callable cost(params) -> float")
+            raise CostError(f"`cost` is {a_type(cost)}, not a callable cost(params) -> float")
         self.cost = cost
         self.layout = layout
         self.returns_grads = returns_grads  # the cost returns (loss, grads): only the loss is used
         self.timeout = timeout  # seconds an evaluation may take (None: no limit; see fastcheck.core.deadline)
+        self._handed = None  # the read-only views of the last call, which the cost may have kept
+
+    def __getstate__(self) -> dict:  # workers get the cost, not the views this process handed out
+        return {**self.__dict__, "_handed": None}
+
+    def release(self) -> None:
+        """Make the arrays the cost last received writable again (the check is over: nothing to catch)."""
+        handed, self._handed = self._handed, None
+        if handed is None:
+            return
+        arrays = [handed] if isinstance(handed, np.ndarray) else list(
+            handed.values() if isinstance(handed, dict) else handed)
+        for array in arrays:
+            try:
+                array.flags.writeable = True
+            except ValueError:  # its base is read-only (the cost made it so): leave it
+                pass
 
     def evaluate(self, theta: np.ndarray, coordinate: int | None = None, sign: int = 0,
                  where: str | None = None) -> float:
         """J at ``theta``; errors name ``where``, or the coordinate and sign being evaluated."""
-        params = self.layout.unflatten(theta, readonly=True)
+        params = self._handed = self.layout.unflatten(theta, readonly=True)
         if where is None:
             where = perturbation_label(self.layout, coordinate, sign)
         writeable = theta.flags.writeable
@@ -134,12 +166,13 @@ class CostObjective:
                     f"the cost tried to modify the parameters it was given at {where}; "
                     "it must leave them unchanged (work on a copy)"
                 ) from exc
-            raise CostError(f"the cost raised {type(exc).__name__} at {where}: {exc}") from exc
+            raise CostError(f"the cost raised {type(exc).__name__} at {where}{message_of(exc)}") from exc
         except Exception as exc:
-            raise CostError(f"the cost raised {type(exc).__name__} at {where}: {exc}") from exc
-        except SystemExit as exc:  # user code ending the run is a failure of the check, never a pass
-            raise CostError(f"the cost called sys.exit({exc.code!r}) at {where}; a cost must return its value") \
-                from exc
+            raise CostError(f"the cost raised {type(exc).__name__} at {where}{message_of(exc)}") from exc
+        except BaseException as exc:  # user code ending the run is a failure of the check, never a pass
+            if not ends_run(exc):
+                raise
+            raise CostError(_ended_by(exc, where)) from exc
         finally:
             theta.flags.writeable = writeable
         if self.returns_grads and isinstance(value, tuple) and len(value) == 2:
@@ -158,6 +191,13 @@ class CostObjective:
             raise MutationError("the cost modified the parameters it was given; it must work on a copy")
         require_deterministic(first, second)
         return first
+
+
+def _ended_by(exc: BaseException, where: str) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the cost called sys.exit({exc.code!r}) at {where}; a cost must return its value"
+    return (f"the cost raised {type(exc).__name__} at {where}{message_of(exc)}; a BaseException that is not an "
+            "Exception ends the run: a cost must return its value (or raise an Exception)")
 
 
 def require_deterministic(first: float, second: float, where: str | None = None) -> None:

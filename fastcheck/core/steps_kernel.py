@@ -7,11 +7,11 @@ numpy, so a small check does not load numba.
 import numba
 
 from .jit import JIT_OPTIONS
+from .threads import in_chunks
 
 __all__ = ["symmetric_steps"]
 
 
-@numba.njit(parallel=True, **JIT_OPTIONS)
 def symmetric_steps(base, raw, scales, out, inexact):
     """The steps the rounded perturbed parameters take, and whether they are symmetric.
 
@@ -19,10 +19,18 @@ def symmetric_steps(base, raw, scales, out, inexact):
     (may be ``raw`` itself), inexact (k,) int64. Direction j's step is ``s_i = fl(base_i +
     raw_ji scales_j) - base_i``; ``inexact[j]`` counts the entries where TwoSum shows that
     ``base_i + s_i`` or ``base_i - s_i`` is not exact in float64 (an entry next to a power
-    of two, or much smaller than its step). Parallel over directions.
+    of two, or much smaller than its step). Directions run in ranges on numba's number of
+    threads (:func:`fastcheck.core.threads.in_chunks`).
     """
-    k, n = raw.shape
-    for j in numba.prange(k):
+    in_chunks(raw.shape[0], numba.get_num_threads(),
+              lambda first, last: _symmetric_steps(base, raw, scales, out, inexact, first, last))
+
+
+@numba.njit(**JIT_OPTIONS)
+def _symmetric_steps(base, raw, scales, out, inexact, first, last):
+    """:func:`symmetric_steps` for directions ``first <= j < last`` (serial: the caller runs ranges on threads)."""
+    n = raw.shape[1]
+    for j in range(first, last):
         scale = scales[j]
         count = 0
         for i in range(n):

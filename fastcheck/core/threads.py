@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["blas_limited", "numba_threads", "single_threaded"]
+__all__ = ["blas_limited", "numba_threads", "single_threaded", "in_chunks"]
 
 _controller = None
 _modules_seen = -1
@@ -103,3 +104,24 @@ def single_threaded():
             if _holders == 0:
                 cap, _process_cap = _process_cap, None
                 cap.__exit__(None, None, None)
+
+
+def in_chunks(n: int, threads: int | None, run) -> None:
+    """``run(first, last)`` over the ranges of ``0..n`` in chunks, on ``threads`` threads.
+
+    For numba kernels compiled with ``nogil``: each call writes only its own slots, so the
+    result does not depend on the chunks or the threads. Python threads instead of numba's
+    ``prange`` keep the kernels serial, and a serial kernel compiles in a fraction of the
+    time of its parallel twin (whose gufunc and its wrappers are compiled and optimised
+    again around it). A few chunks per thread even out tasks of unequal cost.
+    """
+    threads = max(1, int(threads or 1))
+    if threads == 1 or n < 2:
+        if n:
+            run(0, n)
+        return
+    parts = min(n, 4 * threads)
+    bounds = [n * p // parts for p in range(parts + 1)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for future in [pool.submit(run, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+            future.result()

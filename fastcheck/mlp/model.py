@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DtypeError, InputError
+from ..errors import DtypeError, InputError, a_type
 from .functions import HIDDEN, OUTPUTS, activate, activation_derivative, cost_from_logits, output_delta
 
 __all__ = ["MLP"]
@@ -196,7 +196,7 @@ class MLP:
         out = []
         for name, arr, rows in (("X", X, self.layers[0]), ("Y", Y, self.layers[-1])):
             if not isinstance(arr, np.ndarray):
-                raise DtypeError(f"`{name}` is a {type(arr).__name__}; pass a float64 numpy array")
+                raise DtypeError(f"`{name}` is {a_type(arr)}; pass a float64 numpy array")
             if arr.dtype != np.float64:
                 raise DtypeError(f"`{name}` has dtype {arr.dtype}; convert it with .astype(np.float64)")
             if arr.ndim != 2 or arr.shape[0] != rows:
@@ -216,7 +216,7 @@ class MLP:
     def validate_params(self, params) -> None:
         """Check that ``params`` has exactly this network's names, order and shapes."""
         if not isinstance(params, Mapping):
-            raise InputError(f"`params` is a {type(params).__name__}; pass the dict returned by net.init()")
+            raise InputError(f"`params` is {a_type(params)}; pass the dict returned by net.init()")
         expected = self.shapes
         if list(params) != list(expected):
             raise InputError(

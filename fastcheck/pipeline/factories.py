@@ -20,7 +20,7 @@ from ..engines.mlp.directions import mlp_evaluate_directions
 from ..engines.mlp.objective import MLPObjective
 from ..engines.mlp.stacked import BaseState
 from ..engines.reference import evaluate_directions, reference_engine
-from ..errors import CostError, InputError
+from ..errors import CostError, InputError, message_of, user_failure
 from ..mlp.functions import PIECEWISE_LINEAR
 from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
@@ -67,8 +67,11 @@ def _gradient_from_cost(cost, params):
         return None  # the objective names the problem
     try:
         value = cost(params)
-    except Exception as exc:
-        raise CostError(f"the cost raised {type(exc).__name__} at the unperturbed parameters: {exc}") from exc
+    except BaseException as exc:  # an Exception, or user code ending the run (never a pass)
+        if not user_failure(exc):
+            raise
+        raise CostError(f"the cost raised {type(exc).__name__} at the unperturbed parameters{message_of(exc)}") \
+            from exc
     if not (isinstance(value, tuple) and len(value) == 2):
         raise InputError(f"`grads` is not given and the cost returned {describe_value(value)}, not (loss, grads): "
                          "pass the analytic gradient as `grads`, or return (loss, grads) from the cost")
@@ -133,8 +136,8 @@ class CostProblem:
             with time_limits(timeout), time_limit(timeout, "at the unperturbed parameters"):
                 grads = _gradient_from_cost(cost, params)
             self.objective_flags = {"returns_grads": True}
-        else:
-            self.objective_flags = {}
+        else:  # a plan has no gradient: a cost returning (loss, grads) is timed on its loss
+            self.objective_flags = {"returns_grads": True} if grads is NO_GRADIENT else {}
         self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
         self.objective = CostObjective(cost, self.layout, timeout=timeout, **self.objective_flags)
         self.objective.cost_at_theta = self.objective.base(self.theta)
@@ -187,6 +190,11 @@ def _full(objective, theta: np.ndarray):
     return lambda idx, eps: reference_engine(objective, theta, idx, eps)
 
 
+#: How an error names the engine an untraceable cost falls back to.
+_UNTRACED = {"reference": "reference engine (the loop of full evaluations, in this process)",
+             "blackbox": "black-box engine (full evaluations on workers)"}
+
+
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
                 chunk_size=None, progress=None) -> Engine:
     """The traced engine where the cost can be traced, else the reference loop in-process or the black-box
@@ -209,7 +217,7 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
         except NotTraceable as exc:
             if options.engine == "traced":
                 raise InputError(f"{options.name('engine')}: 'traced' cannot be used on this cost: {exc.reason}; "
-                                 "leave `engine` unset to fall back to the black-box engine") from None
+                                 f"leave `engine` unset to fall back to the {_UNTRACED[untraced]}") from None
             name, notes = untraced, {"traced_not_used": exc.reason}
     if name == "reference" and in_process:
         def at(idx, scale):

@@ -15,10 +15,12 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["LayerCost", "layer_output", "default_dout", "layer_gradients", "DOUT_NOTE"]
+__all__ = ["LayerCost", "layer_output", "default_dout", "layer_gradients", "DOUT_NOTE", "SCALAR_DOUT_NOTE"]
 
 #: How the report describes the default upstream gradient.
 DOUT_NOTE = "dout: standard normal, seed {seed} (the checked scalar is sum(out * dout))"
+#: ... and the one of a scalar output (a loss), where dout = 1 checks the loss itself.
+SCALAR_DOUT_NOTE = "dout: 1, the output is a scalar (the checked scalar is out itself)"
 
 
 def layer_output(result, where: str = "forward") -> np.ndarray:
@@ -43,8 +45,24 @@ class LayerCost:
         return (out * self.dout).sum()
 
 
-def default_dout(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape)
+def default_dout(shape: tuple[int, ...], seed: int, given_grads: bool) -> tuple[np.ndarray, str]:
+    """The upstream gradient when none is given, and how the report describes it.
+
+    ``backward`` follows any ``dout``: it gets a seeded standard-normal one (a scalar output
+    too, which checks that the backward scales by ``dout``). Gradients passed as ``grads``
+    were computed for some ``dout`` of the user's, which fastcheck cannot guess, so they
+    need it given; except for a scalar output (a loss such as ``softmax_loss``, returning
+    ``(loss, dx)``), whose gradients are the loss's own: ``dout = 1``.
+    """
+    if given_grads and not shape:
+        return np.ones(()), SCALAR_DOUT_NOTE
+    if given_grads:
+        raise InputError(f"`grads` were computed for some upstream gradient `dout` of out's shape {shape}, "
+                         "which fastcheck cannot guess: pass that array as `dout=` (a --layer factory returns it "
+                         "fourth), or pass `backward=` "
+                         "(called as backward(dout, cache)) so fastcheck computes the gradients for its own "
+                         "seeded dout")
+    return np.random.default_rng(seed).standard_normal(shape), DOUT_NOTE.format(seed=seed)
 
 
 def layer_gradients(inputs: Mapping, grads, backward, dout: np.ndarray, cache):

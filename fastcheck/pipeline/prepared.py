@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -40,6 +41,7 @@ class Prepared:
     started: float
     settings: dict = field(default_factory=dict)  # recorded beside the options' (e.g. n_jobs)
     context: dict = field(default_factory=dict)  # what diagnoses may use (m, l2 of the built-in MLP)
+    release: Callable[[], None] | None = None  # after a run: the arrays a user's cost kept, writable again
 
     @property
     def engine_name(self) -> str:
@@ -90,6 +92,13 @@ class Prepared:
 
     def run(self) -> Report:
         """The whole check at once, escalation, budget and step sweep included."""
+        try:
+            return self._run()
+        finally:
+            if self.release is not None:
+                self.release()
+
+    def _run(self) -> Report:
         options = self.options
         if options.budget is not None:
             options = fit_budget(self.layout, self.engine, options, self.started)

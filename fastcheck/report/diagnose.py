@@ -267,5 +267,5 @@ def diagnose_group(shape: tuple[int, ...], values: np.ndarray, analytic: np.ndar
     count = int(wrong.sum())
     if 0 < count <= FEW and count < len(analytic) / 10:
         names = ", ".join(labels(np.flatnonzero(wrong)))
-        return f"only {count} of {len(analytic)} checked entries are wrong: {names}"
+        return f"only {count} of {len(analytic)} checked entries {'is' if count == 1 else 'are'} wrong: {names}"
     return None

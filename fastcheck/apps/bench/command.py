@@ -67,9 +67,9 @@ def run_bench_command(args) -> int:
     result = run_bench(names, peers=args.peers, repeats=args.repeats, threads=args.threads or None)
     if args.scaling:
         result["scaling"] = scaling_run(repeats=args.repeats)
+    write_output(args.json, json.dumps(result, indent=2), "--json")  # the file first: stdout may be a closed pipe
     print()
     print(format_table(result))
-    write_output(args.json, json.dumps(result, indent=2), "--json")
     if args.plot:
         plot(result, args.plot)
         print(f"plot written to {args.plot}")

@@ -17,7 +17,7 @@ from ...core.directions import direction_steps
 from ...core.finite import step_at
 from ...core.objective import item_label, recheck_sample, require_deterministic, span
 from ...core.threads import single_threaded
-from ...errors import CostError, CostTimeoutError, DtypeError, InputError, MutationError
+from ...errors import CostError, CostTimeoutError, DtypeError, InputError, MutationError, a_type
 from ..reference import direction_costs, reference_engine
 from .lifetime import watch_parent
 
@@ -234,7 +234,7 @@ def call_batch_cost(batch_cost, thetas: np.ndarray, layout, idx, timeout: float 
 def check_batch_cost(objective, batch_cost, theta) -> None:
     """``batch_cost`` and ``cost`` must compute the same J: compare them at theta."""
     if not callable(batch_cost):
-        raise InputError(f"`batch_cost` is a {type(batch_cost).__name__}, not a callable "
+        raise InputError(f"`batch_cost` is {a_type(batch_cost)}, not a callable "
                          "batch_cost(thetas of shape (k, n)) -> costs of shape (k,)")
     view = theta[None, :].view()
     view.flags.writeable = False
@@ -250,5 +250,6 @@ def check_batch_cost(objective, batch_cost, theta) -> None:
 def require_same_cost(batched: float, single: float, where: str) -> None:
     """``batch_cost`` and ``cost`` must agree (to 1e-9 relative: they may round differently) at ``where``."""
     if abs(batched - single) > 1e-9 * max(1.0, abs(single)):
-        raise CostError(f"`batch_cost` gives {batched!r} but `cost` gives {single!r} at {where}; they must compute "
-                        "the same J (same data, same regularization), and the same again at the same point")
+        raise CostError(f"`batch_cost` gives {float(batched)!r} but `cost` gives {float(single)!r} at {where}; "
+                        "they must compute the same J (same data, same regularization), and the same again at the "
+                        "same point")

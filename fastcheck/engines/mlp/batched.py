@@ -35,7 +35,7 @@ from ...core.finite import coordinate_gradient, step_at
 from ...core.layout import Layout
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import Evaluations
-from ...core.threads import blas_limited, numba_threads
+from ...core.threads import blas_limited, in_chunks, numba_threads
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux, sigmoid
 from ..reference import reference_engine
 from . import kernels, smooth
@@ -115,14 +115,15 @@ def batched_engine(net, params: dict, X: np.ndarray, Y: np.ndarray, indices: np.
             order = mine[np.argsort(row_of[mine] * width + col_of[mine], kind="stable")]
             max_columns = _max_columns(net, max_memory, threads)
             tasks = _tasks(row_of[order], col_of[order], max_columns)
+            steps = (d_plus[order], d_minus[order])
             if smooth.covers(net, layer):  # certified polynomials, the general path where they fail
-                results = _smooth_sums(base, layer, nominal, tasks, (d_plus[order], d_minus[order]), max_columns)
+                results = _smooth_sums(base, layer, nominal, tasks, steps, max_columns, threads)
             else:
                 results = (np.empty(order.size), np.empty(order.size), np.empty(order.size, dtype=bool))
                 ain_t = base.inputs_t(layer)
-                kernels.layer_kernel(base.codes, layer, tasks, (d_plus[order], d_minus[order]), ain_t,
-                                     np.abs(ain_t).max(axis=1), base.linear(layer, max_memory), base.packed,
-                                     base.out, results)
+                _parallel(kernels.layer_kernel, tasks.rows.size, threads, base.codes, layer, tasks, steps, ain_t,
+                          np.abs(ain_t).max(axis=1), base.linear(layer, max_memory, threads), base.packed, base.out,
+                          results)
             sum_plus[order], sum_minus[order], kinks[order] = results
     m = X.shape[1]
     is_weight = col_of < np.array(net.layers)[layer_of - 1]
@@ -152,7 +153,7 @@ def _full_passes(net, params, X, Y, eps, result, at):
     result.n_evaluations += again.n_evaluations
 
 
-def _smooth_sums(base, layer, eps, tasks, steps, max_columns):
+def _smooth_sums(base, layer, eps, tasks, steps, max_columns, threads):
     """``(sum_plus, sum_minus, kinks)`` of the coordinates of ``tasks`` by :mod:`.smooth`.
 
     The polynomials cover the certified examples of each row; the others are summed by
@@ -169,12 +170,17 @@ def _smooth_sums(base, layer, eps, tasks, steps, max_columns):
         lin = kernels.Linear(np.zeros((1, 1, base.net.layers[-1])), np.where(poly.certified, np.inf, 0.0),
                              np.where(poly.certified, 0.0, 1.0))
         rest = (np.empty(left.size), np.empty(left.size), np.empty(left.size, dtype=bool))
-        kernels.layer_kernel(base.codes, layer, _tasks(rows[left], tasks.ks[left], max_columns),
-                             (steps[0][left], steps[1][left]), ain_t, np.abs(ain_t).max(axis=1), lin, base.packed,
-                             base.out, rest)
+        left_tasks = _tasks(rows[left], tasks.ks[left], max_columns)
+        _parallel(kernels.layer_kernel, left_tasks.rows.size, threads, base.codes, layer, left_tasks,
+                  (steps[0][left], steps[1][left]), ain_t, np.abs(ain_t).max(axis=1), lin, base.packed, base.out, rest)
         results[0][left] += rest[0]
         results[1][left] += rest[1]
     return results
+
+
+def _parallel(kernel, n, threads, *args):
+    """``kernel(*args, first, last)`` over ranges of its ``n`` independent tasks, on ``threads`` threads."""
+    in_chunks(n, threads, lambda first, last: kernel(*args, first, last))
 
 
 def _locate(net, indices):
@@ -260,14 +266,13 @@ class _BasePass:
                 aux1.append(np.zeros_like(z))
                 aux2.append(np.zeros_like(z))
         flat = [np.concatenate([a.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
-        flat_nt = [np.concatenate([a.T.ravel() for a in arrays]) for arrays in (z_t, aux1, aux2)]
-        return kernels.Net(dims, w_off, w_buf, z_off, *flat, *flat_nt)
+        return kernels.Net(dims, w_off, w_buf, z_off, *flat)
 
     @staticmethod
     def _output(net, z_last, Y):
         aux = output_aux(net.output, z_last, Y)
         return kernels.Output(np.ascontiguousarray(aux.T), np.ascontiguousarray(Y.T),
-                              np.ascontiguousarray(Y.sum(axis=0)), np.ascontiguousarray(aux), np.ascontiguousarray(Y))
+                              np.ascontiguousarray(Y.sum(axis=0)))
 
     def inputs_t(self, layer):
         """``[A_{l-1}; 1]`` transposed, shape (m, n_{l-1} + 1); computed once per layer."""
@@ -276,11 +281,11 @@ class _BasePass:
             self._memo[key] = self._inputs_t(layer)
         return self._memo[key]
 
-    def linear(self, layer, max_memory):
+    def linear(self, layer, max_memory, threads=1):
         """``(G, bound, slope)`` of the linear shortcut for layer l; computed once per layer."""
         key = ("linear", layer, max_memory)
         if key not in self._memo:
-            self._memo[key] = self._linear(layer, max_memory)
+            self._memo[key] = self._linear(layer, max_memory, threads)
         return self._memo[key]
 
     def smooth(self, layer, eps):
@@ -304,7 +309,7 @@ class _BasePass:
         out[:, -1] = 1.0
         return out
 
-    def _linear(self, layer, max_memory):
+    def _linear(self, layer, max_memory, threads):
         """``(G, bound, slope)`` of the linear shortcut for layer l (see :func:`layer_kernel`)."""
         net, m = self.net, self.m
         n_layers, n_out = net.n_layers, net.layers[-1]
@@ -327,7 +332,7 @@ class _BasePass:
             abs_z_t = np.ascontiguousarray(np.abs(self.zs[h - 1].T))
             if H is None:
                 H = self.weights[h - 1]
-                kernels.min_ratio(abs_z_t, np.abs(H), radius_t)
+                _parallel(kernels.min_ratio, m, threads, abs_z_t, np.abs(H), radius_t)
                 continue
             if H.ndim == 2:
                 H = np.broadcast_to(H, (m,) + H.shape)
@@ -335,7 +340,9 @@ class _BasePass:
             new_H = []
             for lo in range(0, m, step):
                 chunk = self.weights[h - 1] @ (self.slopes[h - 2].T[lo:lo + step, :, None] * H[lo:lo + step])
-                kernels.min_ratio_batched(abs_z_t[lo:lo + step], np.abs(chunk), radius_t[lo:lo + step])
+                z_chunk = abs_z_t[lo:lo + step]
+                _parallel(kernels.min_ratio_batched, z_chunk.shape[0], threads, z_chunk, np.abs(chunk),
+                          radius_t[lo:lo + step])
                 new_H.append(chunk)
             H = np.concatenate(new_H)
         abs_slope = np.abs(slope)

@@ -35,6 +35,13 @@ def contract(lx: str, x: np.ndarray, ly: str, y: np.ndarray, lo: str) -> np.ndar
     ys = [y.shape[ly.index(c)] for c in yk]
     n_batch, n_inner = math.prod(size[c] for c in batch), math.prod(size[c] for c in inner)
     xt = np.transpose(x, [lx.index(c) for c in batch + xk + inner]).reshape(n_batch, math.prod(xs), n_inner)
+    if n_batch == 1 and n_inner > 1 and lo and lo[0] in yk:
+        # the output leads with y's letters (the stack of perturbations): y's rows times x, so that the
+        # product comes out in the output's order, contiguous, and y's stack needs no transposed copy
+        yr = np.transpose(y, [ly.index(c) for c in yk + inner]).reshape(math.prod(ys), n_inner)
+        r = np.dot(yr, xt[0].T).reshape(ys + xs)
+        order = yk + xk
+        return np.transpose(r, [order.index(c) for c in lo])
     yt = np.transpose(y, [ly.index(c) for c in batch + inner + yk]).reshape(n_batch, n_inner, math.prod(ys))
     if n_inner == 1:
         r = xt * yt

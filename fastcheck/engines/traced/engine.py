@@ -12,9 +12,17 @@ the change itself, orders of magnitude above that. Any disagreement ends with
 Coordinates are evaluated in chunks of one group: the chunk's 2K perturbations (``+s`` and
 ``-s``, with ``s`` the step the reference engine takes, ``fl(theta_i +- eps) - theta_i``)
 run as one stack (:func:`~.evaluate.run`). Chunks run on threads (numpy's BLAS and most
-ufunc loops release the GIL), BLAS capped to one thread while they do and restored after.
-The chunk size of a group is set from the bytes one perturbation's changes held in a
-first small chunk, so that all threads together stay under ``max_memory``.
+ufunc loops release the GIL), BLAS capped to one thread while they do and restored after
+(:func:`~fastcheck.core.threads.blas_limited`). The chunk size of a group is set from the
+bytes one perturbation's changes held in a first small chunk: all threads together stay
+under ``max_memory``, and no single change of a chunk is much over :data:`WIDEST_BYTES`.
+
+Why the second bound: every rule allocates its result and temporaries anew, and the
+elementwise work is as fast as memory lets it be. Arrays of a few MiB are served again
+and again from the heap once :func:`_keep_freed_memory` has shown the allocator one large
+block being freed (glibc then stops returning each freed array to the system, so a new
+one costs no page faults); far larger arrays would be mapped and faulted in afresh every
+time, which costs more than the arithmetic on them.
 """
 
 from __future__ import annotations
@@ -24,13 +32,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ...core.directions import direction_steps
 from ...core.finite import central_difference, coordinate_gradient, step_at
 from ...core.limits import DEFAULT_MAX_MEMORY  # bounds the changes held at once by all threads together
 from ...core.objective import perturbation_label
 from ...core.results import DirectionEvaluations, Evaluations
+from ...core.threads import blas_limited, single_threaded
 from .changes import Change
 from .evaluate import plan, point_changes, run
 from .trace import NotTraceable
@@ -44,6 +52,10 @@ TOLERANCE_ULPS = 2**10
 VERIFY_PER_GROUP = 3
 #: Coordinates per chunk: the first chunk of a group (to measure its memory), and at most.
 FIRST_CHUNK, MAX_CHUNK = 8, 4096
+#: Bytes of one change of a chunk, at most (to within the estimate of a first chunk): see the module docstring.
+WIDEST_BYTES = 4 * 2**20
+#: A block this large, allocated and freed once, raises glibc's thresholds for mapping and returning memory.
+_FREED_BLOCK = 30 * 2**20
 #: Temporaries of a rule, as a multiple of the changes it holds.
 TEMPORARIES = 4
 #: Coordinates of a group timed for :meth:`TracedEngine.estimate`, at most.
@@ -71,7 +83,7 @@ class TracedEngine:
         self.theta, self.eps, self.cost = theta, eps, graph.cost
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
         self.n_threads = max(1, int(n_threads or os.cpu_count() or 1))
-        self._plans, self._tables, self._bytes, self._seconds = {}, {}, {}, None
+        self._plans, self._tables, self._bytes, self._widest, self._seconds = {}, {}, {}, {}, None
 
     # ------------------------------------------------------------------ running
     def _plan(self, positions: tuple):
@@ -88,14 +100,17 @@ class TracedEngine:
         steps = np.concatenate([(original + eps) - original, (original - eps) - original])
         leaf = point_changes(group.shape, np.concatenate([local, local]), steps)
         order = self._plan((position,))
-        change, kinks, peak = run(self.graph, order, {self.graph.params[position]: leaf}, self._tables[(position,)])
-        self._bytes[position] = max(self._bytes.get(position, 0), peak / (2 * len(local)))
+        change, kinks, memory = run(self.graph, order, {self.graph.params[position]: leaf}, self._tables[(position,)])
+        self._bytes[position] = max(self._bytes.get(position, 0), memory.peak / (2 * len(local)))
+        self._widest[position] = max(self._widest.get(position, 0), memory.widest / (2 * len(local)))
         k = len(local)
         return change[:k], change[k:], kinks[:k] | kinks[k:]
 
     def _chunk_size(self, position: int) -> int:
         per_coordinate = 2 * TEMPORARIES * max(self._bytes[position], 8.0)
-        return int(np.clip(self.max_memory / (self.n_threads * per_coordinate), 1, MAX_CHUNK))
+        widest = 2 * max(self._widest[position], 8.0)
+        return int(np.clip(min(self.max_memory / (self.n_threads * per_coordinate), WIDEST_BYTES / widest),
+                           1, MAX_CHUNK))
 
     def coordinates(self, indices) -> Evaluations:
         """J(theta +- eps e_i) of ``indices``, exactly, by incremental evaluation.
@@ -119,7 +134,8 @@ class TracedEngine:
         def store(rows, position, local):
             d_plus[rows], d_minus[rows], kinks[rows] = self._chunk(position, local)
 
-        with threadpool_limits(limits=1, user_api="blas"):
+        _keep_freed_memory()
+        with blas_limited():
             for position in np.unique(groups):
                 rows = np.flatnonzero(groups == position)
                 local = indices[rows] - self.layout.groups[position].start
@@ -148,7 +164,8 @@ class TracedEngine:
         spans = {}
         for j, d in enumerate(directions):
             spans.setdefault((d.start, d.stop), []).append(j)
-        with threadpool_limits(limits=1, user_api="blas"):
+        _keep_freed_memory()
+        with blas_limited():
             for (start, stop), rows in spans.items():
                 positions = tuple(p for p, g in enumerate(self.layout.groups) if g.start < stop and g.stop > start)
                 size = max(1, int(self.max_memory / (TEMPORARIES * 16 * max(1, self._dense_bytes()))))
@@ -174,27 +191,28 @@ class TracedEngine:
     # ------------------------------------------------------------------ trust and time
     def verify(self, seed: int = 0) -> None:
         """Compare a seeded sample of coordinates with the real cost; raise NotTraceable on disagreement."""
-        real = self.objective.evaluate(self.theta)
-        self._agree(self.cost, real, "the unperturbed parameters")
         rng = np.random.default_rng(seed)
         sample = np.concatenate([g.start + rng.choice(g.size, min(g.size, VERIFY_PER_GROUP), replace=False)
                                  for g in self.layout.groups])
         ev = self.coordinates(sample)
         work = self.theta.copy()
-        for p, i in enumerate(sample):
-            original = work[i]
-            for sign, traced in ((+1, ev.cost_plus[p]), (-1, ev.cost_minus[p])):
-                if not np.isfinite(traced):  # not vouched for (a guard changed): the real cost evaluates it
-                    continue
-                work[i] = original + sign * step_at(self.eps, i)
-                self._agree(traced, self.objective.evaluate(work, int(i), sign),
-                            perturbation_label(self.layout, int(i), sign))
-            work[i] = original
+        with single_threaded():  # the real cost runs as in every other path of a check (core.threads)
+            self._agree(self.cost, self.objective.evaluate(self.theta), "the unperturbed parameters")
+            for p, i in enumerate(sample):
+                original = work[i]
+                for sign, traced in ((+1, ev.cost_plus[p]), (-1, ev.cost_minus[p])):
+                    if not np.isfinite(traced):  # not vouched for (a guard changed): the real cost evaluates it
+                        continue
+                    work[i] = original + sign * step_at(self.eps, i)
+                    self._agree(traced, self.objective.evaluate(work, int(i), sign),
+                                perturbation_label(self.layout, int(i), sign))
+                work[i] = original
 
     def _agree(self, traced: float, real: float, where: str) -> None:
         tolerance = TOLERANCE_ULPS * 2.0**-52 * max(abs(traced), abs(real))
         if not abs(traced - real) <= tolerance:
-            raise NotTraceable(f"the traced evaluation of {where} differs from the cost: {traced!r} vs {real!r}")
+            raise NotTraceable(f"the traced evaluation of {where} differs from the cost: "
+                               f"{float(traced)!r} vs {float(real)!r}")
 
     def estimate(self, n_evaluations: int) -> float:
         """Seconds for ``n_evaluations`` cost evaluations' worth (2 per coordinate), from a timed sample."""
@@ -209,6 +227,19 @@ class TracedEngine:
                 total += (time.perf_counter() - tic) * g.size / local.size
             self._seconds = total / (2 * self.layout.n_params) / self.n_threads
         return self._seconds * n_evaluations
+
+
+def _keep_freed_memory() -> None:
+    """Let the allocator keep freed arrays of up to :data:`_FREED_BLOCK` bytes for reuse.
+
+    glibc maps each block above its threshold (128 KiB to start with) afresh and returns it
+    on free, and trims the heap above a second threshold; both rise, by its own rule, to
+    the size of the largest mapped block freed (up to 32 MiB). Freeing one such block (not
+    written to, so never faulted in) is what a numpy program does all the time; other
+    allocators ignore it.
+    """
+    block = np.empty(_FREED_BLOCK // 8)
+    del block
 
 
 def traced_engine(objective, layout, theta: np.ndarray, eps: float, *, max_memory=None, n_threads=None,
@@ -240,7 +271,8 @@ def traced_engine(objective, layout, theta: np.ndarray, eps: float, *, max_memor
         When the cost cannot be traced or the trace disagrees with the cost; ``reason`` says why.
     """
     # a cost returning (loss, grads): the loss is traced, the gradient code may leave the trace
-    graph = trace(objective.cost, layout, theta, loss_only=getattr(objective, "returns_grads", False))
+    with single_threaded():
+        graph = trace(objective.cost, layout, theta, loss_only=getattr(objective, "returns_grads", False))
     engine = TracedEngine(graph, objective, layout, theta, eps, max_memory=max_memory, n_threads=n_threads)
     engine.verify(seed)
     return engine

@@ -7,17 +7,19 @@ upstream is the base pass, reused as it is. A change is freed after its last rea
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .changes import Change, gather, lift, unify
 from .contraction import CONTRACTIONS
 from .elementwise import ELEMENTWISE
 from .factored import FACTORED, Factored, expand
-from .reductions import REDUCTIONS
+from .reductions import REDUCTIONS, weighted_sum
 from .shapes import SHAPES
 from .trace import Graph, Ref
 
-__all__ = ["RULES", "Plan", "plan", "run", "point_changes", "Evaluation"]
+__all__ = ["RULES", "Plan", "plan", "run", "point_changes", "Evaluation", "Memory"]
 
 
 class _Inputs:
@@ -98,10 +100,15 @@ class Evaluation:
 
 
 class Plan:
-    """The nodes to run, in order, when the given parameter nodes change; when each change can be freed."""
+    """The nodes to run, in order, when the given parameter nodes change; when each change can be freed.
 
-    def __init__(self, order: list, last_use: dict):
-        self.order, self.last_use = order, last_use
+    ``fused`` maps a product with an unchanged array (``Y * logp``) whose only reader is a
+    sum or mean over all its axes to that reduction: the two run as one contraction
+    (:func:`~.reductions.weighted_sum`), a matrix-vector product instead of two passes.
+    """
+
+    def __init__(self, order: list, last_use: dict, fused: dict | None = None):
+        self.order, self.last_use, self.fused = order, last_use, fused or {}
 
 
 def plan(graph: Graph, leaves) -> Plan:
@@ -123,7 +130,31 @@ def plan(graph: Graph, leaves) -> Plan:
         for a in graph.nodes[node_id].args:
             if isinstance(a, Ref):
                 last_use[a.id] = position
-    return Plan(order, last_use)
+    return Plan(order, last_use, _fusable(graph, order, reached, live))
+
+
+def _fusable(graph: Graph, order: list, reached: set, live: set) -> dict:
+    readers = {}
+    for node in graph.nodes:
+        if node.id in live:
+            for a in node.args:
+                if isinstance(a, Ref):
+                    readers.setdefault(a.id, []).append(node.id)
+    fused = {}
+    for node_id in order:
+        node = graph.nodes[node_id]
+        if node.op != "multiply" or node_id == graph.output or len(readers.get(node_id, ())) != 1:
+            continue
+        reader = graph.nodes[readers[node_id][0]]
+        if node_id in graph.guards or reader.id in graph.guards:  # their changes are looked at: computed as such
+            continue
+        changed = [isinstance(a, Ref) and a.id in reached for a in node.args]
+        whole = tuple(reader.kw.get("axis", ())) == tuple(range(node.value.ndim))  # a loss's final sum
+        if reader.op in ("sum", "mean") and whole and sum(changed) == 1:
+            other = node.args[changed.index(False)]
+            if np.size(graph.value(other)) > 1:  # an array: a scalar factor gains nothing
+                fused[node_id] = reader.id
+    return fused
 
 
 def _apply(ev, node, inputs, changes):
@@ -138,12 +169,19 @@ def _apply(ev, node, inputs, changes):
     return RULES[node.op](ev, node, inputs)
 
 
+class Memory(NamedTuple):
+    """Bytes held by the changes of one run: all live ones at once at most, and the largest single one."""
+
+    peak: int
+    widest: int
+
+
 def _nbytes(change) -> int:
     return (change.factor if isinstance(change, Factored) else change.values).nbytes
 
 
 def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = None
-        ) -> tuple[np.ndarray, np.ndarray, int]:
+        ) -> tuple[np.ndarray, np.ndarray, Memory]:
     """Exact changes of the cost for K stacked perturbations of the parameter nodes in ``leaf_changes``.
 
     Returns
@@ -153,8 +191,8 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
         :meth:`~.trace.Tracer.guard`): the engine cannot vouch for those, the real cost must evaluate them.
     kinks : ndarray of bool, shape (K,)
         Perturbations that flipped a comparison, a maximum/minimum/abs or the winner of a max.
-    peak : int
-        Largest number of bytes held by live changes at once.
+    memory : Memory
+        Largest number of bytes held by live changes at once, and by one change.
 
     ``tables`` (a dict kept by the caller for all chunks of one plan) lets rank-one changes
     stay factored (:mod:`~.factored`); without it every change is a plain one.
@@ -164,18 +202,22 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     unvouched = np.zeros(k, dtype=bool)
     changes = dict(leaf_changes)
     held = {i: c.values.nbytes for i, c in changes.items()}
-    peak = sum(held.values())
+    peak = widest = sum(held.values())
     for position, node_id in enumerate(steps.order):
         node = graph.nodes[node_id]
         inputs = [changes.get(a.id) if isinstance(a, Ref) else None for a in node.args]
-        if any(c is not None for c in inputs):
+        if node_id in steps.fused and any(isinstance(c, Change) for c in inputs):
+            reader = graph.nodes[steps.fused[node_id]]
+            changes[reader.id] = change = weighted_sum(ev, node, reader, inputs)  # the reader will find no input
+            held[reader.id] = _nbytes(change)
+        elif any(c is not None for c in inputs):
             change = _apply(ev, node, inputs, changes)
             if change is not None:
                 if node_id in graph.guards:  # plain code read this value: where it changes, the engine cannot vouch
                     unvouched |= _changed(change, k)
                 changes[node_id] = change
                 held[node_id] = _nbytes(change)
-                peak = max(peak, sum(held.values()))
+                peak, widest = max(peak, sum(held.values())), max(widest, held[node_id])
         for a in node.args:
             if isinstance(a, Ref) and steps.last_use.get(a.id) == position and a.id != graph.output:
                 changes.pop(a.id, None)
@@ -183,7 +225,7 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     out = expand(changes.get(graph.output))
     total = np.zeros(k) if out is None else np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1)
     total[unvouched] = np.nan  # NaN: the caller evaluates these perturbations with the real cost
-    return total, ev.kinks, peak
+    return total, ev.kinks, Memory(peak, widest)
 
 
 def _changed(change, k: int) -> np.ndarray:

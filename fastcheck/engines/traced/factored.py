@@ -15,7 +15,13 @@ table once per engine instead of once per perturbation:
   factor is broadcast along. A chunk with a perturbation that fails the certificate is
   expanded and takes the exact path, where flips are kinks;
 - a contraction with an unchanged operand over letters the factor does not vary along
-  contracts the table (``W3 @ (T[g] * s)`` = ``(W3 @ T)[g] * s``); sums likewise.
+  contracts the table (``W3 @ (T[g] * s)`` = ``(W3 @ T)[g] * s``); sums likewise;
+- a ``max``/``min`` over axes the factor does not vary along (a softmax's shift over the
+  classes) keeps each slice's winner while ``|T[g]| |s_k|`` stays below a quarter of the
+  winner's lead over the runner-up (:func:`~.reductions.winners`): the change is then the
+  winner's own, ``T[g, winner] * s_k``; a chunk that fails it is expanded;
+- a sum or difference of two factored changes with the same rows and factor (``Z - max(Z)``)
+  adds the tables.
 
 Anything else expands the change (:func:`expand`) to a plain :class:`~.changes.Change`:
 every result is the exact path's, to rounding. Tables are computed once per node and kept
@@ -28,6 +34,7 @@ import numpy as np
 
 from .changes import Change
 from .contract import contract
+from .reductions import CERTIFIED, winners
 
 __all__ = ["Factored", "expand", "FACTORED", "make_factored", "SAFETY", "TABLE_ENTRIES"]
 
@@ -53,11 +60,27 @@ class Factored:
         return self.factor.shape[0]
 
 
+#: A chunk whose perturbations run through at most this many rows of a table is expanded run by run.
+RUNS = 8
+
+
 def expand(change):
-    """A plain dense :class:`Change` (changes that are not factored pass through)."""
+    """A plain dense :class:`Change` (changes that are not factored pass through).
+
+    The perturbations of a chunk are consecutive coordinates, a few rows of the table
+    at most: each run of one row is one broadcast product, with no gathered copy of the table.
+    """
     if not isinstance(change, Factored):
         return change
-    return Change(change.table[change.rows] * change.factor, {}, change.shape)
+    table, rows, factor = change.table, change.rows, change.factor
+    starts = np.flatnonzero(np.diff(rows)) + 1
+    if starts.size >= RUNS:
+        return Change(table[rows] * factor, {}, change.shape)
+    shape = np.broadcast_shapes(table.shape[1:], factor.shape[1:])
+    values = np.empty((len(rows),) + shape, dtype=np.result_type(table, factor))
+    for lo, hi in zip(np.concatenate([[0], starts]), np.concatenate([starts, [len(rows)]])):
+        np.multiply(table[rows[lo]], factor[lo:hi], out=values[lo:hi])
+    return Change(values, {}, change.shape)
 
 
 def _arrange(letters: str, array: np.ndarray, lo: str) -> np.ndarray:
@@ -116,8 +139,26 @@ def _single(node, changes):
     return present[0]
 
 
+def _pair(ev, node, changes):
+    """``f0 +- f1`` of two factored changes sharing rows and factor, else NotImplemented."""
+    f0, f1 = changes
+    if not (isinstance(f0, Factored) and isinstance(f1, Factored) and f0.rows is f1.rows):
+        return NotImplemented
+    shape = node.value.shape
+    (t0, s0), (t1, s1) = _lifted(f0, shape), _lifted(f1, shape)
+    if not (f0.factor is f1.factor or (s0.shape == s1.shape and np.array_equal(s0, s1))):
+        return NotImplemented
+    key = (node.id, id(f0.table), id(f1.table), node.op)
+    table = ev.tables.get(key)
+    if table is None:
+        table = ev.tables[key] = t0 + t1 if node.op == "add" else t0 - t1
+    return Factored(table, f0.rows, s0 if s0.ndim >= s1.ndim else s1, shape)
+
+
 def _scale(op):
     def rule(ev, node, changes):
+        if op in ("add", "subtract") and all(c is not None for c in changes):
+            return _pair(ev, node, changes)
         i = _single(node, changes)
         if i is None:
             return NotImplemented
@@ -189,21 +230,58 @@ def _einsum(ev, node, changes):
     return Factored(table, f.rows, factor, node.value.shape)
 
 
-def _sum(ev, node, changes):
-    f, axes, keepdims = changes[0], node.kw["axis"], node.kw["keepdims"]
-    if any(f.factor.shape[a + 1] != 1 for a in axes):
-        return NotImplemented
-    key = (node.id, id(f.table), "sum")
+def _reduction_table(ev, node, f, name, build):
+    """A reduction's table, ``build(full table)`` kept per node; None where the factor varies along a reduced axis."""
+    if any(f.factor.shape[a + 1] != 1 for a in node.kw["axis"]):
+        return None
+    key = (node.id, id(f.table), name)
     table = ev.tables.get(key)
     if table is None:
-        t = np.broadcast_to(f.table, f.table.shape[:1] + f.shape)
-        table = t.sum(axis=tuple(a + 1 for a in axes), keepdims=keepdims)
-        if node.op == "mean":
-            table = table / node.kw["count"]
-        ev.tables[key] = table
-    factor = f.factor if keepdims else f.factor.reshape(
-        f.factor.shape[:1] + tuple(s for a, s in enumerate(f.factor.shape[1:]) if a not in axes))
-    return Factored(table, f.rows, factor, node.value.shape)
+        table = ev.tables[key] = build(np.broadcast_to(f.table, f.table.shape[:1] + f.shape))
+    return table
+
+
+def _reduced(node, table, factor, rows):
+    """A factored change over the reduced axes (kept with size 1 in ``table`` and ``factor``)."""
+    if not node.kw["keepdims"]:
+        table, factor = (np.squeeze(v, tuple(a + 1 for a in node.kw["axis"])) for v in (table, factor))
+    return Factored(table, rows, factor, node.value.shape)
+
+
+def _sum(ev, node, changes):
+    f, axes = changes[0], node.kw["axis"]
+    count = node.kw["count"] if node.op == "mean" else 1
+    summed = tuple(a + 1 for a in axes)
+    table = _reduction_table(ev, node, f, "sum", lambda t: t.sum(axis=summed, keepdims=True) / count)
+    return NotImplemented if table is None else _reduced(node, table, f.factor, f.rows)
+
+
+def _at_winner(table: np.ndarray, best: np.ndarray, axes: tuple) -> np.ndarray:
+    """``table`` (rows, *shape) at each slice's winner (``best``: flat over ``axes``, size 1 there)."""
+    ndim = table.ndim - 1
+    kept = [a for a in range(ndim) if a not in axes]
+    order = [0] + [a + 1 for a in kept] + [a + 1 for a in axes]
+    flat = np.transpose(table, order).reshape(table.shape[:1] + tuple(table.shape[a + 1] for a in kept) + (-1,))
+    index = np.transpose(best, kept + list(axes)).reshape((1,) + tuple(best.shape[a] for a in kept) + (1,))
+    picked = np.take_along_axis(flat, np.broadcast_to(index, flat.shape[:-1] + (1,)), axis=-1)
+    return np.expand_dims(picked[..., 0], tuple(a + 1 for a in axes))  # the kept axes are in order already
+
+
+def _winner(ev, node, changes):
+    f, axes = changes[0], node.kw["axis"]
+
+    def build(t):
+        x = np.asarray(ev.base(node.args[0]), dtype=np.float64)
+        best, _, lead = ev.graph.derive(("winners", node.id), lambda: winners(x, axes, node.op == "max"))
+        reach = np.abs(t).max(axis=tuple(a + 1 for a in axes), keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = np.where(reach > 0, CERTIFIED * lead / reach, np.inf)  # |s_k| below it: no winner changes
+        return _at_winner(t, best, axes), bound
+
+    cached = _reduction_table(ev, node, f, "winner", build)
+    if cached is None or not (np.abs(f.factor) < cached[1][f.rows]).all():
+        return NotImplemented
+    return _reduced(node, cached[0], f.factor, f.rows)
 
 
 def _broadcast(ev, node, changes):
@@ -227,5 +305,7 @@ FACTORED = {
     "sum": _sum,
     "mean": _sum,
     "broadcast_to": _broadcast,
+    "max": _winner,
+    "min": _winner,
 }
 

@@ -5,16 +5,21 @@ one on a kept axis stays. ``max`` and ``min`` open the reduced axes, add the cha
 the base values and compare the set of winners (all entries equal to the extreme)
 before and after: where it is the same the change is the winner's own, exactly; where it
 differs (a new winner, a tie made or broken: the kink of a max-pool) the change is
-recomputed from the perturbed values and the perturbation is a kink.
+recomputed from the perturbed values and the perturbation is a kink. Where every change of
+a slice is below a quarter of the winner's lead over the runner-up (:func:`winners`), no
+winner can change and the comparison is skipped: the change is the winner's own. Over one
+axis on which each perturbation changes one entry (a softmax's shift), the axis is not
+opened at all: the winner's and the runner-up's values decide (:func:`_one_entry`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .changes import Change, gather, widen
+from .changes import Change, gather, lift, widen
+from .contract import STACK, contract
 
-__all__ = ["REDUCTIONS"]
+__all__ = ["REDUCTIONS", "CERTIFIED", "winners", "weighted_sum"]
 
 
 def _kept_windows(change: Change, axes, keepdims: bool) -> dict:
@@ -40,63 +45,106 @@ def _moved(array, order, flat_shape):
     return np.transpose(array, order).reshape(flat_shape)
 
 
+#: A winner is certified to stay the only winner while every change in its slice is below this
+#: fraction of its lead over the runner-up (a fraction, not all of it: the lead is rounded).
+CERTIFIED = 0.25
+
+
+def _ranked(x_full: np.ndarray, axes: tuple, larger: bool):
+    """Per slice along ``axes``: the winner's position (flat over ``axes``), whether it is tied, its value
+    and the runner-up's (the best of the others; -inf for max, inf for min in a slice of one entry).
+
+    Each has the reduced axes kept with size 1.
+    """
+    ndim = x_full.ndim
+    kept_axes = [a for a in range(ndim) if a not in axes]
+    order = kept_axes + list(axes)
+    flat = np.transpose(x_full, order).reshape(tuple(x_full.shape[a] for a in kept_axes) + (-1,))
+    best = (np.argmax if larger else np.argmin)(flat, axis=-1)
+    top = np.take_along_axis(flat, best[..., None], axis=-1)
+    tied = (flat == top).sum(axis=-1) > 1
+    others = flat.copy()
+    np.put_along_axis(others, best[..., None], -np.inf if larger else np.inf, axis=-1)
+    runner = others.max(axis=-1) if larger else others.min(axis=-1)
+    return tuple(np.expand_dims(v, axes) for v in (best, tied, top[..., 0], runner))
+
+
+def winners(x_full: np.ndarray, axes: tuple, larger: bool):
+    """Per slice along ``axes``: the winner's position (flat over ``axes``), whether it is tied, its lead.
+
+    Each has the reduced axes kept with size 1. The lead is ``|top - runner-up|`` (0 for a
+    tie, inf for a slice of one entry).
+    """
+    best, tied, top, runner = _ranked(x_full, axes, larger)
+    one = all(x_full.shape[a] == 1 for a in axes)
+    lead = np.full(best.shape, np.inf) if one else np.abs(top - runner)
+    return best, tied, np.where(tied, 0.0, lead)
+
+
+def _certified(d, lead, axes):
+    """Whether no perturbation can change any winner: all changes of a slice below CERTIFIED of its lead."""
+    reach = np.abs(d).max(axis=tuple(a + 1 for a in axes), keepdims=True)
+    return bool(((reach < CERTIFIED * lead) | (reach == 0)).all())
+
+
 def _extreme(ev, node, changes):
     larger = node.op == "max"
     axes, keepdims = node.kw["axis"], node.kw["keepdims"]
-    window = changes[0].windows.get(axes[0]) if len(axes) == 1 else None
-    if window is not None and window[1] == 1:
+    if _one_entry_axis(changes[0], axes):
         return _one_entry(ev, node, changes[0], axes[0], keepdims, larger)
     change = widen(changes[0], axes)
     k, ndim = change.k, len(change.shape)
     kept_axes = [a for a in range(ndim) if a not in axes]
     order = [0] + [a + 1 for a in kept_axes] + [a + 1 for a in axes]
     x_full = np.asarray(ev.base(node.args[0]), dtype=np.float64)
-    pick, arg = (np.max, np.argmax) if larger else (np.min, np.argmin)
-
-    def winners():  # per kept entry: the winner's position along the reduced axes, and whether it is tied
-        flat = _moved(x_full[None], order, (1,) + tuple(x_full.shape[a] for a in kept_axes) + (-1,))[0]
-        best = arg(flat, axis=-1)
-        tied = (flat == np.take_along_axis(flat, best[..., None], axis=-1)).sum(axis=-1) > 1
-        return np.expand_dims(best, axes), np.expand_dims(tied, axes)  # in place of the reduced axes
-
-    best, tied = ev.graph.derive(("winners", node.id), winners)
+    pick = np.max if larger else np.min
+    best, tied, lead = ev.graph.derive(("winners", node.id), lambda: winners(x_full, axes, larger))
     windows = {a: w for a, w in change.windows.items()}
     best_w = gather(best, windows, k, ndim)
-    tied_w = gather(tied, windows, k, ndim)
     d = np.broadcast_to(change.floats(), (k,) + change.wshape)
+    certified = _certified(d, gather(lead, windows, k, ndim), axes)
     if len(axes) == 1:  # one reduced axis (a softmax's shift): no moving of axes
         a = axes[0] + 1
-        x = gather(x_full, windows, k, ndim)
-        new = x + d
-        new_y = pick(new, axis=a, keepdims=True)
-        index = np.broadcast_to(best_w, new_y.shape)
-        d_win = np.take_along_axis(d, index, axis=a)
-        new_win = np.take_along_axis(np.broadcast_to(x, d.shape), index, axis=a) + d_win
-        flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & (d != 0).any(axis=a, keepdims=True))
-        values = d_win
-        if flips.any():
-            ev.kink(flips)
-            values = np.where(flips, new_y - pick(x, axis=a, keepdims=True), d_win)
+        index = np.broadcast_to(best_w, d.shape[:a] + (1,) + d.shape[a + 1:])
+        values = d_win = np.take_along_axis(d, index, axis=a)
+        if not certified:
+            tied_w = gather(tied, windows, k, ndim)
+            x = gather(x_full, windows, k, ndim)
+            new = x + d
+            new_y = pick(new, axis=a, keepdims=True)
+            new_win = np.take_along_axis(np.broadcast_to(x, d.shape), index, axis=a) + d_win
+            moved = (d != 0).any(axis=a, keepdims=True)
+            flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & moved)
+            if flips.any():
+                ev.kink(flips)
+                values = np.where(flips, new_y - pick(x, axis=a, keepdims=True), d_win)
         if not keepdims:
             values = np.squeeze(values, axis=a)
         return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
     flat_shape = (k,) + tuple(d.shape[a + 1] for a in kept_axes) + (-1,)
-    x = _moved(np.broadcast_to(gather(x_full, windows, k, ndim), d.shape), order, flat_shape)
     d = _moved(d, order, flat_shape)
     best_w = np.broadcast_to(_moved(best_w, order, best_w.shape[:1] + flat_shape[1:-1] + (1,)), flat_shape[:-1] + (1,))
-    tied_w = _moved(tied_w, order, tied_w.shape[:1] + flat_shape[1:-1] + (1,))[..., 0]
-    new = x + d
-    new_y = pick(new, axis=-1)
-    d_win = np.take_along_axis(d, best_w, axis=-1)[..., 0]
-    new_win = np.take_along_axis(x, best_w, axis=-1)[..., 0] + d_win
-    flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & (d != 0).any(axis=-1))
-    values = d_win
-    if flips.any():  # a new winner, or a tie broken: recomputed, and a kink
-        ev.kink(flips)
-        values = np.where(flips, new_y - pick(x, axis=-1), d_win)
+    values = d_win = np.take_along_axis(d, best_w, axis=-1)[..., 0]
+    if not certified:
+        tied_w = gather(tied, windows, k, ndim)
+        tied_w = _moved(tied_w, order, tied_w.shape[:1] + flat_shape[1:-1] + (1,))[..., 0]
+        x = _moved(np.broadcast_to(gather(x_full, windows, k, ndim), change.full().shape), order, flat_shape)
+        new = x + d
+        new_y = pick(new, axis=-1)
+        new_win = np.take_along_axis(x, best_w, axis=-1)[..., 0] + d_win
+        flips = ((new_y > new_win) if larger else (new_y < new_win)) | (tied_w & (d != 0).any(axis=-1))
+        if flips.any():  # a new winner, or a tie broken: recomputed, and a kink
+            ev.kink(flips)
+            values = np.where(flips, new_y - pick(x, axis=-1), d_win)
     if keepdims:
         values = np.expand_dims(values, tuple(a + 1 for a in axes))
     return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
+
+
+def _one_entry_axis(change: Change, axes) -> bool:
+    """Whether the extreme is over one axis on which every perturbation changes one entry."""
+    window = change.windows.get(axes[0]) if len(axes) == 1 else None
+    return window is not None and window[1] == 1
 
 
 def _one_entry(ev, node, change: Change, axis: int, keepdims: bool, larger: bool) -> Change:
@@ -108,21 +156,11 @@ def _one_entry(ev, node, change: Change, axis: int, keepdims: bool, larger: bool
     comparisons and the same ``max(new) - y`` as opening the whole axis, on one entry per slice.
     """
     x_full = np.asarray(ev.base(node.args[0]), dtype=np.float64)
-    pick, arg = (np.maximum, np.argmax) if larger else (np.minimum, np.argmin)
-
-    def winners():  # the winner's position, its value, the runner-up's value, whether it is tied
-        moved = np.moveaxis(x_full, axis, -1)
-        best = arg(moved, axis=-1)[..., None]
-        y = np.take_along_axis(moved, best, axis=-1)
-        others = moved.copy()
-        np.put_along_axis(others, best, -np.inf if larger else np.inf, axis=-1)
-        r = others.max(axis=-1, keepdims=True) if larger else others.min(axis=-1, keepdims=True)
-        tied = (moved == y).sum(axis=-1, keepdims=True) > 1
-        return tuple(np.moveaxis(a, -1, axis) for a in (best, y, r, tied))
-
+    pick = np.maximum if larger else np.minimum
     k, ndim = change.k, len(change.shape)
     others = {a: w for a, w in change.windows.items() if a != axis}
-    best, y, r, tied = (gather(a, others, k, ndim) for a in ev.graph.derive(("one entry", node.id), winners))
+    ranked = ev.graph.derive(("ranked", node.id), lambda: _ranked(x_full, (axis,), larger))
+    best, tied, y, r = (gather(a, others, k, ndim) for a in ranked)
     starts = change.windows[axis][0].reshape((k,) + (1,) * ndim)
     d = change.floats()
     new = gather(x_full, change.windows, k, ndim) + d
@@ -137,6 +175,32 @@ def _one_entry(ev, node, change: Change, axis: int, keepdims: bool, larger: bool
     if not keepdims:
         values = np.squeeze(values, axis=axis + 1)
     return Change(values, _kept_windows(change, (axis,), keepdims), node.value.shape)
+
+
+def weighted_sum(ev, node, reader, changes) -> Change:
+    """The change of ``reader`` (a sum or mean over all axes) of the product ``node`` of a change and an array.
+
+    ``sum(c * (x + d)) - sum(c * x) = sum(c * d)``, one contraction of the stacked changes
+    with the unchanged operand ``c`` (a matrix-vector product), exact as any sum is.
+    """
+    i = next(j for j, c in enumerate(changes) if c is not None)
+    shape = node.value.shape
+    change = lift(changes[i], shape)
+    weights = np.asarray(ev.base(node.args[1 - i]), dtype=np.float64)
+    weights = gather(weights.reshape((1,) * (len(shape) - weights.ndim) + weights.shape), change.windows,
+                     change.k, len(shape))
+    letters = "".join(chr(ord("a") + a) for a in range(len(shape)))
+    if weights.shape[0] == 1:  # the same weights for every perturbation
+        lw, weights = letters, weights[0]
+    else:
+        lw = STACK + letters
+    stacked = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+    values = contract(STACK + letters, stacked, lw, weights, STACK)
+    if reader.op == "mean":
+        values = values / reader.kw["count"]
+    if reader.kw["keepdims"]:
+        values = values.reshape((change.k,) + (1,) * len(shape))
+    return Change(values, {}, reader.value.shape)
 
 
 REDUCTIONS = {"sum": _sum, "mean": _sum, "max": _extreme, "min": _extreme}

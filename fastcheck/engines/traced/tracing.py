@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import user_failure
 from . import functions  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
 from .plaindot import unwrap
 from .sites import mid_graph_reason
@@ -68,7 +69,9 @@ def _run(cost, layout, theta: np.ndarray, loss_only: bool):
         tracer.settle()
     except NotTraceable:
         pass
-    except Exception as exc:  # the cost failed on traced arrays: the real cost decides what that means
+    except BaseException as exc:  # the cost failed on traced arrays: the real cost decides what that means
+        if not user_failure(exc):  # Ctrl-C, a time limit
+            raise
         if tracer.failure is None:
             tracer.failure = f"the cost raised {type(exc).__name__} on traced arrays ({exc})"
     finally:

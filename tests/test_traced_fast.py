@@ -1,0 +1,129 @@
+"""The traced engine's certified shortcuts: taken where their certificate holds, exact either way.
+
+Each shortcut skips work only when a certificate says the skipped work cannot change the
+result (a max's winner keeps its lead, a rank-one change stays below its margin). Each is
+run at a tiny step, where the certificate holds, and at a large one, where it fails for
+some perturbations; both times every J+- must equal a full evaluation to rounding.
+"""
+
+import numpy as np
+import pytest
+from test_traced_ops import assert_exact, incremental_and_full
+
+from fastcheck.engines.traced import factored, reductions
+
+rng = np.random.default_rng(11)
+X = rng.standard_normal((5, 9))
+W = rng.standard_normal((6, 4))
+R = rng.standard_normal((6, 9))
+
+
+def _record(monkeypatch):
+    """Outcomes of the dense max certificate and of the factored max rule, as they happen."""
+    seen = {"dense": [], "factored": []}
+    certified = reductions._certified
+
+    def dense(*args):
+        seen["dense"].append(certified(*args))
+        return seen["dense"][-1]
+
+    def winner(ev, node, changes):
+        out = factored._winner(ev, node, changes)
+        seen["factored"].append(out is not NotImplemented)
+        return out
+
+    monkeypatch.setattr(reductions, "_certified", dense)
+    monkeypatch.setitem(factored.FACTORED, "max", winner)
+    monkeypatch.setitem(factored.FACTORED, "min", winner)
+    return seen
+
+
+def _softmax_loss(p):
+    """A softmax over the 6 rows of a rank-one change (a one-row change of relu(P @ X), times W)."""
+    Z = W @ np.maximum(p["P"] @ X, 0)
+    shifted = Z - np.max(Z, axis=0, keepdims=True)
+    return np.sum(R * (shifted - np.log(np.sum(np.exp(shifted), axis=0, keepdims=True))))
+
+
+def _pool(p):
+    """A 2x2 max-pool (two reduced axes) of a dense change, and a min over one axis."""
+    Z = np.tanh(p["P"] @ p["P"].T)  # (4, 4), dense
+    pooled = Z.reshape(2, 2, 2, 2).max(axis=(1, 3))
+    return np.sum(pooled ** 2) + np.sum(np.min(Z, axis=1) * np.arange(4))
+
+
+@pytest.mark.parametrize("cost", [_softmax_loss, _pool])
+def test_max_certificates_hold_at_small_steps_and_fail_at_large_ones(cost, monkeypatch):
+    P = rng.standard_normal((4, 5))
+    seen = _record(monkeypatch)
+    assert_exact(cost, {"P": P}, step=1e-7)
+    small = {kind: list(v) for kind, v in seen.items()}
+    for v in seen.values():
+        v.clear()
+    assert_exact(cost, {"P": P}, step=0.5)
+    large = seen
+    kind = "factored" if cost is _softmax_loss else "dense"
+    assert small[kind] and all(small[kind])
+    assert large[kind] and not all(large[kind])
+
+
+@pytest.mark.parametrize("one_entry", [False, True])
+def test_max_ties_fail_the_certificate_and_are_kinks(one_entry, monkeypatch):
+    P = np.array([[1.0, 1.0, 0.5, 2.0], [3.0, 3.0, 0.0, -1.0]])
+
+    def cost(p):
+        return np.sum(p["P"].reshape(2, 2, 2).max(axis=2) ** 2)
+
+    if not one_entry:  # one changed entry per pair has its own rule: without it, the dense certificate decides
+        monkeypatch.setattr(reductions, "_one_entry_axis", lambda change, axes: False)
+    seen = _record(monkeypatch)
+    traced, full, kinks = incremental_and_full(cost, {"P": P}, step=1e-9)
+    np.testing.assert_allclose(traced, full, rtol=0, atol=1e-14)
+    assert (not seen["dense"]) if one_entry else (seen["dense"] and not all(seen["dense"]))
+    n = P.size
+    assert set(np.flatnonzero(kinks[:n] | kinks[n:]).tolist()) == {0, 1, 4, 5}
+
+
+def test_winners_lead():
+    x = np.array([[3.0, 1.0, 2.5], [1.0, 1.0, 0.0], [-np.inf, 2.0, -np.inf]])
+    best, tied, lead = reductions.winners(x, (1,), True)
+    np.testing.assert_array_equal(best[:, 0], [0, 0, 1])
+    np.testing.assert_array_equal(tied[:, 0], [False, True, False])
+    np.testing.assert_array_equal(lead[:, 0], [0.5, 0.0, np.inf])
+    best, tied, lead = reductions.winners(x[:2], (0, 1), False)
+    assert best.shape == (1, 1) and best[0, 0] == 5 and lead[0, 0] == 1.0 and not tied[0, 0]
+
+
+@pytest.mark.parametrize("footprint", ["entry", "row", "dense"])
+@pytest.mark.parametrize("reduce", ["sum", "mean_keepdims", "mask_weights"])
+def test_weighted_sums_run_as_one_product_and_stay_exact(footprint, reduce, monkeypatch):
+    """``sum(c * x)`` over all axes with an unchanged ``c``: fused into one contraction, still exact."""
+    from fastcheck.engines.traced import evaluate
+
+    calls = []
+    fused = evaluate.weighted_sum
+    monkeypatch.setattr(evaluate, "weighted_sum", lambda *a: calls.append(1) or fused(*a))
+    prefix = {"entry": lambda P: P @ np.eye(5, 9), "row": lambda P: P @ X, "dense": lambda P: np.tanh(P.T @ P) @ X}
+    f = prefix[footprint]
+    weights = rng.standard_normal((1, 9))  # broadcast along the rows
+
+    def cost(p):
+        z = np.exp(0.3 * f(p["P"]))
+        if reduce == "sum":
+            return np.sum(weights * z)
+        if reduce == "mean_keepdims":
+            return np.mean(z * weights, keepdims=True)[0, 0]
+        return np.sum((z > 1.0) * z)  # a mask times a change: not fused (both change), still exact
+
+    assert_exact(cost, {"P": rng.standard_normal((4, 5)) * 0.5})
+    assert bool(calls) == (reduce != "mask_weights")
+
+
+@pytest.mark.parametrize("n_runs", [1, 3, factored.RUNS + 2])
+def test_factored_changes_expand_run_by_run_bit_for_bit(n_runs):
+    table = rng.standard_normal((12, 3, 1, 7))
+    rows = np.repeat(rng.choice(12, n_runs), rng.integers(1, 5, n_runs))
+    factor = rng.standard_normal((rows.size, 1, 4, 7))
+    out = factored.expand(factored.Factored(table, rows, factor, (3, 4, 7)))
+    np.testing.assert_array_equal(out.values, table[rows] * factor)
+    assert out.values.shape == (rows.size, 3, 4, 7) and not out.windows
