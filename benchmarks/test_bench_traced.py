@@ -12,7 +12,9 @@ write them):
 - ``traced-M``: the design's network M (784-128-64-10, ReLU, softmax + cross-entropy, L2 0.1,
   m = 64, 109,386 parameters) written as plain numpy, checked with ``fc.check``, beside
   ``fc.MLP(...).check`` on the same parameters, data and gradient in the same run
-  (``mlp_check_s``, ``ratio_to_mlp_check``).
+  (``mlp_check_s``, ``ratio_to_mlp_check``);
+- ``traced-softmax-shift``: softmax regression with the max-shift line, N = 3,000, D = 300,
+  4 classes, 1,200 parameters.
 
 Each ``full`` row times what a full check costs the traced engine: trace, verification
 against the real cost, and every coordinate. ``extra_info`` holds the black-box engine with
@@ -49,7 +51,7 @@ from fastcheck.engines.traced import traced_engine
 from fastcheck.engines.traced.tracing import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the user-style models live with the tests
-from traced_models import cnn, course_mlp, plain_mlp, rnn  # noqa: E402
+from traced_models import cnn, course_mlp, plain_mlp, rnn, softmax_regression  # noqa: E402
 
 EPS = 1e-7
 #: Coordinates the black-box loop is timed on (seeded, every group represented by chance).
@@ -59,6 +61,7 @@ MODELS = {
     "course-mlp": lambda: course_mlp(sizes=(784, 120, 40, 1), m=64, hidden="relu"),
     "cnn": lambda: cnn(N=8, C=3, HW=32, F=16, classes=10),
     "rnn": lambda: rnn(n_a=64, vocab=27, T=20),
+    "softmax-shift": lambda: softmax_regression(),
 }
 _BUILT: dict = {}
 

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from traced_models import batchnorm_net, cnn, course_mlp, cs231n_net, plain_mlp, rnn
+from traced_models import batchnorm_net, cnn, course_mlp, cs231n_net, plain_mlp, pool_net, rnn, softmax_regression
 
 from fastcheck.core.finite import Bounds, relative_difference
 from fastcheck.core.layout import Layout
@@ -20,9 +20,9 @@ from fastcheck.engines.traced.tracing import trace
 EPS = 1e-7
 
 
-def _setup(cost, params):
+def _setup(cost, params, returns_grads=False):
     layout, theta = Layout.from_params(params)
-    objective = CostObjective(cost, layout)
+    objective = CostObjective(cost, layout, returns_grads=returns_grads)
     return layout, theta, objective
 
 
@@ -44,13 +44,15 @@ MODELS = {
     "rnn": lambda: rnn(),
     "plain_mlp": lambda: plain_mlp()[:3],
     "plain_mlp_tanh": lambda: plain_mlp(hidden="tanh", seed=2)[:3],
+    "softmax_regression": lambda: softmax_regression(N=40, D=6, seed=2),
+    "pool_net_loss_grads": lambda: (lambda cost, params: (cost, params, cost(params)[1]))(*pool_net()),
 }
 
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_traced_equals_reference(model):
     cost, params, grads = MODELS[model]()
-    layout, theta, objective = _setup(cost, params)
+    layout, theta, objective = _setup(cost, params, returns_grads=model.endswith("loss_grads"))
     analytic = layout.flatten_grads(grads) if grads is not None else _numeric_grads(objective, theta, layout)
     indices = np.arange(layout.n_params)
     ref = reference_engine(objective, theta, indices, EPS)
@@ -188,7 +190,7 @@ FALLBACKS = {
     _data_dependent: "boolean mask that depends on the parameters",
     _unsupported_method: r"the array method \.cumsum\(\) is not supported",
     _plain_dot: r"a plain numpy array's \.dot\(\) .* cannot follow .* write np\.dot\(np\.ones\(\(2, 3\)\), ",
-    _plain_array_write: "writing it into a plain array",
+    _plain_array_write: r"writes a traced value into a plain numpy array at test_traced_models.py:\d+ \(`out\[:\]`\)",
     _in_place_on_params: "modifies its parameters in place",
 }
 

@@ -128,6 +128,7 @@ UNARY = {
     "dot": lambda z: np.dot(z, B),
     "outer": lambda z: np.outer(z[0], z[1]),
     "norm": lambda z: np.linalg.norm(z) + np.linalg.norm(z, axis=1),
+    "trace": lambda z: np.trace(z @ z.T) * z,
 }
 
 
@@ -188,3 +189,40 @@ def test_broadcast_binary_with_traced_operands(seed, other_shape, name):
         return np.sum(np.tanh(op(p["P"] @ A, p["Q"] ** 2 + 1.0)))
 
     assert_exact(cost, {"P": P, "Q": Q})
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("keepdims", [True, False])
+def test_extreme_of_one_changed_entry_per_slice(op, keepdims, monkeypatch):
+    """A softmax's shift: one entry per row changes; winners that change (ties too) are kinks, found by brute force."""
+    from fastcheck.engines.traced import reductions
+
+    calls = []
+    one_entry = reductions._one_entry
+    monkeypatch.setattr(reductions, "_one_entry", lambda *a: calls.append(1) or one_entry(*a))
+    sign = 1.0 if op == "max" else -1.0
+    P = sign * np.array([[2.0, 2.0005, -1.0, 0.3],  # runner-up within the step: the winner changes
+                         [1.0, 1.0, 0.0, -2.0],  # a tie
+                         [0.5, -3.0, 4.0, 3.9995],
+                         [-1.0, -2.0, -3.0, -4.0]])
+    R = np.random.default_rng(5).standard_normal((4, 1) if keepdims else (4,))
+
+    def extreme(z):
+        return getattr(z, op)(axis=1, keepdims=keepdims)
+
+    def cost(p):
+        return np.sum(R * extreme(p["P"])) + np.sum(np.exp(p["P"] - extreme(p["P"]).reshape(4, 1)))
+
+    traced, full, kinks = incremental_and_full(cost, {"P": P})
+    assert calls
+    np.testing.assert_allclose(traced, full, rtol=0, atol=64 * 2.0**-52 * np.abs(full).max())
+    base = getattr(P, op)(axis=1, keepdims=True) == P
+    tied = base.sum(axis=1) > 1  # any change of a tied slice counts, as with the whole axis opened
+    expected = []
+    for s in (1e-3, -1e-3):
+        for i in range(P.size):
+            work = P.copy()
+            work.flat[i] = (work.flat[i] + s)
+            changed = not np.array_equal(getattr(work, op)(axis=1, keepdims=True) == work, base)
+            expected.append(changed or tied[i // 4])
+    np.testing.assert_array_equal(kinks, expected)

@@ -170,3 +170,63 @@ def plain_mlp(sizes=(12, 7, 5, 4), m=9, l2=0.1, seed=0, hidden="relu"):
         return -np.sum(Y * log_probs) / m + l2 / (2 * m) * sum(np.sum(p[f"W{l}"] ** 2) for l in range(1, L + 1))
 
     return cost, params, net.gradient(params, X, Y), net, X, Y
+
+
+def pool_net(seed=0, bug=None):
+    """CS231n style, returning (loss, grads): dense, ReLU, a 2-wide max-pool, dense, softmax.
+
+    Its backward accumulates into plain ``np.zeros`` in loops (a naive max-pool backward).
+    """
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((5, 6)), rng.integers(0, 3, 5)
+    params = {"W1": rng.standard_normal((6, 8)) * 0.5, "b1": rng.standard_normal(8) * 0.1,
+              "W2": rng.standard_normal((4, 3)) * 0.5, "b2": np.zeros(3)}
+
+    def loss(p):
+        h = X @ p["W1"] + p["b1"]
+        r = np.maximum(0, h)
+        m = r.reshape(5, 4, 2).max(axis=2)
+        s = m @ p["W2"] + p["b2"]
+        shifted = s - np.max(s, axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        probs = np.exp(log_probs)
+        data_loss = -np.sum(log_probs[np.arange(5), y]) / 5
+        ds = probs.copy()
+        ds[np.arange(5), y] -= 1
+        ds /= 5
+        grads = {"W2": m.T @ ds, "b2": ds.sum(axis=0)}
+        dm = ds @ p["W2"].T
+        dr = np.zeros((5, 8))  # plain, as course code allocates it
+        for j in range(4):  # the naive max-pool backward
+            win = r[:, 2 * j:2 * j + 2]
+            mask = win == win.max(axis=1, keepdims=True)
+            dr[:, 2 * j:2 * j + 2] += mask * dm[:, j:j + 1]
+        dh = dr * (h > 0)
+        grads["W1"] = np.zeros((6, 8))
+        for n in range(5):
+            grads["W1"] += np.outer(X[n], dh[n])
+        grads["b1"] = dh.sum(axis=0)
+        total = data_loss + 0.05 * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))  # after the backward, as CS231n
+        grads["W1"] += 0.1 * p["W1"]
+        grads["W2"] += 0.1 * p["W2"]
+        if bug == "W1":
+            grads["W1"][2, 5] *= 1.1
+        return total, grads
+
+    return loss, params
+
+
+def softmax_regression(N=3000, D=300, classes=4, seed=0, shift=True):
+    """Softmax regression on tall data, CS231n's ``softmax_loss_vectorized`` (the max-shift optional)."""
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((N, D)), rng.integers(0, classes, N)
+    params = {"W": rng.standard_normal((D, classes)) * 0.01}
+
+    def cost(p):
+        s = X @ p["W"]
+        if shift:
+            s = s - s.max(axis=1, keepdims=True)
+        log_probs = s - np.log(np.sum(np.exp(s), axis=1, keepdims=True))
+        return -np.mean(log_probs[np.arange(N), y])
+
+    return cost, params, None

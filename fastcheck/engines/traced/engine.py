@@ -270,15 +270,9 @@ def traced_engine(objective, layout, theta: np.ndarray, eps: float, *, max_memor
     NotTraceable
         When the cost cannot be traced or the trace disagrees with the cost; ``reason`` says why.
     """
-    cost = objective.cost
-    if getattr(objective, "returns_grads", False):  # a cost returning (loss, grads): the loss is traced
-
-        def cost(params, _cost=objective.cost):
-            value = _cost(params)
-            return value[0] if isinstance(value, tuple) and len(value) == 2 else value
-
+    # a cost returning (loss, grads): the loss is traced, the gradient code may leave the trace
     with single_threaded():
-        graph = trace(cost, layout, theta)
+        graph = trace(objective.cost, layout, theta, loss_only=getattr(objective, "returns_grads", False))
     engine = TracedEngine(graph, objective, layout, theta, eps, max_memory=max_memory, n_threads=n_threads)
     engine.verify(seed)
     return engine

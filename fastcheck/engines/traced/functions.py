@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view as _swv
 from .indexing import getitem, setitem
 from .products import dot, inner, matmul, outer, tensordot
 from .sites import at, site
-from .subscripts import einsum
+from .subscripts import einsum, trace_
 from .trace import HANDLERS, Traced
 
 __all__ = ["ufunc_call", "function_call", "UFUNCS"]
@@ -58,7 +58,7 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
     out = kwargs.pop("out", None)
     target = out[0] if isinstance(out, tuple) else out
     if target is not None and not isinstance(target, Traced):  # a plain result: from masks and counts only
-        return getattr(ufunc, method)(*(_plain_input(tracer, x) for x in inputs), out=out, **kwargs)
+        return getattr(ufunc, method)(*(_plain_input(tracer, x, target) for x in inputs), out=out, **kwargs)
     reduction = {"axis": kwargs.pop("axis", 0), "keepdims": kwargs.pop("keepdims", False)} if method == "reduce" else {}
     if kwargs.pop("dtype", None) not in (None, float, np.float64) or kwargs:
         tracer.fail(f"np.{ufunc.__name__} with {', '.join(map(repr, kwargs)) or 'dtype'}= is not supported")
@@ -84,12 +84,13 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
     return target
 
 
-def _plain_input(tracer, x):
-    """An input of a plain computation: a mask or a count is guarded, a traced float ends the trace."""
+def _plain_input(tracer, x, target):
+    """An input of a plain computation: a mask or a count is guarded, a traced float leaves the trace."""
     if not isinstance(x, Traced):
         return x
     if x.dtype.kind == "f":
-        tracer.fail(f"the cost writes a traced result into a plain numpy array (out=){at(site())}")
+        tracer.escape(f"the cost writes a traced result into a plain numpy array (out=){at(site())}", target)
+        return x._value
     return tracer.guard(x)
 
 
@@ -100,7 +101,7 @@ def function_call(tracer, func, args, kwargs):
     handler = _HANDLERS.get(func)
     if handler is None:
         reason = _REASONS.get(getattr(func, "__name__", ""), "is not supported")
-        tracer.fail(f"{_name(func)} {reason}")
+        tracer.fail(f"{_name(func)} {reason}{at(site())}")
     return handler(*args, **kwargs)
 
 
@@ -385,7 +386,7 @@ _HANDLERS = {
     np.broadcast_arrays: broadcast_arrays, np.copy: copy, np.clip: clip, np.repeat: repeat,
     np.concatenate: concatenate, np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.pad: pad,
     _swv: sliding_window_view, np.where: where, np.take: take, np.dot: dot, np.tensordot: tensordot,
-    np.einsum: einsum, np.outer: outer, np.inner: inner, np.zeros_like: _shape_only(np.zeros_like),
+    np.einsum: einsum, np.trace: trace_, np.outer: outer, np.inner: inner, np.zeros_like: _shape_only(np.zeros_like),
     np.ones_like: _shape_only(np.ones_like), np.empty_like: _shape_only(np.zeros_like), np.full_like: full_like,
     np.shape: _shape_only(np.shape), np.ndim: _shape_only(np.ndim), np.size: _shape_only(np.size),
 }

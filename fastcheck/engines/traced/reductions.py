@@ -7,7 +7,9 @@ before and after: where it is the same the change is the winner's own, exactly; 
 differs (a new winner, a tie made or broken: the kink of a max-pool) the change is
 recomputed from the perturbed values and the perturbation is a kink. Where every change of
 a slice is below a quarter of the winner's lead over the runner-up (:func:`winners`), no
-winner can change and the comparison is skipped: the change is the winner's own.
+winner can change and the comparison is skipped: the change is the winner's own. Over one
+axis on which each perturbation changes one entry (a softmax's shift), the axis is not
+opened at all: the winner's and the runner-up's values decide (:func:`_one_entry`).
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ def _moved(array, order, flat_shape):
 CERTIFIED = 0.25
 
 
-def winners(x_full: np.ndarray, axes: tuple, larger: bool):
-    """Per slice along ``axes``: the winner's position (flat over ``axes``), whether it is tied, its lead.
+def _ranked(x_full: np.ndarray, axes: tuple, larger: bool):
+    """Per slice along ``axes``: the winner's position (flat over ``axes``), whether it is tied, its value
+    and the runner-up's (the best of the others; -inf for max, inf for min in a slice of one entry).
 
-    Each has the reduced axes kept with size 1. The lead is ``|top - runner-up|`` (0 for a
-    tie, inf for a slice of one entry).
+    Each has the reduced axes kept with size 1.
     """
     ndim = x_full.ndim
     kept_axes = [a for a in range(ndim) if a not in axes]
@@ -61,14 +63,22 @@ def winners(x_full: np.ndarray, axes: tuple, larger: bool):
     best = (np.argmax if larger else np.argmin)(flat, axis=-1)
     top = np.take_along_axis(flat, best[..., None], axis=-1)
     tied = (flat == top).sum(axis=-1) > 1
-    if flat.shape[-1] > 1:
-        others = flat.copy()
-        np.put_along_axis(others, best[..., None], -np.inf if larger else np.inf, axis=-1)
-        lead = np.abs(top[..., 0] - (others.max(axis=-1) if larger else others.min(axis=-1)))
-    else:
-        lead = np.full(best.shape, np.inf)
-    lead = np.where(tied, 0.0, lead)
-    return np.expand_dims(best, axes), np.expand_dims(tied, axes), np.expand_dims(lead, axes)
+    others = flat.copy()
+    np.put_along_axis(others, best[..., None], -np.inf if larger else np.inf, axis=-1)
+    runner = others.max(axis=-1) if larger else others.min(axis=-1)
+    return tuple(np.expand_dims(v, axes) for v in (best, tied, top[..., 0], runner))
+
+
+def winners(x_full: np.ndarray, axes: tuple, larger: bool):
+    """Per slice along ``axes``: the winner's position (flat over ``axes``), whether it is tied, its lead.
+
+    Each has the reduced axes kept with size 1. The lead is ``|top - runner-up|`` (0 for a
+    tie, inf for a slice of one entry).
+    """
+    best, tied, top, runner = _ranked(x_full, axes, larger)
+    one = all(x_full.shape[a] == 1 for a in axes)
+    lead = np.full(best.shape, np.inf) if one else np.abs(top - runner)
+    return best, tied, np.where(tied, 0.0, lead)
 
 
 def _certified(d, lead, axes):
@@ -80,6 +90,8 @@ def _certified(d, lead, axes):
 def _extreme(ev, node, changes):
     larger = node.op == "max"
     axes, keepdims = node.kw["axis"], node.kw["keepdims"]
+    if _one_entry_axis(changes[0], axes):
+        return _one_entry(ev, node, changes[0], axes[0], keepdims, larger)
     change = widen(changes[0], axes)
     k, ndim = change.k, len(change.shape)
     kept_axes = [a for a in range(ndim) if a not in axes]
@@ -127,6 +139,42 @@ def _extreme(ev, node, changes):
     if keepdims:
         values = np.expand_dims(values, tuple(a + 1 for a in axes))
     return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
+
+
+def _one_entry_axis(change: Change, axes) -> bool:
+    """Whether the extreme is over one axis on which every perturbation changes one entry."""
+    window = change.windows.get(axes[0]) if len(axes) == 1 else None
+    return window is not None and window[1] == 1
+
+
+def _one_entry(ev, node, change: Change, axis: int, keepdims: bool, larger: bool) -> Change:
+    """``max``/``min`` over one axis where each perturbation changes one entry along it (a softmax's shift).
+
+    Per kept entry the winner's value ``y`` and the runner-up's ``r`` (the best of the others) are
+    known from the base pass. A change ``d`` of entry ``j`` moves the extreme only if ``j`` is
+    the winner (to ``x_j + d``, unless ``r`` now wins) or ``x_j + d`` beats ``y``: the same
+    comparisons and the same ``max(new) - y`` as opening the whole axis, on one entry per slice.
+    """
+    x_full = np.asarray(ev.base(node.args[0]), dtype=np.float64)
+    pick = np.maximum if larger else np.minimum
+    k, ndim = change.k, len(change.shape)
+    others = {a: w for a, w in change.windows.items() if a != axis}
+    ranked = ev.graph.derive(("ranked", node.id), lambda: _ranked(x_full, (axis,), larger))
+    best, tied, y, r = (gather(a, others, k, ndim) for a in ranked)
+    starts = change.windows[axis][0].reshape((k,) + (1,) * ndim)
+    d = change.floats()
+    new = gather(x_full, change.windows, k, ndim) + d
+    own = best == starts  # the winner itself changed
+    beaten = (r > new) if larger else (r < new)
+    beats = (new > y) if larger else (new < y)
+    flips = np.where(own, beaten, beats) | (tied & (d != 0))
+    values = np.where(own, d, 0.0)
+    if flips.any():  # a new winner, or a tie broken: recomputed, and a kink
+        ev.kink(flips)
+        values = np.where(flips, np.where(own, pick(new, r), pick(new, y)) - y, values)
+    if not keepdims:
+        values = np.squeeze(values, axis=axis + 1)
+    return Change(values, _kept_windows(change, (axis,), keepdims), node.value.shape)
 
 
 def weighted_sum(ev, node, reader, changes) -> Change:

@@ -15,6 +15,7 @@ import ast
 import dis
 import linecache
 import os
+import re
 import sys
 
 import numpy as np
@@ -63,6 +64,13 @@ class Site:
         return linecache.getline(self.code.co_filename, self.lineno).strip()
 
     @property
+    def method(self) -> str | None:
+        """The name of the method the instruction calls, as far as the bytecode tells (the nearest one loaded)."""
+        loads = [i for i in dis.get_instructions(self.code) if i.offset <= self.lasti
+                 and i.opname in ("LOAD_METHOD", "LOAD_ATTR")]
+        return loads[-1].argval if loads else None
+
+    @property
     def stores(self) -> bool:
         """Whether the instruction stores into a subscript (``out[i, j] = value``)."""
         return any(i.offset == self.lasti and i.opname == "STORE_SUBSCR" for i in dis.get_instructions(self.code))
@@ -102,16 +110,29 @@ def dot_receiver(frame) -> bool:
 def plain_array_reason() -> str:
     """Why a traced float array handed to plain numpy ends the trace, and what to write instead."""
     where = site()
-    dot = None if where is None else _dot_call(where.expression)
+    expression = "" if where is None else where.expression
+    dot = _dot_call(expression) if expression else None
     if dot is not None:
         a, b = dot
         return (f"a plain numpy array's .dot() is called with a traced argument{at(where)} that the engine cannot "
                 f"follow (ndarray.dot is a method, which numpy does not dispatch; the engine follows it for a "
                 f"float64 argument of 1 or 2 dimensions and at most {MAX_DOT_ROWS} rows, on Python 3.11 or later); "
                 f"write np.dot({a}, {b}) (the same computation) or {a} @ {b} there")
+    if where is not None and not expression and where.method == "dot":
+        return (f"a plain numpy array's .dot() is called with a traced argument{at(where)}, in code without a "
+                "source file (`python -c`, exec of a string: the engine reads the call in the source to follow "
+                "it); write x @ w or np.dot(x, w) there (the same computation)")
+    if where is not None and where.stores:
+        return mid_graph_reason(where)
+    if _CONVERTS.search(expression):
+        return (f"the cost converts a traced value to a plain numpy array{at(where)} (np.asarray or np.array); "
+                "leave it traced, or copy it with .copy()")
     return (f"the cost converts a traced value to a plain numpy array{at(where)} (np.asarray, np.array, writing it "
             "into a plain array, or a plain array's .dot(): write X @ W or np.dot(X, W) instead of X.dot(W); "
             "copy with .copy() rather than np.array)")
+
+
+_CONVERTS = re.compile(r"\b(asarray|asanyarray|ascontiguousarray|asfortranarray|array)\(")
 
 
 def mid_graph_reason(where) -> str:

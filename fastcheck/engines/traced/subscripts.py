@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from .products import einsum as _einsum
+from .sites import at, site
 from .trace import Traced
 
-__all__ = ["einsum"]
+__all__ = ["einsum", "trace_"]
 
 
 def _shape(a) -> tuple:
@@ -54,3 +55,11 @@ def _diagonal(a, term: str):
             term = term[:where[0]] + repeated + term[where[-1] + 1:]
         else:
             term = repeated + "".join(c for i, c in enumerate(term) if i not in where)
+
+
+def trace_(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    """``np.trace`` of a square matrix: the einsum ``'ii'``."""
+    if offset or (axis1, axis2) != (0, 1) or len(_shape(a)) != 2 or dtype is not None or out is not None:
+        Traced._live((a,)).fail("np.trace other than of a 2-D array without offset=, axis1=, axis2=, dtype= or "
+                                f"out= is not supported{at(site())}")
+    return einsum("ii", a)

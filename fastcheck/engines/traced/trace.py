@@ -108,6 +108,9 @@ class Tracer:
         self.guards: list = []  # nodes of masks and counts the cost read as plain values
         self.pending: list = []  # products of plain .dot() calls not yet recorded (see plaindot)
         self.operands: list = []  # the identity operands handed to them
+        self.loss_only = False  # the cost returns (loss, grads): values that leave the trace may be the grads'
+        self.escapes: list = []  # (nodes recorded by then, reason) of traced floats that left (loss_only)
+        self.targets: list = []  # plain arrays a traced result was written into (out=), in loss_only
 
     def settle(self) -> None:
         """Record the products of plain ``.dot()`` calls made since the last operation."""
@@ -125,6 +128,16 @@ class Tracer:
         if x._node not in self.guards:
             self.guards.append(x._node)
         return x._value
+
+    def escape(self, reason: str, target=None) -> None:
+        """A traced float leaves for plain code (``dx[...] += mask * dout`` into ``np.zeros``): the end of the
+        trace, unless only the loss of ``(loss, grads)`` is traced; :func:`~.tracing.trace` then makes sure
+        the loss does not depend on what left."""
+        if not self.loss_only:
+            self.fail(reason)
+        self.escapes.append((len(self.nodes), reason))
+        if target is not None:
+            self.targets.append(target)
 
     def fail(self, reason: str):
         if self.failure is None:
@@ -204,7 +217,8 @@ class Traced(NDArrayOperatorsMixin):
         identity = plaindot.operand(self, self._tracer, dtype)  # a plain array's .dot(): followed
         if identity is not None:
             return identity
-        self._tracer.fail(plain_array_reason())
+        self._tracer.escape(plain_array_reason())
+        return np.array(self._value, dtype=dtype)
 
     # ------------------------------------------------------------------ conversions and branches
     def _scalar(self, what: str) -> np.ndarray:
@@ -220,7 +234,7 @@ class Traced(NDArrayOperatorsMixin):
         if value.dtype.kind in _PIECEWISE_CONSTANT:
             tracer.guard(self)
             return float(value)
-        if tracer.conversions:  # a second number: the first was not the cost's last step
+        if tracer.conversions and not tracer.loss_only:  # a second number: the first was not the last step
             tracer.fail(mid_graph_reason(tracer.conversions[0][3]))
         out = float(value)
         tracer.conversions.append((self._node, out, len(tracer.nodes), site()))
@@ -303,7 +317,7 @@ class Traced(NDArrayOperatorsMixin):
     def __getattr__(self, name):
         if name.startswith("__"):  # numpy probes protocols (__array_interface__, ...) with getattr
             raise AttributeError(name)
-        self._tracer.fail(f"the array method .{name}() is not supported")
+        self._tracer.fail(f"the array method .{name}() is not supported{at(site())}")
 
     # ------------------------------------------------------------------ methods
     def _method(name, plain):  # noqa: N805 -- builds the methods below from the function handlers
@@ -392,6 +406,7 @@ class Traced(NDArrayOperatorsMixin):
 def _same_index(a, b) -> bool:
     """Equal basic indices (ints, slices, None, Ellipsis), compared without touching arrays."""
     a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+    a, b = (tuple(int(x) if isinstance(x, np.integer) else x for x in y) for y in (a, b))  # dy[Y[t]], numpy ints
     plain = (int, slice, type(None), type(Ellipsis))
     return len(a) == len(b) and all(isinstance(x, plain) and isinstance(y, plain) and type(x) is type(y) and x == y
                                     for x, y in zip(a, b))
