@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.deadline import time_limit, time_limits
 from ..core.directions import require_directions_fit
-from ..core.finite import require_steps, step_at
+from ..core.finite import require_steps
 from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
 from ..core.selection import stratified_subset
@@ -22,12 +22,11 @@ from ..engines.mlp.stacked import BaseState
 from ..engines.reference import evaluate_directions, reference_engine
 from ..errors import CostError, InputError, message_of, user_failure
 from ..mlp.functions import PIECEWISE_LINEAR
-from ..report.policy import NOISE_FACTOR, rounding_scale
+from .argument import require_uses_argument
 from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
 
-__all__ = ["CostProblem", "cost_engine", "require_uses_argument", "require_cost_moves",
-           "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
+__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
 
 #: The batched engine's seconds per coordinate on 64 examples, a priori (measured on
 #: network M): piecewise-linear hidden layers take the margin shortcut, smooth ones the
@@ -78,64 +77,6 @@ def _gradient_from_cost(cost, params):
         raise InputError(f"`grads` is not given and the cost returned {describe_value(value)}, not (loss, grads): "
                          "pass the analytic gradient as `grads`, or return (loss, grads) from the cost")
     return value[1]
-
-
-def _moves_beyond_rounding(analytic: np.ndarray, cost: float, steps) -> np.ndarray:
-    """Where the analytic gradient says a step must move J far beyond its rounding
-    (``|g| > NOISE_FACTOR |J| 2**-52 / eps``): a cost that does not move there ignores that entry."""
-    return np.abs(analytic) > NOISE_FACTOR * rounding_scale(cost, cost, steps)
-
-
-def _ignores_argument(seen: str) -> CostError:
-    return CostError(f"the cost does not use its argument: {seen}; does it read model.params (or a global) instead "
-                     "of the params it is given? Compute the cost from its argument")
-
-
-#: Entries evaluated by the real cost to confirm a trace that does not depend on the parameters, at most.
-CONFIRM_ENTRIES = 8
-
-
-def require_uses_argument(problem: CostProblem, steps) -> None:
-    """Raise :class:`CostError` for a cost whose trace does not depend on the parameters, once the real
-    cost confirms it: J(theta + eps e_i) is exactly J(theta) at the entries (the largest of each group)
-    where the analytic gradient says J must move beyond rounding.
-
-    A gradient zero to rounding is left alone (a cost that uses no parameter has that gradient: the
-    check passes as it would), and so is a cost the real evaluations show to move (the trace missed it).
-    """
-    cost, theta, analytic = problem.objective.cost_at_theta, problem.theta, problem.analytic
-    moves = _moves_beyond_rounding(analytic, cost, step_at(steps, np.arange(theta.size)))
-    if not moves.any():
-        return
-    weight = np.where(moves, np.abs(analytic), -1.0)
-    tops = [g.start + int(np.argmax(weight[g.start:g.stop])) for g in problem.layout.groups]
-    tops = sorted((i for i in tops if moves[i]), key=lambda i: -weight[i])[:CONFIRM_ENTRIES]
-    work = theta.copy()
-    for i in tops:
-        work[i] = theta[i] + step_at(steps, i)
-        moved = problem.objective.evaluate(work, i, +1) != cost
-        work[i] = theta[i]
-        if moved:
-            return
-    labels = ", ".join(problem.layout.describe(i) for i in tops)
-    raise _ignores_argument(f"its trace does not depend on the parameters, and it returns exactly J(theta) = {cost!r} "
-                            f"at theta + eps e_i for {labels}")
-
-
-def require_cost_moves(evaluations, cost: float, analytic: np.ndarray, steps) -> None:
-    """Raise :class:`CostError` when every perturbed evaluation returned exactly J(theta) although the
-    analytic gradient says some of them must move beyond rounding: the cost ignores its argument.
-
-    ``evaluations``: an engine's coordinates (None: nothing to judge); ``analytic``: all of theta's.
-    """
-    if evaluations is None or not len(evaluations.indices):
-        return
-    if not (np.all(evaluations.cost_plus == cost) and np.all(evaluations.cost_minus == cost)):
-        return
-    idx = np.asarray(evaluations.indices, dtype=np.int64)
-    if _moves_beyond_rounding(analytic[idx], cost, step_at(steps, idx)).any():
-        raise _ignores_argument(f"it returned exactly J(theta) = {cost!r} at all {2 * idx.size:,} perturbed theta, "
-                                "where the analytic gradient says it must move")
 
 
 def _require_checkable(layout: Layout, theta: np.ndarray, options: CheckOptions) -> None:
@@ -276,7 +217,7 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
             return with_stencil(_traced(problem, options), options.stencil)
         except NotTraceable as exc:
             if getattr(exc, "constant", False):  # no path from any parameter to J
-                require_uses_argument(problem, steps)
+                require_uses_argument(problem.objective, problem.layout, problem.theta, problem.analytic, steps)
             if options.engine == "traced":
                 raise InputError(f"{options.name('engine')}: 'traced' cannot be used on this cost: {exc.reason}; "
                                  f"leave `engine` unset to fall back to the {_UNTRACED[untraced]}") from None

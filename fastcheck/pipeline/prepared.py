@@ -14,8 +14,8 @@ from ..core.results import Evaluations
 from ..engines.base import Engine
 from ..errors import InputError
 from ..report import Report, build_report
+from .argument import require_cost_moves
 from .escalation import escalate
-from .factories import require_cost_moves
 from .noise import noise_report
 from .options import CheckOptions
 from .plan import Plan, fit_budget, make_plan, what_to_check
