@@ -15,7 +15,8 @@ from .changes import Change, gather, lift, unify
 from .contraction import CONTRACTIONS
 from .elementwise import ELEMENTWISE
 from .factored import FACTORED, Factored, expand
-from .reductions import REDUCTIONS, weighted_sum
+from .fused import Terms, exp_sum, weighted_sum
+from .reductions import REDUCTIONS
 from .shapes import SHAPES
 from .trace import Graph, Ref
 
@@ -104,11 +105,15 @@ class Plan:
 
     ``fused`` maps a product with an unchanged array (``Y * logp``) whose only reader is a
     sum or mean over all its axes to that reduction: the two run as one contraction
-    (:func:`~.reductions.weighted_sum`), a matrix-vector product instead of two passes.
+    (:func:`~.fused.weighted_sum`), a matrix-vector product instead of two passes;
+    ``deferred`` are the sums and differences whose only reader is such a product: they do
+    not run, their terms are weighted one by one (:class:`~.fused.Terms`). ``series`` maps
+    an ``exp`` whose only reader is a sum to that sum (:func:`~.fused.exp_sum`).
     """
 
-    def __init__(self, order: list, last_use: dict, fused: dict | None = None):
+    def __init__(self, order: list, last_use: dict, fused: dict | None = None, deferred=(), series=None):
         self.order, self.last_use, self.fused = order, last_use, fused or {}
+        self.deferred, self.series = frozenset(deferred), series or {}
 
 
 def plan(graph: Graph, leaves) -> Plan:
@@ -130,16 +135,53 @@ def plan(graph: Graph, leaves) -> Plan:
         for a in graph.nodes[node_id].args:
             if isinstance(a, Ref):
                 last_use[a.id] = position
-    return Plan(order, last_use, _fusable(graph, order, reached, live))
+    readers = _readers(graph, live)
+    fused = _fusable(graph, order, reached, readers)
+    return Plan(order, last_use, fused, _deferred(graph, fused, reached, readers), _series(graph, order, readers))
 
 
-def _fusable(graph: Graph, order: list, reached: set, live: set) -> dict:
+def _readers(graph: Graph, live: set) -> dict:
     readers = {}
     for node in graph.nodes:
         if node.id in live:
             for a in node.args:
                 if isinstance(a, Ref):
                     readers.setdefault(a.id, []).append(node.id)
+    return readers
+
+
+def _sole_reader(graph: Graph, node_id: int, readers: dict):
+    """The only reader of a node that is neither the output nor a guard, nor read by a guard; else None."""
+    mine = readers.get(node_id, ())
+    if len(mine) != 1 or node_id == graph.output or node_id in graph.guards or mine[0] in graph.guards:
+        return None
+    return graph.nodes[mine[0]]
+
+
+def _deferred(graph: Graph, fused: dict, reached: set, readers: dict) -> set:
+    """Sums and differences (and their own such inputs) read only by a fused product."""
+    deferred, todo = set(), [a.id for m in fused for a in graph.nodes[m].args if isinstance(a, Ref) and a.id in reached]
+    while todo:
+        node_id = todo.pop()
+        node = graph.nodes[node_id]
+        reader = _sole_reader(graph, node_id, readers)
+        if node.op in ("add", "subtract", "negative", "positive") and reader is not None and (
+                reader.id in fused or reader.id in deferred):
+            deferred.add(node_id)
+            todo += [a.id for a in node.args if isinstance(a, Ref) and a.id in reached]
+    return deferred
+
+
+def _series(graph: Graph, order: list, readers: dict) -> dict:
+    series = {}
+    for node_id in order:
+        reader = _sole_reader(graph, node_id, readers)
+        if graph.nodes[node_id].op == "exp" and reader is not None and reader.op in ("sum", "mean"):
+            series[node_id] = reader.id
+    return series
+
+
+def _fusable(graph: Graph, order: list, reached: set, readers: dict) -> dict:
     fused = {}
     for node_id in order:
         node = graph.nodes[node_id]
@@ -177,7 +219,24 @@ class Memory(NamedTuple):
 
 
 def _nbytes(change) -> int:
+    if isinstance(change, Terms):
+        return change.nbytes
     return (change.factor if isinstance(change, Factored) else change.values).nbytes
+
+
+def _fused(ev, steps: Plan, node, inputs):
+    """(node id, change) when ``node`` runs with its reader as one (:mod:`~.fused`), else (None, None)."""
+    if node.id in steps.deferred:  # read only by a fused product, which weights its terms
+        return node.id, Terms.of(node, inputs)
+    if node.id in steps.fused:  # the reader will find no input
+        reader = steps.fused[node.id]
+        return reader, weighted_sum(ev, node, ev.graph.nodes[reader], inputs)
+    if node.id in steps.series and isinstance(inputs[0], Factored):
+        reader = steps.series[node.id]
+        change = exp_sum(ev, node, ev.graph.nodes[reader], inputs[0])
+        if change is not NotImplemented:
+            return reader, change
+    return None, None
 
 
 def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = None
@@ -206,18 +265,16 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     for position, node_id in enumerate(steps.order):
         node = graph.nodes[node_id]
         inputs = [changes.get(a.id) if isinstance(a, Ref) else None for a in node.args]
-        if node_id in steps.fused and any(isinstance(c, Change) for c in inputs):
-            reader = graph.nodes[steps.fused[node_id]]
-            changes[reader.id] = change = weighted_sum(ev, node, reader, inputs)  # the reader will find no input
-            held[reader.id] = _nbytes(change)
-        elif any(c is not None for c in inputs):
-            change = _apply(ev, node, inputs, changes)
-            if change is not None:
-                if node_id in graph.guards:  # plain code read this value: where it changes, the engine cannot vouch
+        if any(c is not None for c in inputs):
+            target, change = _fused(ev, steps, node, inputs)
+            if change is None:
+                target, change = node_id, _apply(ev, node, inputs, changes)
+                if change is not None and node_id in graph.guards:  # plain code read it: where it changes, no vouching
                     unvouched |= _changed(change, k)
-                changes[node_id] = change
-                held[node_id] = _nbytes(change)
-                peak, widest = max(peak, sum(held.values())), max(widest, held[node_id])
+            if change is not None:
+                changes[target] = change
+                held[target] = _nbytes(change)
+                peak, widest = max(peak, sum(held.values())), max(widest, held[target])
         for a in node.args:
             if isinstance(a, Ref) and steps.last_use.get(a.id) == position and a.id != graph.output:
                 changes.pop(a.id, None)

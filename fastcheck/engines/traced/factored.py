@@ -36,7 +36,7 @@ from .changes import Change
 from .contract import contract
 from .reductions import CERTIFIED, winners
 
-__all__ = ["Factored", "expand", "FACTORED", "make_factored", "SAFETY", "TABLE_ENTRIES"]
+__all__ = ["Factored", "expand", "lifted", "FACTORED", "make_factored", "SAFETY", "TABLE_ENTRIES"]
 
 #: Certified changes stay below this fraction of the distance to a kink.
 SAFETY = 0.5
@@ -123,7 +123,8 @@ def make_factored(ev, node, lc: str, change, lb: str, base, lo: str):
     return Factored(table, starts, factor, node.value.shape)
 
 
-def _lifted(f: Factored, shape):
+def lifted(f: Factored, shape):
+    """The table and factor of ``f`` with the leading axes of ``shape`` it lacks (size 1)."""
     offset = len(shape) - len(f.shape)
     if offset == 0:
         return f.table, f.factor
@@ -145,7 +146,7 @@ def _pair(ev, node, changes):
     if not (isinstance(f0, Factored) and isinstance(f1, Factored) and f0.rows is f1.rows):
         return NotImplemented
     shape = node.value.shape
-    (t0, s0), (t1, s1) = _lifted(f0, shape), _lifted(f1, shape)
+    (t0, s0), (t1, s1) = lifted(f0, shape), lifted(f1, shape)
     if not (f0.factor is f1.factor or (s0.shape == s1.shape and np.array_equal(s0, s1))):
         return NotImplemented
     key = (node.id, id(f0.table), id(f1.table), node.op)
@@ -166,7 +167,7 @@ def _scale(op):
         key = (node.id, id(f.table), op)
         table = ev.tables.get(key)
         if table is None:
-            t, _ = _lifted(f, shape)
+            t, _ = lifted(f, shape)
             other = np.asarray(ev.base(node.args[1 - i])) if len(node.args) == 2 else None
             if op in ("add", "positive") or (op == "subtract" and i == 0):
                 table = t
@@ -179,7 +180,7 @@ def _scale(op):
             else:
                 return NotImplemented
             ev.tables[key] = table
-        return Factored(table, f.rows, _lifted(f, shape)[1], shape)
+        return Factored(table, f.rows, lifted(f, shape)[1], shape)
 
     return rule
 
@@ -190,7 +191,7 @@ def _extreme(larger: bool):
         if i is None:
             return NotImplemented
         f, shape = changes[i], node.value.shape
-        t, factor = _lifted(f, shape)
+        t, factor = lifted(f, shape)
         key = (node.id, id(f.table), "extreme", tuple(s == 1 for s in factor.shape[1:]))
         cached = ev.tables.get(key)
         if cached is None:
@@ -286,7 +287,7 @@ def _winner(ev, node, changes):
 
 def _broadcast(ev, node, changes):
     f = changes[0]
-    t, factor = _lifted(f, node.value.shape)
+    t, factor = lifted(f, node.value.shape)
     return Factored(t, f.rows, factor, node.value.shape)
 
 
