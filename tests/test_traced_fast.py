@@ -127,3 +127,92 @@ def test_factored_changes_expand_run_by_run_bit_for_bit(n_runs):
     out = factored.expand(factored.Factored(table, rows, factor, (3, 4, 7)))
     np.testing.assert_array_equal(out.values, table[rows] * factor)
     assert out.values.shape == (rows.size, 3, 4, 7) and not out.windows
+
+
+def _normalizer(reduce):
+    """Softmax normalizers of a rank-one change (a one-row change of relu(P @ X), times W), summed three ways."""
+    def cost(p):
+        Z = W @ np.maximum(p["P"] @ X, 0)
+        if reduce == "sum":
+            return np.sum(R[0] * np.log(np.sum(np.exp(Z), axis=0)))
+        if reduce == "mean_keepdims":
+            return np.sum(R[:1] * np.log(np.mean(np.exp(0.5 * Z - 1.0), axis=0, keepdims=True)))
+        return np.sum(np.exp(Z) * R)  # a weighted sum of exp: the series does not apply (no sum reads exp)
+
+    return cost
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean_keepdims", "weighted"])
+def test_exp_sums_take_the_series_at_small_steps_and_the_plain_path_at_large_ones(reduce, monkeypatch):
+    from fastcheck.engines.traced import evaluate
+
+    seen = []
+    series = evaluate.exp_sum
+    monkeypatch.setattr(evaluate, "exp_sum", lambda *a: seen.append(series(*a)) or seen[-1])
+    P = rng.standard_normal((4, 5))
+    cost = _normalizer(reduce)
+    assert_exact(cost, {"P": P}, step=1e-7)
+    small = [c is not NotImplemented for c in seen]
+    seen.clear()
+    assert_exact(cost, {"P": P}, step=0.5)
+    large = [c is not NotImplemented for c in seen]
+    if reduce == "weighted":
+        assert not small and not large
+    else:
+        assert small and all(small)
+        assert large and not any(large)
+
+
+@pytest.mark.parametrize("step", [1e-7, 3e-6, 1e-3])
+def test_exp_sums_by_series_equal_the_plain_rule(step):
+    """The series and ``exp`` then ``sum`` agree to rounding of the change itself, not only of J."""
+    from fastcheck.core.layout import Layout
+    from fastcheck.engines.traced.evaluate import plan, point_changes, run
+    from fastcheck.engines.traced.tracing import trace
+
+    cost = _normalizer("sum")
+    params = {"P": rng.standard_normal((4, 5))}
+    layout, theta = Layout.from_params(params)
+    graph = trace(cost, layout, theta)
+    local = np.arange(theta.size)
+    leaf = point_changes((4, 5), np.concatenate([local, local]), np.concatenate([np.full(20, step), np.full(20, -step)]))
+    order = plan(graph, [graph.params[0]])
+    series, _, _ = run(graph, order, {graph.params[0]: leaf}, {})
+    order.series = {}
+    plain, _, _ = run(graph, order, {graph.params[0]: leaf}, {})
+    np.testing.assert_allclose(series, plain, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("shape", ["difference", "nested", "broadcast"])
+def test_sums_and_differences_read_by_a_weighted_sum_are_weighted_term_by_term(shape, monkeypatch):
+    from fastcheck.engines.traced import evaluate, fused
+
+    made = []
+    monkeypatch.setattr(evaluate, "Terms", type("Counted", (fused.Terms,), {
+        "of": classmethod(lambda cls, node, inputs: made.append(1) or fused.Terms.of.__func__(cls, node, inputs))}))
+
+    def cost(p):
+        Z = W @ np.maximum(p["P"] @ X, 0)  # rank one: weighted through its table
+        row = np.tanh(p["P"][:1] @ X)  # (1, 9): broadcast along the rows of Z
+        if shape == "difference":
+            inner = Z - row
+        elif shape == "nested":
+            inner = -(Z + row) - (np.square(Z) - Z)
+        else:
+            inner = row + np.log(np.sum(np.exp(Z), axis=0, keepdims=True))
+        return np.sum(R * inner) + np.mean(inner * 0.5)  # the second weighted sum reads inner too: not fused
+
+    assert_exact(cost, {"P": rng.standard_normal((4, 5))}, step=1e-7)
+    assert_exact(cost, {"P": rng.standard_normal((4, 5))})
+    assert not made  # two readers: inner runs
+
+    def single(p):
+        Z = W @ np.maximum(p["P"] @ X, 0)
+        row = np.tanh(p["P"][:1] @ X)
+        inner = {"difference": lambda: Z - row, "nested": lambda: -(Z + row) - (np.square(Z) - Z),
+                 "broadcast": lambda: row + np.log(np.sum(np.exp(Z), axis=0, keepdims=True))}[shape]()
+        return np.sum(R * inner)
+
+    assert_exact(single, {"P": rng.standard_normal((4, 5))}, step=1e-7)
+    assert_exact(single, {"P": rng.standard_normal((4, 5))})
+    assert made
