@@ -175,7 +175,8 @@ def test_exp_sums_by_series_equal_the_plain_rule(step):
     layout, theta = Layout.from_params(params)
     graph = trace(cost, layout, theta)
     local = np.arange(theta.size)
-    leaf = point_changes((4, 5), np.concatenate([local, local]), np.concatenate([np.full(20, step), np.full(20, -step)]))
+    steps = np.concatenate([np.full(20, step), np.full(20, -step)])
+    leaf = point_changes((4, 5), np.concatenate([local, local]), steps)
     order = plan(graph, [graph.params[0]])
     series, _, _ = run(graph, order, {graph.params[0]: leaf}, {})
     order.series = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Change", "gather", "widen", "restrict", "lift", "unify", "same_window"]
+__all__ = ["Change", "broadcast", "gather", "widen", "restrict", "lift", "unify", "same_window"]
 
 
 class Change:
@@ -39,14 +39,23 @@ class Change:
 
     def full(self) -> np.ndarray:
         """The values with broadcast dimensions made real (a read-only view)."""
-        return np.broadcast_to(self.values, (self.k,) + self.wshape)
+        return broadcast(self.values, (self.k,) + self.wshape)
 
     def floats(self) -> np.ndarray:
         v = self.values
         return v if v.dtype == np.float64 else v.astype(np.float64)
 
+    def stacked(self) -> np.ndarray:
+        """The values as float64 with broadcast dimensions made real (a read-only view)."""
+        return broadcast(self.floats(), (self.k,) + self.wshape)
+
     def __repr__(self) -> str:
         return f"Change(K={self.k}, shape={self.shape}, windows={ {a: w[1] for a, w in self.windows.items()} })"
+
+
+def broadcast(values: np.ndarray, shape: tuple) -> np.ndarray:
+    """``np.broadcast_to``, without its cost where ``values`` has the shape already."""
+    return values if values.shape == shape else np.broadcast_to(values, shape)
 
 
 def same_window(a, b) -> bool:

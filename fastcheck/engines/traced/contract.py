@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from .changes import broadcast
+
 __all__ = ["contract", "STACK"]
 
 #: The letter of the perturbations' axis in the products of changes (never a user letter).
@@ -25,8 +27,8 @@ def contract(lx: str, x: np.ndarray, ly: str, y: np.ndarray, lo: str) -> np.ndar
     ly, y = drop(ly, y, lx)
     shared = [c for c in lx if c in ly]
     size = {c: max(x.shape[lx.index(c)], y.shape[ly.index(c)]) for c in shared}
-    x = np.broadcast_to(x, tuple(size.get(c, n) for c, n in zip(lx, x.shape)))
-    y = np.broadcast_to(y, tuple(size.get(c, n) for c, n in zip(ly, y.shape)))
+    x = broadcast(x, tuple(size.get(c, n) for c, n in zip(lx, x.shape)))
+    y = broadcast(y, tuple(size.get(c, n) for c, n in zip(ly, y.shape)))
     batch = [c for c in shared if c in lo]
     inner = [c for c in shared if c not in lo]
     xk = [c for c in lx if c not in ly]

@@ -32,7 +32,7 @@ def add_changes(changes: list, shape: tuple) -> Change | None:
         return None
     changes.sort(key=lambda c: len(c.windows))
     total = changes[0]
-    values = np.array(np.broadcast_to(total.floats(), (total.k,) + total.wshape))
+    values = np.array(total.stacked())
     for c in changes[1:]:
         extra = [a for a in c.windows if a not in total.windows]
         same = all(a in c.windows and same_window(c.windows[a], w) for a, w in total.windows.items())
@@ -44,10 +44,10 @@ def add_changes(changes: list, shape: tuple) -> Change | None:
             target = np.moveaxis(values, a + 1, 1)
             rows = np.arange(c.k)[:, None]
             index = starts[:, None] + np.arange(length)
-            target[rows, index] += np.moveaxis(np.broadcast_to(c.floats(), (c.k,) + c.wshape), a + 1, 1)
+            target[rows, index] += np.moveaxis(c.stacked(), a + 1, 1)
         else:
             total, other = unify([Change(values, total.windows, shape), c])
-            values = np.array(np.broadcast_to(total.floats(), (total.k,) + total.wshape)) + other.floats()
+            values = np.array(total.stacked()) + other.floats()
     return Change(values, total.windows, shape)
 
 
@@ -68,7 +68,7 @@ def _term(la: str, x, lb: str, y, lo: str, shape: tuple) -> Change:
 
     def prepare(letters, op):
         if isinstance(op, Change):
-            v = np.broadcast_to(op.floats(), (k,) + op.wshape)
+            v = op.stacked()
             for a, c in enumerate(letters):
                 if c in windows and a not in op.windows:
                     v = restrict(v, a, windows[c])
@@ -89,7 +89,7 @@ def _einsum(ev, node, changes):
     shape = node.value.shape
     if len(letters) == 1:
         change = changes[0]
-        v = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+        v = change.stacked()
         keep = [i for i, c in enumerate(letters[0]) if c in lo]
         v = v.sum(axis=tuple(i + 1 for i, c in enumerate(letters[0]) if c not in lo))
         kept = "".join(letters[0][i] for i in keep)

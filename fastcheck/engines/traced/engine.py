@@ -52,6 +52,9 @@ TOLERANCE_ULPS = 2**10
 VERIFY_PER_GROUP = 3
 #: Coordinates per chunk: the first chunk of a group (to measure its memory), and at most.
 FIRST_CHUNK, MAX_CHUNK = 8, 4096
+#: A group is split across threads only into chunks of at least this many coordinates: a run's Python
+#: work (tens of microseconds per operation, under the GIL) would cost more than a second thread saves.
+MIN_SPLIT = 256
 #: Bytes of one change of a chunk, at most (to within the estimate of a first chunk): see the module docstring.
 WIDEST_BYTES = 4 * 2**20
 #: A block this large, allocated and freed once, raises glibc's thresholds for mapping and returning memory.
@@ -143,8 +146,10 @@ class TracedEngine:
                 if position not in self._bytes:  # a first small chunk measures the memory of one coordinate
                     done = min(FIRST_CHUNK, rows.size)
                     store(rows[:done], position, local[:done])
-                size = max(1, min(self._chunk_size(position), -(-(rows.size - done) // self.n_threads)))
+                share = max(-(-(rows.size - done) // self.n_threads), MIN_SPLIT)
+                size = max(1, min(self._chunk_size(position), share))
                 tasks += [(rows[lo:lo + size], position, local[lo:lo + size]) for lo in range(done, rows.size, size)]
+            tasks.sort(key=lambda task: -task[0].size * self._bytes[task[1]])  # the longest first: threads end together
             if self.n_threads > 1 and len(tasks) > 1:
                 with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
                     for future in [pool.submit(store, *task) for task in tasks]:

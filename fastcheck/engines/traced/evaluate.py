@@ -280,7 +280,7 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
                 changes.pop(a.id, None)
                 held.pop(a.id, None)
     out = expand(changes.get(graph.output))
-    total = np.zeros(k) if out is None else np.broadcast_to(out.floats(), (k,) + out.wshape).reshape(k, -1).sum(axis=1)
+    total = np.zeros(k) if out is None else out.stacked().reshape(k, -1).sum(axis=1)
     total[unvouched] = np.nan  # NaN: the caller evaluates these perturbations with the real cost
     return total, ev.kinks, Memory(peak, widest)
 

@@ -106,7 +106,7 @@ def make_factored(ev, node, lc: str, change, lb: str, base, lo: str):
         return None
     if any(c in lb and c not in lo and c != letter for c in lc):  # another contraction would mix in the factor
         return None
-    values = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+    values = change.stacked()
     factor = _arrange(lc.replace(letter, ""), np.take(values, 0, axis=axis + 1), lo)
     out_size = int(np.prod(node.value.shape))
     if out_size < MIN_GAIN * factor[0].size:

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .changes import Change, gather, lift, widen
-from .contract import STACK, contract
+from .changes import Change, gather, widen
 
-__all__ = ["REDUCTIONS", "CERTIFIED", "winners", "weighted_sum"]
+__all__ = ["REDUCTIONS", "CERTIFIED", "winners"]
 
 
 def _kept_windows(change: Change, axes, keepdims: bool) -> dict:
@@ -34,7 +33,7 @@ def _kept_windows(change: Change, axes, keepdims: bool) -> dict:
 def _sum(ev, node, changes):
     change = changes[0]
     axes, keepdims = node.kw["axis"], node.kw["keepdims"]
-    full = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+    full = change.stacked()
     values = full.sum(axis=tuple(a + 1 for a in axes), keepdims=keepdims)
     if node.op == "mean":
         values = values / node.kw["count"]
@@ -101,7 +100,7 @@ def _extreme(ev, node, changes):
     best, tied, lead = ev.graph.derive(("winners", node.id), lambda: winners(x_full, axes, larger))
     windows = {a: w for a, w in change.windows.items()}
     best_w = gather(best, windows, k, ndim)
-    d = np.broadcast_to(change.floats(), (k,) + change.wshape)
+    d = change.stacked()
     certified = _certified(d, gather(lead, windows, k, ndim), axes)
     if len(axes) == 1:  # one reduced axis (a softmax's shift): no moving of axes
         a = axes[0] + 1
@@ -175,32 +174,6 @@ def _one_entry(ev, node, change: Change, axis: int, keepdims: bool, larger: bool
     if not keepdims:
         values = np.squeeze(values, axis=axis + 1)
     return Change(values, _kept_windows(change, (axis,), keepdims), node.value.shape)
-
-
-def weighted_sum(ev, node, reader, changes) -> Change:
-    """The change of ``reader`` (a sum or mean over all axes) of the product ``node`` of a change and an array.
-
-    ``sum(c * (x + d)) - sum(c * x) = sum(c * d)``, one contraction of the stacked changes
-    with the unchanged operand ``c`` (a matrix-vector product), exact as any sum is.
-    """
-    i = next(j for j, c in enumerate(changes) if c is not None)
-    shape = node.value.shape
-    change = lift(changes[i], shape)
-    weights = np.asarray(ev.base(node.args[1 - i]), dtype=np.float64)
-    weights = gather(weights.reshape((1,) * (len(shape) - weights.ndim) + weights.shape), change.windows,
-                     change.k, len(shape))
-    letters = "".join(chr(ord("a") + a) for a in range(len(shape)))
-    if weights.shape[0] == 1:  # the same weights for every perturbation
-        lw, weights = letters, weights[0]
-    else:
-        lw = STACK + letters
-    stacked = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
-    values = contract(STACK + letters, stacked, lw, weights, STACK)
-    if reader.op == "mean":
-        values = values / reader.kw["count"]
-    if reader.kw["keepdims"]:
-        values = values.reshape((change.k,) + (1,) * len(shape))
-    return Change(values, {}, reader.value.shape)
 
 
 REDUCTIONS = {"sum": _sum, "mean": _sum, "max": _extreme, "min": _extreme}
