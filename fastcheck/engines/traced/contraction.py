@@ -1,20 +1,21 @@
 """The change rule of einsum nodes (every product): bilinear, stacked, footprint-aware.
 
 ``C = einsum(A, B)`` changes by ``einsum(dA, B) + einsum(A, dB) + einsum(dA, dB)``, each term
-exact. In a term, a letter windowed in a change (a row of ``W1``, a channel of a conv
-weight) restricts every operand carrying that letter to the window of each perturbation:
-a one-entry change of ``W1`` times ``X`` reads one row of ``X``; a one-row change of ``A1``
-times ``W2`` reads one column of ``W2`` and gives a rank-one change; a contracted window
-(a flattened channel) reads the matching rows of the dense weights. Output letters keep
-their windows. Each term is one batched matrix product (:func:`contract`), BLAS-sized when
-the perturbations are stacked as its batch or its rows.
+exact; where ``dB`` is dense, as ``einsum(dA, B + dB) + einsum(A, dB)`` (one product fewer).
+In a term, a letter windowed in a change (a row of ``W1``, a channel of a conv weight)
+restricts every operand carrying that letter to the window of each perturbation: a one-entry
+change of ``W1`` times ``X`` reads one row of ``X``; a one-row change of ``A1`` times ``W2``
+reads one column of ``W2`` and gives a rank-one change; a contracted window (a flattened
+channel) reads the matching rows of the dense weights. Output letters keep their windows.
+Each term is one batched matrix product (:func:`contract`), BLAS-sized when the
+perturbations are stacked as its batch or its rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .changes import Change, gather, restrict, same_window, unify, widen
+from .changes import Change, gather, move_axis, restrict, same_window, unify, widen
 from .contract import STACK, contract
 from .factored import make_factored
 
@@ -41,10 +42,10 @@ def add_changes(changes: list, shape: tuple) -> Change | None:
         elif same and len(extra) == 1:
             a = extra[0]
             starts, length = c.windows[a]
-            target = np.moveaxis(values, a + 1, 1)
+            target = move_axis(values, a + 1, 1)
             rows = np.arange(c.k)[:, None]
             index = starts[:, None] + np.arange(length)
-            target[rows, index] += np.moveaxis(c.stacked(), a + 1, 1)
+            target[rows, index] += move_axis(c.stacked(), a + 1, 1)
         else:
             total, other = unify([Change(values, total.windows, shape), c])
             values = np.array(total.stacked()) + other.floats()
@@ -103,14 +104,23 @@ def _einsum(ev, node, changes):
             ev, node, lb, cb, la, a, lo)
         if factored is not None:
             return factored
-    terms = []
-    if ca is not None:
-        terms.append(_term(la, ca, lb, b, lo, shape))
-    if cb is not None:
-        terms.append(_term(la, a, lb, cb, lo, shape))
-    if ca is not None and cb is not None:
-        terms.append(_term(la, ca, lb, cb, lo, shape))
+    if ca is None:
+        return _term(la, a, lb, cb, lo, shape)
+    if cb is None:
+        return _term(la, ca, lb, b, lo, shape)
+    # both change: dA (B + dB) + A dB, the new operand (if dense) beside the other change, restricted to its windows
+    if not cb.windows:
+        terms = [_term(la, ca, lb, _moved(b, cb), lo, shape), _term(la, a, lb, cb, lo, shape)]
+    elif not ca.windows:
+        terms = [_term(la, _moved(a, ca), lb, cb, lo, shape), _term(la, ca, lb, b, lo, shape)]
+    else:
+        terms = [_term(la, ca, lb, b, lo, shape), _term(la, a, lb, cb, lo, shape), _term(la, ca, lb, cb, lo, shape)]
     return add_changes(terms, shape)
+
+
+def _moved(base, change: Change) -> Change:
+    """The perturbed value ``base + change`` of a dense change, stacked (a change with no windows is a full array)."""
+    return Change(np.asarray(base, dtype=np.float64)[None] + change.floats(), {}, change.shape)
 
 
 CONTRACTIONS = {"einsum": _einsum}
