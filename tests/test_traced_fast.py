@@ -217,3 +217,28 @@ def test_sums_and_differences_read_by_a_weighted_sum_are_weighted_term_by_term(s
     assert_exact(single, {"P": rng.standard_normal((4, 5))}, step=1e-7)
     assert_exact(single, {"P": rng.standard_normal((4, 5))})
     assert made
+
+
+@pytest.mark.parametrize("index", ["one", "fancy", "slice"])
+def test_elementwise_operations_read_by_an_index_run_on_the_entries_read(index, monkeypatch):
+    from fastcheck.engines.traced import evaluate
+
+    calls = []
+    picked = evaluate.picked
+    monkeypatch.setattr(evaluate, "picked", lambda *a: calls.append(1) or picked(*a))
+    y = np.array([2, 0, 5, 1, 3, 2, 4, 0, 1])
+
+    def cost(p):
+        Z = np.tanh(p["P"].T @ p["P"]) @ X  # (5, 9), dense
+        e = np.exp(Z - np.max(Z, axis=0))
+        probs = e / np.sum(e, axis=0)  # read only by the index below
+        if index == "one":
+            return -np.log(probs[2, 3]) + np.sum((Z * Z)[1])
+        if index == "fancy":
+            return -np.sum(np.log(probs[y[:5] % 5, np.arange(5)]))
+        return np.sum(np.sqrt(probs + 1.0)[1:4, ::2])
+
+    P = rng.standard_normal((4, 5))
+    assert_exact(cost, {"P": P})
+    assert_exact(cost, {"P": P}, step=1e-7)
+    assert calls

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ELEMENTWISE"]
+__all__ = ["ELEMENTWISE", "BRANCHING"]
 
 _LN2, _LN10 = np.log(2.0), np.log(10.0)
 
@@ -50,7 +50,7 @@ def _divide(c):
         return d0 / c.x(1)
     y = c.x(1)
     top = -c.x(0) * d1 if d0 is None else d0 * y - c.x(0) * d1
-    return top / (y * (y + d1))
+    return _into(np.divide, top, _into(np.multiply, y + d1, y))
 
 
 def _power(c):
@@ -85,10 +85,25 @@ def _sqrt(c, d):
         return d / (np.sqrt(c.x(0) + d) + c.y())
 
 
+def _into(ufunc, fresh: np.ndarray, other) -> np.ndarray:
+    """``ufunc(fresh, other)``, written into ``fresh`` (a temporary of the rule) where the shapes allow it.
+
+    The rules' arrays are the size of K stacked changes: reusing one saves an allocation and a pass.
+    """
+    if np.shape(other) == fresh.shape or np.broadcast_shapes(fresh.shape, np.shape(other)) == fresh.shape:
+        return ufunc(fresh, other, out=fresh)
+    return ufunc(fresh, other)
+
+
 def _tanh(c, d):
     y = c.node.value
     t, td = c.y(), np.tanh(d)
-    return c.derived("1 - t^2", lambda: (1.0 - y) * (1.0 + y)) * td / (1.0 + t * td)
+    below = _into(np.add, t * td, 1.0)
+    return _into(np.divide, _into(np.multiply, td, c.derived("1 - t^2", lambda: (1.0 - y) * (1.0 + y))), below)
+
+
+def _exp(c, d):
+    return _into(np.multiply, np.expm1(d), c.y())
 
 
 def _reciprocal(c, d):
@@ -190,7 +205,7 @@ ELEMENTWISE = {
     "positive": _unary(lambda c, d: d),
     "square": _unary(lambda c, d: d * (2.0 * c.x(0) + d)),
     "sqrt": _unary(_sqrt),
-    "exp": _unary(lambda c, d: c.y() * np.expm1(d)),
+    "exp": _unary(_exp),
     "expm1": _unary(lambda c, d: (c.y() + 1.0) * np.expm1(d)),
     "log": _unary(lambda c, d: np.log1p(d / c.x(0))),
     "log1p": _unary(lambda c, d: np.log1p(d / (1.0 + c.x(0)))),
@@ -219,3 +234,8 @@ ELEMENTWISE = {
     "where": _where,
     "cast": _cast,
 }
+
+#: Rules that compare (a branch, a kink, a mask): their flips anywhere in the array are looked at.
+BRANCHING = frozenset({"absolute", "sign", "maximum", "fmax", "minimum", "fmin", "greater", "greater_equal", "less",
+                       "less_equal", "equal", "not_equal", "logical_and", "logical_or", "logical_xor", "logical_not",
+                       "where"})

@@ -13,9 +13,9 @@ import numpy as np
 
 from .changes import Change, gather, lift, unify
 from .contraction import CONTRACTIONS
-from .elementwise import ELEMENTWISE
+from .elementwise import BRANCHING, ELEMENTWISE
 from .factored import FACTORED, Factored, expand
-from .fused import Terms, exp_sum, weighted_sum
+from .fused import Terms, exp_sum, picked, weighted_sum
 from .reductions import REDUCTIONS
 from .shapes import SHAPES
 from .trace import Graph, Ref
@@ -108,12 +108,14 @@ class Plan:
     (:func:`~.fused.weighted_sum`), a matrix-vector product instead of two passes;
     ``deferred`` are the sums and differences whose only reader is such a product: they do
     not run, their terms are weighted one by one (:class:`~.fused.Terms`). ``series`` maps
-    an ``exp`` whose only reader is a sum to that sum (:func:`~.fused.exp_sum`).
+    an ``exp`` whose only reader is a sum to that sum (:func:`~.fused.exp_sum`), ``picks`` an
+    elementwise node without branches whose only reader indexes it to that index (:func:`~.fused.picked`).
     """
 
-    def __init__(self, order: list, last_use: dict, fused: dict | None = None, deferred=(), series=None):
+    def __init__(self, order: list, last_use: dict, fused: dict | None = None, deferred=(), series=None,
+                 picks=None):
         self.order, self.last_use, self.fused = order, last_use, fused or {}
-        self.deferred, self.series = frozenset(deferred), series or {}
+        self.deferred, self.series, self.picks = frozenset(deferred), series or {}, picks or {}
 
 
 def plan(graph: Graph, leaves) -> Plan:
@@ -137,7 +139,8 @@ def plan(graph: Graph, leaves) -> Plan:
                 last_use[a.id] = position
     readers = _readers(graph, live)
     fused = _fusable(graph, order, reached, readers)
-    return Plan(order, last_use, fused, _deferred(graph, fused, reached, readers), _series(graph, order, readers))
+    series, picks = _series(graph, order, readers)
+    return Plan(order, last_use, fused, _deferred(graph, fused, reached, readers), series, picks)
 
 
 def _readers(graph: Graph, live: set) -> dict:
@@ -172,13 +175,16 @@ def _deferred(graph: Graph, fused: dict, reached: set, readers: dict) -> set:
     return deferred
 
 
-def _series(graph: Graph, order: list, readers: dict) -> dict:
-    series = {}
+def _series(graph: Graph, order: list, readers: dict) -> tuple[dict, dict]:
+    """Exps read only by a sum; elementwise nodes without branches read only by an index."""
+    series, picks = {}, {}
     for node_id in order:
-        reader = _sole_reader(graph, node_id, readers)
-        if graph.nodes[node_id].op == "exp" and reader is not None and reader.op in ("sum", "mean"):
+        reader, op = _sole_reader(graph, node_id, readers), graph.nodes[node_id].op
+        if reader is not None and op == "exp" and reader.op in ("sum", "mean"):
             series[node_id] = reader.id
-    return series
+        elif reader is not None and op in ELEMENTWISE and op not in BRANCHING and reader.op == "getitem":
+            picks[node_id] = reader.id
+    return series, picks
 
 
 def _fusable(graph: Graph, order: list, reached: set, readers: dict) -> dict:
@@ -236,6 +242,9 @@ def _fused(ev, steps: Plan, node, inputs):
         change = exp_sum(ev, node, ev.graph.nodes[reader], inputs[0])
         if change is not NotImplemented:
             return reader, change
+    if node.id in steps.picks and not any(isinstance(c, Factored) for c in inputs):
+        reader = steps.picks[node.id]
+        return reader, picked(ev, node, ev.graph.nodes[reader], inputs, RULES)
     return None, None
 
 

@@ -16,7 +16,10 @@ running the nodes one by one would make it dense:
   (never a derivative), certified per chunk: where ``|t s| <`` :data:`SERIES_BELOW` the
   terms left out are below 2**-60 of the change. The sums over the table are kept per
   engine; a perturbation costs a few numbers per slice of the sum instead of an ``expm1``
-  per entry. A chunk that fails the certificate takes the plain path.
+  per entry. A chunk that fails the certificate takes the plain path;
+- an elementwise operation without branches whose only reader indexes it (``(e / s)[c, 0]``,
+  ``probs[np.arange(N), y]``): the index is taken first, of the inputs' changes and base
+  values, and the rule runs on the entries read only (:func:`picked`).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import numpy as np
 from .changes import Change, gather, lift
 from .contract import STACK, contract
 from .factored import TABLE_ENTRIES, Factored, expand, lifted
+from .trace import Node
 
-__all__ = ["Terms", "weighted_sum", "exp_sum", "SERIES_BELOW"]
+__all__ = ["Terms", "weighted_sum", "exp_sum", "picked", "SERIES_BELOW"]
 
 #: expm1's series is used for arguments below this (its terms past x^5/5! are then below 2**-80 |x|).
 SERIES_BELOW = 2.0**-16
@@ -178,3 +182,19 @@ def _power_sums(table: np.ndarray, y: np.ndarray, axes: tuple):
     if not np.isfinite(sums).all():  # an overflowing exp: the plain path decides
         return None, None
     return sums, np.abs(table).reshape(len(table), -1).max(axis=1)
+
+
+def picked(ev, node, reader, inputs, rules):
+    """The change of ``reader`` (an index of the elementwise ``node``) with the index taken first.
+
+    Each input, broadcast to the node's shape, is indexed as the reader indexes the node:
+    its change by the index's own rule, its base value once per engine. The rule then
+    runs on a node of the indexed entries only: the same arithmetic on each entry read.
+    """
+    shape = node.value.shape
+    key = ("picked", node.id)
+    proxy = ev.graph.derive(key, lambda: Node(node.op, tuple(np.broadcast_to(ev.base(a), shape)[reader.kw["index"]]
+                                                             for a in node.args), node.kw, reader.value, key))
+    index = rules["getitem"]
+    changes = [None if c is None else index(ev, reader, [lift(c, shape)]) for c in inputs]
+    return rules[node.op](ev, proxy, changes)
