@@ -242,3 +242,25 @@ def test_elementwise_operations_read_by_an_index_run_on_the_entries_read(index, 
     assert_exact(cost, {"P": P})
     assert_exact(cost, {"P": P}, step=1e-7)
     assert calls
+
+
+def test_zero_changes_stop_where_they_are(monkeypatch):
+    """A recurrence from a zero state: ``W @ zeros`` does not change, and nothing runs on from it; exact."""
+    from fastcheck.engines.traced import evaluate
+
+    dropped = []
+    nonzero = evaluate._nonzero
+    monkeypatch.setattr(evaluate, "_nonzero", lambda c, k: (lambda out: dropped.append(out is None and c is not None)
+                                                            or out)(nonzero(c, k)))
+
+    def cost(p):
+        h = np.zeros((4, 1))
+        total = 0.0
+        for t in range(3):
+            h = np.tanh(p["W"] @ h + p["U"] @ X[:, t:t + 1])
+            total = total + np.sum(h * R[:4, t:t + 1])
+        return total
+
+    params = {"W": rng.standard_normal((4, 4)), "U": rng.standard_normal((4, 5))}
+    assert_exact(cost, params)
+    assert any(dropped)

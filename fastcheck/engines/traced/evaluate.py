@@ -277,7 +277,7 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
         if any(c is not None for c in inputs):
             target, change = _fused(ev, steps, node, inputs)
             if change is None:
-                target, change = node_id, _apply(ev, node, inputs, changes)
+                target, change = node_id, _nonzero(_apply(ev, node, inputs, changes), k)
                 if change is not None and node_id in graph.guards:  # plain code read it: where it changes, no vouching
                     unvouched |= _changed(change, k)
             if change is not None:
@@ -292,6 +292,20 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     total = np.zeros(k) if out is None else out.stacked().reshape(k, -1).sum(axis=1)
     total[unvouched] = np.nan  # NaN: the caller evaluates these perturbations with the real cost
     return total, ev.kinks, Memory(peak, widest)
+
+
+#: A change of at most this many numbers per perturbation is checked for being zero (then none runs on from it).
+ZERO_CHECKED = 8
+
+
+def _nonzero(change, k: int):
+    """The change, or None where it is a small one that is zero for every perturbation (``W @ zeros``).
+
+    Dropping it is exact; it spares the nodes downstream (an RNN's first step from a zero state).
+    """
+    if isinstance(change, Change) and change.values.size <= ZERO_CHECKED * k and not change.values.any():
+        return None
+    return change
 
 
 def _changed(change, k: int) -> np.ndarray:
