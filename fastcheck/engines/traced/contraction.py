@@ -26,14 +26,17 @@ def add_changes(changes: list, shape: tuple) -> Change | None:
     """The sum of changes of one array (None for no change).
 
     Changes with the same windows add directly; a change windowed on one axis is added
-    into a less windowed one at its windows' positions (no zero-filled copy of it).
+    into a less windowed one at its windows' positions (no zero-filled copy of it). The
+    changes are the caller's own new arrays: the sum is formed in the widest one.
     """
     changes = [c for c in changes if c is not None]
     if not changes:
         return None
     changes.sort(key=lambda c: len(c.windows))
     total = changes[0]
-    values = np.array(total.stacked())
+    values = total.stacked()
+    if not values.flags.writeable:  # broadcast along an axis: made real
+        values = np.array(values)
     for c in changes[1:]:
         extra = [a for a in c.windows if a not in total.windows]
         same = all(a in c.windows and same_window(c.windows[a], w) for a, w in total.windows.items())
@@ -110,17 +113,26 @@ def _einsum(ev, node, changes):
         return _term(la, ca, lb, b, lo, shape)
     # both change: dA (B + dB) + A dB, the new operand (if dense) beside the other change, restricted to its windows
     if not cb.windows:
-        terms = [_term(la, ca, lb, _moved(b, cb), lo, shape), _term(la, a, lb, cb, lo, shape)]
+        terms = [_term(la, ca, lb, _moved(b, cb, lb, la, ca), lo, shape), _term(la, a, lb, cb, lo, shape)]
     elif not ca.windows:
-        terms = [_term(la, _moved(a, ca), lb, cb, lo, shape), _term(la, ca, lb, b, lo, shape)]
+        terms = [_term(la, _moved(a, ca, la, lb, cb), lb, cb, lo, shape), _term(la, ca, lb, b, lo, shape)]
     else:
         terms = [_term(la, ca, lb, b, lo, shape), _term(la, a, lb, cb, lo, shape), _term(la, ca, lb, cb, lo, shape)]
     return add_changes(terms, shape)
 
 
-def _moved(base, change: Change) -> Change:
-    """The perturbed value ``base + change`` of a dense change, stacked (a change with no windows is a full array)."""
-    return Change(np.asarray(base, dtype=np.float64)[None] + change.floats(), {}, change.shape)
+def _moved(base, change: Change, letters: str, other_letters: str, other: Change) -> Change:
+    """The perturbed value ``base + change`` (a dense change) in the windows ``other`` has on shared letters.
+
+    Outside those windows the term ``other * (base + change)`` reads nothing, so only they are formed.
+    """
+    own = {a: other.windows[other_letters.index(c)] for a, c in enumerate(letters)
+           if c in other_letters and other_letters.index(c) in other.windows}
+    values = change.floats()
+    for a, window in own.items():
+        values = restrict(values, a, window)
+    values = gather(base, own, change.k, len(change.shape)) + values
+    return Change(values, own, change.shape)
 
 
 CONTRACTIONS = {"einsum": _einsum}
