@@ -264,3 +264,39 @@ def test_zero_changes_stop_where_they_are(monkeypatch):
     params = {"W": rng.standard_normal((4, 4)), "U": rng.standard_normal((4, 5))}
     assert_exact(cost, params)
     assert any(dropped)
+
+
+def test_coordinates_that_change_nothing_until_late_run_together_and_stay_exact(monkeypatch):
+    """An RNN's input weights: a character's column changes nothing before the character is read."""
+    from traced_models import rnn
+
+    from fastcheck.core.layout import Layout
+    from fastcheck.core.objective import CostObjective
+    from fastcheck.engines.traced import engine as traced
+
+    cost, params, _ = rnn(n_a=32, vocab=27, T=20)
+    layout, theta = Layout.from_params(params)
+    objective = CostObjective(cost, layout)
+    objective.base(theta)
+    wax = layout.groups[0]
+    assert wax.name == "Wax" and wax.size > traced.MIN_SPLIT
+    indices = np.arange(layout.n_params)
+    engine = traced.traced_engine(objective, layout, theta, 1e-4, n_threads=2)
+    chunks = []
+    chunk = engine._chunk
+    monkeypatch.setattr(engine, "_chunk", lambda position, local: chunks.append((position, local)) or chunk(position,
+                                                                                                             local))
+    ev = engine.coordinates(indices)
+    order, starts = engine._start_order(0, np.arange(wax.size))
+    assert starts is not None and len(set(starts.tolist())) > 2  # columns start at different steps
+    assert sum(1 for p, _ in chunks if p == 0) > 2  # and run in chunks cut where they start
+    last = wax.start + int(order[-1])  # a column never read: the last chunk
+    for i in np.random.default_rng(3).choice(layout.n_params, 60, replace=False).tolist() + [last]:
+        for sign, traced_value in ((1, ev.cost_plus[i]), (-1, ev.cost_minus[i])):
+            work = theta.copy()
+            work[i] += sign * 1e-4
+            np.testing.assert_allclose(traced_value, cost(layout.unflatten(work)), rtol=0, atol=64 * 2.0**-52 * 30)
+    monkeypatch.setattr(traced.TracedEngine, "_start_order", lambda self, p, local: (np.arange(local.size), None))
+    plain = traced.traced_engine(objective, layout, theta, 1e-4, n_threads=2).coordinates(indices)
+    np.testing.assert_allclose(ev.cost_plus, plain.cost_plus, rtol=0, atol=64 * 2.0**-52 * 30)
+    np.testing.assert_allclose(ev.numeric, plain.numeric, rtol=1e-9, atol=1e-12)

@@ -40,7 +40,7 @@ from ...core.objective import perturbation_label
 from ...core.results import DirectionEvaluations, Evaluations
 from ...core.threads import blas_limited, single_threaded
 from .changes import Change
-from .evaluate import plan, point_changes, run
+from .evaluate import PROBED_READERS, first_changes, leaf_readers, plan, point_changes, run
 from .trace import NotTraceable
 from .tracing import trace
 
@@ -55,6 +55,8 @@ FIRST_CHUNK, MAX_CHUNK = 8, 4096
 #: A group is split across threads only into chunks of at least this many coordinates: a run's Python
 #: work (tens of microseconds per operation, under the GIL) would cost more than a second thread saves.
 MIN_SPLIT = 256
+#: Coordinates of a group probed at once for the first step they change (:meth:`TracedEngine._start_order`).
+PROBE_CHUNK = 1024
 #: Bytes of one change of a chunk, at most (to within the estimate of a first chunk): see the module docstring.
 WIDEST_BYTES = 4 * 2**20
 #: A block this large, allocated and freed once, raises glibc's thresholds for mapping and returning memory.
@@ -87,6 +89,7 @@ class TracedEngine:
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
         self.n_threads = max(1, int(n_threads or os.cpu_count() or 1))
         self._plans, self._tables, self._bytes, self._widest, self._seconds = {}, {}, {}, {}, None
+        self._starts = {}
 
     # ------------------------------------------------------------------ running
     def _plan(self, positions: tuple):
@@ -108,6 +111,27 @@ class TracedEngine:
         self._widest[position] = max(self._widest.get(position, 0), memory.widest / (2 * len(local)))
         k = len(local)
         return change[:k], change[k:], kinks[:k] | kinks[k:]
+
+    def _start_order(self, position: int, local: np.ndarray) -> np.ndarray:
+        """An order of ``local`` by the first step each coordinate changes (:func:`~.evaluate.first_changes`),
+        and those steps in that order (None where the group is not probed)."""
+        if position not in self._starts:
+            order, leaf = self._plan((position,)), self.graph.params[position]
+            if len(leaf_readers(self.graph, order, leaf)) < PROBED_READERS:
+                self._starts[position] = None  # read by one or two nodes: every coordinate starts early
+            else:
+                group = self.layout.groups[position]
+                every = np.arange(group.size)
+                step = np.full(group.size, float(np.max(step_at(self.eps, group.start + every))))
+                self._starts[position] = np.concatenate([
+                    first_changes(self.graph, order, leaf, point_changes(group.shape, every[lo:lo + PROBE_CHUNK],
+                                                                          step[lo:lo + PROBE_CHUNK]))
+                    for lo in range(0, group.size, PROBE_CHUNK)])
+        starts = self._starts[position]
+        if starts is None:
+            return np.arange(local.size), None
+        order = np.argsort(starts[local], kind="stable")
+        return order, starts[local][order]
 
     def _chunk_size(self, position: int) -> int:
         per_coordinate = 2 * TEMPORARIES * max(self._bytes[position], 8.0)
@@ -142,13 +166,19 @@ class TracedEngine:
             for position in np.unique(groups):
                 rows = np.flatnonzero(groups == position)
                 local = indices[rows] - self.layout.groups[position].start
+                starts = None
+                if rows.size > MIN_SPLIT:  # coordinates that change nothing until late run together
+                    order, starts = self._start_order(position, local)
+                    rows, local = rows[order], local[order]
                 done = 0
                 if position not in self._bytes:  # a first small chunk measures the memory of one coordinate
                     done = min(FIRST_CHUNK, rows.size)
                     store(rows[:done], position, local[:done])
                 share = max(-(-(rows.size - done) // self.n_threads), MIN_SPLIT)
                 size = max(1, min(self._chunk_size(position), share))
-                tasks += [(rows[lo:lo + size], position, local[lo:lo + size]) for lo in range(done, rows.size, size)]
+                cuts = _cuts(None if starts is None else starts[done:], rows.size - done, size)
+                tasks += [(rows[done + lo:done + hi], position, local[done + lo:done + hi])
+                          for lo, hi in zip(cuts[:-1], cuts[1:])]
             tasks.sort(key=lambda task: -task[0].size * self._bytes[task[1]])  # the longest first: threads end together
             if self.n_threads > 1 and len(tasks) > 1:
                 with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
@@ -232,6 +262,19 @@ class TracedEngine:
                 total += (time.perf_counter() - tic) * g.size / local.size
             self._seconds = total / (2 * self.layout.n_params) / self.n_threads
         return self._seconds * n_evaluations
+
+
+def _cuts(starts, n: int, size: int) -> list:
+    """Bounds of the chunks of ``n`` coordinates: at most ``size`` each, and, where ``starts`` (sorted) is
+    given, cut where the first step changed moves on once a chunk has :data:`MIN_SPLIT` coordinates (a
+    chunk that starts late skips the steps before: its changes are zero there)."""
+    if starts is None:
+        return list(range(0, n, size)) + [n]
+    cuts = [0]
+    for i in range(1, n):
+        if i - cuts[-1] >= size or (i - cuts[-1] >= MIN_SPLIT and starts[i] != starts[i - 1]):
+            cuts.append(i)
+    return cuts + [n] if n else cuts
 
 
 def _keep_freed_memory() -> None:
