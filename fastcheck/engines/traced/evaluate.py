@@ -328,6 +328,8 @@ def point_changes(shape: tuple, local: np.ndarray, steps: np.ndarray) -> Change:
 
 #: A parameter read by fewer nodes than this is not probed (:func:`first_changes`): its readers all run early.
 PROBED_READERS = 3
+#: A reader whose value times the probe's perturbations has more entries than this is not run by the probe.
+PROBED_ENTRIES = 2**22
 def leaf_readers(graph: Graph, steps: Plan, leaf: int) -> list:
     """Positions in ``steps.order`` of the nodes that read ``leaf``."""
     return [p for p, node_id in enumerate(steps.order)
@@ -349,6 +351,9 @@ def first_changes(graph: Graph, steps: Plan, leaf: int, leaf_change: Change) -> 
     ev = Evaluation(graph, k)
     for p in readers[::-1]:  # the earliest last
         node = graph.nodes[steps.order[p]]
+        if node.value.size * k > PROBED_ENTRIES:  # a reader too large to run on the whole probe: taken as changed
+            first[:] = p
+            continue
         inputs = [leaf_change if isinstance(a, Ref) and a.id == leaf else None for a in node.args]
         try:
             with np.errstate(all="ignore"):
