@@ -279,7 +279,7 @@ def test_coordinates_that_change_nothing_until_late_run_together_and_stay_exact(
     objective = CostObjective(cost, layout)
     objective.base(theta)
     wax = layout.groups[0]
-    assert wax.name == "Wax" and wax.size > traced.MIN_SPLIT
+    assert wax.name == "Wax" and wax.size > traced.MIN_START_CUT
     indices = np.arange(layout.n_params)
     engine = traced.traced_engine(objective, layout, theta, 1e-4, n_threads=2)
     chunks = []

@@ -55,6 +55,9 @@ FIRST_CHUNK, MAX_CHUNK = 8, 4096
 #: A group is split across threads only into chunks of at least this many coordinates: a run's Python
 #: work (tens of microseconds per operation, under the GIL) would cost more than a second thread saves.
 MIN_SPLIT = 256
+#: Coordinates ordered by the first step they change are cut where that step moves on, into chunks of at
+#: least this many (a chunk that starts late skips the steps before).
+MIN_START_CUT = 256
 #: Coordinates of a group probed at once for the first step they change (:meth:`TracedEngine._start_order`).
 PROBE_CHUNK = 1024
 #: Bytes of one change of a chunk, at most (to within the estimate of a first chunk): see the module docstring.
@@ -167,7 +170,7 @@ class TracedEngine:
                 rows = np.flatnonzero(groups == position)
                 local = indices[rows] - self.layout.groups[position].start
                 starts = None
-                if rows.size > MIN_SPLIT:  # coordinates that change nothing until late run together
+                if rows.size > MIN_START_CUT:  # coordinates that change nothing until late run together
                     order, starts = self._start_order(position, local)
                     rows, local = rows[order], local[order]
                 done = 0
@@ -266,13 +269,13 @@ class TracedEngine:
 
 def _cuts(starts, n: int, size: int) -> list:
     """Bounds of the chunks of ``n`` coordinates: at most ``size`` each, and, where ``starts`` (sorted) is
-    given, cut where the first step changed moves on once a chunk has :data:`MIN_SPLIT` coordinates (a
+    given, cut where the first step changed moves on once a chunk has :data:`MIN_START_CUT` coordinates (a
     chunk that starts late skips the steps before: its changes are zero there)."""
     if starts is None:
         return list(range(0, n, size)) + [n]
     cuts = [0]
     for i in range(1, n):
-        if i - cuts[-1] >= size or (i - cuts[-1] >= MIN_SPLIT and starts[i] != starts[i - 1]):
+        if i - cuts[-1] >= size or (i - cuts[-1] >= MIN_START_CUT and starts[i] != starts[i - 1]):
             cuts.append(i)
     return cuts + [n] if n else cuts
 
