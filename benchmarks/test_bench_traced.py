@@ -25,11 +25,12 @@ with one BLAS thread, as every engine runs the cost) and the peak of memory allo
 during a full run (``peak_mb``, from tracemalloc, which numpy reports to). Wall-clock
 numbers depend on the machine and its load.
 
-Measured (one run, 2-core AMD EPYC shared with other work, load average 4.0 at the start
-and 3.6 at the end): course MLP 0.19 s against 84 s (448x); CNN 0.50 s against 1,145 s
-(2,271x); RNN 0.29 s against 4.9 s (17x); network M as plain numpy 1.12 s against 0.053 s
-for ``fc.MLP.check`` (21x). Runs at load averages up to 6 gave 8-21x for M and 11-20x for
-the RNN. The README's performance section has the table.
+Measured (one run, 2-core AMD EPYC shared with other work, load average 2.0 at the start
+and 2.1 at the end): course MLP 0.24 s against 81 s (339x); CNN 0.62 s against 1,137 s
+(1,824x); RNN 0.23 s against 4.5 s (19x); network M as plain numpy 0.34 s against 0.11 s
+for ``fc.MLP.check`` (3.0x; that figure disturbed, 0.05 s quiet). ``-k "rnn or plain"`` at
+load average 1.3: RNN 0.207 s (21x), M 0.263 s against 0.047 s (5.6x). The README's
+performance section has the table.
 """
 
 from __future__ import annotations
