@@ -53,13 +53,20 @@ def _layout_and_gradient(params, grads, cast: bool):
     layout, theta = Layout.from_params(params, cast=cast)
     if grads is NO_GRADIENT:
         return layout, theta, np.zeros(layout.n_params), []
-    grads = call_grads(grads, params)
+    # A backprop run on the up-cast arrays: with float32 arrays it would compute the gradient under test in float32
+    grads = call_grads(grads, layout.unflatten(theta.copy()) if _was_cast(params) else params)
     if grads is None:
         raise InputError("`grads` is None: there is no gradient to check (did the backprop forget to `return` "
                          "its gradients?); pass the analytic gradient in the structure of `params`")
     analytic = layout.flatten_grads(grads, cast=cast)
     aside = layout.grad_keys(grads)[1] if isinstance(grads, Mapping) and not layout.flat else []
     return layout, theta, analytic, aside
+
+
+def _was_cast(params) -> bool:
+    """Whether ``Layout.from_params`` up-cast some array of ``params`` (it accepted them, so cast=True)."""
+    values = [params] if isinstance(params, np.ndarray) else params.values() if isinstance(params, Mapping) else params
+    return any(np.asarray(v).dtype != np.float64 for v in values)
 
 
 def _gradient_from_cost(cost, params):
