@@ -44,3 +44,65 @@ def test_a_failing_check_reports_no_more_time_than_the_call_took(engine):
     assert report.verdict == "fail"
     assert "noise" in report.settings  # the post-check work ran: its time must be counted once
     assert 0 < report.elapsed <= wall
+
+
+# ---------------------------------------------------------------------- a parameter left out of params
+def batch_norm_case():
+    """A linear layer and a batch norm whose gamma and beta the user kept out of ``params``."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 3))
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    params = {"W1": rng.standard_normal((3, 4))}
+
+    def cost(p):
+        z = x @ p["W1"]
+        zn = (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-5)
+        return np.sum((gamma * zn + beta) ** 2)
+
+    z = x @ params["W1"]
+    zn = (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-5)
+    dout = 2 * (gamma * zn + beta)
+    dzn = dout * gamma
+    dz = (dzn - dzn.mean(0) - zn * (dzn * zn).mean(0)) / np.sqrt(z.var(0) + 1e-5)
+    grads = {"dW1": x.T @ dz, "dgamma1": (dout * zn).sum(0), "dbeta1": dout.sum(0)}
+    return cost, params, grads
+
+
+def test_a_gradient_of_a_parameter_left_out_of_params_is_an_error_naming_the_fix():
+    cost, params, grads = batch_norm_case()
+    assert fc.check(cost, params, {"dW1": grads["dW1"]}).passed
+    grads["dgamma1"] = grads["dgamma1"] * 10  # wrong, and it would go unchecked
+    with pytest.raises(InputError, match=r"'dgamma1', 'dbeta1'.*add gamma1, beta1 to params.*or drop dgamma1, dbeta1"):
+        fc.check(cost, params, grads)
+
+
+def test_the_course_intermediate_gradients_stay_accepted_and_noted():
+    cost, params, grads = batch_norm_case()
+    grads = {"dW1": grads["dW1"], "dZ1": np.ones((5, 4)), "dA0": np.ones((5, 3)), "da_next": np.ones(4)}
+    report = fc.check(cost, params, grads)
+    assert report.passed
+    assert report.settings["grads_not_parameters"] == ["dZ1", "dA0", "da_next"]
+
+
+# ---------------------------------------------------------------------- typo hints
+def course_grads():
+    cost, params, grads = two_layer()
+    return cost, params, {**grads(params), "dZ2": np.ones((2, 4)), "dA1": np.ones((5, 4)), "dZ1": np.ones((5, 4))}
+
+
+def test_a_typo_of_a_gradient_key_is_the_key_pointed_at():
+    cost, params, grads = course_grads()
+    grads["dw1"] = grads.pop("dW1")
+    with pytest.raises(InputError, match=r"\(did you mean 'dw1'\?\)$"):
+        fc.check(cost, params, grads)
+
+
+def test_a_missing_gradient_suggests_no_key_that_is_another_parameters():
+    cost, params, grads = course_grads()
+    del grads["db2"]
+    with pytest.raises(InputError, match=r"no entry for params\['b2'\]") as caught:
+        fc.check(cost, params, grads)
+    assert "did you mean" not in str(caught.value)
+    grads["db2"], grads["db_1"] = np.zeros((2, 1)), grads.pop("db1")  # a typo: db2 is b2's, no suggestion
+    with pytest.raises(InputError, match=r"params\['b1'\].*\(did you mean 'db_1'\?\)$"):
+        fc.check(cost, params, grads)
