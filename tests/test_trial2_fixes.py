@@ -106,3 +106,57 @@ def test_a_missing_gradient_suggests_no_key_that_is_another_parameters():
     grads["db2"], grads["db_1"] = np.zeros((2, 1)), grads.pop("db1")  # a typo: db2 is b2's, no suggestion
     with pytest.raises(InputError, match=r"params\['b1'\].*\(did you mean 'db_1'\?\)$"):
         fc.check(cost, params, grads)
+
+
+# ---------------------------------------------------------------------- traced: numpy's copies are no views
+X_VIEW = np.random.default_rng(2).standard_normal((6, 4))
+
+
+def copy_then_update(p):
+    """``s.T.reshape(s.shape)`` is a copy in numpy: updating it leaves ``s`` as it was."""
+    s = X_VIEW @ p["W"]
+    t = s.T.reshape(s.shape)
+    t += 1.0
+    return 0.5 * np.sum(s * s) + np.sum(t ** 2)
+
+
+def view_then_update(p):
+    """``s.reshape(-1)`` is a view: updating it changes ``s`` too."""
+    s = X_VIEW @ p["W"]
+    v = s.reshape(-1)
+    v += 1.0
+    return 0.5 * np.sum(s * s)
+
+
+def test_an_update_of_a_reshaped_copy_keeps_the_traced_engine_and_its_verdicts():
+    W = np.random.default_rng(3).standard_normal((4, 3))
+    s = X_VIEW @ W
+    grad = X_VIEW.T @ s + 2 * X_VIEW.T @ (s + 1.0)
+    report = fc.check(copy_then_update, {"W": W}, {"W": grad})
+    assert report.settings["engine"] == "traced" and "traced_not_used" not in report.settings
+    assert report.passed
+    wrong = grad.copy()
+    wrong[1, 2] *= 1.1
+    assert fc.check(copy_then_update, {"W": W}, {"W": wrong}, engine="traced").group("W").verdict == "fail"
+
+
+def test_an_update_of_a_real_view_still_gives_the_right_verdicts():
+    W = np.random.default_rng(3).standard_normal((4, 3))
+    grad = X_VIEW.T @ (X_VIEW @ W + 1.0)
+    assert fc.check(view_then_update, {"W": W}, {"W": grad}).passed
+    wrong = grad.copy()
+    wrong[1, 2] *= 1.1
+    assert fc.check(view_then_update, {"W": W}, {"W": wrong}).group("W").verdict == "fail"
+
+
+def test_a_backward_updating_a_reshaped_copy_of_its_gradient_is_traced():
+    def cost(p):
+        s = p["W"] + p["W"].T
+        dW = 2 * s  # symmetric: its transpose is itself
+        g = dW.T.reshape(-1)  # the ravel of a transpose: a copy in numpy
+        g += 0.0 * p["W"].reshape(-1)
+        return 0.5 * np.sum(s * s), {"W": g.reshape(dW.shape)}
+
+    report = fc.check(cost, {"W": np.random.default_rng(1).standard_normal((4, 4))})
+    assert report.settings["engine"] == "traced", report.settings.get("traced_not_used")
+    assert report.passed

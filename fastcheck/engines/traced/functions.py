@@ -201,7 +201,9 @@ def reshape(a, shape, order="C", **extra):
     if order != "C":
         t.fail(f"reshape with order={order!r} is not supported")
     value = np.reshape(_val(a), shape)
-    return _view(t.record("reshape", (a,), value, shape=value.shape), a)
+    result = t.record("reshape", (a,), value, shape=value.shape)
+    # numpy copies when the strides cannot be kept (a transpose's reshape): then no memory is shared
+    return _view(result, a) if np.may_share_memory(value, _val(a)) else result
 
 
 def ravel(a, order="C"):
