@@ -160,3 +160,76 @@ def test_a_backward_updating_a_reshaped_copy_of_its_gradient_is_traced():
     report = fc.check(cost, {"W": np.random.default_rng(1).standard_normal((4, 4))})
     assert report.settings["engine"] == "traced", report.settings.get("traced_not_used")
     assert report.passed
+
+
+# ---------------------------------------------------------------------- the command line: --traceback, factory forms
+USER_PROBLEMS = '''
+import numpy as np
+
+X = np.random.default_rng(0).standard_normal((5, 3))
+W0 = np.random.default_rng(1).standard_normal((3, 2))
+
+
+def cost(p):
+    return 0.5 * np.sum((X @ p["W"]) ** 2)
+
+
+def grads(p):
+    return {"dW": X.T @ (X @ p["W"])}
+
+
+def picky_cost(p):
+    if p["W"][1, 1] != W0[1, 1]:
+        raise KeyError("W moved")
+    return cost(p)
+
+
+def raises_at():
+    return picky_cost, {"W": W0.copy()}, grads({"W": W0})
+
+
+def as_dict():
+    return {"cost": cost, "params": {"W": W0.copy()}, "grads": grads({"W": W0})}
+
+
+def as_dict_loss_and_grads():
+    return {"cost": lambda p: (cost(p), grads(p)), "params": {"W": W0.copy()}}
+
+
+def as_dict_with_a_typo():
+    return {"cost": cost, "params": {"W": W0.copy()}, "grad": grads({"W": W0})}
+'''
+
+
+@pytest.fixture
+def user_problems(tmp_path, monkeypatch):
+    (tmp_path / "my_problems.py").write_text(USER_PROBLEMS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_problems"
+
+
+@pytest.mark.parametrize("engine", ["traced", "reference"])
+def test_traceback_shows_where_the_users_cost_raised(user_problems, capsys, engine):
+    from fastcheck.apps.cli import main
+
+    assert main(["check", f"{user_problems}:raises_at", "--engine", engine]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the cost raised KeyError at W[1, 1]" in err and "Traceback" not in err
+    assert main(["check", f"{user_problems}:raises_at", "--engine", engine, "--traceback"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "my_problems.py" in err and "in picky_cost" in err
+    assert err.splitlines()[-1].startswith("fastcheck: error: the cost raised KeyError")
+
+
+def test_check_and_nightly_take_the_same_factory_forms(user_problems, capsys, tmp_path):
+    from fastcheck.apps.cli import main
+
+    assert main(["check", f"{user_problems}:as_dict"]) == 0
+    assert main(["check", f"{user_problems}:as_dict_loss_and_grads"]) == 0
+    capsys.readouterr()
+    assert main(["check", f"{user_problems}:as_dict_with_a_typo"]) == 2
+    assert "returned a dict with unknown keys grad" in capsys.readouterr().err
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'[[problems]]\nname = "d"\nfactory = "{user_problems}:as_dict"\n'
+                     f'[[problems]]\nname = "lg"\nfactory = "{user_problems}:as_dict_loss_and_grads"\n')
+    assert main(["nightly", str(suite), "--run-dir", str(tmp_path / "runs")]) == 0

@@ -19,7 +19,6 @@ from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
-from ..pipeline.factories import FROM_COST
 from ..pipeline.options import COST_ENGINES, DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from ..report.html import default_title
 from .bugs import BUGS, buggy_gradient
@@ -34,7 +33,7 @@ from .common import (
     write_output,
 )
 from .networks import NETWORKS, network
-from .problems import call_factory, import_function, parse_arguments
+from .problems import call_factory, cost_problem, import_function, parse_arguments, user_tracebacks
 
 __all__ = ["main", "get_parser"]
 
@@ -58,7 +57,8 @@ def get_parser() -> argparse.ArgumentParser:
     chk.add_argument("problem", nargs="?", help="MODULE:FUNCTION returning (cost, params, grads)")
     chk.add_argument("--arg", action="append", metavar="KEY=VALUE",
                      help="a keyword argument for the MODULE:FUNCTION factory (a Python literal or a string); repeat")
-    chk.add_argument("--traceback", action="store_true", help="show the factory's own traceback when it raises")
+    chk.add_argument("--traceback", action="store_true",
+                     help="show the traceback of your code (the factory, the cost, the backprop) when it raises")
     chk.add_argument("--layer", action="store_true",
                      help="MODULE:FUNCTION returns a layer check (forward, inputs, backward or grads[, dout]), as "
                           "fc.check_layer takes it")
@@ -193,7 +193,8 @@ def run_check(args) -> int:
     if args.problem:
         if args.layers or args.network or args.bug:
             raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
-        report = _check_user_problem(args)
+        with user_tracebacks(args.traceback):  # the factory's, the cost's, the backprop's
+            report = _check_user_problem(args)
     else:
         if args.jobs != 1 or args.backend or args.scheduler or args.timeout is not None:
             raise UsageError("--jobs, --backend, --scheduler and --timeout are for a user problem MODULE:FUNCTION; "
@@ -277,12 +278,11 @@ def _options(args, **more) -> CheckOptions:
 
 
 def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = False):
-    """Import ``MODULE:FUNCTION`` and call it with ``kwargs``; it returns ``(cost, params, grads)``.
+    """Import ``MODULE:FUNCTION`` and call it with ``kwargs``: ``(cost, params, grads, batch_cost)``.
 
-    ``(cost, params)`` is accepted too, for a cost that returns ``(loss, grads)``.
+    The factory may return any of :data:`~fastcheck.apps.problems.COST_PROBLEM_FORMS`.
     """
-    return _factory_result(spec, kwargs, show_traceback, (2, 3),
-                           "a tuple (cost, params, grads), or (cost, params) for a cost that returns (loss, grads)")
+    return cost_problem(spec, call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback))
 
 
 def _factory_result(spec: str, kwargs, show_traceback: bool, sizes: tuple[int, ...], expected: str) -> tuple:
@@ -312,12 +312,11 @@ def _check_user_layer(args):
 def _check_user_problem(args):
     if args.layer:
         return _check_user_layer(args)
-    cost, params, *grads = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
-    grads = grads[0] if grads else FROM_COST
+    cost, params, grads, batch_cost = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
     options = _options(args, engine=args.engine)
     if args.dry_run:
         return plan(cost, params, options=options, n_jobs=args.jobs, cast=args.cast)
-    run = {"n_jobs": args.jobs, "backend": args.backend, "cast": args.cast}
+    run = {"n_jobs": args.jobs, "backend": args.backend, "cast": args.cast, "batch_cost": batch_cost}
     if args.scheduler is None:
         if args.backend == "dask":
             raise UsageError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")
