@@ -233,3 +233,52 @@ def test_check_and_nightly_take_the_same_factory_forms(user_problems, capsys, tm
     suite.write_text(f'[[problems]]\nname = "d"\nfactory = "{user_problems}:as_dict"\n'
                      f'[[problems]]\nname = "lg"\nfactory = "{user_problems}:as_dict_loss_and_grads"\n')
     assert main(["nightly", str(suite), "--run-dir", str(tmp_path / "runs")]) == 0
+
+
+# ---------------------------------------------------------------------- workers: whether they ran, and why not
+def small_problem():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((20, 3))
+
+    def cost(p):
+        return float(np.sum(np.log1p(np.exp(X @ p["w"]))))
+
+    w = rng.standard_normal(3)
+    return cost, {"w": w}, {"w": X.T @ (1 / (1 + np.exp(-(X @ w))))}
+
+
+def test_the_report_says_that_no_worker_ran_and_why():
+    cost, params, grads = small_problem()
+    report = fc.check(cost, params, grads, engine="blackbox", n_jobs=2)
+    assert report.passed
+    assert report.settings["workers"] == 0
+    assert "left take about" in report.settings["in_process"] or "while timing" in report.settings["in_process"]
+    assert "workers: none ran, 2 asked for" in str(report)
+
+
+def test_the_report_says_how_many_workers_ran():
+    cost, params, grads = small_problem()
+    report = fc.check(cost, params, grads, engine="blackbox", n_jobs=2, chunk_size=1)
+    assert report.passed
+    assert report.settings["workers"] == 2 and "in_process" not in report.settings
+    assert "workers: none ran" not in str(report)
+
+
+def test_workers_start_only_when_their_start_and_the_cost_they_ship_pay(monkeypatch):
+    from fastcheck.engines.blackbox import dispatch
+
+    class Run:  # a job of 500 coordinates at 8 ms each (4 s here), its cost closing over `data`
+        coordinates, seconds_per_coordinate, batch_cost = True, 0.008, None
+
+        def __init__(self, data):
+            self.objective = type("Objective", (), {"cost": staticmethod(lambda theta: float(data.sum()))})()
+
+    monkeypatch.setattr(dispatch.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle machine
+    monkeypatch.setattr(dispatch.os, "cpu_count", lambda: 2)
+    chunk, why = dispatch._worker_chunk(Run(np.ones(10)), 500, 31, 2, False)
+    assert (chunk, why) == (31, None)  # small to ship: tasks of about TASK_SECONDS, several a worker
+    chunk, why = dispatch._worker_chunk(Run(np.ones(40 * 2**20 // 8)), 500, 31, 2, False)
+    assert chunk is None and "40 MiB of pickled cost shipped with each of 2 tasks" in why
+    monkeypatch.setattr(dispatch.os, "getloadavg", lambda: (4.0, 4.0, 4.0))  # both cores busy elsewhere
+    chunk, why = dispatch._worker_chunk(Run(np.ones(10)), 500, 31, 2, False)
+    assert chunk is None and "1 core(s) idle" in why

@@ -105,15 +105,18 @@ def has_errors(worst) -> bool:
 
 
 def note_lines(report) -> list[str]:
-    """What the report notes that is not an error: why the traced engine was not used, how a
-    layer check was made, the gradient keys left aside, and per group a gradient zero to
-    rounding or ties in a max."""
+    """What the report notes that is not an error: why the traced engine was not used, why no
+    worker ran, how a layer check was made, the gradient keys left aside, and per group a
+    gradient zero to rounding or ties in a max."""
     settings = report.settings
     lines = []
     if settings.get("layer"):
         lines.append(f"layer check: {settings['layer']}")
     if settings.get("traced_not_used"):
         lines.append(f"traced engine not used: {settings['traced_not_used']}")
+    if settings.get("in_process"):
+        lines.append(f"workers: none ran, {settings.get('n_jobs', 'several')} asked for: the job ran in this "
+                     f"process ({settings['in_process']})")
     if settings.get("full_passes"):
         lines.append(f"full forward passes: {settings['full_passes']:,} coordinate(s), where the batched engine's "
                      "exact identities overflowed (saturated units), evaluated as the reference engine does")
