@@ -282,3 +282,69 @@ def test_workers_start_only_when_their_start_and_the_cost_they_ship_pay(monkeypa
     monkeypatch.setattr(dispatch.os, "getloadavg", lambda: (4.0, 4.0, 4.0))  # both cores busy elsewhere
     chunk, why = dispatch._worker_chunk(Run(np.ones(10)), 500, 31, 2, False)
     assert chunk is None and "1 core(s) idle" in why
+
+
+# ---------------------------------------------------------------------- the small things
+def cubic_with_unused_bias():
+    W = np.array([[0.3, -1.2], [0.7, 2.0]])
+
+    def cost(p):
+        return np.sum(p["W"] ** 3) + 0.0 * np.sum(p["b"])
+
+    # b's gradient: rounding noise around zero, as a bias before a batch norm has
+    return cost, {"W": W, "b": np.zeros(3)}, {"W": 3 * W ** 2, "b": np.array([1e-18, -2e-18, 0.0])}
+
+
+def test_a_group_zero_to_rounding_fills_no_worst_entry_and_its_plot_says_zero():
+    cost, params, grads = cubic_with_unused_bias()
+    report = fc.check(cost, params, grads)
+    assert report.group("b").zero_to_rounding and report.passed
+    assert [e.group for e in report.worst()] == ["W"] * 4
+    page = report.to_html("zero bias")
+    assert "<title>b: pass (zero)" in page and "<title>b: 1.00e+00" not in page
+
+
+def test_counts_of_one_are_singular_in_the_page():
+    cost, params, grads = cubic_with_unused_bias()
+    page = fc.check(cost, params, grads).to_html("counts")
+    assert " 1 entries" not in page and ": 1 entry</title>" in page
+
+
+def test_an_unknown_option_points_at_its_subcommands_help(capsys):
+    from fastcheck.apps.cli import main
+
+    assert main(["check", "--layers", "4,3", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus (see fastcheck check --help)" in capsys.readouterr().err
+
+
+def test_an_unsupported_ufunc_names_the_users_line():
+    X = np.linspace(-2, 2, 7)
+
+    def cost(p):
+        return np.sum(np.logaddexp(0, p["w"] * X))
+
+    w = np.array(0.3)
+    report = fc.check(cost, {"w": w}, {"w": np.sum(X / (1 + np.exp(-w * X)))})
+    assert report.passed
+    assert report.settings["traced_not_used"].startswith("np.logaddexp is not supported at test_trial2_fixes.py:")
+    assert "np.logaddexp(0, p[\"w\"] * X)" in report.settings["traced_not_used"]
+
+
+def test_a_one_entry_group_gets_one_direction_which_checks_it_exactly():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((8, 3))
+
+    def cost(p):
+        return np.sum(np.tanh(X @ p["W"] + p["c"]) ** 2)
+
+    W, c = rng.standard_normal((3, 2)), np.array(0.2)
+    t = np.tanh(X @ W + c)
+    d = 2 * t * (1 - t ** 2)
+    grads = {"W": X.T @ d, "c": np.sum(d)}
+    report = fc.check(cost, {"W": W, "c": c}, grads, mode="directions", n_directions=8, escalate=False)
+    assert report.passed
+    assert report.group("c").checked == 1 and report.group("W").checked == 8
+    assert report.n_evaluations == 2 * (8 + 1 + 8)  # W's, c's and the 8 over all of theta
+    wrong = {**grads, "c": grads["c"] * 1.01}
+    report = fc.check(cost, {"W": W, "c": c}, wrong, mode="directions", n_directions=8, escalate=False)
+    assert report.group("c").verdict == "fail"

@@ -9,8 +9,8 @@ benchmark table).
 
 from __future__ import annotations
 
-__all__ = ["text_table", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines", "note_lines",
-           "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines"]
+__all__ = ["text_table", "entries", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines",
+           "note_lines", "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines"]
 
 #: The verdict as the headline says it.
 HEADLINES = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}
@@ -19,6 +19,11 @@ WORST_ROWS = 5
 #: Kink coordinates named in the kink line.
 KINKS_SHOWN = 5
 
+
+
+def entries(n: int, one: str = "entry", many: str = "entries") -> str:
+    """``'1 entry'``, ``'3 entries'`` (``one``/``many``: another noun's two forms)."""
+    return f"{n:,} {one if n == 1 else many}"
 
 def text_table(rows, align: str | None = None, indent: str = "  ") -> list[str]:
     """Rows of cells (strings; the first row is the header) as lines of a table.
@@ -165,7 +170,7 @@ def sweep_lines(report) -> list[str]:
     if not report.sweeps or not info:
         return []
     steps = info["steps"]
-    head = (f"step sweep ({info['rule']}: {info['entries']} entr{'y' if info['entries'] == 1 else 'ies'} at eps = "
+    head = (f"step sweep ({info['rule']}: {entries(info['entries'])} at eps = "
             f"{steps[0]:.0e} to {steps[-1]:.0e}, {info['evaluations']:,} cost evaluations; it explains the verdict, "
             "never changes it):")
     return [head] + [f"  {row.sentence}" for row in report.sweeps]
@@ -206,7 +211,7 @@ def guarantee_lines(report) -> list[str]:
     for name, info in report.settings.get("localised", {}).items():
         which = "all" if info["rechecked"] == info["entries"] else f"{info['rechecked']:,} of them at random,"
         lines.append(f"narrowed down: {name} by bisection with random directions ({info['evaluations']:,} cost "
-                     f"evaluations) to {info['entries']:,} entries, {which} re-checked one by one")
+                     f"evaluations) to {entries(info['entries'])}, {which} re-checked one by one")
     if mode == "directions":
         unescalated = [g.name for g in report.groups if g.method == "directions"]
         if unescalated:
