@@ -14,7 +14,6 @@ import time
 from .. import __version__
 from ..api import Plan, check_layer, plan, plan_mlp, prepare_check, prepare_mlp
 from ..core.finite import AUTO, DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN, STENCILS
-from ..core.objective import describe_value
 from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
@@ -33,7 +32,14 @@ from .common import (
     write_output,
 )
 from .networks import NETWORKS, network
-from .problems import call_factory, cost_problem, import_function, parse_arguments, user_tracebacks
+from .problems import (
+    call_factory,
+    cost_problem,
+    factory_tuple,
+    import_function,
+    parse_arguments,
+    user_tracebacks,
+)
 
 __all__ = ["main", "get_parser"]
 
@@ -287,14 +293,8 @@ def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = F
 
 def _factory_result(spec: str, kwargs, show_traceback: bool, sizes: tuple[int, ...], expected: str) -> tuple:
     """What the factory ``spec`` returns: a tuple of one of ``sizes`` items, a callable first, else an error."""
-    result = call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback)
-    if not (isinstance(result, tuple) and len(result) in sizes):
-        got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
-        raise InputError(f"{spec} must return {expected}; got {got}")
-    if not callable(result[0]):
-        raise InputError(f"{spec} must return {expected}; its first item is {describe_value(result[0])}, "
-                         "not a function")
-    return result
+    return factory_tuple(spec, call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback),
+                         sizes, expected)
 
 
 def _check_user_layer(args):

@@ -13,7 +13,7 @@ from ..core.objective import describe_value
 from ..errors import FastcheckError, InputError, a_type, message_of, user_failure
 from ..pipeline.factories import FROM_COST
 
-__all__ = ["import_function", "call_factory", "cost_problem", "parse_arguments", "user_tracebacks",
+__all__ = ["import_function", "call_factory", "cost_problem", "factory_tuple", "parse_arguments", "user_tracebacks",
            "COST_PROBLEM_FORMS"]
 
 #: what a factory of a cost problem returns, for ``fastcheck check`` and a nightly suite alike
@@ -99,16 +99,21 @@ def cost_problem(spec: str, result) -> tuple:
             what = ("without " + ", ".join(sorted(missing)) if missing
                     else "with unknown keys " + ", ".join(sorted(map(str, unknown))))
             raise InputError(f"{spec} returned a dict {what}; it must return {COST_PROBLEM_FORMS}")
-        parts = (result["cost"], result["params"], result.get("grads", FROM_COST), result.get("batch_cost"))
-    elif isinstance(result, tuple) and len(result) in (2, 3, 4):
-        parts = (*result, *(FROM_COST, None)[len(result) - 2:])
-    else:
+        result = (result["cost"], result["params"], result.get("grads", FROM_COST), result.get("batch_cost"))
+    cost, params, *rest = factory_tuple(spec, result, (2, 3, 4), COST_PROBLEM_FORMS)
+    return (cost, params, *rest, *(FROM_COST, None)[len(rest):])
+
+
+def factory_tuple(spec: str, result, sizes: tuple[int, ...], expected: str) -> tuple:
+    """``result``, what the factory ``spec`` returned, if it is a tuple of one of ``sizes`` items, a callable
+    first; else an :class:`InputError` saying it must return ``expected``."""
+    if not (isinstance(result, tuple) and len(result) in sizes):
         got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
-        raise InputError(f"{spec} must return {COST_PROBLEM_FORMS}; got {got}")
-    if not callable(parts[0]):
-        raise InputError(f"{spec} must return {COST_PROBLEM_FORMS}; its first item is {describe_value(parts[0])}, "
+        raise InputError(f"{spec} must return {expected}; got {got}")
+    if not callable(result[0]):
+        raise InputError(f"{spec} must return {expected}; its first item is {describe_value(result[0])}, "
                          "not a function")
-    return parts
+    return result
 
 
 @contextlib.contextmanager
