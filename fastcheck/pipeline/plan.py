@@ -78,7 +78,9 @@ class Plan:
         what = (f"{self.n_directions} directions" if self.mode == "directions"
                 else f"{self.n_coordinates:,} coordinates")
         groups = ", ".join(f"{k} {v:,}" for k, v in self.per_group.items())
-        mode = self.mode + (f" (fitted to the budget of {self.budget:.3g} s)" if self.budget is not None else "")
+        mode = self.mode
+        if self.budget is not None:
+            mode += f" ({'fitted to' if self.mode == 'subset' else 'within'} the budget of {self.budget:.3g} s)"
         reason = f" ({self.reason})" if self.reason else ""
         values = (f"{self.n_evaluations:,} perturbed costs computed from the trace" if self.engine == "traced"
                   else f"{self.n_evaluations:,} cost evaluations")

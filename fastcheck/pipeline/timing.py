@@ -84,25 +84,26 @@ def traced_estimate(engine):
     """``(estimate, basis)`` of a verified traced engine, for :class:`~fastcheck.engines.base.Engine`.
 
     ``estimate(n)``: seconds for ``n / 2`` coordinates (the engine's convention: 2 per
-    coordinate, :func:`~.stepping.with_stencil` doubles it for 4 points), from every group
-    timed once at the size of the run's chunks, when first asked
-    (:func:`~fastcheck.engines.traced.timing.coordinate_seconds`).
+    coordinate, :func:`~.stepping.with_stencil` doubles it for 4 points), one call's fixed
+    part and a slope per coordinate, from stratified samples timed as a run evaluates them,
+    when first asked (:func:`~fastcheck.engines.traced.timing.coordinate_timing`).
     """
-    from ..engines.traced.timing import coordinate_seconds
+    from ..engines.traced.timing import coordinate_timing
 
-    rate = []
+    fit = []
 
-    def seconds_per_coordinate() -> float:
-        if not rate:
-            rate.append(coordinate_seconds(engine, TIMING_SECONDS))
-        return rate[0]
+    def timing() -> tuple[float, float]:
+        if not fit:
+            fit.append(coordinate_timing(engine, TIMING_SECONDS))
+        return fit[0]
 
     def estimate(n_evaluations: int) -> float:
-        return n_evaluations / 2 * seconds_per_coordinate()
+        fixed, slope = timing()
+        return fixed + slope * n_evaluations / 2 if n_evaluations else 0.0
 
     def basis() -> str:
-        per = seconds_per_coordinate()
-        return (f"the traced engine timed on every group at the size of the run's chunks ({engine.n_threads} "
-                f"thread(s)), {per * 1e6:.3g} us per coordinate")
+        fixed, slope = timing()
+        return (f"the traced engine timed on stratified samples ({engine.n_threads} thread(s)): "
+                f"{fixed * 1e3:.3g} ms + {slope * 1e6:.3g} us per coordinate")
 
     return estimate, basis
