@@ -64,6 +64,13 @@ def test_a_traced_plan_counts_the_calls_the_traced_check_makes(mid_mlp):
     assert f"{plan.n_cost_calls:,} calls of the cost in all (2 at theta, " in str(plan)
 
 
+def test_a_traced_plan_of_directions_says_what_a_direction_costs(mid_mlp):
+    cost, params, _ = mid_mlp
+    plan = fc.plan(cost, params, mode="directions", n_directions=4)
+    assert plan.engine == "traced" and plan.n_evaluations == 2 * plan.n_directions
+    assert plan.basis.startswith("about one evaluation of the cost per direction and sign: the median of ")
+
+
 def test_the_traced_estimate_ranks_below_the_loop_and_near_its_run(mid_mlp):
     cost, params, grads = mid_mlp
     traced, loop = fc.plan(cost, params), fc.plan(cost, params, engine="reference")

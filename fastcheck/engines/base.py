@@ -69,6 +69,8 @@ class Engine:
         engines), not computed some other way.
     direction_estimate : callable ``(n_evaluations) -> seconds``, optional
         As ``estimate``, for directions (default: ``estimate``).
+    direction_basis : callable ``() -> str``, optional
+        As ``basis``, for ``direction_estimate``.
     """
 
     name: str
@@ -84,3 +86,4 @@ class Engine:
     setup: Setup = field(default_factory=Setup)
     evaluates_cost: bool = False
     direction_estimate: Callable[[int], float] | None = None
+    direction_basis: Callable[[], str] | None = None

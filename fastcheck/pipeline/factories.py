@@ -150,7 +150,9 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
     # a direction is a dense change of its group or of theta: about one evaluation of the cost per sign
     return Engine("traced", stencilled(at, options.stencil), directions, estimate, objective.cost_at_theta,
                   basis=basis, full=_full(objective, theta),
-                  direction_estimate=lambda n: n * problem.timing.seconds())
+                  direction_estimate=lambda n: n * problem.timing.seconds(),
+                  direction_basis=lambda: f"about one evaluation of the cost per direction and sign: "
+                                          f"{problem.timing.basis()}")
 
 
 def _full(objective, theta: np.ndarray):

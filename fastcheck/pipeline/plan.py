@@ -134,7 +134,8 @@ def make_plan(layout: Layout, engine: Engine, options: CheckOptions) -> Plan:
     calls = None
     if engine.setup.cost_calls or engine.evaluates_cost:  # a user's cost (the built-in network has none)
         calls = engine.setup.cost_calls + (n_evaluations if engine.evaluates_cost else 0)
-    basis = engine.basis() if engine.basis else ""
+    basis = engine.direction_basis if directions is not None and engine.direction_basis else engine.basis
+    basis = basis() if basis else ""
     return Plan(options.mode, engine.name, n_coordinates, len(directions or ()), n_evaluations, seconds, per_group,
                 basis, engine.reason, calls, engine.setup.seconds, engine.setup.what, budget)
 
