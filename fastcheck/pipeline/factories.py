@@ -282,6 +282,10 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     if options.timeout is not None:
         raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
     name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
+    if options.engine is None:  # the default: while the kernels compile, the traced engine on the network's cost
+        cold = _while_compiling(problem, options)
+        if cold is not None:
+            return cold
     params = layout.unflatten(theta)
     cost = _network_cost(net, params, X, Y)
     full = _mlp_full(problem)
@@ -344,6 +348,31 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
 
     return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
                                cost, prior, basis, notes, full=full), options.stencil)
+
+
+#: Why a check of the built-in network used the traced engine (``report.settings["batched_not_used"]``).
+COMPILING = ("its numba kernels are not compiled yet (a fresh install or an empty NUMBA_CACHE_DIR); checked with the "
+             "traced engine (numpy, exact) while they compile in the background for later runs")
+
+
+def _while_compiling(problem: MLPProblem, options: CheckOptions) -> Engine | None:
+    """The traced engine on the network's own cost, its J bit for bit, when the batched engine's kernels are
+    not in numba's cache and compile meanwhile in another process; None when the batched engine should run
+    (kernels cached, a cache that cannot be written, a cost the traced engine cannot vouch for)."""
+    from ..engines.mlp.warmup import compile_in_background, kernels_cached
+    from ..engines.traced import NotTraceable
+
+    net, X, Y = problem.net, problem.X, problem.Y
+    if kernels_cached(net) or not compile_in_background():
+        return None
+    layout = problem.layout
+    try:
+        engine = _traced(CostProblem(lambda p: net.objective(p, X, Y), layout.unflatten(problem.theta),
+                                     layout.unflatten(problem.analytic), cast=False), options)
+    except NotTraceable:
+        return None
+    engine.notes["batched_not_used"] = COMPILING
+    return with_stencil(engine, options.stencil)
 
 
 def _network_cost(net, params, X, Y) -> float:
