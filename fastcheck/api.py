@@ -21,8 +21,9 @@ from .core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from .core.results import merge_evaluations
 from .core.selection import DEFAULT_MIN_PER_GROUP
 from .errors import InputError
-from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
+from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, cost_engine
 from .pipeline.layer import LayerCost, default_dout, layer_gradients, layer_output
+from .pipeline.network import MLPProblem, mlp_engine
 from .pipeline.options import CheckOptions
 from .pipeline.plan import Plan, make_plan
 from .pipeline.prepared import Prepared

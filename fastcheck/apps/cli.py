@@ -74,8 +74,8 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
     chk.add_argument("--engine", choices=sorted(set(MLP_ENGINES) | set(COST_ENGINES)),
                      help=f"force an engine: {', '.join(MLP_ENGINES)} for the built-in network (default "
-                          f"{MLP_ENGINES[0]}, or traced while its kernels compile); {', '.join(COST_ENGINES)} for a user problem (default: traced where the "
-                          "cost can be traced)")
+                          f"{MLP_ENGINES[0]}, or traced while its kernels compile); {', '.join(COST_ENGINES)} for a "
+                          "user problem (default: traced where the cost can be traced)")
     opts = chk.add_argument_group("checking")
     opts.add_argument("--eps", type=_eps, default=DEFAULT_EPS,
                       help=f"step (default {DEFAULT_EPS:g}), or 'auto': a step per coordinate, "
