@@ -30,12 +30,16 @@ the next run), and two compiles writing at once leave a valid index.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import os
 import subprocess
 import sys
 import threading
 import time
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, no background compile (the first check compiles in-process)
+    fcntl = None
 
 __all__ = ["kernels_needed", "kernels_cached", "compile_in_background", "compile_kernels"]
 
@@ -76,7 +80,7 @@ def _cached(dispatcher) -> bool:
 
 
 def kernels_cached(net) -> bool:
-    """Whether every kernel a check of ``net`` needs is compiled in numba's on-disk cache.
+    """Whether every kernel a check of ``net`` needs is compiled: in this process, or in numba's on-disk cache.
 
     Parameters
     ----------
@@ -133,9 +137,11 @@ def compile_in_background() -> bool:
 
 
 def _lock_path() -> str | None:
-    """The compile lock beside the kernels' cache, or None where that folder cannot be written."""
+    """The compile lock beside the kernels' cache, or None where that folder cannot be written (or not locked)."""
     from . import kernels
 
+    if fcntl is None:
+        return None
     try:
         folder = kernels.layer_kernel._cache.cache_path
         os.makedirs(folder, exist_ok=True)
@@ -176,11 +182,21 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _main(lock: str, parent: int) -> int:
-    with open(lock, "a") as handle:
+def _take(handle, tries: int = 5) -> bool:
+    """Take the compile lock; a few tries, as another run's look at it (:func:`_is_locked`) holds it an instant."""
+    for attempt in range(tries):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
         except BlockingIOError:
+            if attempt < tries - 1:
+                time.sleep(PARENT_POLL / 2)
+    return False
+
+
+def _main(lock: str, parent: int) -> int:
+    with open(lock, "a") as handle:
+        if not _take(handle):
             return 0  # another run compiles
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
         os.nice(10)
