@@ -28,6 +28,7 @@ __all__ = ["MLPProblem", "mlp_engine", "COMPILING"]
 #: certified polynomials (both about 0.7 us). More examples cost proportionally more.
 BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 1e-6}
 
+
 class MLPProblem:
     """The built-in network, its parameters, data and the gradient under test, validated."""
 
@@ -52,7 +53,7 @@ def _mlp_full(problem: MLPProblem):
 
 
 def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) -> Engine:
-    """The batched engine (the default) or the reference loop on the built-in network."""
+    """The batched engine (the default; the traced engine while its kernels compile) or the reference loop."""
     net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
                                           problem.X, problem.Y)
     steps, eps = options.steps(theta), options.direction_eps
