@@ -113,9 +113,16 @@ def test_an_engine_asked_for_runs_whatever_the_cache(monkeypatch, small_net):
     assert net.check(params, grads, X, Y).settings["engine"] == "batched"
 
 
-def test_a_network_the_traced_engine_cannot_follow_takes_the_batched_engine(compiling):
+def test_a_network_the_traced_engine_cannot_follow_takes_the_batched_engine_and_starts_no_compile(monkeypatch):
+    started = []
+    monkeypatch.setattr(warmup, "kernels_cached", lambda net: False)
+    monkeypatch.setattr(warmup, "compile_in_background", lambda: started.append(1) or True)
     net, params, X, Y = problem("sigmoid", "softmax", [5, 4, 3])  # the sigmoid's np.logaddexp is not traced
     assert net.check(params, net.gradient(params, X, Y), X, Y).settings["engine"] == "batched"
+    assert not started
+    net, params, X, Y = problem("relu", "softmax", [5, 4, 3])
+    assert net.check(params, net.gradient(params, X, Y), X, Y).settings["engine"] == "traced"
+    assert started
 
 
 def test_the_kernels_a_network_needs():

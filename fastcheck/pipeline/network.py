@@ -157,7 +157,7 @@ def _while_compiling(problem: MLPProblem, options: CheckOptions, directions, ful
     from ..engines.traced import NotTraceable
 
     net, X, Y, layout = problem.net, problem.X, problem.Y, problem.layout
-    if options.engine is not None or kernels_cached(net) or not compile_in_background():
+    if options.engine is not None or kernels_cached(net):
         return None
     steps = options.steps(problem.theta)
 
@@ -172,6 +172,8 @@ def _while_compiling(problem: MLPProblem, options: CheckOptions, directions, ful
         engine = _traced(CostProblem(lambda p: net.objective(p, X, Y), layout.unflatten(problem.theta),
                                      layout.unflatten(problem.analytic), cast=False), options, hidden_kinks)
     except NotTraceable:
+        return None
+    if not compile_in_background():  # first the trace: a cost it cannot follow starts no compile
         return None
     engine.directions, engine.notes["batched_not_used"] = directions, COMPILING
     return with_stencil(engine, options.stencil)
