@@ -146,3 +146,22 @@ def test_a_compile_another_run_holds_the_lock_of_starts_no_second(monkeypatch, t
         assert warmup._child is None
     monkeypatch.setattr(warmup, "_lock_path", lambda: None)
     assert not warmup.compile_in_background()  # no cache to fill: the caller compiles in-process
+
+
+@pytest.mark.parametrize(("hidden", "output", "layers"), PAIRS)
+def test_the_objective_the_traced_engine_follows_is_the_cost_bit_for_bit(hidden, output, layers):
+    net, params, X, Y = problem(hidden, output, layers)
+    value = net.objective(params, X, Y)
+    assert isinstance(value, np.floating) and value == net.cost(params, X, Y)
+
+
+def test_a_compile_that_failed_is_not_started_again(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+
+    failed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    failed.wait()
+    monkeypatch.setattr(warmup, "_lock_path", lambda: str(tmp_path / warmup.LOCK_NAME))
+    monkeypatch.setattr(warmup, "_child", failed)
+    assert not warmup.compile_in_background()  # the caller compiles in-process, and any error shows there
+    assert warmup._child is failed

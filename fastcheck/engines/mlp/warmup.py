@@ -117,12 +117,15 @@ def compile_in_background() -> bool:
 
     Returns whether the kernels are being compiled into the cache: by this process's child,
     or by another run's that holds the lock. False when the cache cannot be written (then
-    nothing would fill it: the caller had better compile in-process).
+    nothing would fill it) or when this process's compile failed: the caller had better
+    compile in-process.
     """
     global _child
     with _started:
         if _child is not None and _child.poll() is None:
             return True
+        if _child is not None and _child.returncode != 0:
+            return False  # it failed: a compile in-process says why (and runs the batched engine)
         lock = _lock_path()
         if lock is None:
             return False
