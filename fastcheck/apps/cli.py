@@ -112,7 +112,8 @@ def get_parser() -> argparse.ArgumentParser:
     modes.add_argument("--budget", type=float, metavar="SECONDS",
                        help="check the widest stratified subset estimated to fit in SECONDS")
     modes.add_argument("--dry-run", action="store_true",
-                       help="print how many cost evaluations the check needs and an estimated time, then stop")
+                       help="print the engine the check would use and why, what it evaluates and an estimated time, "
+                            "then stop (the cost is evaluated at theta, and traced and verified when it can be)")
     opts.add_argument("--jobs", type=int, default=1, help="worker processes for a user problem (-1: all cores)")
     opts.add_argument("--backend", choices=["loky", "threading", "dask"],
                       help="joblib backend for a user problem (default loky with --jobs)")
@@ -321,8 +322,10 @@ def _check_user_problem(args):
     cost, params, *grads = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
     grads = grads[0] if grads else FROM_COST
     options = _options(args, engine=args.engine)
-    if args.dry_run:
-        return plan(cost, params, options=options, n_jobs=args.jobs, cast=args.cast)
+    if args.dry_run:  # the engine the check would run: the same workers, backend and cluster
+        on_cluster = args.scheduler is not None
+        return plan(cost, params, options=options, cast=args.cast, backend="dask" if on_cluster else args.backend,
+                    n_jobs=-1 if on_cluster and args.jobs == 1 else args.jobs)
     run = {"n_jobs": args.jobs, "backend": args.backend, "cast": args.cast}
     if args.scheduler is None:
         if args.backend == "dask":

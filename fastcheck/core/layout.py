@@ -11,7 +11,9 @@ import bisect
 import contextlib
 import difflib
 import numbers
+import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -329,7 +331,23 @@ def _casts(cast: bool):
 
     yield up
     if done:
-        warnings.warn(f"up-cast (cast=True): {', '.join(done)}", CastWarning, stacklevel=4)
+        warnings.warn(f"up-cast (cast=True): {', '.join(done)}", CastWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel of the line that called into fastcheck (its caller's caller counts as 1).
+
+    The number of fastcheck frames between the user and a warning depends on the entry point
+    (``fc.check``, ``fc.plan``, the CLI, a ``with`` block's exit), so it is counted, not written down.
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frames = []
+    frame = sys._getframe(1)  # the frame that calls warnings.warn: stacklevel 1
+    while frame is not None:
+        frames.append(frame.f_code.co_filename.startswith(package))
+        frame = frame.f_back
+    outermost = max((i for i, ours in enumerate(frames) if ours), default=-1)
+    return outermost + 2  # the frame just outside the outermost fastcheck frame
 
 
 def _near(name: str, grads: Mapping) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -14,14 +15,16 @@ from ..core.finite import require_steps
 from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
 from ..core.settings import require_n_jobs
-from ..engines.base import Engine
+from ..engines.base import Engine, Setup
 from ..engines.reference import evaluate_directions, reference_engine
 from ..errors import CostError, InputError, message_of, user_failure
 from .argument import require_uses_argument
 from .options import COST_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
+from .timing import CostTiming, counted_calls, traced_estimate
 
 __all__ = ["CostProblem", "cost_engine", "NO_GRADIENT", "FROM_COST"]
+
 
 class _Marker:
     def __init__(self, text: str):
@@ -42,13 +45,20 @@ def _layout_and_gradient(params, grads, cast: bool):
     layout, theta = Layout.from_params(params, cast=cast)
     if grads is NO_GRADIENT:
         return layout, theta, np.zeros(layout.n_params), []
-    grads = call_grads(grads, params)
+    # A backprop run on the up-cast arrays: with float32 arrays it would compute the gradient under test in float32
+    grads = call_grads(grads, layout.unflatten(theta.copy()) if _was_cast(params) else params)
     if grads is None:
         raise InputError("`grads` is None: there is no gradient to check (did the backprop forget to `return` "
                          "its gradients?); pass the analytic gradient in the structure of `params`")
     analytic = layout.flatten_grads(grads, cast=cast)
     aside = layout.grad_keys(grads)[1] if isinstance(grads, Mapping) and not layout.flat else []
     return layout, theta, analytic, aside
+
+
+def _was_cast(params) -> bool:
+    """Whether ``Layout.from_params`` up-cast some array of ``params`` (it accepted them, so cast=True)."""
+    values = [params] if isinstance(params, np.ndarray) else params.values() if isinstance(params, Mapping) else params
+    return any(np.asarray(v).dtype != np.float64 for v in values)
 
 
 def _gradient_from_cost(cost, params):
@@ -75,46 +85,6 @@ def _require_checkable(layout: Layout, theta: np.ndarray, options: CheckOptions)
         require_directions_fit(layout, options.n_directions, options.name("n_directions"))
 
 
-#: A cost is timed on perturbed evaluations until this many seconds have gone by ...
-TIMING_SECONDS = 0.25
-#: ... or this many evaluations were made (at least 4, at most this many).
-TIMING_EVALUATIONS = 32
-
-
-class CostTiming:
-    """Seconds per evaluation of a user's cost, timed once, when an estimate is first needed.
-
-    The two evaluations at theta that validate the cost also warm it up (caches, lazy
-    imports); the timing then evaluates a seeded sample of perturbed coordinates and
-    takes the median, so one slow call (a page fault, another process) does not move
-    the estimate much.
-    """
-
-    def __init__(self, problem: CostProblem):
-        self.problem = problem
-        self.samples: list[float] = []
-
-    def seconds(self) -> float:
-        if not self.samples:
-            objective, theta = self.problem.objective, self.problem.theta
-            rng = np.random.default_rng(0)
-            work, started = theta.copy(), time.perf_counter()
-            eps = 1e-7
-            while len(self.samples) < TIMING_EVALUATIONS and (
-                    len(self.samples) < 4 or time.perf_counter() - started < TIMING_SECONDS):
-                i = int(rng.integers(theta.size))
-                work[i] = theta[i] + eps
-                tic = time.perf_counter()
-                objective(work, i, +1)
-                self.samples.append(time.perf_counter() - tic)
-                work[i] = theta[i]
-        return float(np.median(self.samples))
-
-    def basis(self) -> str:
-        self.seconds()
-        return f"the median of {len(self.samples)} timed cost evaluations, {self.seconds() * 1e3:.3g} ms each"
-
-
 class CostProblem:
     """A user's cost, its parameters and the gradient under test, validated and timed once.
 
@@ -130,7 +100,10 @@ class CostProblem:
             self.objective_flags = {"returns_grads": True} if grads is NO_GRADIENT else {}
         self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
         self.objective = CostObjective(cost, self.layout, timeout=timeout, **self.objective_flags)
+        tic = time.perf_counter()
         self.objective.cost_at_theta = self.objective.base(self.theta)
+        # what every check of this cost spends before its engine: the two evaluations at theta
+        self.setup = Setup(time.perf_counter() - tic, 2, "2 at theta")
         self.timing = CostTiming(self)
 
 
@@ -174,9 +147,13 @@ def _traced(problem: CostProblem, options: CheckOptions, kinks=None) -> Engine:
             ev.n_evaluations += redo.n_evaluations
         return ev
 
-    return Engine("traced", stencilled(at, options.stencil), directions, engine.estimate,
-                  objective.cost_at_theta, basis=lambda: "the traced engine timed on a sample of every group",
-                  full=_full(objective, theta))
+    estimate, basis = traced_estimate(engine)
+    # a direction is a dense change of its group or of theta: about one evaluation of the cost per sign
+    return Engine("traced", stencilled(at, options.stencil), directions, estimate, objective.cost_at_theta,
+                  basis=basis, full=_full(objective, theta),
+                  direction_estimate=lambda n: n * problem.timing.seconds(),
+                  direction_basis=lambda: f"about one evaluation of the cost per direction and sign: "
+                                          f"{problem.timing.basis()}")
 
 
 def _full(objective, theta: np.ndarray):
@@ -187,6 +164,20 @@ def _full(objective, theta: np.ndarray):
 #: How an error names the engine an untraceable cost falls back to.
 _UNTRACED = {"reference": "reference engine (the loop of full evaluations, in this process)",
              "blackbox": "black-box engine (full evaluations on workers)"}
+
+
+def _reason(options: CheckOptions, blackbox_settings: bool, name: str) -> str:
+    """Why a user's cost gets engine ``name`` (before any trace is tried)."""
+    if options.engine is not None:
+        return f"as {options.name('engine')} asks"
+    if blackbox_settings:
+        return "the settings given (a backend, batch_cost or chunk_size) are the black-box engine's"
+    return "the default: the cost traced, the trace verified against the real cost"
+
+
+def _and(setup: Setup, seconds: float, calls: int, what: str) -> Setup:
+    """``setup`` and then ``calls`` calls of the cost in ``seconds``, for ``what``."""
+    return Setup(setup.seconds + seconds, setup.cost_calls + calls, f"{setup.what}, {calls} {what}")
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
@@ -204,10 +195,15 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     # settings only the black-box engine has (a joblib backend, a vectorized cost, chunks) ask for it
     blackbox_settings = backend is not None or batch_cost is not None or chunk_size is not None
     name = options.engine_or(COST_ENGINES, untraced if blackbox_settings else "traced")
-    notes = {}
+    notes, setup = {}, problem.setup
+    reason = _reason(options, blackbox_settings, name)
     if name == "traced":
+        tic = time.perf_counter()
         try:
-            return with_stencil(_traced(problem, options), options.stencil)
+            with counted_calls(objective) as counter:
+                engine = _traced(problem, options)
+            setup = _and(setup, time.perf_counter() - tic, counter.calls, "to trace the cost and verify the trace")
+            return with_stencil(replace(engine, reason=reason, setup=setup), options.stencil)
         except NotTraceable as exc:
             if getattr(exc, "constant", False):  # no path from any parameter to J
                 require_uses_argument(problem.objective, problem.layout, problem.theta, problem.analytic, steps)
@@ -215,6 +211,9 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
                 raise InputError(f"{options.name('engine')}: 'traced' cannot be used on this cost: {exc.reason}; "
                                  f"leave `engine` unset to fall back to the {_UNTRACED[untraced]}") from None
             name, notes = untraced, {"traced_not_used": exc.reason}
+            # a check tries the trace again before it falls back: that is part of its cost
+            setup = _and(setup, time.perf_counter() - tic, counter.calls, "to try the trace")
+            reason = f"traced engine not used: {exc.reason}"
     if name == "reference" and in_process:
         def at(idx, scale):
             return reference_engine(objective, theta, idx, scale * steps, progress=progress)
@@ -223,7 +222,7 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
             "reference", stencilled(at, options.stencil),
             lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps, progress=progress),
             lambda n: n * problem.timing.seconds(), objective.cost_at_theta, basis=problem.timing.basis, notes=notes,
-            full=_full(objective, theta)), options.stencil)
+            full=_full(objective, theta), reason=reason, setup=setup, evaluates_cost=True), options.stencil)
     # lazy: joblib (and Dask) load only when a check runs on workers
     from ..engines.blackbox import blackbox_directions, blackbox_engine
 
@@ -239,4 +238,5 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
         lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
         lambda n: n * problem.timing.seconds() / workers, objective.cost_at_theta,
         basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)", notes=notes,
-        full=_full(objective, theta)), options.stencil)
+        full=_full(objective, theta), reason=reason + ("" if in_process else f"; on {workers} worker(s)"),
+        setup=setup, evaluates_cost=True), options.stencil)

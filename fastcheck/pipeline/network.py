@@ -4,6 +4,7 @@ install the traced engine while the batched engine's kernels compile."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -17,9 +18,10 @@ from ..engines.mlp.stacked import BaseState
 from ..engines.reference import evaluate_directions, reference_engine
 from ..errors import CostError, InputError
 from ..mlp.functions import PIECEWISE_LINEAR
-from .factories import CostProblem, _layout_and_gradient, _require_checkable, _traced
+from .factories import CostProblem, _and, _layout_and_gradient, _require_checkable, _traced
 from .options import MLP_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
+from .timing import counted_calls
 
 __all__ = ["MLPProblem", "mlp_engine", "COMPILING"]
 
@@ -62,11 +64,13 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     if options.timeout is not None:
         raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
     name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
+    reason = "the built-in network's engine" if name == MLP_ENGINES[0] else f"as {options.name('engine')} asks"
     params = layout.unflatten(theta)
     cost = _network_cost(net, params, X, Y)
     full = _mlp_full(problem)
     if name == "reference":
-        return _mlp_reference(problem, options, full)
+        return _mlp_reference(problem, options, full, reason)
+
     def directions(dirs):  # numpy: no kernel to compile
         return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
                                        max_memory=options.memory)
@@ -112,10 +116,10 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
                 "fitted as set-up + slope x n")
 
     return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
-                               cost, prior, basis, notes, full=full), options.stencil)
+                               cost, prior, basis, notes, full=full, reason=reason), options.stencil)
 
 
-def _mlp_reference(problem: MLPProblem, options: CheckOptions, full) -> Engine:
+def _mlp_reference(problem: MLPProblem, options: CheckOptions, full, reason: str) -> Engine:
     """The reference loop on the built-in network: one full forward pass per +eps and per -eps."""
     net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
                                           problem.X, problem.Y)
@@ -133,7 +137,7 @@ def _mlp_reference(problem: MLPProblem, options: CheckOptions, full) -> Engine:
         "reference", stencilled(lambda idx, scale: reference_engine(objective, theta, idx, scale * steps),
                                 options.stencil),
         directions, lambda n: n * seconds, value, basis=lambda: f"one timed forward pass, {seconds * 1e3:.3g} ms",
-        full=full), options.stencil)
+        full=full, reason=reason), options.stencil)
 
 
 #: Why a check of the built-in network used the traced engine (``report.settings["batched_not_used"]``).
@@ -168,15 +172,22 @@ def _while_compiling(problem: MLPProblem, options: CheckOptions, directions, ful
             ev.kinks[flagged] = again.kinks
             ev.n_evaluations += again.n_evaluations
 
+    tic = time.perf_counter()
+    cost = CostProblem(lambda p: net.objective(p, X, Y), layout.unflatten(problem.theta),
+                       layout.unflatten(problem.analytic), cast=False)
     try:
-        engine = _traced(CostProblem(lambda p: net.objective(p, X, Y), layout.unflatten(problem.theta),
-                                     layout.unflatten(problem.analytic), cast=False), options, hidden_kinks)
+        with counted_calls(cost.objective) as counter:
+            engine = _traced(cost, options, hidden_kinks)
     except NotTraceable:
         return None
     if not compile_in_background():  # first the trace: a cost it cannot follow starts no compile
         return None
-    engine.directions, engine.notes["batched_not_used"] = directions, COMPILING
-    return with_stencil(engine, options.stencil)
+    setup = _and(cost.setup, time.perf_counter() - tic, counter.calls, "to trace the cost and verify the trace")
+    # directions: the batched engine's own (numpy), timed as its are
+    return with_stencil(replace(engine, directions=directions, notes={"batched_not_used": COMPILING},
+                                reason="the batched engine's kernels are not compiled yet: the traced engine while "
+                                       "they compile in the background", setup=setup,
+                                direction_estimate=None, direction_basis=None), options.stencil)
 
 
 def _network_cost(net, params, X, Y) -> float:

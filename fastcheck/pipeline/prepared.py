@@ -54,10 +54,12 @@ class Prepared:
         return replace(self, settings={**self.settings, **settings})
 
     def seconds_per_coordinate(self) -> float:
-        """About how long one coordinate (both signs) takes: the engine's prior, else its estimate."""
+        """About how long one coordinate (both signs) takes: the engine's prior, else its estimate for all of
+        theta, per coordinate (an engine's fixed cost per call, the traced engine's, spread over them)."""
         if self.engine.prior is not None:
             return self.engine.prior
-        return max(self.engine.estimate(2), 1e-9)
+        n = self.layout.n_params
+        return max(self.engine.estimate(2 * n) / n, 1e-9)
 
     def plan(self) -> Plan:
         return make_plan(self.layout, self.engine, self.options)
