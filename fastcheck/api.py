@@ -21,9 +21,10 @@ from .core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from .core.results import merge_evaluations
 from .core.selection import DEFAULT_MIN_PER_GROUP
 from .errors import InputError
-from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
+from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, cost_engine
 from .pipeline.layer import LayerCost, default_dout, layer_gradients, layer_output
-from .pipeline.options import MLP_ENGINES, CheckOptions
+from .pipeline.network import MLPProblem, mlp_engine
+from .pipeline.options import CheckOptions
 from .pipeline.plan import Plan, make_plan
 from .pipeline.prepared import Prepared
 from .report import Report
@@ -333,7 +334,7 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
 
 # ---------------------------------------------------------------------- the built-in MLP
 # the documented keywords of the public API
-def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float | str = DEFAULT_EPS,  # noqa: PLR0913
+def check_mlp(net, params, grads, X, Y, *, engine: str | None = None, eps: float | str = DEFAULT_EPS,  # noqa: PLR0913
               mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
               n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
               kinks: str = "exclude", escalate: bool = True, escalate_budget: int | None = None,
@@ -343,7 +344,8 @@ def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: fl
     """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost.
 
     The keywords are :func:`check`'s (``eps="auto"``, ``stencil=4`` and ``sweep`` too: the
-    batched engine honours every step option).
+    batched engine honours every step option); ``engine`` is :meth:`fastcheck.MLP.check`'s
+    (unset: the batched engine, or the traced engine while its kernels compile).
     """
     return _prepare_mlp(*_split(locals())).run()
 
@@ -366,7 +368,7 @@ def _prepare_mlp(options: CheckOptions, rest: dict) -> Prepared:
 
 
 # the documented keywords of the public API
-def plan_mlp(net, params, X, Y, *, engine: str = MLP_ENGINES[0], mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
+def plan_mlp(net, params, X, Y, *, engine: str | None = None, mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
              n_samples: int | None = None, n_directions: int | None = None,
              min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, options: CheckOptions | None = None) -> Plan:
     """:meth:`fastcheck.MLP.plan`: what :meth:`MLP.check` would do, and about how long it would take.

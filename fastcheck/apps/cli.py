@@ -53,7 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="check a built-in network, correct and with a planted bug")
     demo.add_argument("--network", choices=sorted(NETWORKS), default="M", help="benchmark network (default M)")
     demo.add_argument("--bug", choices=sorted(BUGS), default="scaled", help="bug to plant (default scaled)")
-    demo.add_argument("--engine", choices=MLP_ENGINES, default=MLP_ENGINES[0])
+    demo.add_argument("--engine", choices=MLP_ENGINES,
+                      help=f"force an engine (default {MLP_ENGINES[0]}, or traced while its kernels compile)")
     demo.add_argument("--html", metavar="FILE", help="also write the planted bug's report as an HTML page with plots")
     demo.set_defaults(func=run_demo)
 
@@ -79,8 +80,8 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
     chk.add_argument("--engine", choices=sorted(set(MLP_ENGINES) | set(COST_ENGINES)),
                      help=f"force an engine: {', '.join(MLP_ENGINES)} for the built-in network (default "
-                          f"{MLP_ENGINES[0]}); {', '.join(COST_ENGINES)} for a user problem (default: traced where the "
-                          "cost can be traced)")
+                          f"{MLP_ENGINES[0]}, or traced while its kernels compile); {', '.join(COST_ENGINES)} for a "
+                          "user problem (default: traced where the cost can be traced)")
     opts = chk.add_argument_group("checking")
     opts.add_argument("--eps", type=_eps, default=DEFAULT_EPS,
                       help=f"step (default {DEFAULT_EPS:g}), or 'auto': a step per coordinate, "
@@ -148,23 +149,29 @@ def _exit_code(report) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
-def _compile_kernels(engine: str, hidden: str, output: str) -> float:
-    """Compile the batched engine's kernels before a check, so its report times the check alone.
+def _compile_kernels(engine: str | None, net: MLP) -> float:
+    """Load the batched engine's kernels before a check, so its report times the check alone.
 
-    The first run after an install compiles for tens of seconds (numba caches the result
-    on disk); on a terminal, a line on stderr says so if it takes more than a second.
+    Left to its default (``engine`` None) on a fresh install, where the kernels are not in
+    numba's cache, nothing is compiled here: the check runs on the traced engine while they
+    compile in the background (its report says so). Forced (``--engine batched``), the first
+    run compiles them here for about ten seconds (numba caches the result on disk); on a
+    terminal, a line on stderr says so if it takes more than a second.
     """
-    if engine != "batched":
+    if engine == "reference":
         return 0.0
+    from ..engines.mlp.warmup import kernels_cached
     from .networks import compile_kernels
 
+    if engine is None and not kernels_cached(net):
+        return 0.0
     notice = threading.Timer(1.0, lambda: print(
-        f"fastcheck: compiling the numba kernels for {hidden}/{output} (first run only; cached on disk "
-        "afterwards; 10-20 s on 2 cores)...", file=sys.stderr, flush=True))
+        f"fastcheck: compiling the numba kernels for {net.hidden}/{net.output} (first run only; cached on disk "
+        "afterwards; about 10 s on 2 cores)...", file=sys.stderr, flush=True))
     if sys.stderr.isatty():
         notice.start()
     try:
-        return compile_kernels(hidden, output)
+        return compile_kernels(net.hidden, net.output)
     finally:
         notice.cancel()
 
@@ -174,7 +181,7 @@ def run_demo(args) -> int:
     started = time.perf_counter()
     net, params, X, Y = network(args.network)
     print(f"fastcheck demo: network {args.network} {net!r}, {X.shape[1]} examples, {net.n_params:,} parameters\n")
-    compiled = _compile_kernels(args.engine, net.hidden, net.output)
+    compiled = _compile_kernels(args.engine, net)
     if compiled > 1.0:
         print(f"(compiled the kernels first, once per install: {compiled:.1f} s; not counted below)\n")
     print("1. the correct backprop")
@@ -255,13 +262,12 @@ def _check_builtin(args):
     refuse_unfitting(net.n_params, "--layers" if args.layers else "--network")
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
-    engine = args.engine or MLP_ENGINES[0]
-    options = _options(args, engine=engine)
+    options = _options(args, engine=args.engine)
     if args.dry_run:
         return plan_mlp(net, params, X, Y, options=options)
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
     prepared = prepare_mlp(net, params, grads, X, Y, options=options)  # bad settings fail here, before compiling
-    _compile_kernels(engine, args.hidden, args.output)
+    _compile_kernels(args.engine, net)
     return prepared.run()
 
 

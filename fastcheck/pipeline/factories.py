@@ -1,4 +1,4 @@
-"""Building the engine of a problem: a user's cost, or the built-in MLP on its data."""
+"""Building the engine of a user's cost (the built-in network's: :mod:`fastcheck.pipeline.network`)."""
 
 from __future__ import annotations
 
@@ -14,26 +14,16 @@ from ..core.directions import require_directions_fit
 from ..core.finite import require_steps
 from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
-from ..core.selection import stratified_subset
-from ..core.settings import require_n_jobs, require_n_threads
+from ..core.settings import require_n_jobs
 from ..engines.base import Engine, Setup
-from ..engines.mlp.directions import mlp_evaluate_directions
-from ..engines.mlp.objective import MLPObjective
-from ..engines.mlp.stacked import BaseState
 from ..engines.reference import evaluate_directions, reference_engine
 from ..errors import CostError, InputError, message_of, user_failure
-from ..mlp.functions import PIECEWISE_LINEAR
 from .argument import require_uses_argument
-from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
+from .options import COST_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
 from .timing import CostTiming, counted_calls, traced_estimate
 
-__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
-
-#: The batched engine's seconds per coordinate on 64 examples, a priori (measured on
-#: network M): piecewise-linear hidden layers take the margin shortcut, smooth ones the
-#: certified polynomials (both about 0.7 us). More examples cost proportionally more.
-BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 1e-6}
+__all__ = ["CostProblem", "cost_engine", "NO_GRADIENT", "FROM_COST"]
 
 
 class _Marker:
@@ -117,8 +107,11 @@ class CostProblem:
         self.timing = CostTiming(self)
 
 
-def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
-    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used."""
+def _traced(problem: CostProblem, options: CheckOptions, kinks=None) -> Engine:
+    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used.
+
+    ``kinks(evaluations, scale)``, given, may revise the kinks of each chunk's evaluations in place.
+    """
     from ..engines.traced import TracedEngine, traced_engine
 
     objective, theta, analytic = problem.objective, problem.theta, problem.analytic
@@ -136,12 +129,13 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
         # where the traced changes are not finite (an identity that overflowed, a log1p below -1 next to a
         # saturated unit), the engine cannot vouch: those coordinates take full evaluations of the real cost
         bad = ~(np.isfinite(ev.numeric) & np.isfinite(ev.cost_plus) & np.isfinite(ev.cost_minus))
-        if not bad.any():
-            return ev
-        redo = reference_engine(objective, theta, np.asarray(ev.indices)[bad], scale * steps)
-        for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
-            getattr(ev, name)[bad] = getattr(redo, name)
-        ev.n_evaluations += redo.n_evaluations
+        if bad.any():
+            redo = reference_engine(objective, theta, np.asarray(ev.indices)[bad], scale * steps)
+            for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
+                getattr(ev, name)[bad] = getattr(redo, name)
+            ev.n_evaluations += redo.n_evaluations
+        if kinks is not None:
+            kinks(ev, scale)
         return ev
 
     def directions(dirs):
@@ -247,113 +241,3 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
         basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)", notes=notes,
         full=_full(objective, theta), reason=reason + ("" if in_process else f"; on {workers} worker(s)"),
         setup=setup, evaluates_cost=True), options.stencil)
-
-
-class MLPProblem:
-    """The built-in network, its parameters, data and the gradient under test, validated."""
-
-    def __init__(self, net, params, grads, X, Y, cast: bool):
-        net.validate_params(params)
-        self.net = net
-        self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
-        self.X, self.Y = net.validate_data(X, Y)
-
-
-def _mlp_full(problem: MLPProblem):
-    """The engines' ``full`` on the built-in network: full forward passes, the base states set on first use."""
-    objective = []
-
-    def full(idx, eps):
-        if not objective:
-            objective.append(MLPObjective(problem.net, problem.layout, problem.X, problem.Y))
-            objective[0].base(problem.theta)
-        return reference_engine(objective[0], problem.theta, idx, eps)
-
-    return full
-
-
-def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) -> Engine:
-    """The batched engine (the default) or the reference loop on the built-in network."""
-    net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
-                                          problem.X, problem.Y)
-    steps, eps = options.steps(theta), options.direction_eps
-    _require_checkable(layout, theta, options)
-    n_threads = require_n_threads(n_threads, options.name("n_threads"))
-    if options.timeout is not None:
-        raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
-    name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
-    reason = "the built-in network's engine" if name == MLP_ENGINES[0] else f"as {options.name('engine')} asks"
-    params = layout.unflatten(theta)
-    cost = _network_cost(net, params, X, Y)
-    full = _mlp_full(problem)
-    if name == "reference":
-        objective = MLPObjective(net, layout, X, Y)
-        tic = time.perf_counter()
-        value = objective.base(theta)
-        seconds = time.perf_counter() - tic
-
-        def directions(dirs):
-            costs = CostObjective(lambda p: net.cost(p, X, Y), layout)
-            return evaluate_directions(costs, theta, analytic, dirs, eps)
-
-        return with_stencil(Engine(
-            "reference", stencilled(lambda idx, scale: reference_engine(objective, theta, idx, scale * steps),
-                                    options.stencil),
-            directions, lambda n: n * seconds, value, basis=lambda: f"one timed forward pass, {seconds * 1e3:.3g} ms",
-            full=full, reason=reason), options.stencil)
-
-    # lazy: numba loads (and compiles, the first time) only when the batched engine runs
-    from ..engines.mlp.batched import base_pass, batched_engine
-
-    cache, notes = {}, {}  # notes: filled as chunks run, read when the report is built
-
-    def at(idx, scale):  # the base pass is built once, however many chunks are evaluated
-        if "base" not in cache:
-            cache["base"] = base_pass(net, params, X, Y)
-        return batched_engine(net, params, X, Y, idx, scale * steps, max_memory=options.max_memory,
-                              n_threads=n_threads, base=cache["base"], notes=notes)
-
-    def coordinates(idx):  # the estimate times the engine at one step; with_stencil counts two
-        return at(idx, 1)
-
-    def directions(dirs):
-        return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
-                                       max_memory=options.memory)
-
-    timings = []
-
-    def estimate(n_evaluations):
-        # the engine has a fixed set-up cost: time two sample sizes, fit fixed + slope * n
-        if not timings:
-            sample = stratified_subset(layout, n_samples=min(layout.n_params, 8000), seed=0)
-            small = sample[:: 4]
-            coordinates(small[:50])  # compile or load the kernels first
-            for part in (small, sample):
-                tic = time.perf_counter()
-                coordinates(part)
-                timings.append((2 * len(part), time.perf_counter() - tic))
-        (n0, t0), (n1, t1) = timings
-        slope = max((t1 - t0) / (n1 - n0), 0.25 * t1 / n1)
-        return max(t0 - slope * n0, 0.0) + slope * n_evaluations
-
-    kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
-    prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
-    def basis():
-        estimate(0)
-        return (f"the batched engine timed on {timings[0][0] // 2:,} and {timings[1][0] // 2:,} coordinates, "
-                "fitted as set-up + slope x n")
-
-    return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
-                               cost, prior, basis, notes, full=full, reason=reason), options.stencil)
-
-
-def _network_cost(net, params, X, Y) -> float:
-    """J(theta) of the built-in network, or :class:`CostError` where it is not finite (in every engine)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        value = net.cost(params, X, Y)
-    if not np.isfinite(value):
-        largest = max(float(np.abs(X).max()), *(float(np.abs(p).max()) for p in params.values()))
-        raise CostError(f"the network's cost J(theta) is {value} at these parameters and data: its forward pass "
-                        f"overflows (the largest |input| or |parameter| is {largest:.3g}); scale the inputs X or "
-                        "the parameters down")
-    return value
