@@ -40,8 +40,14 @@ __all__ = ["noise_report", "measure_noise", "NOISE_ENTRIES", "NOISE_POINTS", "NO
 NOISE_ENTRIES = 8
 #: ... at theta + (k / NOISE_POINTS) h e_i, k = -NOISE_POINTS .. NOISE_POINTS ...
 NOISE_POINTS = 4
-#: ... with a kink allowed at one of these offsets (in points): a kink is no noise ...
-KINK_AT = tuple(np.arange(-NOISE_POINTS + 0.25, NOISE_POINTS, 0.25))
+#: ... with a kink allowed at one of these offsets (in points): a kink is no noise. Only in the inner half: a
+#: kink beyond it leaves one or two points free (a slope that jumps between the last two points fits any value
+#: of the last one), and the outer points are the check's own J+ and J-, where a jump in J spoils its difference.
+KINK_AT = tuple(np.arange(-NOISE_POINTS / 2, NOISE_POINTS / 2 + 0.125, 0.25))
+#: The spans (in steps, each measured with its double for the truncation test): the check's own, and a wide one,
+#: where a cost that is a staircase at the step's scale (a saturated sigmoid's 1 - AL moving by one ulp at a time:
+#: flat between jumps, so a fit over the step alone sees a smooth curve of the wrong slope) shows its jumps.
+SPANS = (1.0, 16.0)
 #: The spread over twice the step, beyond 1 / this fraction of the spread over the step, is truncation (it
 #: grows as span^4: 16x), not rounding (which does not grow, or grows as its jumps get more frequent: 2x).
 TRUNCATION_RATIO = 1 / 8
@@ -100,11 +106,14 @@ def measure_noise(engine: Engine, theta: np.ndarray, indices: np.ndarray, steps)
     ``steps``: the check's nominal steps (a float, or one per coordinate of theta).
     Returns sigma per index, shape ``(len(indices),)``; 0 where the spread is truncation.
     """
-    own = _spreads(engine, theta, indices, steps, 1.0)
-    wide = _spreads(engine, theta, indices, steps, 2.0)
-    # rounding does not grow with the span (or grows as its jumps get more frequent, ~ the span); what a cubic
-    # leaves of a smooth cost (a coarse step) grows as span^4: that is no noise
-    return np.where(wide <= own / TRUNCATION_RATIO, own, 0.0)
+    sigma = np.zeros(indices.size)
+    for span in SPANS:
+        own = _spreads(engine, theta, indices, steps, span)
+        wide = _spreads(engine, theta, indices, steps, 2 * span)
+        # rounding does not grow with the span (or grows as its jumps get more frequent, ~ the span); what a cubic
+        # leaves of a smooth cost (a coarse step) grows as span^4: that is no noise
+        sigma = np.maximum(sigma, np.where(wide <= own / TRUNCATION_RATIO, own, 0.0))
+    return sigma
 
 
 def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: np.ndarray,
@@ -133,7 +142,7 @@ def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: n
             break
     elapsed = time.perf_counter() - started
     rebuilt = rebuild(noise)
-    rebuilt.settings["noise"] = {"entries": measured, "evaluations": 4 * NOISE_POINTS * measured,
+    rebuilt.settings["noise"] = {"entries": measured, "evaluations": 4 * NOISE_POINTS * len(SPANS) * measured,
                                  "largest": float(noise.max()), "points": 2 * NOISE_POINTS + 1}
     rebuilt.elapsed += elapsed
     return rebuilt, noise

@@ -33,6 +33,7 @@ from .policy import (
     one_sided,
     rounding_scale,
     ties,
+    within_rounding,
     wrong_entries,
     zero_to_rounding,
 )
@@ -203,6 +204,8 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
             verdict = "warn"
             found.capped.add(g.name)
             found.note(g.name, _noise_note(cost, e, lo + np.flatnonzero(flagged), found.sigma, labels))
+    if verdict != "pass" and not wrong:
+        verdict = _within_rounding_verdict(g.name, verdict, e, at, use, d, bounds, found, cost, labels)
     n_ties = int(e.tie[at].sum())
     if n_ties:
         found.note(g.name, _tie_note(lo + np.flatnonzero(e.tie[at]), e, theta, cost, include, labels))
@@ -220,6 +223,33 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
             found.diagnoses[g.name] = sentence
     return GroupRow(g.name, g.shape, g.size, checked, int(e.kinks[at].sum()), d, verdict, wrong, "coordinates",
                     g.name in escalated, n_ties, bool(zero))
+
+
+def _within_rounding_verdict(name, verdict, e: _Entries, at: slice, use, d: float, bounds: Bounds,  # noqa: PLR0913
+                             found: _Findings, cost, labels) -> str:
+    """The verdict of a group that is not ``pass`` with no wrong entry, and the note that says why.
+
+    Every entry off by the warn bound within rounding (:func:`~fastcheck.report.policy.within_rounding`):
+    ``warn`` (no bug shown, and no pass: nothing below the rounding was checked). A group that still fails
+    has a note saying why its wrong count is 0 (its difference fails it, its entries are beyond rounding but
+    none by the margin that fails a group alone).
+    """
+    flagged = use & (e.rel[at] >= bounds.warn)
+    where = e.idx[at][flagged]
+    if name not in found.capped and flagged.any() and within_rounding(e.abs_error[at][flagged],
+                                                                      e.rounding[at][flagged]).all():
+        found.capped.add(name)
+        found.note(name, _rounding_note(cost, e, where, e.rounding[at][flagged], labels))
+        return "warn"
+    if verdict == "fail" and not e.not_finite[at].any():
+        off = int((use & ~(e.rel[at] < bounds.fail)).sum())
+        found.note(name, f"it fails by its difference ({d:.2e}, at least the fail bound {bounds.fail:g}) with no "
+                         f"entry counted wrong: {off} entr{'y is' if off == 1 else 'ies are'} off by the fail bound "
+                         f"beyond rounding ({ZERO_FACTOR:g} rounding scales), none by the margin that fails one "
+                         f"entry alone ({NOISE_FACTOR:g} rounding scales and {MEDIAN_FACTOR:g} x the group's median "
+                         "error): a bug spread over many small entries, or a cost noisier than float64's rounding "
+                         "(see the step sweep)")
+    return verdict
 
 
 def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,  # noqa: PLR0913
@@ -326,6 +356,18 @@ def _zero_note(an, numeric, rounding) -> str:
             f"(at most {np.abs(numeric).max():.1e}), is within {ZERO_FACTOR:g} x the rounding scale of a central "
             f"difference (|J| 2^-52 / eps = {rounding.max():.1e}) of zero, so it passes whatever its difference "
             "(a bias before a batch norm, or a parameter the cost does not use?)")
+
+
+def _rounding_note(cost, e: _Entries, where: np.ndarray, rounding: np.ndarray, labels) -> str:
+    h = float(np.max(e.eps)) if np.ndim(e.eps) else float(e.eps)
+    shown = ", ".join(labels(where[:3])) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+    larger = 1e-4 if h < 1e-4 else 10 * h
+    size = f", |J| = {abs(cost):.3g}" if cost is not None and np.isfinite(cost) else ""
+    return (f"rounding, no bug shown: its {len(where)} entries off by the warn bound ({shown}) are within "
+            f"{ZERO_FACTOR:g} x their rounding scale |J| 2^-52 / eps (up to {rounding.max():.1e}{size}), what "
+            "rounding alone gives: it warns, it cannot pass. A cost large against its changes (a constant added to "
+            f"it?) rounds them away: subtract the constant, or check with a larger eps (at eps = {larger:.0e} the "
+            f"rounding scale is ~{rounding.max() * h / larger:.1e})")
 
 
 def _noise_note(cost: float, e: _Entries, within: np.ndarray, noise: np.ndarray, labels) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from ..core.finite import STENCIL_ROUNDING, Bounds, relative_errors
 
 __all__ = ["NOISE_FACTOR", "MEDIAN_FACTOR", "MEASURED_FACTOR", "ZERO_FACTOR", "TIE_MATCH", "rounding_scale",
-           "entry_relative_errors", "beyond_rounding", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
+           "entry_relative_errors", "beyond_rounding", "within_rounding", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
            "ties"]
 
 #: An entry is wrong beyond rounding when its absolute error exceeds this many times the
@@ -72,6 +72,13 @@ def beyond_rounding(abs_error: np.ndarray, rounding: np.ndarray) -> np.ndarray:
     return ~(abs_error <= NOISE_FACTOR * rounding)
 
 
+def within_rounding(abs_error: np.ndarray, rounding: np.ndarray) -> np.ndarray:
+    """True where ``abs_error`` is within ``ZERO_FACTOR`` rounding scales: what rounding alone gives a central
+    difference (the J+ and J- of a cost of 1e5 are rounded to 1.5e-11 each, an error of ~0.3 rounding scale),
+    so such an error is no evidence of a bug, whatever its relative size. A NaN error or scale is not within."""
+    return abs_error <= ZERO_FACTOR * rounding
+
+
 def wrong_entries(rel: np.ndarray, abs_error: np.ndarray, rounding: np.ndarray, bounds: Bounds) -> np.ndarray:
     """True where an entry is wrong beyond any rounding: its relative error is at least the
     fail bound (or NaN) and its error exceeds ``NOISE_FACTOR`` rounding scales."""
@@ -88,7 +95,7 @@ def entry_bands(rel: np.ndarray, abs_error: np.ndarray, rounding: np.ndarray, bo
     banded by their relative error alone.
     """
     band = np.where(~(rel < bounds.fail), "fail", np.where(rel >= bounds.warn, "warn", "pass"))
-    return np.where(abs_error <= ZERO_FACTOR * rounding, "pass", band)
+    return np.where(within_rounding(abs_error, rounding), "pass", band)
 
 
 def zero_to_rounding(analytic: np.ndarray, numeric: np.ndarray, rounding: np.ndarray) -> np.ndarray:
