@@ -84,7 +84,7 @@ class Prepared:
                                 context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta),
                                 noise=noise)
 
-        report, noise = noise_report(build(), self.engine, self.options, self.theta, build)
+        report, noise = noise_report(build(), self.engine, self.options, self.theta, self.analytic, build)
         if not sweep:
             return report
         return sweep_report(report, self.layout, self.engine, self.options, self.theta, self.analytic, noise)
@@ -129,6 +129,6 @@ class Prepared:
         report = build(coords)
         if options.mode != "full" and options.escalate:
             report = escalate(report, self.layout, self.engine, options, coords, dirs, settings, build)
-        report, noise = noise_report(report, self.engine, options, self.theta,
+        report, noise = noise_report(report, self.engine, options, self.theta, self.analytic,
                                      lambda noise: build(last["coords"], last["escalated"], noise))
         return sweep_report(report, self.layout, self.engine, options, self.theta, self.analytic, noise)

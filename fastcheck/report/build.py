@@ -30,6 +30,7 @@ from .policy import (
     ZERO_FACTOR,
     beyond_rounding,
     entry_relative_errors,
+    larger_step,
     one_sided,
     rounding_scale,
     ties,
@@ -361,7 +362,7 @@ def _zero_note(an, numeric, rounding) -> str:
 def _rounding_note(cost, e: _Entries, where: np.ndarray, rounding: np.ndarray, labels) -> str:
     h = float(np.max(e.eps)) if np.ndim(e.eps) else float(e.eps)
     shown = ", ".join(labels(where[:3])) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
-    larger = 1e-4 if h < 1e-4 else 10 * h
+    larger = larger_step(h)
     size = f", |J| = {abs(cost):.3g}" if cost is not None and np.isfinite(cost) else ""
     return (f"rounding, no bug shown: its {len(where)} entries off by the warn bound ({shown}) are within "
             f"{ZERO_FACTOR:g} x their rounding scale |J| 2^-52 / eps (up to {rounding.max():.1e}{size}), what "
@@ -374,7 +375,7 @@ def _noise_note(cost: float, e: _Entries, within: np.ndarray, noise: np.ndarray,
     top = float(noise[e.idx[within]].max())
     h = float(np.max(e.eps)) if np.ndim(e.eps) else float(e.eps)
     shown = ", ".join(labels(e.idx[within[:3]])) + (f" and {len(within) - 3} more" if len(within) > 3 else "")
-    larger = 1e-4 if h < 1e-4 else 10 * h
+    larger = larger_step(h)
     return (f"the cost loses precision: its own noise, measured around theta along its worst entries, is {top:.1e} "
             f"({top / (abs(cost) * np.finfo(np.float64).eps):.2g}x float64's rounding of |J| = {abs(cost):.3g}); at "
             f"eps = {h:.0e} its central differences are noisy to ~{top / h:.1e}, and the {len(within)} entries off by "

@@ -19,7 +19,7 @@ import numpy as np
 from ..core.finite import STENCIL_ROUNDING, Bounds, relative_errors
 
 __all__ = ["NOISE_FACTOR", "MEDIAN_FACTOR", "MEASURED_FACTOR", "ZERO_FACTOR", "TIE_MATCH", "rounding_scale",
-           "entry_relative_errors", "beyond_rounding", "within_rounding", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
+           "entry_relative_errors", "beyond_rounding", "within_rounding", "larger_step", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
            "ties"]
 
 #: An entry is wrong beyond rounding when its absolute error exceeds this many times the
@@ -55,6 +55,14 @@ def rounding_scale(cost_plus: np.ndarray, cost_minus: np.ndarray, eps, stencil: 
     ulps = np.maximum(np.abs(cost_plus), np.abs(cost_minus)) * np.finfo(np.float64).eps
     scale = np.maximum(ulps, np.asarray(noise) * (MEASURED_FACTOR / NOISE_FACTOR)) / eps
     return scale * STENCIL_ROUNDING[stencil] if stencil != 2 else scale
+
+
+def larger_step(eps):
+    """The larger step a report suggests against a cost's rounding or noise, and at which the noise rule
+    confirms it (:mod:`fastcheck.pipeline.noise`): 1e-4, or ten times a step of 1e-4 or more (elementwise)."""
+    eps = np.asarray(eps, dtype=np.float64)
+    larger = np.where(eps < 1e-4, 1e-4, 10 * eps)
+    return float(larger) if larger.ndim == 0 else larger
 
 
 def entry_relative_errors(numeric: np.ndarray, analytic: np.ndarray) -> np.ndarray:
