@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from ..core.finite import step_at, stencil_gradient
+from ..core.finite import stencil_gradient, step_at
 from ..engines.base import Engine
 from ..report import Report
 from ..report.policy import entry_relative_errors, larger_step

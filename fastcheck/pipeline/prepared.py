@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..report import Report, build_report
 from .argument import require_cost_moves
 from .escalation import escalate
+from .kinks import with_kinks_at_theta
 from .noise import noise_report
 from .options import CheckOptions
 from .plan import Plan, fit_budget, make_plan, what_to_check
@@ -77,6 +78,7 @@ class Prepared:
         :data:`~fastcheck.pipeline.sweep.SWEEP_SECONDS`)."""
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
         require_cost_moves(evaluations, self.engine.cost, self.analytic, self.options.steps(self.theta))
+        evaluations = with_kinks_at_theta(evaluations, self.engine, self.theta, self.options.steps(self.theta))
 
         def build(noise=None):
             return build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
@@ -119,8 +121,9 @@ class Prepared:
         last = {}  # what the latest report was built from (escalation merges more coordinates)
 
         def build(coords, escalated=(), noise=None):
-            last.update(coords=coords, escalated=escalated)
             require_cost_moves(coords, self.engine.cost, self.analytic, steps)
+            coords = with_kinks_at_theta(coords, self.engine, self.theta, steps)
+            last.update(coords=coords, escalated=escalated)
             return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
                                 settings=settings, elapsed=time.perf_counter() - self.started,
                                 escalated=escalated, theta=self.theta, context=self.context,

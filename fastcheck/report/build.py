@@ -206,7 +206,7 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
             found.capped.add(g.name)
             found.note(g.name, _noise_note(cost, e, lo + np.flatnonzero(flagged), found.sigma, labels))
     if verdict != "pass" and not wrong:
-        verdict = _within_rounding_verdict(g.name, verdict, e, at, use, d, bounds, found, cost, labels)
+        verdict = _within_rounding_verdict(g.name, verdict, e, at, use, bounds, found, cost, labels)
     n_ties = int(e.tie[at].sum())
     if n_ties:
         found.note(g.name, _tie_note(lo + np.flatnonzero(e.tie[at]), e, theta, cost, include, labels))
@@ -226,31 +226,19 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
                     g.name in escalated, n_ties, bool(zero))
 
 
-def _within_rounding_verdict(name, verdict, e: _Entries, at: slice, use, d: float, bounds: Bounds,  # noqa: PLR0913
-                             found: _Findings, cost, labels) -> str:
-    """The verdict of a group that is not ``pass`` with no wrong entry, and the note that says why.
-
-    Every entry off by the warn bound within rounding (:func:`~fastcheck.report.policy.within_rounding`):
-    ``warn`` (no bug shown, and no pass: nothing below the rounding was checked). A group that still fails
-    has a note saying why its wrong count is 0 (its difference fails it, its entries are beyond rounding but
-    none by the margin that fails a group alone).
-    """
+def _within_rounding_verdict(name, verdict, e: _Entries, at: slice, use, bounds: Bounds, found: _Findings, cost,
+                             labels) -> str:
+    """The verdict of a group that is not ``pass`` and has no wrong entry: ``warn``, with a note, when every
+    entry off by the warn bound is within rounding (:func:`~fastcheck.report.policy.within_rounding`): no bug
+    shown, and no pass (nothing below the rounding was checked). A group that still fails is explained by the
+    text report (:func:`fastcheck.report.text.unwrong_line`)."""
     flagged = use & (e.rel[at] >= bounds.warn)
-    where = e.idx[at][flagged]
-    if name not in found.capped and flagged.any() and within_rounding(e.abs_error[at][flagged],
-                                                                      e.rounding[at][flagged]).all():
-        found.capped.add(name)
-        found.note(name, _rounding_note(cost, e, where, e.rounding[at][flagged], labels))
-        return "warn"
-    if verdict == "fail" and not e.not_finite[at].any():
-        off = int((use & ~(e.rel[at] < bounds.fail)).sum())
-        found.note(name, f"it fails by its difference ({d:.2e}, at least the fail bound {bounds.fail:g}) with no "
-                         f"entry counted wrong: {off} entr{'y is' if off == 1 else 'ies are'} off by the fail bound "
-                         f"beyond rounding ({ZERO_FACTOR:g} rounding scales), none by the margin that fails one "
-                         f"entry alone ({NOISE_FACTOR:g} rounding scales and {MEDIAN_FACTOR:g} x the group's median "
-                         "error): a bug spread over many small entries, or a cost noisier than float64's rounding "
-                         "(see the step sweep)")
-    return verdict
+    if name in found.capped or not flagged.any() or not within_rounding(e.abs_error[at][flagged],
+                                                                       e.rounding[at][flagged]).all():
+        return verdict
+    found.capped.add(name)
+    found.note(name, _rounding_note(cost, e, e.idx[at][flagged], e.rounding[at][flagged], labels))
+    return "warn"
 
 
 def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,  # noqa: PLR0913

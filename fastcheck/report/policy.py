@@ -19,7 +19,8 @@ import numpy as np
 from ..core.finite import STENCIL_ROUNDING, Bounds, relative_errors
 
 __all__ = ["NOISE_FACTOR", "MEDIAN_FACTOR", "MEASURED_FACTOR", "ZERO_FACTOR", "TIE_MATCH", "rounding_scale",
-           "entry_relative_errors", "beyond_rounding", "within_rounding", "larger_step", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
+           "entry_relative_errors", "beyond_rounding",
+           "within_rounding", "larger_step", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
            "ties"]
 
 #: An entry is wrong beyond rounding when its absolute error exceeds this many times the

@@ -10,9 +10,8 @@ flat (slope 0) wherever the other two are smaller than it.
 :func:`classify` reads the sweep of one entry:
 
 - ``"truncation"`` or ``"rounding"``: at some step the error is small (its relative error
-  below the warn bound, or at the largest step both gradients zero to rounding or the error
-  within rounding: :func:`fastcheck.report.policy.zero_to_rounding`,
-  :func:`fastcheck.report.policy.within_rounding`), so the gradient
+  below the warn bound, or both gradients zero to rounding at the largest step:
+  :func:`fastcheck.report.policy.zero_to_rounding`), so the gradient
   is right; the check's own step lies above that best step (truncation: a smaller eps, or
   ``stencil=4``, fixes it) or below it (rounding: a larger eps does);
 - ``"bug"``: at no step is the error small, and it stays within ``FLAT_FACTOR`` of its least
@@ -33,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .policy import MEASURED_FACTOR, within_rounding, zero_to_rounding
+from .policy import MEASURED_FACTOR, zero_to_rounding
 
 __all__ = ["SWEEP_STEPS", "FLAT_FACTOR", "FLAT_STEPS", "KINDS", "classify"]
 
@@ -120,10 +119,8 @@ def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps:
     best = int(np.nanargmin(np.where(known, errors, np.nan)))
     with np.errstate(invalid="ignore"):
         small = known & (errors < warn * (np.abs(numeric) + abs(analytic)))
-        # zero to rounding, or an error within rounding, judged at the largest step (the least rounding): at tiny
-        # steps anything is (a cost of 1e5 rounds a central difference at eps = 1e-7 to ~1e-4)
-        small[0] |= bool(known[0] and (zero_to_rounding(np.array([analytic]), numeric[:1], rounding[:1])[0]
-                                       or within_rounding(errors[0], rounding[0])))
+        # zero to rounding, judged at the largest step (the least rounding): at tiny steps anything is
+        small[0] |= bool(known[0] and zero_to_rounding(np.array([analytic]), numeric[:1], rounding[:1])[0])
     gives = f"eps = {_eps(steps[best])} gives {errors[best]:.1e}"
     if small.any():
         if eps > steps[best]:
@@ -151,11 +148,12 @@ def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps:
         if not _within_noise(errors[own], noise, steps[own]):
             return "bug", f"{label}: {flat}: a real bug"
     if _within_noise(errors[own], noise, steps[own]):
+        least = errors[best] / (abs(numeric[best]) + abs(analytic))
         return "rounding", (f"{label}: at eps = {_eps(steps[own])} the error ({errors[own]:.1e}) is within the cost's "
                             f"own noise, measured at {noise:.1e} (~{noise / steps[own]:.1e} in a central difference "
-                            f"there); no swept step brings its relative error below the warn bound (the least, {gives}, is "
-                            f"{errors[best] / (abs(numeric[best]) + abs(analytic)):.1e} relative): the cost's rounding, no bug shown (compute "
-                            "the cost stably, or check with a larger eps)")
+                            f"there); no swept step brings its relative error below the warn bound (the least, "
+                            f"{gives}, is {least:.1e} relative): the cost's rounding, no bug shown (compute the cost "
+                            "stably, or check with a larger eps)")
     return "unresolved", (f"{label}: the error is never small (least {errors[best]:.1e}, at eps = "
                           f"{_eps(steps[best])}) and not flat: truncation and rounding overlap (try stencil=4), or a "
                           "bug of that size")
