@@ -41,7 +41,7 @@ import numpy as np
 from ..core.finite import stencil_gradient, step_at
 from ..engines.base import Engine
 from ..report import Report
-from ..report.policy import entry_relative_errors, larger_step
+from ..report.policy import cost_rounding, entry_relative_errors, larger_step
 from .options import CheckOptions
 
 __all__ = ["noise_report", "measure_noise", "NOISE_ENTRIES", "NOISE_POINTS", "SPANS", "CONFIRM_ENTRIES",
@@ -167,7 +167,7 @@ def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: n
         measured += sample.size
         evaluations += 4 * NOISE_POINTS * len(SPANS) * sample.size
         ok = True
-        if sigma.max() > 0:
+        if sigma.max() > cost_rounding(engine.cost):  # only a noise above J's rounding widens any scale
             ok, median, spent = _confirmed(engine, theta, analytic, flagged, steps, options)
             evaluations += spent
             if not ok:

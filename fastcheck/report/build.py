@@ -29,6 +29,7 @@ from .policy import (
     NOISE_FACTOR,
     ZERO_FACTOR,
     beyond_rounding,
+    cost_rounding,
     entry_relative_errors,
     larger_step,
     one_sided,
@@ -290,7 +291,7 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     def labels(positions):
         return [layout.describe(int(i)) for i in positions]
 
-    ulp = abs(cost) * np.finfo(np.float64).eps if cost is not None and np.isfinite(cost) else np.inf
+    ulp = cost_rounding(cost)
     groups, found = [], _Findings(sigma=sigma, noisy={g.name for g in layout.groups
                                                       if (sigma[g.start:g.stop] > ulp).any()})
     bounds_of = np.searchsorted(e.idx, [[g.start, g.start + g.size] for g in layout.groups])  # idx is sorted
@@ -365,7 +366,7 @@ def _noise_note(cost: float, e: _Entries, within: np.ndarray, noise: np.ndarray,
     shown = ", ".join(labels(e.idx[within[:3]])) + (f" and {len(within) - 3} more" if len(within) > 3 else "")
     larger = larger_step(h)
     return (f"the cost loses precision: its own noise, measured around theta along its worst entries, is {top:.1e} "
-            f"({top / (abs(cost) * np.finfo(np.float64).eps):.2g}x float64's rounding of |J| = {abs(cost):.3g}); at "
+            f"({top / cost_rounding(cost):.2g}x float64's rounding of |J| = {abs(cost):.3g}); at "
             f"eps = {h:.0e} its central differences are noisy to ~{top / h:.1e}, and the {len(within)} entries off by "
             f"the warn bound ({shown}) are within that noise: it warns, it cannot pass (nothing below the noise was "
             "checked). Compute the cost stably (a log(1 - AL) of a saturated sigmoid: np.log1p(-AL), or from the "

@@ -19,9 +19,8 @@ import numpy as np
 from ..core.finite import STENCIL_ROUNDING, Bounds, relative_errors
 
 __all__ = ["NOISE_FACTOR", "MEDIAN_FACTOR", "MEASURED_FACTOR", "ZERO_FACTOR", "TIE_MATCH", "rounding_scale",
-           "entry_relative_errors", "beyond_rounding",
-           "within_rounding", "larger_step", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
-           "ties"]
+           "entry_relative_errors", "beyond_rounding", "within_rounding", "larger_step", "cost_rounding",
+           "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided", "ties"]
 
 #: An entry is wrong beyond rounding when its absolute error exceeds this many times the
 #: rounding scale of its central difference ...
@@ -56,6 +55,11 @@ def rounding_scale(cost_plus: np.ndarray, cost_minus: np.ndarray, eps, stencil: 
     ulps = np.maximum(np.abs(cost_plus), np.abs(cost_minus)) * np.finfo(np.float64).eps
     scale = np.maximum(ulps, np.asarray(noise) * (MEASURED_FACTOR / NOISE_FACTOR)) / eps
     return scale * STENCIL_ROUNDING[stencil] if stencil != 2 else scale
+
+
+def cost_rounding(cost) -> float:
+    """float64's rounding of J, ``|J| 2**-52``: a measured noise above it is the cost's own (inf for no finite J)."""
+    return abs(cost) * np.finfo(np.float64).eps if cost is not None and np.isfinite(cost) else np.inf
 
 
 def larger_step(eps):
