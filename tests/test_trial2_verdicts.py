@@ -164,7 +164,7 @@ def test_a_10_percent_bug_on_a_saturated_sigmoid_cost_fails_and_is_named(group):
     report = fc.check(cost, params, grads, engine="reference")
     assert report.verdict == "fail" and report.failing_groups == [group[1:]]
     assert report.group(group[1:]).wrong_entries > 0
-    assert "its errors are not the cost's noise" in report.notes[group[1:]]  # said: not put on the noise
+    assert [r["group"] for r in report.settings["noise"]["refuted"]] == [group[1:]]  # its noise was refuted
 
 
 def test_a_single_wrong_entry_on_a_saturated_sigmoid_cost_fails_and_is_named():

@@ -179,13 +179,6 @@ def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: n
             break
     elapsed = time.perf_counter() - started
     rebuilt = rebuild(noise)
-    for r in refuted:  # measured noisy, but not what its errors are: said, so the failure is not put on the noise
-        name = r["group"]
-        note = (f"its errors are not the cost's noise: at the larger step eps = {larger_step(np.max(steps)):.0e} "
-                f"(4-point stencil) the median relative error of its flagged entries is still "
-                f"{r['median_rel_error_at_larger_step']:.1e}, where the cost's noise would have fallen below the fail "
-                f"bound {options.fail:g}")
-        rebuilt.notes[name] = f"{rebuilt.notes[name]}; {note}" if name in rebuilt.notes else note
     rebuilt.settings["noise"] = {"entries": measured, "evaluations": evaluations, "largest": float(noise.max()),
                                  "points": 2 * NOISE_POINTS + 1, "refuted": refuted}
     rebuilt.elapsed += elapsed
