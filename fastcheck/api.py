@@ -224,16 +224,42 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,  # noqa: PLR0913
          n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
          kinks: str = "exclude", n_jobs: int = 1, engine: str | None = None, cast: bool = False,
-         options: CheckOptions | None = None) -> Plan:
-    """What :func:`check` would do with these settings, and about how long it would take.
+         budget: float | None = None, eps: float | str = DEFAULT_EPS, stencil: int = 2, batch_cost=None,
+         backend: str | None = None, chunk_size: int | None = None, options: CheckOptions | None = None) -> Plan:
+    """What :func:`check` would do with these settings, which engine would run it, and about how long it would take.
 
-    The cost is evaluated twice (to time it and to make sure it is deterministic);
-    nothing else runs. ``options``, when given, replaces the option keywords.
+    The plan builds the engine the check would use, as the check does: the cost is
+    evaluated twice at theta (to make sure it is deterministic), and, for the traced
+    engine, traced and verified on a sample of coordinates of every group (a few
+    evaluations of the cost; when that fails, the plan names the engine the check falls
+    back to and why). It then times that engine: the traced engine on chunks of every
+    group as large as a run's, the reference and black-box engines on a few evaluations
+    of the cost. ``plan.n_cost_calls`` counts the calls of the cost the check makes.
+
+    Parameters
+    ----------
+    cost, params :
+        As for :func:`check`.
+    mode, fraction, n_samples, n_directions, min_per_group, seed, kinks, n_jobs, engine, cast, budget, eps,
+    stencil, batch_cost, backend, chunk_size :
+        As for :func:`check`; those that choose the engine (``engine``, ``n_jobs``,
+        ``batch_cost``, ``backend``, ``chunk_size``) choose it here too. With ``budget``, the
+        plan is that of the subset the check would fit to it.
+    options : CheckOptions, optional
+        Replaces the option keywords.
+
+    Returns
+    -------
+    Plan
+        ``str(plan)`` is one line: engine and why, coordinates per group, calls of the cost,
+        estimated seconds and what the estimate rests on.
     """
     options, _ = _split({k: v for k, v in locals().items() if k != "options"}, options)
     problem = CostProblem(cost, params, NO_GRADIENT, cast, options.timeout)
     try:
-        return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
+        engine = cost_engine(problem, options, n_jobs=n_jobs, batch_cost=batch_cost, backend=backend,
+                             chunk_size=chunk_size, progress=False)
+        return make_plan(problem.layout, engine, options)
     finally:
         problem.objective.release()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
 from ..core.selection import stratified_subset
 from ..core.settings import require_n_jobs, require_n_threads
-from ..engines.base import Engine
+from ..engines.base import Engine, Setup
 from ..engines.mlp.directions import mlp_evaluate_directions
 from ..engines.mlp.objective import MLPObjective
 from ..engines.mlp.stacked import BaseState
@@ -25,6 +26,7 @@ from ..mlp.functions import PIECEWISE_LINEAR
 from .argument import require_uses_argument
 from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
+from .timing import CostTiming, counted_calls, traced_estimate
 
 __all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
 
@@ -93,46 +95,6 @@ def _require_checkable(layout: Layout, theta: np.ndarray, options: CheckOptions)
         require_directions_fit(layout, options.n_directions, options.name("n_directions"))
 
 
-#: A cost is timed on perturbed evaluations until this many seconds have gone by ...
-TIMING_SECONDS = 0.25
-#: ... or this many evaluations were made (at least 4, at most this many).
-TIMING_EVALUATIONS = 32
-
-
-class CostTiming:
-    """Seconds per evaluation of a user's cost, timed once, when an estimate is first needed.
-
-    The two evaluations at theta that validate the cost also warm it up (caches, lazy
-    imports); the timing then evaluates a seeded sample of perturbed coordinates and
-    takes the median, so one slow call (a page fault, another process) does not move
-    the estimate much.
-    """
-
-    def __init__(self, problem: CostProblem):
-        self.problem = problem
-        self.samples: list[float] = []
-
-    def seconds(self) -> float:
-        if not self.samples:
-            objective, theta = self.problem.objective, self.problem.theta
-            rng = np.random.default_rng(0)
-            work, started = theta.copy(), time.perf_counter()
-            eps = 1e-7
-            while len(self.samples) < TIMING_EVALUATIONS and (
-                    len(self.samples) < 4 or time.perf_counter() - started < TIMING_SECONDS):
-                i = int(rng.integers(theta.size))
-                work[i] = theta[i] + eps
-                tic = time.perf_counter()
-                objective(work, i, +1)
-                self.samples.append(time.perf_counter() - tic)
-                work[i] = theta[i]
-        return float(np.median(self.samples))
-
-    def basis(self) -> str:
-        self.seconds()
-        return f"the median of {len(self.samples)} timed cost evaluations, {self.seconds() * 1e3:.3g} ms each"
-
-
 class CostProblem:
     """A user's cost, its parameters and the gradient under test, validated and timed once.
 
@@ -148,7 +110,10 @@ class CostProblem:
             self.objective_flags = {"returns_grads": True} if grads is NO_GRADIENT else {}
         self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
         self.objective = CostObjective(cost, self.layout, timeout=timeout, **self.objective_flags)
+        tic = time.perf_counter()
         self.objective.cost_at_theta = self.objective.base(self.theta)
+        # what every check of this cost spends before its engine: the two evaluations at theta
+        self.setup = Setup(time.perf_counter() - tic, 2, "2 at theta")
         self.timing = CostTiming(self)
 
 
@@ -188,9 +153,13 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
             ev.n_evaluations += redo.n_evaluations
         return ev
 
-    return Engine("traced", stencilled(at, options.stencil), directions, engine.estimate,
-                  objective.cost_at_theta, basis=lambda: "the traced engine timed on a sample of every group",
-                  full=_full(objective, theta))
+    estimate, basis = traced_estimate(engine)
+    # a direction is a dense change of its group or of theta: about one evaluation of the cost per sign
+    return Engine("traced", stencilled(at, options.stencil), directions, estimate, objective.cost_at_theta,
+                  basis=basis, full=_full(objective, theta),
+                  direction_estimate=lambda n: n * problem.timing.seconds(),
+                  direction_basis=lambda: f"about one evaluation of the cost per direction and sign: "
+                                          f"{problem.timing.basis()}")
 
 
 def _full(objective, theta: np.ndarray):
@@ -201,6 +170,20 @@ def _full(objective, theta: np.ndarray):
 #: How an error names the engine an untraceable cost falls back to.
 _UNTRACED = {"reference": "reference engine (the loop of full evaluations, in this process)",
              "blackbox": "black-box engine (full evaluations on workers)"}
+
+
+def _reason(options: CheckOptions, blackbox_settings: bool, name: str) -> str:
+    """Why a user's cost gets engine ``name`` (before any trace is tried)."""
+    if options.engine is not None:
+        return f"as {options.name('engine')} asks"
+    if blackbox_settings:
+        return "the settings given (a backend, batch_cost or chunk_size) are the black-box engine's"
+    return "the default: the cost traced, the trace verified against the real cost"
+
+
+def _and(setup: Setup, seconds: float, calls: int, what: str) -> Setup:
+    """``setup`` and then ``calls`` calls of the cost in ``seconds``, for ``what``."""
+    return Setup(setup.seconds + seconds, setup.cost_calls + calls, f"{setup.what}, {calls} {what}")
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
@@ -218,10 +201,15 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     # settings only the black-box engine has (a joblib backend, a vectorized cost, chunks) ask for it
     blackbox_settings = backend is not None or batch_cost is not None or chunk_size is not None
     name = options.engine_or(COST_ENGINES, untraced if blackbox_settings else "traced")
-    notes = {}
+    notes, setup = {}, problem.setup
+    reason = _reason(options, blackbox_settings, name)
     if name == "traced":
+        tic = time.perf_counter()
         try:
-            return with_stencil(_traced(problem, options), options.stencil)
+            with counted_calls(objective) as counter:
+                engine = _traced(problem, options)
+            setup = _and(setup, time.perf_counter() - tic, counter.calls, "to trace the cost and verify the trace")
+            return with_stencil(replace(engine, reason=reason, setup=setup), options.stencil)
         except NotTraceable as exc:
             if getattr(exc, "constant", False):  # no path from any parameter to J
                 require_uses_argument(problem.objective, problem.layout, problem.theta, problem.analytic, steps)
@@ -229,6 +217,9 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
                 raise InputError(f"{options.name('engine')}: 'traced' cannot be used on this cost: {exc.reason}; "
                                  f"leave `engine` unset to fall back to the {_UNTRACED[untraced]}") from None
             name, notes = untraced, {"traced_not_used": exc.reason}
+            # a check tries the trace again before it falls back: that is part of its cost
+            setup = _and(setup, time.perf_counter() - tic, counter.calls, "to try the trace")
+            reason = f"traced engine not used: {exc.reason}"
     if name == "reference" and in_process:
         def at(idx, scale):
             return reference_engine(objective, theta, idx, scale * steps, progress=progress)
@@ -237,12 +228,13 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
             "reference", stencilled(at, options.stencil),
             lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps, progress=progress),
             lambda n: n * problem.timing.seconds(), objective.cost_at_theta, basis=problem.timing.basis, notes=notes,
-            full=_full(objective, theta)), options.stencil)
+            full=_full(objective, theta), reason=reason, setup=setup, evaluates_cost=True), options.stencil)
     # lazy: joblib (and Dask) load only when a check runs on workers
     from ..engines.blackbox import blackbox_directions, blackbox_engine
 
+    # notes: how many workers ran (or why none did), filled as the engine runs, read when the report is built
     settings = dict(n_jobs=n_jobs, batch_cost=batch_cost, backend=backend, chunk_size=chunk_size,
-                    max_memory=options.max_memory, progress=progress)
+                    max_memory=options.max_memory, progress=progress, notes=notes)
     workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
 
     def on_workers(idx, scale):
@@ -253,7 +245,8 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
         lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
         lambda n: n * problem.timing.seconds() / workers, objective.cost_at_theta,
         basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)", notes=notes,
-        full=_full(objective, theta)), options.stencil)
+        full=_full(objective, theta), reason=reason + ("" if in_process else f"; on {workers} worker(s)"),
+        setup=setup, evaluates_cost=True), options.stencil)
 
 
 class MLPProblem:
@@ -289,6 +282,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     if options.timeout is not None:
         raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
     name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
+    reason = "the built-in network's engine" if name == MLP_ENGINES[0] else f"as {options.name('engine')} asks"
     params = layout.unflatten(theta)
     cost = _network_cost(net, params, X, Y)
     full = _mlp_full(problem)
@@ -306,7 +300,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
             "reference", stencilled(lambda idx, scale: reference_engine(objective, theta, idx, scale * steps),
                                     options.stencil),
             directions, lambda n: n * seconds, value, basis=lambda: f"one timed forward pass, {seconds * 1e3:.3g} ms",
-            full=full), options.stencil)
+            full=full, reason=reason), options.stencil)
 
     # lazy: numba loads (and compiles, the first time) only when the batched engine runs
     from ..engines.mlp.batched import base_pass, batched_engine
@@ -350,7 +344,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
                 "fitted as set-up + slope x n")
 
     return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
-                               cost, prior, basis, notes, full=full), options.stencil)
+                               cost, prior, basis, notes, full=full, reason=reason), options.stencil)
 
 
 def _network_cost(net, params, X, Y) -> float:
