@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..report import Report, build_report
 from .argument import require_cost_moves
 from .escalation import escalate
+from .kinks import with_kinks_at_theta
 from .noise import noise_report
 from .options import CheckOptions
 from .plan import Plan, fit_budget, make_plan, what_to_check
@@ -79,6 +80,7 @@ class Prepared:
         :data:`~fastcheck.pipeline.sweep.SWEEP_SECONDS`)."""
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
         require_cost_moves(evaluations, self.engine.cost, self.analytic, self.options.steps(self.theta))
+        evaluations = with_kinks_at_theta(evaluations, self.engine, self.theta, self.options.steps(self.theta))
 
         def build(noise=None):
             return build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
@@ -86,7 +88,7 @@ class Prepared:
                                 context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta),
                                 noise=noise)
 
-        report, noise = noise_report(build(), self.engine, self.options, self.theta, build)
+        report, noise = noise_report(build(), self.engine, self.options, self.theta, self.analytic, build)
         if not sweep:
             return report
         return sweep_report(report, self.layout, self.engine, self.options, self.theta, self.analytic, noise)
@@ -121,8 +123,9 @@ class Prepared:
         last = {}  # what the latest report was built from (escalation merges more coordinates)
 
         def build(coords, escalated=(), noise=None):
-            last.update(coords=coords, escalated=escalated)
             require_cost_moves(coords, self.engine.cost, self.analytic, steps)
+            coords = with_kinks_at_theta(coords, self.engine, self.theta, steps)
+            last.update(coords=coords, escalated=escalated)
             return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
                                 settings=settings, elapsed=time.perf_counter() - self.started,
                                 escalated=escalated, theta=self.theta, context=self.context,
@@ -131,7 +134,7 @@ class Prepared:
         report = build(coords)
         if options.mode != "full" and options.escalate:
             report = escalate(report, self.layout, self.engine, options, coords, dirs, settings, build)
-        report, noise = noise_report(report, self.engine, options, self.theta,
+        report, noise = noise_report(report, self.engine, options, self.theta, self.analytic,
                                      lambda noise: build(last["coords"], last["escalated"], noise))
         report = sweep_report(report, self.layout, self.engine, options, self.theta, self.analytic, noise)
         # the noise and sweep steps add their own time to a report whose time is fixed (``report``, the

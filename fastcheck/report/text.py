@@ -9,8 +9,10 @@ benchmark table).
 
 from __future__ import annotations
 
+from .policy import MEDIAN_FACTOR, NOISE_FACTOR
+
 __all__ = ["text_table", "entries", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines",
-           "note_lines", "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines"]
+           "note_lines", "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines", "unwrong_line"]
 
 #: The verdict as the headline says it.
 HEADLINES = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}
@@ -90,7 +92,22 @@ def report_text(report) -> str:
         lines += ["", f"wrong: {', '.join(report.failing_groups)}"]
     if any(g.wrong_entries for g in report.groups):
         lines.append("  ('wrong' counts entries off by more than the fail bound and far beyond rounding)")
+    unwrong = unwrong_line(report)
+    if unwrong:
+        lines.append(f"  {unwrong}")
     return "\n".join(lines)
+
+
+def unwrong_line(report) -> str | None:
+    """Why groups fail with no entry counted wrong (a verdict and a count that seem to disagree), or None."""
+    names = [g.name for g in report.groups if g.verdict == "fail" and not g.wrong_entries and g.method == "coordinates"
+             and g.checked and g.name not in report.diagnoses]
+    if not names:
+        return None
+    return (f"({', '.join(names)}: failed by the difference, with no entry counted wrong: entries off by the fail "
+            f"bound beyond rounding, none by the margin that fails a group alone ({NOISE_FACTOR:g} rounding scales "
+            f"and {MEDIAN_FACTOR:g} x the group's median error): a bug spread over many small entries, or a cost "
+            "noisier than float64's rounding (see the step sweep))")
 
 
 def verdict_cell(row) -> str:
