@@ -14,7 +14,6 @@ from ..core.directions import require_directions_fit
 from ..core.finite import require_steps
 from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
-from ..core.selection import stratified_subset
 from ..core.settings import require_n_jobs, require_n_threads
 from ..engines.base import Engine, Setup
 from ..engines.mlp.directions import mlp_evaluate_directions
@@ -26,7 +25,7 @@ from ..mlp.functions import PIECEWISE_LINEAR
 from .argument import require_uses_argument
 from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
-from .timing import CostTiming, counted_calls, traced_estimate
+from .timing import CostTiming, batched_estimate, counted_calls, traced_estimate
 
 __all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
 
@@ -153,7 +152,7 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
             ev.n_evaluations += redo.n_evaluations
         return ev
 
-    estimate, basis = traced_estimate(engine)
+    estimate, basis = traced_estimate(engine, options.budget)
     # a direction is a dense change of its group or of theta: about one evaluation of the cost per sign
     return Engine("traced", stencilled(at, options.stencil), directions, estimate, objective.cost_at_theta,
                   basis=basis, full=_full(objective, theta),
@@ -319,31 +318,12 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
         return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
                                        max_memory=options.memory)
 
-    timings = []
-
-    def estimate(n_evaluations):
-        # the engine has a fixed set-up cost: time two sample sizes, fit fixed + slope * n
-        if not timings:
-            sample = stratified_subset(layout, n_samples=min(layout.n_params, 8000), seed=0)
-            small = sample[:: 4]
-            coordinates(small[:50])  # compile or load the kernels first
-            for part in (small, sample):
-                tic = time.perf_counter()
-                coordinates(part)
-                timings.append((2 * len(part), time.perf_counter() - tic))
-        (n0, t0), (n1, t1) = timings
-        slope = max((t1 - t0) / (n1 - n0), 0.25 * t1 / n1)
-        return max(t0 - slope * n0, 0.0) + slope * n_evaluations
-
+    estimate, basis, lazy_setup = batched_estimate(net, layout, coordinates, options.budget)
     kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
     prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
-    def basis():
-        estimate(0)
-        return (f"the batched engine timed on {timings[0][0] // 2:,} and {timings[1][0] // 2:,} coordinates, "
-                "fitted as set-up + slope x n")
-
     return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
-                               cost, prior, basis, notes, full=full, reason=reason), options.stencil)
+                               cost, prior, basis, notes, full=full, reason=reason, lazy_setup=lazy_setup),
+                        options.stencil)
 
 
 def _network_cost(net, params, X, Y) -> float:
