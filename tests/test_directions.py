@@ -42,7 +42,8 @@ def test_symmetric_steps_are_exact_or_the_direction_takes_plain_steps():
             assert np.array_equal(base - (base - st.minus[0]), st.minus[0])
             np.testing.assert_allclose(st.plus[0], 1e-2 * d.vector(), rtol=1e-6, atol=1e-20)
             np.testing.assert_allclose(st.minus[0], 1e-2 * d.vector(), rtol=1e-6, atol=1e-20)
-    assert not symmetric[3 * 2] and symmetric[0]  # 1e-300: no exact symmetric step; 0.0: one
+    # one direction per one-entry group: 1e-300 has no exact symmetric step; 0.0 has one
+    assert not symmetric[2] and symmetric[0]
 
 
 def test_steps_follow_the_rounded_perturbation_and_u_is_their_mean():

@@ -15,12 +15,10 @@ from dataclasses import replace
 from .. import __version__
 from ..api import Plan, check_layer, plan, plan_mlp, prepare_check, prepare_mlp
 from ..core.finite import AUTO, DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN, STENCILS
-from ..core.objective import describe_value
 from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
-from ..pipeline.factories import FROM_COST
 from ..pipeline.options import COST_ENGINES, DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from ..report.html import default_title
 from .bugs import BUGS, buggy_gradient
@@ -35,7 +33,14 @@ from .common import (
     write_output,
 )
 from .networks import NETWORKS, network
-from .problems import call_factory, import_function, parse_arguments
+from .problems import (
+    call_factory,
+    cost_problem,
+    factory_tuple,
+    import_function,
+    parse_arguments,
+    user_tracebacks,
+)
 
 __all__ = ["main", "get_parser"]
 
@@ -59,7 +64,8 @@ def get_parser() -> argparse.ArgumentParser:
     chk.add_argument("problem", nargs="?", help="MODULE:FUNCTION returning (cost, params, grads)")
     chk.add_argument("--arg", action="append", metavar="KEY=VALUE",
                      help="a keyword argument for the MODULE:FUNCTION factory (a Python literal or a string); repeat")
-    chk.add_argument("--traceback", action="store_true", help="show the factory's own traceback when it raises")
+    chk.add_argument("--traceback", action="store_true",
+                     help="show the traceback of your code (the factory, the cost, the backprop) when it raises")
     chk.add_argument("--layer", action="store_true",
                      help="MODULE:FUNCTION returns a layer check (forward, inputs, backward or grads[, dout]), as "
                           "fc.check_layer takes it")
@@ -195,7 +201,8 @@ def run_check(args) -> int:
     if args.problem:
         if args.layers or args.network or args.bug:
             raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
-        report = _check_user_problem(args)
+        with user_tracebacks(args.traceback):  # the factory's, the cost's, the backprop's
+            report = _check_user_problem(args)
     else:
         if args.jobs != 1 or args.backend or args.scheduler or args.timeout is not None:
             raise UsageError("--jobs, --backend, --scheduler and --timeout are for a user problem MODULE:FUNCTION; "
@@ -279,24 +286,17 @@ def _options(args, **more) -> CheckOptions:
 
 
 def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = False):
-    """Import ``MODULE:FUNCTION`` and call it with ``kwargs``; it returns ``(cost, params, grads)``.
+    """Import ``MODULE:FUNCTION`` and call it with ``kwargs``: ``(cost, params, grads, batch_cost)``.
 
-    ``(cost, params)`` is accepted too, for a cost that returns ``(loss, grads)``.
+    The factory may return any of :data:`~fastcheck.apps.problems.COST_PROBLEM_FORMS`.
     """
-    return _factory_result(spec, kwargs, show_traceback, (2, 3),
-                           "a tuple (cost, params, grads), or (cost, params) for a cost that returns (loss, grads)")
+    return cost_problem(spec, call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback))
 
 
 def _factory_result(spec: str, kwargs, show_traceback: bool, sizes: tuple[int, ...], expected: str) -> tuple:
     """What the factory ``spec`` returns: a tuple of one of ``sizes`` items, a callable first, else an error."""
-    result = call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback)
-    if not (isinstance(result, tuple) and len(result) in sizes):
-        got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
-        raise InputError(f"{spec} must return {expected}; got {got}")
-    if not callable(result[0]):
-        raise InputError(f"{spec} must return {expected}; its first item is {describe_value(result[0])}, "
-                         "not a function")
-    return result
+    return factory_tuple(spec, call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback),
+                         sizes, expected)
 
 
 def _check_user_layer(args):
@@ -314,14 +314,13 @@ def _check_user_layer(args):
 def _check_user_problem(args):
     if args.layer:
         return _check_user_layer(args)
-    cost, params, *grads = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
-    grads = grads[0] if grads else FROM_COST
+    cost, params, grads, batch_cost = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
     options = _options(args, engine=args.engine)
     if args.dry_run:  # the engine the check would run: the same workers, backend and cluster
         on_cluster = args.scheduler is not None
         return plan(cost, params, options=options, cast=args.cast, backend="dask" if on_cluster else args.backend,
-                    n_jobs=-1 if on_cluster and args.jobs == 1 else args.jobs)
-    run = {"n_jobs": args.jobs, "backend": args.backend, "cast": args.cast}
+                    n_jobs=-1 if on_cluster and args.jobs == 1 else args.jobs, batch_cost=batch_cost)
+    run = {"n_jobs": args.jobs, "backend": args.backend, "cast": args.cast, "batch_cost": batch_cost}
     if args.scheduler is None:
         if args.backend == "dask":
             raise UsageError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")

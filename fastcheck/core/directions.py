@@ -208,7 +208,9 @@ def draw_directions(layout: Layout, n_directions: int, seed: int, *, per_group: 
     out = []
     if per_group and not (layout.flat and overall):
         for position, g in enumerate(layout.groups):
-            out += [Direction(g.name, j, g.start, g.stop, (parts(j)[position],)) for j in range(n_directions)]
+            # a group of one entry has one direction, +-e, whatever the draw: one checks it exactly (a coordinate's)
+            count = n_directions if g.size > 1 else 1
+            out += [Direction(g.name, j, g.start, g.stop, (parts(j)[position],)) for j in range(count)]
     if overall:
         out += [Direction(GLOBAL, j, 0, layout.n_params, parts(j)) for j in range(n_directions)]
     return out

@@ -231,8 +231,9 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     # lazy: joblib (and Dask) load only when a check runs on workers
     from ..engines.blackbox import blackbox_directions, blackbox_engine
 
+    # notes: how many workers ran (or why none did), filled as the engine runs, read when the report is built
     settings = dict(n_jobs=n_jobs, batch_cost=batch_cost, backend=backend, chunk_size=chunk_size,
-                    max_memory=options.max_memory, progress=progress)
+                    max_memory=options.max_memory, progress=progress, notes=notes)
     workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
 
     def on_workers(idx, scale):

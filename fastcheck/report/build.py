@@ -36,6 +36,7 @@ from .policy import (
     wrong_entries,
     zero_to_rounding,
 )
+from .text import entries
 
 __all__ = ["build_report", "NOISE_FACTOR", "MEDIAN_FACTOR"]
 
@@ -194,7 +195,8 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
             verdict = cheap.verdict
             found.diagnoses[g.name] = (
                 f"its {cheap.checked} directions differ by {cheap.difference:.2e} ({cheap.verdict}), but the "
-                f"{checked:,} of {g.size:,} entries re-checked one by one are right: the wrong ones are "
+                f"{checked:,} of {entries(g.size)} re-checked one by one {'is' if checked == 1 else 'are'} right: "
+                "the wrong ones are "
                 f"among the {g.size - checked:,} not re-checked (check {g.name} in full, or give the "
                 "escalation more time)")
     if noisy and verdict != "pass" and not wrong:
@@ -335,9 +337,10 @@ def _noise_note(cost: float, e: _Entries, within: np.ndarray, noise: np.ndarray,
     larger = 1e-4 if h < 1e-4 else 10 * h
     return (f"the cost loses precision: its own noise, measured around theta along its worst entries, is {top:.1e} "
             f"({top / (abs(cost) * np.finfo(np.float64).eps):.2g}x float64's rounding of |J| = {abs(cost):.3g}); at "
-            f"eps = {h:.0e} its central differences are noisy to ~{top / h:.1e}, and the {len(within)} entries off by "
-            f"the warn bound ({shown}) are within that noise: it warns, it cannot pass (nothing below the noise was "
-            "checked). Compute the cost stably (a log(1 - AL) of a saturated sigmoid: np.log1p(-AL), or from the "
+            f"eps = {h:.0e} its central differences are noisy to ~{top / h:.1e}, and the {entries(len(within))} off by "
+            f"the warn bound ({shown}) {'is' if len(within) == 1 else 'are'} within that noise: it warns, it cannot "
+            "pass (nothing below the noise was checked). Compute the cost stably (a log(1 - AL) of a saturated "
+            "sigmoid: np.log1p(-AL), or from the "
             f"logits) or check with a larger eps (at eps = {larger:.0e} the noise is ~{top / larger:.1e})")
 
 
