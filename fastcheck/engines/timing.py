@@ -45,15 +45,17 @@ TIMES = 2
 #: smaller: the nearest the run's rate).
 BASELINE = 1
 #: Past the largest sample, a coordinate costs at least this share of its mean there
-#: (timing noise must not make coordinates free).
+#: (timing noise must not make coordinates free; :func:`coordinate_timing`'s ``floor``).
 SLOPE_FLOOR = 0.1
 
 
 @dataclass
 class Timing:
-    """Timed calls ``(k, seconds)`` of an engine on stratified samples, k increasing."""
+    """Timed calls ``(k, seconds)`` of an engine on stratified samples, k increasing; past the largest,
+    a coordinate costs at least ``floor`` times its mean there."""
 
     points: list = field(default_factory=list)
+    floor: float = SLOPE_FLOOR
 
     def seconds(self, k: float) -> float:
         """About how long a call on ``k`` coordinates takes (0 for none)."""
@@ -76,7 +78,7 @@ class Timing:
         if len(ks) == 1:
             return 0.0, t1 / k1
         k0, t0 = ks[max(0, len(ks) - 1 - BASELINE)], ts[max(0, len(ks) - 1 - BASELINE)]
-        slope = max((t1 - t0) / (k1 - k0), SLOPE_FLOOR * t1 / k1)
+        slope = max((t1 - t0) / (k1 - k0), self.floor * t1 / k1)
         return max(t1 - slope * k1, 0.0), slope
 
     def _monotone(self) -> tuple[list, list]:
@@ -90,8 +92,8 @@ class Timing:
         return ks, ts[::-1]
 
 
-def coordinate_timing(coordinates, layout, largest: int, seconds: float, most: float | None = None,
-                      seed: int = 0) -> Timing:
+def coordinate_timing(coordinates, layout, largest: int, seconds: float, most: float | None = None,  # noqa: PLR0913
+                      seed: int = 0, floor: float = SLOPE_FLOOR) -> Timing:
     """Time ``coordinates`` on stratified samples of ``layout``'s theta (see the module docstring).
 
     Parameters
@@ -107,11 +109,14 @@ def coordinate_timing(coordinates, layout, largest: int, seconds: float, most: f
         What it may take at the most (default :data:`MOST_TIMING` times ``seconds``).
     seed : int
         Seed of the timed samples.
+    floor : float
+        :attr:`Timing.floor`: :data:`SLOPE_FLOOR`, or 1 for an engine whose rate does not fall
+        past its largest sample.
     """
     n = layout.n_params
     largest = min(n, largest)
     most = MOST_TIMING * seconds if most is None else most
-    timing = Timing()
+    timing = Timing(floor=floor)
     size, started = min(max(FIRST_TIMED, len(layout.groups)), largest), time.perf_counter()
     while True:
         sample = stratified_subset(layout, n_samples=size, min_per_group=1, seed=seed)

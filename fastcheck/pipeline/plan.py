@@ -198,7 +198,7 @@ class BudgetFit:
             return f"{head}: subset of {self.n_coordinates:,} coordinates (estimated {self.estimated:.3g} s, {spent})"
         return (f"{head}: the smallest check ({self.min_per_group} entries per group, {self.n_coordinates:,} "
                 f"coordinates) is estimated at {self.estimated:.3g} s ({spent}), over the budget of "
-                f"{self.budget:.3g} s; it was checked anyway (a larger budget, or a smaller min_per_group, fits)")
+                f"{self.budget:.3g} s; it was checked anyway (raise the budget, or lower min_per_group)")
 
 
 #: Bisection steps of the widest subset that fits (the fraction to about 1e-12).

@@ -149,8 +149,10 @@ def batched_estimate(net, layout, coordinates, budget: float | None = None):
     def timing():
         if not timed:
             lazy_setup()
+            # past its largest sample a coordinate costs its mean there at least: once every row is touched
+            # the rate stops falling, and a larger call reads more memory (slower on a busy machine)
             timed.append(coordinate_timing(coordinates, layout, layout.n_params, timing_seconds(budget),
-                                           _most(budget)))
+                                           _most(budget), floor=1.0))
         return timed[0]
 
     def basis() -> str:
