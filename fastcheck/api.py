@@ -143,8 +143,11 @@ def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode
         directions' verdict, with a note that the wrong entries are among those not
         re-checked.
     budget : float, optional
-        Seconds: when a full check would take longer (estimated from a timing of the
-        cost), check the widest stratified subset that fits instead.
+        Seconds: when a full check would take longer (the time spent before the first
+        coordinate, and the engine's estimate as :func:`plan` makes it), check the widest
+        stratified subset that fits instead; ``report.settings["budget_fit"]`` (and the
+        report's notes) say what the budget held, or that even the smallest subset
+        (``min_per_group`` per group) is estimated over it.
     n_jobs : int
         Worker processes for the black-box engine (-1: all cores), in every mode (chunks
         of coordinates, or of random directions); 1 runs the reference loop in this

@@ -71,6 +71,11 @@ class Engine:
         As ``estimate``, for directions (default: ``estimate``).
     direction_basis : callable ``() -> str``, optional
         As ``basis``, for ``direction_estimate``.
+    lazy_setup : callable ``() -> Setup``, optional
+        What the engine does once before its first coordinate on first use, beside
+        ``setup`` (the batched engine: the base pass and each layer's tables): done now
+        if not yet, timed, and returned. A plan adds it to its estimate (the check's own
+        engine does it again); a budget charges it as time spent.
     """
 
     name: str
@@ -87,3 +92,4 @@ class Engine:
     evaluates_cost: bool = False
     direction_estimate: Callable[[int], float] | None = None
     direction_basis: Callable[[], str] | None = None
+    lazy_setup: Callable[[], Setup] | None = None

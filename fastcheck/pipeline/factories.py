@@ -147,7 +147,7 @@ def _traced(problem: CostProblem, options: CheckOptions, kinks=None) -> Engine:
             ev.n_evaluations += redo.n_evaluations
         return ev
 
-    estimate, basis = traced_estimate(engine)
+    estimate, basis = traced_estimate(engine, options.budget)
     # a direction is a dense change of its group or of theta: about one evaluation of the cost per sign
     return Engine("traced", stencilled(at, options.stencil), directions, estimate, objective.cost_at_theta,
                   basis=basis, full=_full(objective, theta),

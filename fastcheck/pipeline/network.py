@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 
 from ..core.objective import CostObjective
-from ..core.selection import stratified_subset
 from ..core.settings import require_n_threads
 from ..engines.base import Engine
 from ..engines.mlp.directions import mlp_evaluate_directions
@@ -21,7 +20,7 @@ from ..mlp.functions import PIECEWISE_LINEAR
 from .factories import CostProblem, _and, _layout_and_gradient, _require_checkable, _traced
 from .options import MLP_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
-from .timing import counted_calls
+from .timing import batched_estimate, counted_calls
 
 __all__ = ["MLPProblem", "mlp_engine", "COMPILING"]
 
@@ -92,31 +91,12 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     def coordinates(idx):  # the estimate times the engine at one step; with_stencil counts two
         return at(idx, 1)
 
-    timings = []
-
-    def estimate(n_evaluations):
-        # the engine has a fixed set-up cost: time two sample sizes, fit fixed + slope * n
-        if not timings:
-            sample = stratified_subset(layout, n_samples=min(layout.n_params, 8000), seed=0)
-            small = sample[:: 4]
-            coordinates(small[:50])  # compile or load the kernels first
-            for part in (small, sample):
-                tic = time.perf_counter()
-                coordinates(part)
-                timings.append((2 * len(part), time.perf_counter() - tic))
-        (n0, t0), (n1, t1) = timings
-        slope = max((t1 - t0) / (n1 - n0), 0.25 * t1 / n1)
-        return max(t0 - slope * n0, 0.0) + slope * n_evaluations
-
+    estimate, basis, lazy_setup = batched_estimate(net, layout, coordinates, options.budget)
     kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
     prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
-    def basis():
-        estimate(0)
-        return (f"the batched engine timed on {timings[0][0] // 2:,} and {timings[1][0] // 2:,} coordinates, "
-                "fitted as set-up + slope x n")
-
     return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
-                               cost, prior, basis, notes, full=full, reason=reason), options.stencil)
+                               cost, prior, basis, notes, full=full, reason=reason, lazy_setup=lazy_setup),
+                        options.stencil)
 
 
 def _mlp_reference(problem: MLPProblem, options: CheckOptions, full, reason: str) -> Engine:

@@ -111,13 +111,15 @@ class Prepared:
                 self.release()
 
     def _run(self) -> Report:
-        options = self.options
+        options, fit = self.options, None
         if options.budget is not None:
-            options = fit_budget(self.layout, self.engine, options, self.started)
+            options, fit = fit_budget(self.layout, self.engine, options, self.started)
         indices, directions = what_to_check(self.layout, options)
         coords = self.engine.coordinates(indices) if indices is not None else None
         dirs = self.engine.directions(directions) if directions is not None else None
         settings = self._settings(options)
+        if fit is not None:  # what the budget held, by the estimate, and whether even the smallest check fit
+            settings.update(budget_fit=str(fit), budget_estimate=fit.estimated)
         steps = options.steps(self.theta)
 
         last = {}  # what the latest report was built from (escalation merges more coordinates)

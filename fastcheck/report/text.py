@@ -127,15 +127,17 @@ def has_errors(worst) -> bool:
 
 
 def note_lines(report) -> list[str]:
-    """What the report notes that is not an error: why the batched or the traced engine was not used,
-    why no worker ran, how a layer check was made, the gradient keys left aside, and per group a
-    gradient zero to rounding or ties in a max."""
+    """What the report notes that is not an error: what a budget held, why the batched or the traced
+    engine was not used, why no worker ran, how a layer check was made, the gradient keys left aside,
+    and per group a gradient zero to rounding or ties in a max."""
     settings = report.settings
     lines = []
     if settings.get("layer"):
         lines.append(f"layer check: {settings['layer']}")
     if settings.get("batched_not_used"):
         lines.append(f"batched engine not used: {settings['batched_not_used']}")
+    if settings.get("budget_fit"):
+        lines.append(settings["budget_fit"])
     if settings.get("traced_not_used"):
         lines.append(f"traced engine not used: {settings['traced_not_used']}")
     if settings.get("in_process"):
