@@ -44,8 +44,8 @@ def _mix(z):
 
 
 @numba.njit(**JIT_OPTIONS)
-def _normal(word, ki, wi, fi, r, inv_r):
-    """The standard normal of an entry whose first word is ``word`` (see :mod:`fastcheck.core.gaussian`)."""
+def _rejected(word, ki, wi, fi, r, inv_r):
+    """The standard normal of an entry whose first word ``word`` the ziggurat rejected."""
     golden, unit = np.uint64(0x9E3779B97F4A7C15), 1.0 / 9007199254740992.0
     state = np.uint64(0)
     seeded = False
@@ -86,4 +86,11 @@ def _fill(out, keys, table, first, last, ki, wi, fi, r, inv_r):
         row, start, lo, hi = table[p, 0], table[p, 1], table[p, 2], table[p, 3]
         key = keys[p]
         for i in range(lo, hi):
-            out[row, start + i] = _normal(_mix(key + np.uint64(i + 1) * golden), ki, wi, fi, r, inv_r)
+            word = _mix(key + np.uint64(i + 1) * golden)
+            idx = word & np.uint64(0xFF)
+            rabs = (word >> np.uint64(9)) & np.uint64(0x000FFFFFFFFFFFFF)
+            if rabs < ki[idx]:  # 99% of the entries
+                x = np.int64(rabs) * wi[idx]
+                out[row, start + i] = -x if (word >> np.uint64(8)) & np.uint64(1) else x
+            else:
+                out[row, start + i] = _rejected(word, ki, wi, fi, r, inv_r)
