@@ -13,7 +13,7 @@ from fastcheck.core.gaussian_kernel import PIECE, fill_streams
 
 def _kernel(key: int, n: int) -> np.ndarray:
     out = np.empty((1, n))
-    fill_streams(out, *gaussian._task(key, 0, 0, n))
+    fill_streams(out, *gaussian._task(key, 0, 0, n), ZIGGURAT)
     return out[0]
 
 
@@ -33,7 +33,7 @@ def test_a_stream_does_not_depend_on_how_it_is_cut_or_where_it_is_written():
     whole = _kernel(key, n)
     out = np.zeros((3, n + 5))
     fill_streams(out, np.array([key, key], dtype=np.uint64), np.array([2, 0]), np.array([5, 0]),
-                 np.array([n + 5, 100]))
+                 np.array([n + 5, 100]), ZIGGURAT)
     assert np.array_equal(out[2, 5:], whole) and np.array_equal(out[0, :100], whole[:100])
     assert not out[1].any() and not out[0, 100:].any()
     assert np.array_equal(standard_normal(key, np.empty(100)), whole[:100])  # the twin's path

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .gaussian import NUMBA_DRAWS, standard_normal, stream_key
+from .gaussian import NUMBA_DRAWS, ZIGGURAT, standard_normal, stream_key
 from .layout import Layout
 from .limits import available_memory
 
@@ -106,7 +106,7 @@ def _draw_all(directions: list, out: np.ndarray) -> None:
     rows = np.array([row for row, _ in tasks], dtype=np.int64)
     starts = np.array([start - directions[row].start for row, (start, _, _) in tasks], dtype=np.int64)
     stops = np.array([stop - directions[row].start for row, (_, stop, _) in tasks], dtype=np.int64)
-    fill_streams(out, keys, rows, starts, stops)
+    fill_streams(out, keys, rows, starts, stops, ZIGGURAT)
 
 
 def _symmetric_steps_numpy(base: np.ndarray, steps: np.ndarray, scales: np.ndarray, inexact: np.ndarray) -> None:

@@ -131,7 +131,7 @@ def standard_normal(key: int, out: np.ndarray) -> np.ndarray:
         from .gaussian_kernel import fill_streams  # lazy: numba loads only for large draws
 
         flat = out if out.flags.c_contiguous else np.empty(out.size)
-        fill_streams(flat.reshape(1, -1), *_task(key, 0, 0, out.size))
+        fill_streams(flat.reshape(1, -1), *_task(key, 0, 0, out.size), ZIGGURAT)
         out[...] = flat
     else:
         _fill_numpy(key, out)

@@ -8,7 +8,6 @@ import math
 import numba
 import numpy as np
 
-from .gaussian import ZIGGURAT
 from .jit import JIT_OPTIONS
 from .threads import in_chunks
 
@@ -18,19 +17,21 @@ __all__ = ["fill_streams"]
 PIECE = 1 << 16
 
 
-def fill_streams(out: np.ndarray, keys: np.ndarray, rows: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> None:
+def fill_streams(out: np.ndarray, keys: np.ndarray, rows: np.ndarray, starts: np.ndarray, stops: np.ndarray,
+                 ziggurat: tuple) -> None:
     """Fill ``out[rows[t], starts[t]:stops[t]]`` with the first entries of the stream ``keys[t]``, for each task t.
 
     ``out`` (k, n) C-contiguous float64; ``keys`` uint64, ``rows``, ``starts``, ``stops``
-    int64, one per task. The tasks are cut into pieces of at most :data:`PIECE` entries,
-    run in ranges on numba's number of threads (:func:`fastcheck.core.threads.in_chunks`).
+    int64, one per task; ``ziggurat`` the tables, :data:`fastcheck.core.gaussian.ZIGGURAT`.
+    The tasks are cut into pieces of at most :data:`PIECE` entries, run in ranges on
+    numba's number of threads (:func:`fastcheck.core.threads.in_chunks`).
     """
     pieces = [(t, row, start, lo, min(lo + PIECE, stop - start))
               for t, (row, start, stop) in enumerate(zip(rows.tolist(), starts.tolist(), stops.tolist()))
               for lo in range(0, stop - start, PIECE)]
     table = np.array([p[1:] for p in pieces], dtype=np.int64).reshape(-1, 4)
     piece_keys = keys[np.array([p[0] for p in pieces], dtype=np.intp)]
-    ki, wi, fi, r, inv_r = ZIGGURAT
+    ki, wi, fi, r, inv_r = ziggurat
     in_chunks(len(pieces), numba.get_num_threads(),
               lambda first, last: _fill(out, piece_keys, table, first, last, ki, wi, fi, r, inv_r))
 
