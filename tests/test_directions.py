@@ -211,3 +211,21 @@ def test_the_numpy_steps_are_the_kernel_steps_bit_for_bit():
     _symmetric_steps_numpy(base, out_n, scales, count_n)
     assert np.array_equal(out_k, out_n) and np.array_equal(count_k, count_n)
     assert (count_k > 0).any()  # the tiny entries make some directions inexact
+
+
+def test_directions_on_a_mid_sized_network_equal_full_evaluations():
+    """Network M: drawn by the numba kernel, W1 and b1 through the linear maps, the directions over all of
+    theta as odd and even parts; each against the reference engine's full cost evaluations."""
+    from fastcheck.apps.networks import network
+
+    net, params, X, Y = network("M")
+    grads = net.gradient(params, X, Y)
+    fast = net.check(params, grads, X, Y, mode="directions", n_directions=2, seed=3, escalate=False)
+    slow = net.check(params, grads, X, Y, mode="directions", n_directions=2, seed=3, escalate=False,
+                     engine="reference")
+    noise = 50 * np.spacing(net.cost(params, X, Y)) / EPS  # the reference's rounding, of order ulp(J) / eps
+    assert len(fast.directions) == 14
+    for f, s in zip(fast.directions, slow.directions):
+        assert (f.group, f.number, f.analytic) == (s.group, s.number, s.analytic)
+        assert abs(f.numeric - s.numeric) < noise
+    assert fast.passed and fast.difference < 1e-9
