@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .gaussian import NUMBA_DRAWS, ZIGGURAT, standard_normal, stream_key
+from .gaussian import fill_streams, standard_normal, stream_key
 from .layout import Layout
 from .limits import available_memory
 
@@ -93,20 +93,13 @@ class Steps:
 
 
 def _draw_all(directions: list, out: np.ndarray) -> None:
-    """Each direction's Gaussian draw into a row of ``out`` (C-contiguous), by numba when there is much to draw."""
+    """Each direction's Gaussian draw into a row of ``out`` (C-contiguous), all streams in one call."""
     tasks = [(row, part) for row, d in enumerate(directions) for part in d.parts]
-    if out.size <= NUMBA_DRAWS:
-        for row, (start, stop, seed) in tasks:
-            first = directions[row].start
-            standard_normal(stream_key(seed), out[row, start - first:stop - first])
-        return
-    from .gaussian_kernel import fill_streams  # lazy: numba loads only for large draws
-
     keys = np.array([stream_key(seed) for _, (_, _, seed) in tasks], dtype=np.uint64)
     rows = np.array([row for row, _ in tasks], dtype=np.int64)
     starts = np.array([start - directions[row].start for row, (start, _, _) in tasks], dtype=np.int64)
     stops = np.array([stop - directions[row].start for row, (_, stop, _) in tasks], dtype=np.int64)
-    fill_streams(out, keys, rows, starts, stops, ZIGGURAT)
+    fill_streams(out, keys, rows, starts, stops)
 
 
 def _symmetric_steps_numpy(base: np.ndarray, steps: np.ndarray, scales: np.ndarray, inexact: np.ndarray) -> None:

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-__all__ = ["stream_key", "standard_normal", "ZIGGURAT"]
+__all__ = ["stream_key", "standard_normal", "fill_streams", "ZIGGURAT", "NUMBA_DRAWS"]
 
 #: Threshold of the tail, area of each layer (Marsaglia and Tsang's 256-layer constants).
 _R, _V = 3.6541528853610088, 0.00492867323399
@@ -98,10 +98,15 @@ def _layer(word: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return idx, rabs, x, rabs < ki[idx]
 
 
-def _fill_numpy(key: int, out: np.ndarray) -> None:
-    """The stream ``key``'s first ``out.size`` entries into ``out``: the kernel's steps, on all entries at once."""
+def _fill_numpy(keys: np.ndarray, counts: np.ndarray, out: np.ndarray) -> None:
+    """The first ``counts[t]`` entries of each stream ``keys[t]``, one after the other into the 1-D ``out``.
+
+    The kernel's steps, on all entries at once.
+    """
     fi = ZIGGURAT[2]
-    words = _mix(np.uint64(key) + np.arange(1, out.size + 1, dtype=np.uint64) * np.uint64(_GOLDEN))
+    first = np.repeat(np.cumsum(counts) - counts, counts)  # where each entry's stream starts in ``out``
+    index = np.arange(out.size, dtype=np.uint64) - first.astype(np.uint64) + np.uint64(1)
+    words = _mix(np.repeat(keys.astype(np.uint64), counts) + index * np.uint64(_GOLDEN))
     idx, rabs, out[:], ok = _layer(words)
     todo = np.flatnonzero(~ok)  # the rejected entries, each with a stream of its own seeded by its word
     idx, rabs, x, state = idx[todo], rabs[todo], out[todo], _mix(words[todo])
@@ -120,19 +125,30 @@ def _fill_numpy(key: int, out: np.ndarray) -> None:
         todo, idx, rabs, x, state = todo[~ok], idx[~ok], rabs[~ok], x[~ok], state[~ok]
 
 
-def _task(key: int, row: int, start: int, stop: int) -> tuple[np.ndarray, ...]:
-    """One task of :func:`fastcheck.core.gaussian_kernel.fill_streams` as its arrays."""
-    return (np.array([key], dtype=np.uint64), *(np.array([v], dtype=np.int64) for v in (row, start, stop)))
+def fill_streams(out: np.ndarray, keys: np.ndarray, rows: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> None:
+    """Fill ``out[rows[t], starts[t]:stops[t]]`` with the first entries of the stream ``keys[t]``, for each task t.
+
+    ``out`` (k, n) C-contiguous float64; ``keys`` uint64, the others int64. More than
+    :data:`NUMBA_DRAWS` entries in all are drawn by the numba kernel
+    (:func:`fastcheck.core.gaussian_kernel.fill_streams`), fewer by its numpy twin.
+    """
+    if out.size > NUMBA_DRAWS:
+        from .gaussian_kernel import fill_streams as kernel  # lazy: numba loads only for large draws
+
+        kernel(out, keys, rows, starts, stops, ZIGGURAT)
+        return
+    counts = stops - starts
+    values = np.empty(int(counts.sum()))
+    _fill_numpy(keys, counts, values)
+    offsets = np.repeat(rows * out.shape[1] + starts - (np.cumsum(counts) - counts), counts)
+    out.reshape(-1)[offsets + np.arange(values.size)] = values
 
 
 def standard_normal(key: int, out: np.ndarray) -> np.ndarray:
     """Fill the 1-D ``out`` with the first ``out.size`` standard normals of the stream ``key``, and return it."""
-    if out.size > NUMBA_DRAWS:
-        from .gaussian_kernel import fill_streams  # lazy: numba loads only for large draws
-
-        flat = out if out.flags.c_contiguous else np.empty(out.size)
-        fill_streams(flat.reshape(1, -1), *_task(key, 0, 0, out.size), ZIGGURAT)
+    flat = out if out.flags.c_contiguous else np.empty(out.size)
+    one = [np.array([v], dtype=np.int64) for v in (0, 0, out.size)]
+    fill_streams(flat.reshape(1, -1), np.array([key], dtype=np.uint64), *one)
+    if flat is not out:
         out[...] = flat
-    else:
-        _fill_numpy(key, out)
     return out
