@@ -131,7 +131,8 @@ def test_the_linear_map_path_is_certified_or_checked_exactly_and_equals_full_pas
     z2 = params["W2"] @ np.maximum(params["W1"] @ X + params["b1"], 0.0) + params["b2"]
     params["b2"][0, 0] -= z2[0, 2] - 1e-9
     base = BaseState(net, params, X, Y)
-    assert linear_map_applies(net, ["W1", "b1"]) and not linear_map_applies(net, ["W1", "W2"])
+    assert linear_map_applies(base, ["W1", "b1"], 20) and not linear_map_applies(base, ["W1", "W2"], 20)
+    assert not linear_map_applies(base, ["b1"], 2)  # too few to be worth building the maps
     rng = np.random.default_rng(3)
     seen = set()
     for scale in (1e-11, 1e-9, 1e-8, 1e-2):
@@ -220,11 +221,11 @@ def test_directions_on_a_mid_sized_network_equal_full_evaluations():
 
     net, params, X, Y = network("M")
     grads = net.gradient(params, X, Y)
-    fast = net.check(params, grads, X, Y, mode="directions", n_directions=2, seed=3, escalate=False)
-    slow = net.check(params, grads, X, Y, mode="directions", n_directions=2, seed=3, escalate=False,
+    fast = net.check(params, grads, X, Y, mode="directions", n_directions=10, seed=3, escalate=False)
+    slow = net.check(params, grads, X, Y, mode="directions", n_directions=10, seed=3, escalate=False,
                      engine="reference")
     noise = 50 * np.spacing(net.cost(params, X, Y)) / EPS  # the reference's rounding, of order ulp(J) / eps
-    assert len(fast.directions) == 14
+    assert len(fast.directions) == 70
     for f, s in zip(fast.directions, slow.directions):
         assert (f.group, f.number, f.analytic) == (s.group, s.number, s.analytic)
         assert abs(f.numeric - s.numeric) < noise

@@ -127,7 +127,8 @@ def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: 
         draws = np.empty((k, stop - start))
         _draw_all(directions, draws)
     steps = draws
-    norms = np.sqrt(np.einsum("ij,ij->i", steps, steps))
+    # row by row, as u . grad below: a stack's einsum may sum a row in another order than the row's own
+    norms = np.sqrt(np.array([np.einsum("i,i->", row, row) for row in steps]))
     base = np.ascontiguousarray(theta[start:stop])
     scales, inexact = eps / norms, np.empty(k, dtype=np.int64)
     if steps.size > NUMBA_STEPS:

@@ -27,10 +27,16 @@ __all__ = ["linear_map_applies", "linear_map_changes"]
 CERTIFIED_FRACTION = 0.5
 
 
-def linear_map_applies(net, names) -> bool:
-    """Whether perturbations of the groups ``names`` (all of one layer ``L - 2``) take the linear map."""
+def linear_map_applies(base, names, k: int) -> bool:
+    """Whether k perturbations of the groups ``names`` (all of layer ``L - 2``) take the linear map.
+
+    Building the maps costs about as much as ``n_L`` products with ``W_{L-1}``: fewer
+    perturbations take the products, unless the maps are built already.
+    """
+    net = base.net
     layers = {int(name[1:]) for name in names}
-    return net.hidden in PIECEWISE_LINEAR and layers == {net.n_layers - 2}
+    worth = k >= net.layers[-1] or ("linear map", net.n_layers - 2) in base.derived
+    return net.hidden in PIECEWISE_LINEAR and layers == {net.n_layers - 2} and worth
 
 
 class _LinearMap:

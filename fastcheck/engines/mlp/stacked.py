@@ -213,7 +213,7 @@ def _pair_logit_changes(base: BaseState, steps: dict[str, np.ndarray],
     """
     net = base.net
     k = next(iter(steps.values())).shape[0]
-    if linear_map_applies(net, steps):
+    if linear_map_applies(base, steps, k):
         dz = linear_map_changes(base, steps, crossed)
         return np.concatenate([dz, -dz]), np.zeros(k, dtype=bool)
     first, dz = _first_change(base, steps)
