@@ -1,4 +1,4 @@
-"""The logits' change as an exact linear map of the last hidden-but-one layer's change (relu-like networks).
+"""The logits' change as an exact linear map of a change of layer ``L - 2`` (piecewise-linear hidden layers).
 
 While no relu-like unit changes state, a change ``O`` of the pre-activations of hidden
 layer ``l = L - 2`` reaches the logits through ``W_L diag(s_{L-1}) W_{L-1} diag(s_l)``,
@@ -7,11 +7,11 @@ computed once per base pass, instead of a product with ``W_{L-1}`` per perturbat
 
 Whether a unit changes state is decided as the stacked propagation decides it: exactly,
 on ``O`` itself, for layer ``l``; for layer ``L - 1``, by a margin certificate per
-example, ``|dZ_{L-1}[r, i]| <= ||W_{L-1}[r] * s_l[:, i]||_2 ||O[:, i]||_2`` (Cauchy-Schwarz,
-which the rounding of any evaluation of that product stays far inside) against the
-unit's distance to its kink. An example whose certificate fails has that product
-computed and tested exactly. The result equals the stacked propagation's to float64
-rounding of the changes.
+example, ``|dZ_{L-1}[r, i]| <= ||W_{L-1}[r] * s_l[:, i]||_2 ||O[:, i]||_2`` (Cauchy-Schwarz;
+an evaluation of the product in float64 stays within 1e-12 of that bound) against the
+unit's distance to its kink, with room to spare (:data:`CERTIFIED_FRACTION`). An
+example whose certificate fails has that product computed and tested exactly. The
+result equals the stacked propagation's to float64 rounding of the changes.
 """
 
 from __future__ import annotations
