@@ -37,7 +37,7 @@ def pytest_addoption(parser):
                      help="quick mode: skip network L and shrink the reference sample")
     parser.addoption("--baseline", default=None, metavar="CHECKOUT",
                      help="another checkout of fastcheck (its top folder) that the benchmarks run in a subprocess "
-                          "time too, side by side (test_bench_cold.py)")
+                          "time too, side by side (test_bench_cold.py, test_bench_modes.py)")
 
 
 def pytest_configure(config):

@@ -21,9 +21,10 @@ from .core.finite import DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN
 from .core.results import merge_evaluations
 from .core.selection import DEFAULT_MIN_PER_GROUP
 from .errors import InputError
-from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, MLPProblem, cost_engine, mlp_engine
+from .pipeline.factories import FROM_COST, NO_GRADIENT, CostProblem, cost_engine
 from .pipeline.layer import LayerCost, default_dout, layer_gradients, layer_output
-from .pipeline.options import MLP_ENGINES, CheckOptions
+from .pipeline.network import MLPProblem, mlp_engine
+from .pipeline.options import CheckOptions
 from .pipeline.plan import Plan, make_plan
 from .pipeline.prepared import Prepared
 from .report import Report
@@ -142,8 +143,11 @@ def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode
         directions' verdict, with a note that the wrong entries are among those not
         re-checked.
     budget : float, optional
-        Seconds: when a full check would take longer (estimated from a timing of the
-        cost), check the widest stratified subset that fits instead.
+        Seconds: when a full check would take longer (the time spent before the first
+        coordinate, and the engine's estimate as :func:`plan` makes it), check the widest
+        stratified subset that fits instead; ``report.settings["budget_fit"]`` (and the
+        report's notes) say what the budget held, or that even the smallest subset
+        (``min_per_group`` per group) is estimated over it.
     n_jobs : int
         Worker processes for the black-box engine (-1: all cores), in every mode (chunks
         of coordinates, or of random directions); 1 runs the reference loop in this
@@ -224,16 +228,42 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,  # noqa: PLR0913
          n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
          kinks: str = "exclude", n_jobs: int = 1, engine: str | None = None, cast: bool = False,
-         options: CheckOptions | None = None) -> Plan:
-    """What :func:`check` would do with these settings, and about how long it would take.
+         budget: float | None = None, eps: float | str = DEFAULT_EPS, stencil: int = 2, batch_cost=None,
+         backend: str | None = None, chunk_size: int | None = None, options: CheckOptions | None = None) -> Plan:
+    """What :func:`check` would do with these settings, which engine would run it, and about how long it would take.
 
-    The cost is evaluated twice (to time it and to make sure it is deterministic);
-    nothing else runs. ``options``, when given, replaces the option keywords.
+    The plan builds the engine the check would use, as the check does: the cost is
+    evaluated twice at theta (to make sure it is deterministic), and, for the traced
+    engine, traced and verified on a sample of coordinates of every group (a few
+    evaluations of the cost; when that fails, the plan names the engine the check falls
+    back to and why). It then times that engine: the traced engine on chunks of every
+    group as large as a run's, the reference and black-box engines on a few evaluations
+    of the cost. ``plan.n_cost_calls`` counts the calls of the cost the check makes.
+
+    Parameters
+    ----------
+    cost, params :
+        As for :func:`check`.
+    mode, fraction, n_samples, n_directions, min_per_group, seed, kinks, n_jobs, engine, cast, budget, eps,
+    stencil, batch_cost, backend, chunk_size :
+        As for :func:`check`; those that choose the engine (``engine``, ``n_jobs``,
+        ``batch_cost``, ``backend``, ``chunk_size``) choose it here too. With ``budget``, the
+        plan is that of the subset the check would fit to it.
+    options : CheckOptions, optional
+        Replaces the option keywords.
+
+    Returns
+    -------
+    Plan
+        ``str(plan)`` is one line: engine and why, coordinates per group, calls of the cost,
+        estimated seconds and what the estimate rests on.
     """
     options, _ = _split({k: v for k, v in locals().items() if k != "options"}, options)
     problem = CostProblem(cost, params, NO_GRADIENT, cast, options.timeout)
     try:
-        return make_plan(problem.layout, cost_engine(problem, options, n_jobs=n_jobs, progress=False), options)
+        engine = cost_engine(problem, options, n_jobs=n_jobs, batch_cost=batch_cost, backend=backend,
+                             chunk_size=chunk_size, progress=False)
+        return make_plan(problem.layout, engine, options)
     finally:
         problem.objective.release()
 
@@ -307,7 +337,7 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
 
 # ---------------------------------------------------------------------- the built-in MLP
 # the documented keywords of the public API
-def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: float | str = DEFAULT_EPS,  # noqa: PLR0913
+def check_mlp(net, params, grads, X, Y, *, engine: str | None = None, eps: float | str = DEFAULT_EPS,  # noqa: PLR0913
               mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
               n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
               kinks: str = "exclude", escalate: bool = True, escalate_budget: int | None = None,
@@ -317,7 +347,8 @@ def check_mlp(net, params, grads, X, Y, *, engine: str = MLP_ENGINES[0], eps: fl
     """:meth:`fastcheck.MLP.check`: check ``grads`` against the built-in network's cost.
 
     The keywords are :func:`check`'s (``eps="auto"``, ``stencil=4`` and ``sweep`` too: the
-    batched engine honours every step option).
+    batched engine honours every step option); ``engine`` is :meth:`fastcheck.MLP.check`'s
+    (unset: the batched engine, or the traced engine while its kernels compile).
     """
     return _prepare_mlp(*_split(locals())).run()
 
@@ -340,7 +371,7 @@ def _prepare_mlp(options: CheckOptions, rest: dict) -> Prepared:
 
 
 # the documented keywords of the public API
-def plan_mlp(net, params, X, Y, *, engine: str = MLP_ENGINES[0], mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
+def plan_mlp(net, params, X, Y, *, engine: str | None = None, mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
              n_samples: int | None = None, n_directions: int | None = None,
              min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, options: CheckOptions | None = None) -> Plan:
     """:meth:`fastcheck.MLP.plan`: what :meth:`MLP.check` would do, and about how long it would take.

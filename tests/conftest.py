@@ -4,6 +4,15 @@ import pytest
 import fastcheck as fc
 
 
+@pytest.fixture(scope="session", autouse=True)
+def batched_kernels():
+    """The batched engine's kernels compiled (or loaded) in this process first: a check left to its default
+    engine then runs on the batched engine in every test, whatever the state of numba's cache."""
+    from fastcheck.engines.mlp.warmup import compile_kernels
+
+    compile_kernels()
+
+
 @pytest.fixture
 def small_net():
     """A 2-hidden-layer relu network with its params and data: (net, params, X, Y)."""

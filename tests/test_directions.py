@@ -9,6 +9,7 @@ import pytest
 from fastcheck.core.directions import GLOBAL, direction_steps, draw_directions
 from fastcheck.core.layout import Layout
 from fastcheck.engines.mlp.directions import mlp_evaluate_directions
+from fastcheck.engines.mlp.linear_map import CERTIFIED_FRACTION, _linear_map, linear_map_applies, linear_map_changes
 from fastcheck.engines.mlp.stacked import BaseState, cost_changes, symmetric_cost_changes
 from fastcheck.mlp.functions import HIDDEN, OUTPUTS
 from fastcheck.mlp.model import MLP
@@ -42,7 +43,8 @@ def test_symmetric_steps_are_exact_or_the_direction_takes_plain_steps():
             assert np.array_equal(base - (base - st.minus[0]), st.minus[0])
             np.testing.assert_allclose(st.plus[0], 1e-2 * d.vector(), rtol=1e-6, atol=1e-20)
             np.testing.assert_allclose(st.minus[0], 1e-2 * d.vector(), rtol=1e-6, atol=1e-20)
-    assert not symmetric[3 * 2] and symmetric[0]  # 1e-300: no exact symmetric step; 0.0: one
+    # one direction per one-entry group: 1e-300 has no exact symmetric step; 0.0 has one
+    assert not symmetric[2] and symmetric[0]
 
 
 def test_steps_follow_the_rounded_perturbation_and_u_is_their_mean():
@@ -118,6 +120,42 @@ def test_a_pair_that_crosses_a_kink_is_recomputed(hidden):
     assert abs(plus[0] + minus[0]) > 1e3 * abs(plus[1] + minus[1])
 
 
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
+def test_the_linear_map_path_is_certified_or_checked_exactly_and_equals_full_passes(hidden):
+    """Layer 2 has a unit of example 2 at +1e-9 (layer 1 far from its kinks): small steps are
+    certified, larger ones are not and have that example's product tested exactly, which
+    finds a change of state in some pairs (recomputed by the general path) and not in others."""
+    net = MLP([7, 6, 5, 3], hidden=hidden, output="softmax", l2=0.3)
+    params = net.init(seed=1)
+    X, Y = net.random_data(9, seed=2)
+    params["b1"] += 5.0
+    z2 = params["W2"] @ np.maximum(params["W1"] @ X + params["b1"], 0.0) + params["b2"]
+    params["b2"][0, 0] -= z2[0, 2] - 1e-9
+    base = BaseState(net, params, X, Y)
+    assert linear_map_applies(base, ["W1", "b1"], 20) and not linear_map_applies(base, ["W1", "W2"], 20)
+    assert not linear_map_applies(base, ["b1"], 2)  # too few to be worth building the maps
+    rng = np.random.default_rng(3)
+    seen = set()
+    for scale in (1e-11, 1e-9, 1e-8, 1e-2):
+        steps = {"W1": rng.standard_normal((20, 6, 7)) * scale, "b1": rng.standard_normal((20, 6, 1)) * scale}
+        odd = np.einsum("krc,ci->ikr", steps["W1"], X) + steps["b1"][:, :, 0]
+        doubt = (np.sqrt(np.einsum("ikr,ikr->ik", odd, odd)) * _linear_map(base, 1).bound[:, None]
+                 > CERTIFIED_FRACTION).any(axis=0)
+        crossed = np.zeros(20, dtype=bool)
+        linear_map_changes(base, steps, crossed)
+        change, flips = cost_changes(base, {k: np.concatenate([s, -s]) for k, s in steps.items()})
+        assert np.array_equal(crossed, flips[:20] | flips[20:])  # the certificate never hides a change of state
+        seen |= {(bool(d), bool(c)) for d, c in zip(doubt, crossed)}
+        plus, minus, _ = symmetric_cost_changes(base, steps)
+        np.testing.assert_allclose(plus, change[:20], rtol=1e-11, atol=1e-24)
+        np.testing.assert_allclose(minus, change[20:], rtol=1e-11, atol=1e-24)
+        for j in range(0, 20, 4):
+            one = {k: s[j] for k, s in steps.items()}
+            np.testing.assert_allclose(plus[j], _full_change(net, params, X, Y, one, +1), rtol=1e-6, atol=1e-13)
+            np.testing.assert_allclose(minus[j], _full_change(net, params, X, Y, one, -1), rtol=1e-6, atol=1e-13)
+    assert seen == {(False, False), (True, False), (True, True)}  # certified; checked, no change; changed
+
+
 def _evaluate(net, params, X, Y, directions, **kw):
     layout, theta = Layout.from_params(params)
     analytic = layout.flatten_grads(net.gradient(params, X, Y))
@@ -175,3 +213,21 @@ def test_the_numpy_steps_are_the_kernel_steps_bit_for_bit():
     _symmetric_steps_numpy(base, out_n, scales, count_n)
     assert np.array_equal(out_k, out_n) and np.array_equal(count_k, count_n)
     assert (count_k > 0).any()  # the tiny entries make some directions inexact
+
+
+def test_directions_on_a_mid_sized_network_equal_full_evaluations():
+    """Network M: drawn by the numba kernel, W1 and b1 through the linear maps, the directions over all of
+    theta as odd and even parts; each against the reference engine's full cost evaluations."""
+    from fastcheck.apps.networks import network
+
+    net, params, X, Y = network("M")
+    grads = net.gradient(params, X, Y)
+    fast = net.check(params, grads, X, Y, mode="directions", n_directions=10, seed=3, escalate=False)
+    slow = net.check(params, grads, X, Y, mode="directions", n_directions=10, seed=3, escalate=False,
+                     engine="reference")
+    noise = 50 * np.spacing(net.cost(params, X, Y)) / EPS  # the reference's rounding, of order ulp(J) / eps
+    assert len(fast.directions) == 70
+    for f, s in zip(fast.directions, slow.directions):
+        assert (f.group, f.number, f.analytic) == (s.group, s.number, s.analytic)
+        assert abs(f.numeric - s.numeric) < noise
+    assert fast.passed and fast.difference < 1e-9

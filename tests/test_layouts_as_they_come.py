@@ -129,3 +129,21 @@ def test_integer_arrays_are_refused_in_their_own_words():
     with pytest.raises(fc.DtypeError) as info:
         fc.check(lambda p: float(np.sum(p["W"])), {"W": np.ones(3, dtype=np.int64)}, {"W": np.ones(3)})
     assert "int64" in str(info.value) and "float32" not in str(info.value)
+
+
+def test_cast_runs_the_backprop_on_the_float64_arrays_and_warns_at_the_callers_line():
+    """With float32 parameters, a gradient callable given the user's arrays would compute in float32."""
+    params = {"W": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)}
+    seen_dtypes = []
+
+    def grads(p):
+        seen_dtypes.append(p["W"].dtype)
+        return {"W": 2 * p["W"]}
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        report = fc.check(lambda p: float(np.sum(p["W"] ** 2)), params, grads, cast=True)
+    assert report.passed and seen_dtypes == [np.float64]
+    casts = [w for w in seen if issubclass(w.category, fc.CastWarning)]
+    assert len(casts) == 1 and "params['W'] float32" in str(casts[0].message)
+    assert casts[0].filename == __file__  # the user's line, not fastcheck's

@@ -10,16 +10,15 @@ import argparse
 import sys
 import threading
 import time
+from dataclasses import replace
 
 from .. import __version__
 from ..api import Plan, check_layer, plan, plan_mlp, prepare_check, prepare_mlp
 from ..core.finite import AUTO, DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN, STENCILS
-from ..core.objective import describe_value
 from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..errors import InputError
 from ..mlp.functions import HIDDEN, OUTPUTS
 from ..mlp.model import MLP
-from ..pipeline.factories import FROM_COST
 from ..pipeline.options import COST_ENGINES, DEFAULT_DIRECTIONS, MLP_ENGINES, MODES, CheckOptions
 from ..report.html import default_title
 from .bugs import BUGS, buggy_gradient
@@ -34,7 +33,14 @@ from .common import (
     write_output,
 )
 from .networks import NETWORKS, network
-from .problems import call_factory, import_function, parse_arguments
+from .problems import (
+    call_factory,
+    cost_problem,
+    factory_tuple,
+    import_function,
+    parse_arguments,
+    user_tracebacks,
+)
 
 __all__ = ["main", "get_parser"]
 
@@ -48,7 +54,8 @@ def get_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="check a built-in network, correct and with a planted bug")
     demo.add_argument("--network", choices=sorted(NETWORKS), default="M", help="benchmark network (default M)")
     demo.add_argument("--bug", choices=sorted(BUGS), default="scaled", help="bug to plant (default scaled)")
-    demo.add_argument("--engine", choices=MLP_ENGINES, default=MLP_ENGINES[0])
+    demo.add_argument("--engine", choices=MLP_ENGINES,
+                      help=f"force an engine (default {MLP_ENGINES[0]}, or traced while its kernels compile)")
     demo.add_argument("--html", metavar="FILE", help="also write the planted bug's report as an HTML page with plots")
     demo.set_defaults(func=run_demo)
 
@@ -58,7 +65,8 @@ def get_parser() -> argparse.ArgumentParser:
     chk.add_argument("problem", nargs="?", help="MODULE:FUNCTION returning (cost, params, grads)")
     chk.add_argument("--arg", action="append", metavar="KEY=VALUE",
                      help="a keyword argument for the MODULE:FUNCTION factory (a Python literal or a string); repeat")
-    chk.add_argument("--traceback", action="store_true", help="show the factory's own traceback when it raises")
+    chk.add_argument("--traceback", action="store_true",
+                     help="show the traceback of your code (the factory, the cost, the backprop) when it raises")
     chk.add_argument("--layer", action="store_true",
                      help="MODULE:FUNCTION returns a layer check (forward, inputs, backward or grads[, dout]), as "
                           "fc.check_layer takes it")
@@ -73,8 +81,8 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug from the catalogue in the gradient")
     chk.add_argument("--engine", choices=sorted(set(MLP_ENGINES) | set(COST_ENGINES)),
                      help=f"force an engine: {', '.join(MLP_ENGINES)} for the built-in network (default "
-                          f"{MLP_ENGINES[0]}); {', '.join(COST_ENGINES)} for a user problem (default: traced where the "
-                          "cost can be traced)")
+                          f"{MLP_ENGINES[0]}, or traced while its kernels compile); {', '.join(COST_ENGINES)} for a "
+                          "user problem (default: traced where the cost can be traced)")
     opts = chk.add_argument_group("checking")
     opts.add_argument("--eps", type=_eps, default=DEFAULT_EPS,
                       help=f"step (default {DEFAULT_EPS:g}), or 'auto': a step per coordinate, "
@@ -111,7 +119,8 @@ def get_parser() -> argparse.ArgumentParser:
     modes.add_argument("--budget", type=float, metavar="SECONDS",
                        help="check the widest stratified subset estimated to fit in SECONDS")
     modes.add_argument("--dry-run", action="store_true",
-                       help="print how many cost evaluations the check needs and an estimated time, then stop")
+                       help="print the engine the check would use and why, what it evaluates and an estimated time, "
+                            "then stop (the cost is evaluated at theta, and traced and verified when it can be)")
     opts.add_argument("--jobs", type=int, default=1, help="worker processes for a user problem (-1: all cores)")
     opts.add_argument("--backend", choices=["loky", "threading", "dask"],
                       help="joblib backend for a user problem (default loky with --jobs)")
@@ -141,23 +150,29 @@ def _exit_code(report) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
-def _compile_kernels(engine: str, hidden: str, output: str) -> float:
-    """Compile the batched engine's kernels before a check, so its report times the check alone.
+def _compile_kernels(engine: str | None, net: MLP) -> float:
+    """Load the batched engine's kernels before a check, so its report times the check alone.
 
-    The first run after an install compiles for tens of seconds (numba caches the result
-    on disk); on a terminal, a line on stderr says so if it takes more than a second.
+    Left to its default (``engine`` None) on a fresh install, where the kernels are not in
+    numba's cache, nothing is compiled here: the check runs on the traced engine while they
+    compile in the background (its report says so). Forced (``--engine batched``), the first
+    run compiles them here for about ten seconds (numba caches the result on disk); on a
+    terminal, a line on stderr says so if it takes more than a second.
     """
-    if engine != "batched":
+    if engine == "reference":
         return 0.0
+    from ..engines.mlp.warmup import kernels_cached
     from .networks import compile_kernels
 
+    if engine is None and not kernels_cached(net):
+        return 0.0
     notice = threading.Timer(1.0, lambda: print(
-        f"fastcheck: compiling the numba kernels for {hidden}/{output} (first run only; cached on disk "
-        "afterwards; 10-20 s on 2 cores)...", file=sys.stderr, flush=True))
+        f"fastcheck: compiling the numba kernels for {net.hidden}/{net.output} (first run only; cached on disk "
+        "afterwards; about 10 s on 2 cores)...", file=sys.stderr, flush=True))
     if sys.stderr.isatty():
         notice.start()
     try:
-        return compile_kernels(hidden, output)
+        return compile_kernels(net.hidden, net.output)
     finally:
         notice.cancel()
 
@@ -167,7 +182,7 @@ def run_demo(args) -> int:
     started = time.perf_counter()
     net, params, X, Y = network(args.network)
     print(f"fastcheck demo: network {args.network} {net!r}, {X.shape[1]} examples, {net.n_params:,} parameters\n")
-    compiled = _compile_kernels(args.engine, net.hidden, net.output)
+    compiled = _compile_kernels(args.engine, net)
     if compiled > 1.0:
         print(f"(compiled the kernels first, once per install: {compiled:.1f} s; not counted below)\n")
     print("1. the correct backprop")
@@ -193,7 +208,8 @@ def run_check(args) -> int:
     if args.problem:
         if args.layers or args.network or args.bug:
             raise UsageError("give either MODULE:FUNCTION or a built-in network (--layers/--network), not both")
-        report = _check_user_problem(args)
+        with user_tracebacks(args.traceback):  # the factory's, the cost's, the backprop's
+            report = _check_user_problem(args)
     else:
         if args.jobs != 1 or args.backend or args.scheduler or args.timeout is not None:
             raise UsageError("--jobs, --backend, --scheduler and --timeout are for a user problem MODULE:FUNCTION; "
@@ -247,14 +263,13 @@ def _check_builtin(args):
     refuse_unfitting(net.n_params, "--layers" if args.layers else "--network")
     params = net.init(seed=args.params_seed)
     X, Y = net.random_data(examples, seed=args.params_seed + 1)
-    engine = args.engine or MLP_ENGINES[0]
-    options = _options(args, engine=engine)
+    options = _options(args, engine=args.engine)
     if args.dry_run:
         return plan_mlp(net, params, X, Y, options=options)
     grads = buggy_gradient(net, args.bug, params, X, Y) if args.bug else net.gradient(params, X, Y)
     prepared = prepare_mlp(net, params, grads, X, Y, options=options)  # bad settings fail here, before compiling
-    _compile_kernels(engine, args.hidden, args.output)
-    return prepared.run()
+    _compile_kernels(args.engine, net)
+    return replace(prepared, started=time.perf_counter()).run()  # its clock (and budget) after the compile
 
 
 #: How the command line names the settings it takes under another name (else ``--key``).
@@ -277,24 +292,17 @@ def _options(args, **more) -> CheckOptions:
 
 
 def load_problem(spec: str, kwargs: dict | None = None, show_traceback: bool = False):
-    """Import ``MODULE:FUNCTION`` and call it with ``kwargs``; it returns ``(cost, params, grads)``.
+    """Import ``MODULE:FUNCTION`` and call it with ``kwargs``: ``(cost, params, grads, batch_cost)``.
 
-    ``(cost, params)`` is accepted too, for a cost that returns ``(loss, grads)``.
+    The factory may return any of :data:`~fastcheck.apps.problems.COST_PROBLEM_FORMS`.
     """
-    return _factory_result(spec, kwargs, show_traceback, (2, 3),
-                           "a tuple (cost, params, grads), or (cost, params) for a cost that returns (loss, grads)")
+    return cost_problem(spec, call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback))
 
 
 def _factory_result(spec: str, kwargs, show_traceback: bool, sizes: tuple[int, ...], expected: str) -> tuple:
     """What the factory ``spec`` returns: a tuple of one of ``sizes`` items, a callable first, else an error."""
-    result = call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback)
-    if not (isinstance(result, tuple) and len(result) in sizes):
-        got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
-        raise InputError(f"{spec} must return {expected}; got {got}")
-    if not callable(result[0]):
-        raise InputError(f"{spec} must return {expected}; its first item is {describe_value(result[0])}, "
-                         "not a function")
-    return result
+    return factory_tuple(spec, call_factory(spec, import_function(spec), kwargs, show_traceback=show_traceback),
+                         sizes, expected)
 
 
 def _check_user_layer(args):
@@ -312,12 +320,13 @@ def _check_user_layer(args):
 def _check_user_problem(args):
     if args.layer:
         return _check_user_layer(args)
-    cost, params, *grads = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
-    grads = grads[0] if grads else FROM_COST
+    cost, params, grads, batch_cost = load_problem(args.problem, parse_arguments(args.arg), args.traceback)
     options = _options(args, engine=args.engine)
-    if args.dry_run:
-        return plan(cost, params, options=options, n_jobs=args.jobs, cast=args.cast)
-    run = {"n_jobs": args.jobs, "backend": args.backend, "cast": args.cast}
+    if args.dry_run:  # the engine the check would run: the same workers, backend and cluster
+        on_cluster = args.scheduler is not None
+        return plan(cost, params, options=options, cast=args.cast, backend="dask" if on_cluster else args.backend,
+                    n_jobs=-1 if on_cluster and args.jobs == 1 else args.jobs, batch_cost=batch_cost)
+    run = {"n_jobs": args.jobs, "backend": args.backend, "cast": args.cast, "batch_cost": batch_cost}
     if args.scheduler is None:
         if args.backend == "dask":
             raise UsageError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")

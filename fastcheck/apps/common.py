@@ -35,8 +35,19 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors raise :class:`UsageError` instead of printing the usage and exiting."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_prog=self.prog)  # a subcommand's overrides: its --help, for unknown options
+
     def error(self, message):  # one line, exit 2, instead of argparse's usage dump
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, an unknown option pointing at its subcommand's --help (``fastcheck check --help``)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see {parsed.command_prog} --help)")
+        return parsed
 
 
 def one_line(exc: BaseException) -> str:

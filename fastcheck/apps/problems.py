@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import sys
 import traceback
+from collections.abc import Mapping
 
-from ..errors import InputError, a_type, message_of, user_failure
+from ..core.objective import describe_value
+from ..errors import FastcheckError, InputError, a_type, message_of, user_failure
+from ..pipeline.factories import FROM_COST
 
-__all__ = ["import_function", "call_factory", "parse_arguments"]
+__all__ = ["import_function", "call_factory", "cost_problem", "factory_tuple", "parse_arguments", "user_tracebacks",
+           "COST_PROBLEM_FORMS"]
+
+#: what a factory of a cost problem returns, for ``fastcheck check`` and a nightly suite alike
+COST_PROBLEM_FORMS = ("a tuple (cost, params, grads), (cost, params, grads, batch_cost) or (cost, params) for a cost "
+                      "that returns (loss, grads), or a dict with the keys cost, params and optionally grads, "
+                      "batch_cost")
 
 
 def import_function(spec: str):
@@ -48,17 +58,15 @@ def call_factory(spec: str, func, kwargs: dict | None = None, *, show_traceback:
     """``func(**kwargs)``; what it raises (or exits with) becomes an :class:`InputError` naming ``spec``.
 
     A factory calling ``sys.exit`` (whatever its code) is a factory that failed: it never
-    ends the caller's run, and never as a success. With ``show_traceback``, the factory's
-    own traceback is printed to stderr first; otherwise ``hint`` (how to see it) ends the
-    message.
+    ends the caller's run, and never as a success. Without ``show_traceback`` (under
+    :func:`user_tracebacks`, which prints the factory's own traceback), ``hint`` (how to
+    see it) ends the message.
     """
     try:
         return func(**(kwargs or {}))
     except BaseException as exc:  # an Exception, sys.exit or a BaseException of the user's own: never Ctrl-C
         if not user_failure(exc):
             raise
-        if show_traceback:
-            traceback.print_exception(exc, file=sys.stderr)
         what = "exited" if isinstance(exc, SystemExit) else "raised"
         tail = f" ({hint})" if hint and not show_traceback else ""
         raise InputError(f"{spec} {what} {type(exc).__name__}{message_of(exc)}{tail}") from exc
@@ -76,3 +84,46 @@ def parse_arguments(pairs) -> dict:
         except (ValueError, SyntaxError):
             out[key] = text
     return out
+
+
+def cost_problem(spec: str, result) -> tuple:
+    """``(cost, params, grads, batch_cost)`` from what the factory ``spec`` returned (:data:`COST_PROBLEM_FORMS`).
+
+    ``grads`` is ``FROM_COST`` when omitted (the cost returns ``(loss, grads)``), ``batch_cost``
+    None when omitted; anything else is an :class:`InputError` naming the forms.
+    """
+    if isinstance(result, Mapping):
+        missing = {"cost", "params"} - set(result)
+        unknown = set(result) - {"cost", "params", "grads", "batch_cost"}
+        if missing or unknown:
+            what = ("without " + ", ".join(sorted(missing)) if missing
+                    else "with unknown keys " + ", ".join(sorted(map(str, unknown))))
+            raise InputError(f"{spec} returned a dict {what}; it must return {COST_PROBLEM_FORMS}")
+        result = (result["cost"], result["params"], result.get("grads", FROM_COST), result.get("batch_cost"))
+    cost, params, *rest = factory_tuple(spec, result, (2, 3, 4), COST_PROBLEM_FORMS)
+    return (cost, params, *rest, *(FROM_COST, None)[len(rest):])
+
+
+def factory_tuple(spec: str, result, sizes: tuple[int, ...], expected: str) -> tuple:
+    """``result``, what the factory ``spec`` returned, if it is a tuple of one of ``sizes`` items, a callable
+    first; else an :class:`InputError` saying it must return ``expected``."""
+    if not (isinstance(result, tuple) and len(result) in sizes):
+        got = f"{len(result)} items" if isinstance(result, (tuple, list)) else describe_value(result)
+        raise InputError(f"{spec} must return {expected}; got {got}")
+    if not callable(result[0]):
+        raise InputError(f"{spec} must return {expected}; its first item is {describe_value(result[0])}, "
+                         "not a function")
+    return result
+
+
+@contextlib.contextmanager
+def user_tracebacks(show: bool):
+    """With ``show`` (``--traceback``), a fastcheck error raised inside that some user code caused (a factory,
+    a cost, a backprop: its ``__cause__``) has that code's traceback printed to stderr first; the error itself
+    stays the one line the command prints."""
+    try:
+        yield
+    except FastcheckError as exc:
+        if show and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        raise

@@ -3,9 +3,10 @@
 Directions are drawn per group (a unit vector supported on one group, for each group)
 and globally (over all of theta), so a small group such as ``b2`` is checked on its own
 instead of being drowned by a large one in a single global projection. A group's
-direction j is drawn from its own seeded stream, ``default_rng([seed, group position + 1,
-j])``, and direction j over all of theta from the groups' streams j together (the same
-numbers, normalized over all of theta), so a direction does not depend on how many
+direction j is drawn from its own seeded stream, keyed by ``(seed, group position + 1, j)``
+(the standard normals of :mod:`fastcheck.core.gaussian`), and direction j over all of
+theta from the groups' streams j together (the same numbers, normalized over all of
+theta), so a direction does not depend on how many
 others are drawn or in which chunk. Escalation's bisection draws directions on blocks
 of a group the same way, from streams of their own.
 
@@ -22,13 +23,12 @@ its step) takes the plain rounded steps instead, ``fl(theta + eps v) - theta`` a
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
+from .gaussian import fill_streams, standard_normal, stream_key
 from .layout import Layout
 from .limits import available_memory
 
@@ -37,9 +37,8 @@ __all__ = ["Direction", "Steps", "direction_steps", "draw_directions", "require_
 
 #: Name of the pseudo-group of directions over all of theta.
 GLOBAL = "(all)"
-#: Directions whose Gaussian draws together exceed this many entries are drawn on threads ...
-THREADED_DRAWS = 200_000
-#: ... and have their steps computed by a numba kernel (fewer: numpy, without loading numba).
+#: Directions whose steps together exceed this many entries have them computed by a numba kernel
+#: (fewer: numpy, without loading numba).
 NUMBA_STEPS = 200_000
 #: Bytes a direction takes at the least while a check holds it (its description, its numbers, its
 #: row of the report; about 300 to 800 measured), and per group its draw spans (its seeds): an
@@ -52,8 +51,9 @@ class Direction:
     """A unit direction supported on ``theta[start:stop]``; ``group`` is a name or GLOBAL.
 
     Its Gaussian draw is made of ``parts``, ``(start, stop, seed)``: each slice of theta
-    drawn from ``default_rng(seed)``. A group's direction has one part; a global direction
-    has one per group, with that group's seeds, so direction j over all of theta is
+    drawn from the stream ``seed`` (:func:`fastcheck.core.gaussian.standard_normal`). A
+    group's direction has one part; a global direction has one per group, with that
+    group's seeds, so direction j over all of theta is
     drawn from the same numbers as the groups' directions j (normalized over all of
     theta instead of over each group): drawn once, used twice.
     """
@@ -68,7 +68,7 @@ class Direction:
         """The Gaussian draw (not normalized) of this direction, written into ``out`` if given."""
         out = np.empty(self.stop - self.start) if out is None else out
         for start, stop, seed in self.parts:
-            np.random.default_rng(list(seed)).standard_normal(out=out[start - self.start:stop - self.start])
+            standard_normal(stream_key(seed), out[start - self.start:stop - self.start])
         return out
 
     def vector(self) -> np.ndarray:
@@ -93,20 +93,13 @@ class Steps:
 
 
 def _draw_all(directions: list, out: np.ndarray) -> None:
-    """Each direction's Gaussian draw into a row of ``out``, on threads when there is much to draw."""
+    """Each direction's Gaussian draw into a row of ``out`` (C-contiguous), all streams in one call."""
     tasks = [(row, part) for row, d in enumerate(directions) for part in d.parts]
-
-    def draw(task):
-        row, (start, stop, seed) = task
-        first = directions[row].start
-        np.random.default_rng(list(seed)).standard_normal(out=out[row, start - first:stop - first])
-
-    if len(tasks) > 1 and out.size > THREADED_DRAWS:  # numpy's generators release the GIL while they fill
-        with ThreadPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
-            list(pool.map(draw, tasks))
-    else:
-        for task in tasks:
-            draw(task)
+    keys = np.array([stream_key(seed) for _, (_, _, seed) in tasks], dtype=np.uint64)
+    rows = np.array([row for row, _ in tasks], dtype=np.int64)
+    starts = np.array([start - directions[row].start for row, (start, _, _) in tasks], dtype=np.int64)
+    stops = np.array([stop - directions[row].start for row, (_, stop, _) in tasks], dtype=np.int64)
+    fill_streams(out, keys, rows, starts, stops)
 
 
 def _symmetric_steps_numpy(base: np.ndarray, steps: np.ndarray, scales: np.ndarray, inexact: np.ndarray) -> None:
@@ -134,7 +127,8 @@ def direction_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: 
         draws = np.empty((k, stop - start))
         _draw_all(directions, draws)
     steps = draws
-    norms = np.sqrt(np.einsum("ij,ij->i", steps, steps))
+    # row by row, as u . grad below: a stack's einsum may sum a row in another order than the row's own
+    norms = np.sqrt(np.array([np.einsum("i,i->", row, row) for row in steps]))
     base = np.ascontiguousarray(theta[start:stop])
     scales, inexact = eps / norms, np.empty(k, dtype=np.int64)
     if steps.size > NUMBA_STEPS:
@@ -208,7 +202,9 @@ def draw_directions(layout: Layout, n_directions: int, seed: int, *, per_group: 
     out = []
     if per_group and not (layout.flat and overall):
         for position, g in enumerate(layout.groups):
-            out += [Direction(g.name, j, g.start, g.stop, (parts(j)[position],)) for j in range(n_directions)]
+            # a group of one entry has one direction, +-e, whatever the draw: one checks it exactly (a coordinate's)
+            count = n_directions if g.size > 1 else 1
+            out += [Direction(g.name, j, g.start, g.stop, (parts(j)[position],)) for j in range(count)]
     if overall:
         out += [Direction(GLOBAL, j, 0, layout.n_params, parts(j)) for j in range(n_directions)]
     return out

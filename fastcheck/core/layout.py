@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import difflib
 import numbers
-import re
+import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DtypeError, InputError, a_type, message_of, user_failure
+from .gradkeys import match_grad_keys
 
 __all__ = ["Group", "Layout", "CastWarning", "call_grads"]
 
@@ -211,42 +212,9 @@ class Layout:
         return np.concatenate(parts).astype(np.float64, copy=True)
 
     def grad_keys(self, grads: Mapping) -> tuple[dict[str, str], list[str]]:
-        """Which key of a gradients dict holds each group's gradient, and the keys left aside.
-
-        A group's gradient is named as the parameter (``"W1"``) or with the course's ``"d"``
-        prefix (``"dW1"``). When every group has its ``"d"`` form among the keys, those are
-        used (so parameters named ``W`` and ``dW`` take ``dW`` and ``ddW``); otherwise exact
-        names come first and ``"d"`` forms fill in. Keys that match no group are left
-        aside when they cannot be a parameter's gradient: the course's intermediate
-        gradients (``dA2``, ``dZ1``, ...) and names unlike any parameter's; a key that looks
-        like a typo of a parameter's name (``dw1`` beside ``W1``) is an error.
-        """
-        names = self.names
-        d_forms = {"d" + n for n in names}
-        for n in names:
-            if n in grads and "d" + n in grads and "d" + n not in names and n not in d_forms:
-                raise InputError(f"`grads` has both {n!r} and {'d' + n!r}: keep only one of them")
-        if all("d" + n in grads for n in names):
-            chosen = {n: "d" + n for n in names}
-        else:
-            chosen = {n: n for n in names if n in grads}
-            taken = set(chosen.values())
-            for n in names:
-                if n not in chosen and "d" + n in grads and "d" + n not in taken:
-                    chosen[n] = "d" + n
-            for n in names:
-                if n not in chosen:
-                    raise InputError(
-                        f"`grads` has no entry for params[{n!r}] (looked for {n!r} and {'d' + n!r}); "
-                        f"it has {', '.join(map(repr, grads)) or 'nothing'}{_near(n, grads)}")
-        used = set(chosen.values())
-        extra = [k for k in grads if k not in used]
-        typos = [k for k in extra if not isinstance(k, str) or _looks_like(k, names)]
-        if typos:
-            verb = "matches" if len(typos) == 1 else "match"
-            raise InputError(f"`grads` has {', '.join(map(repr, typos))} which {verb} no parameter; "
-                             f"parameters are {', '.join(names)}")
-        return chosen, extra
+        """Which key of a gradients dict holds each group's gradient, and the keys left aside
+        (:func:`fastcheck.core.gradkeys.match_grad_keys`)."""
+        return match_grad_keys(self.names, grads)
 
     # ------------------------------------------------------------------ views
     def unflatten(self, theta: np.ndarray, *, readonly: bool = False):
@@ -329,38 +297,23 @@ def _casts(cast: bool):
 
     yield up
     if done:
-        warnings.warn(f"up-cast (cast=True): {', '.join(done)}", CastWarning, stacklevel=4)
+        warnings.warn(f"up-cast (cast=True): {', '.join(done)}", CastWarning, stacklevel=_user_stacklevel())
 
 
-def _near(name: str, grads: Mapping) -> str:
-    """``" (did you mean 'dw1'?)"``: the keys of ``grads`` that look like a typo of ``name``'s gradient."""
-    keys = [k for k in grads if isinstance(k, str)]
-    by_lower = {k.lower(): k for k in keys}
-    near = [k for k in keys if _looks_like(k, [name])]
-    near += [by_lower[k] for k in difflib.get_close_matches(f"d{name}".lower(), list(by_lower), n=3, cutoff=0.75)
-             if by_lower[k] not in near]
-    return f" (did you mean {' or '.join(map(repr, near[:3]))}?)" if near else ""
+def _user_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel of the line that called into fastcheck (its caller's caller counts as 1).
 
-
-def _looks_like(key: str, names) -> bool:
-    """Whether an unmatched gradient key looks like a typo of a parameter's name or of its d form.
-
-    The course's intermediate gradients (dA1, dZ2, ...) never do.
+    The number of fastcheck frames between the user and a warning depends on the entry point
+    (``fc.check``, ``fc.plan``, the CLI, a ``with`` block's exit), so it is counted, not written down.
     """
-    if re.fullmatch(r"d[AZ]\d+", key):
-        return False
-    low = key.lower()
-    return any(low == form or _one_edit(low, form) for n in names for form in (n.lower(), "d" + n.lower()))
-
-
-def _one_edit(a: str, b: str) -> bool:
-    """True when ``a`` and ``b`` differ by exactly one substitution, insertion or deletion."""
-    if abs(len(a) - len(b)) > 1 or a == b:
-        return False
-    if len(a) == len(b):
-        return sum(x != y for x, y in zip(a, b)) == 1
-    short, long = (a, b) if len(a) < len(b) else (b, a)
-    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frames = []
+    frame = sys._getframe(1)  # the frame that calls warnings.warn: stacklevel 1
+    while frame is not None:
+        frames.append(frame.f_code.co_filename.startswith(package))
+        frame = frame.f_back
+    outermost = max((i for i, ours in enumerate(frames) if ours), default=-1)
+    return outermost + 2  # the frame just outside the outermost fastcheck frame
 
 
 def _is_vector(shape: tuple[int, ...]) -> bool:

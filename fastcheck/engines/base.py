@@ -9,7 +9,27 @@ import numpy as np
 
 from ..core.results import DirectionEvaluations, Evaluations
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Setup"]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a check spends before its first coordinate: validating the cost, building the engine.
+
+    Attributes
+    ----------
+    seconds : float
+        As timed on this machine (a check does the same work again).
+    cost_calls : int
+        Calls of the user's cost (the two at theta that validate it, a trace and its
+        verification); 0 for the built-in network.
+    what : str
+        Those calls, in a phrase (``"2 at theta, 1 trace, 19 to verify it"``).
+    """
+
+    seconds: float = 0.0
+    cost_calls: int = 0
+    what: str = ""
 
 
 @dataclass
@@ -40,6 +60,22 @@ class Engine:
         step (a float, or one per coordinate of theta): the reference loop on the
         objective the check uses (its time limit and determinism checks included). The
         step sweep re-evaluates flagged entries with it.
+    reason : str
+        Why this engine checks the problem, in a phrase (plans print it).
+    setup : Setup
+        What building the engine cost (plans add it to their estimate).
+    evaluates_cost : bool
+        Each perturbed value is one call of the user's cost (the reference and black-box
+        engines), not computed some other way.
+    direction_estimate : callable ``(n_evaluations) -> seconds``, optional
+        As ``estimate``, for directions (default: ``estimate``).
+    direction_basis : callable ``() -> str``, optional
+        As ``basis``, for ``direction_estimate``.
+    lazy_setup : callable ``() -> Setup``, optional
+        What the engine does once before its first coordinate on first use, beside
+        ``setup`` (the batched engine: the base pass and each layer's tables): done now
+        if not yet, timed, and returned. A plan adds it to its estimate (the check's own
+        engine does it again); a budget charges it as time spent.
     """
 
     name: str
@@ -51,3 +87,9 @@ class Engine:
     basis: Callable[[], str] | None = None
     notes: dict = field(default_factory=dict)
     full: Callable[[np.ndarray, object], Evaluations] | None = None
+    reason: str = ""
+    setup: Setup = field(default_factory=Setup)
+    evaluates_cost: bool = False
+    direction_estimate: Callable[[int], float] | None = None
+    direction_basis: Callable[[], str] | None = None
+    lazy_setup: Callable[[], Setup] | None = None

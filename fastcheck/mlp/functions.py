@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["HIDDEN", "OUTPUTS", "LEAKY_SLOPE", "NEGATIVE_SLOPE", "PIECEWISE_LINEAR", "sigmoid", "activate",
-           "activation_derivative", "example_losses", "cost_from_logits", "output_aux", "output_delta"]
+           "activation_derivative", "example_losses", "cost_from_logits",
+           "objective_from_logits", "output_aux", "output_delta"]
 
 #: Slope of leaky ReLU for negative inputs.
 LEAKY_SLOPE = 0.01
@@ -75,7 +76,13 @@ def cost_from_logits(output: str, z: np.ndarray, y: np.ndarray, penalty: float) 
 
     ``penalty`` is the L2 term of the same parameters (:meth:`fastcheck.MLP.regularization`).
     """
-    return float(example_losses(output, z, y).sum() / z.shape[1]) + penalty
+    return float(objective_from_logits(output, z, y, penalty))
+
+
+def objective_from_logits(output: str, z, y: np.ndarray, penalty):
+    """:func:`cost_from_logits` as numpy computes it, not made a Python float: a traced ``z``
+    (:mod:`fastcheck.engines.traced`) gives a traced J, the same float64 operations in the same order."""
+    return example_losses(output, z, y).sum() / z.shape[1] + penalty
 
 
 def output_aux(output: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:

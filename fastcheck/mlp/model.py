@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import DtypeError, InputError, a_type
-from .functions import HIDDEN, OUTPUTS, activate, activation_derivative, cost_from_logits, output_delta
+from .functions import HIDDEN, OUTPUTS, activate, activation_derivative, objective_from_logits, output_delta
 
 __all__ = ["MLP"]
 
@@ -151,13 +151,18 @@ class MLP:
         """``(l2 / 2m) * sum_l ||Wl||_F^2``."""
         if self.l2 == 0.0:
             return 0.0
-        total = sum(float(np.sum(params[f"W{layer}"] ** 2)) for layer in range(1, self.n_layers + 1))
+        # numpy scalars, not Python floats: traced parameters give a traced term (same values)
+        total = sum(np.sum(params[f"W{layer}"] ** 2) for layer in range(1, self.n_layers + 1))
         return self.l2 / (2.0 * m) * total
 
     def cost(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> float:
         """J: the mean loss over the examples plus the L2 term."""
+        return float(self.objective(params, X, Y))
+
+    def objective(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray):
+        """J as :meth:`cost`, bit for bit, left a numpy value: the traced engine can follow it."""
         zs, _ = self.forward(params, X)
-        return cost_from_logits(self.output, zs[-1], Y, self.regularization(params, X.shape[1]))
+        return objective_from_logits(self.output, zs[-1], Y, self.regularization(params, X.shape[1]))
 
     def kink_states(self, zs: list) -> list[np.ndarray]:
         """For relu-like hidden layers, the boolean state ``Z > 0`` of every unit and example."""
@@ -227,7 +232,7 @@ class MLP:
             if isinstance(arr, np.ndarray) and arr.shape != shape:
                 raise InputError(f"`params[{name!r}]` has shape {arr.shape} but this network needs {shape}")
 
-    def check(self, params, grads, X, Y, *, engine: str = "batched", **options):
+    def check(self, params, grads, X, Y, *, engine: str | None = None, **options):
         """Check ``grads`` against central differences of this network's cost.
 
         Parameters
@@ -239,10 +244,13 @@ class MLP:
             with ``params``.
         X : ndarray of shape (n_x, m)
         Y : ndarray of shape (n_y, m)
-        engine : {"batched", "reference"}
+        engine : {"batched", "reference"}, optional
             ``"batched"`` (the default) stacks many perturbations into one pass and
             reuses exactly what a perturbation cannot change; ``"reference"`` is the
-            literal loop, one full forward pass per +eps and per -eps.
+            literal loop, one full forward pass per +eps and per -eps. Left unset, on
+            a fresh install whose numba kernels are not compiled yet, the check runs on
+            the traced engine (numpy, exact) while they compile in the background, and
+            ``report.settings["batched_not_used"]`` says so; given, it forces the engine.
         **options
             ``eps``, ``mode``, ``fraction``, ``n_samples``, ``n_directions``,
             ``min_per_group``, ``seed``, ``escalate``, ``escalate_budget``, ``budget``,

@@ -1,10 +1,11 @@
-"""Building the engine of a problem: a user's cost, or the built-in MLP on its data."""
+"""Building the engine of a user's cost (the built-in network's: :mod:`fastcheck.pipeline.network`)."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -13,25 +14,16 @@ from ..core.directions import require_directions_fit
 from ..core.finite import require_steps
 from ..core.layout import Layout, call_grads
 from ..core.objective import CostObjective, describe_value
-from ..core.selection import stratified_subset
-from ..core.settings import require_n_jobs, require_n_threads
-from ..engines.base import Engine
-from ..engines.mlp.directions import mlp_evaluate_directions
-from ..engines.mlp.objective import MLPObjective
-from ..engines.mlp.stacked import BaseState
+from ..core.settings import require_n_jobs
+from ..engines.base import Engine, Setup
 from ..engines.reference import evaluate_directions, reference_engine
 from ..errors import CostError, InputError, message_of, user_failure
-from ..mlp.functions import PIECEWISE_LINEAR
 from .argument import require_uses_argument
-from .options import COST_ENGINES, MLP_ENGINES, CheckOptions
+from .options import COST_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
+from .timing import CostTiming, counted_calls, traced_estimate
 
-__all__ = ["CostProblem", "cost_engine", "MLPProblem", "mlp_engine", "NO_GRADIENT", "FROM_COST"]
-
-#: The batched engine's seconds per coordinate on 64 examples, a priori (measured on
-#: network M): piecewise-linear hidden layers take the margin shortcut, smooth ones the
-#: certified polynomials (both about 0.7 us). More examples cost proportionally more.
-BATCHED_PRIOR = {"piecewise": 1e-6, "smooth": 1e-6}
+__all__ = ["CostProblem", "cost_engine", "NO_GRADIENT", "FROM_COST"]
 
 
 class _Marker:
@@ -53,13 +45,20 @@ def _layout_and_gradient(params, grads, cast: bool):
     layout, theta = Layout.from_params(params, cast=cast)
     if grads is NO_GRADIENT:
         return layout, theta, np.zeros(layout.n_params), []
-    grads = call_grads(grads, params)
+    # A backprop run on the up-cast arrays: with float32 arrays it would compute the gradient under test in float32
+    grads = call_grads(grads, layout.unflatten(theta.copy()) if _was_cast(params) else params)
     if grads is None:
         raise InputError("`grads` is None: there is no gradient to check (did the backprop forget to `return` "
                          "its gradients?); pass the analytic gradient in the structure of `params`")
     analytic = layout.flatten_grads(grads, cast=cast)
     aside = layout.grad_keys(grads)[1] if isinstance(grads, Mapping) and not layout.flat else []
     return layout, theta, analytic, aside
+
+
+def _was_cast(params) -> bool:
+    """Whether ``Layout.from_params`` up-cast some array of ``params`` (it accepted them, so cast=True)."""
+    values = [params] if isinstance(params, np.ndarray) else params.values() if isinstance(params, Mapping) else params
+    return any(np.asarray(v).dtype != np.float64 for v in values)
 
 
 def _gradient_from_cost(cost, params):
@@ -86,46 +85,6 @@ def _require_checkable(layout: Layout, theta: np.ndarray, options: CheckOptions)
         require_directions_fit(layout, options.n_directions, options.name("n_directions"))
 
 
-#: A cost is timed on perturbed evaluations until this many seconds have gone by ...
-TIMING_SECONDS = 0.25
-#: ... or this many evaluations were made (at least 4, at most this many).
-TIMING_EVALUATIONS = 32
-
-
-class CostTiming:
-    """Seconds per evaluation of a user's cost, timed once, when an estimate is first needed.
-
-    The two evaluations at theta that validate the cost also warm it up (caches, lazy
-    imports); the timing then evaluates a seeded sample of perturbed coordinates and
-    takes the median, so one slow call (a page fault, another process) does not move
-    the estimate much.
-    """
-
-    def __init__(self, problem: CostProblem):
-        self.problem = problem
-        self.samples: list[float] = []
-
-    def seconds(self) -> float:
-        if not self.samples:
-            objective, theta = self.problem.objective, self.problem.theta
-            rng = np.random.default_rng(0)
-            work, started = theta.copy(), time.perf_counter()
-            eps = 1e-7
-            while len(self.samples) < TIMING_EVALUATIONS and (
-                    len(self.samples) < 4 or time.perf_counter() - started < TIMING_SECONDS):
-                i = int(rng.integers(theta.size))
-                work[i] = theta[i] + eps
-                tic = time.perf_counter()
-                objective(work, i, +1)
-                self.samples.append(time.perf_counter() - tic)
-                work[i] = theta[i]
-        return float(np.median(self.samples))
-
-    def basis(self) -> str:
-        self.seconds()
-        return f"the median of {len(self.samples)} timed cost evaluations, {self.seconds() * 1e3:.3g} ms each"
-
-
 class CostProblem:
     """A user's cost, its parameters and the gradient under test, validated and timed once.
 
@@ -141,12 +100,18 @@ class CostProblem:
             self.objective_flags = {"returns_grads": True} if grads is NO_GRADIENT else {}
         self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
         self.objective = CostObjective(cost, self.layout, timeout=timeout, **self.objective_flags)
+        tic = time.perf_counter()
         self.objective.cost_at_theta = self.objective.base(self.theta)
+        # what every check of this cost spends before its engine: the two evaluations at theta
+        self.setup = Setup(time.perf_counter() - tic, 2, "2 at theta")
         self.timing = CostTiming(self)
 
 
-def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
-    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used."""
+def _traced(problem: CostProblem, options: CheckOptions, kinks=None) -> Engine:
+    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used.
+
+    ``kinks(evaluations, scale)``, given, may revise the kinks of each chunk's evaluations in place.
+    """
     from ..engines.traced import TracedEngine, traced_engine
 
     objective, theta, analytic = problem.objective, problem.theta, problem.analytic
@@ -164,12 +129,13 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
         # where the traced changes are not finite (an identity that overflowed, a log1p below -1 next to a
         # saturated unit), the engine cannot vouch: those coordinates take full evaluations of the real cost
         bad = ~(np.isfinite(ev.numeric) & np.isfinite(ev.cost_plus) & np.isfinite(ev.cost_minus))
-        if not bad.any():
-            return ev
-        redo = reference_engine(objective, theta, np.asarray(ev.indices)[bad], scale * steps)
-        for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
-            getattr(ev, name)[bad] = getattr(redo, name)
-        ev.n_evaluations += redo.n_evaluations
+        if bad.any():
+            redo = reference_engine(objective, theta, np.asarray(ev.indices)[bad], scale * steps)
+            for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
+                getattr(ev, name)[bad] = getattr(redo, name)
+            ev.n_evaluations += redo.n_evaluations
+        if kinks is not None:
+            kinks(ev, scale)
         return ev
 
     def directions(dirs):
@@ -181,9 +147,13 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
             ev.n_evaluations += redo.n_evaluations
         return ev
 
-    return Engine("traced", stencilled(at, options.stencil), directions, engine.estimate,
-                  objective.cost_at_theta, basis=lambda: "the traced engine timed on a sample of every group",
-                  full=_full(objective, theta))
+    estimate, basis = traced_estimate(engine, options.budget)
+    # a direction is a dense change of its group or of theta: about one evaluation of the cost per sign
+    return Engine("traced", stencilled(at, options.stencil), directions, estimate, objective.cost_at_theta,
+                  basis=basis, full=_full(objective, theta),
+                  direction_estimate=lambda n: n * problem.timing.seconds(),
+                  direction_basis=lambda: f"about one evaluation of the cost per direction and sign: "
+                                          f"{problem.timing.basis()}")
 
 
 def _full(objective, theta: np.ndarray):
@@ -194,6 +164,20 @@ def _full(objective, theta: np.ndarray):
 #: How an error names the engine an untraceable cost falls back to.
 _UNTRACED = {"reference": "reference engine (the loop of full evaluations, in this process)",
              "blackbox": "black-box engine (full evaluations on workers)"}
+
+
+def _reason(options: CheckOptions, blackbox_settings: bool, name: str) -> str:
+    """Why a user's cost gets engine ``name`` (before any trace is tried)."""
+    if options.engine is not None:
+        return f"as {options.name('engine')} asks"
+    if blackbox_settings:
+        return "the settings given (a backend, batch_cost or chunk_size) are the black-box engine's"
+    return "the default: the cost traced, the trace verified against the real cost"
+
+
+def _and(setup: Setup, seconds: float, calls: int, what: str) -> Setup:
+    """``setup`` and then ``calls`` calls of the cost in ``seconds``, for ``what``."""
+    return Setup(setup.seconds + seconds, setup.cost_calls + calls, f"{setup.what}, {calls} {what}")
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,
@@ -211,10 +195,15 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
     # settings only the black-box engine has (a joblib backend, a vectorized cost, chunks) ask for it
     blackbox_settings = backend is not None or batch_cost is not None or chunk_size is not None
     name = options.engine_or(COST_ENGINES, untraced if blackbox_settings else "traced")
-    notes = {}
+    notes, setup = {}, problem.setup
+    reason = _reason(options, blackbox_settings, name)
     if name == "traced":
+        tic = time.perf_counter()
         try:
-            return with_stencil(_traced(problem, options), options.stencil)
+            with counted_calls(objective) as counter:
+                engine = _traced(problem, options)
+            setup = _and(setup, time.perf_counter() - tic, counter.calls, "to trace the cost and verify the trace")
+            return with_stencil(replace(engine, reason=reason, setup=setup), options.stencil)
         except NotTraceable as exc:
             if getattr(exc, "constant", False):  # no path from any parameter to J
                 require_uses_argument(problem.objective, problem.layout, problem.theta, problem.analytic, steps)
@@ -222,6 +211,9 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
                 raise InputError(f"{options.name('engine')}: 'traced' cannot be used on this cost: {exc.reason}; "
                                  f"leave `engine` unset to fall back to the {_UNTRACED[untraced]}") from None
             name, notes = untraced, {"traced_not_used": exc.reason}
+            # a check tries the trace again before it falls back: that is part of its cost
+            setup = _and(setup, time.perf_counter() - tic, counter.calls, "to try the trace")
+            reason = f"traced engine not used: {exc.reason}"
     if name == "reference" and in_process:
         def at(idx, scale):
             return reference_engine(objective, theta, idx, scale * steps, progress=progress)
@@ -230,12 +222,13 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
             "reference", stencilled(at, options.stencil),
             lambda dirs: evaluate_directions(objective, theta, analytic, dirs, eps, progress=progress),
             lambda n: n * problem.timing.seconds(), objective.cost_at_theta, basis=problem.timing.basis, notes=notes,
-            full=_full(objective, theta)), options.stencil)
+            full=_full(objective, theta), reason=reason, setup=setup, evaluates_cost=True), options.stencil)
     # lazy: joblib (and Dask) load only when a check runs on workers
     from ..engines.blackbox import blackbox_directions, blackbox_engine
 
+    # notes: how many workers ran (or why none did), filled as the engine runs, read when the report is built
     settings = dict(n_jobs=n_jobs, batch_cost=batch_cost, backend=backend, chunk_size=chunk_size,
-                    max_memory=options.max_memory, progress=progress)
+                    max_memory=options.max_memory, progress=progress, notes=notes)
     workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
 
     def on_workers(idx, scale):
@@ -246,113 +239,5 @@ def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_
         lambda dirs: blackbox_directions(objective, theta, analytic, dirs, eps, **settings),
         lambda n: n * problem.timing.seconds() / workers, objective.cost_at_theta,
         basis=lambda: f"{problem.timing.basis()}, over {workers} worker(s)", notes=notes,
-        full=_full(objective, theta)), options.stencil)
-
-
-class MLPProblem:
-    """The built-in network, its parameters, data and the gradient under test, validated."""
-
-    def __init__(self, net, params, grads, X, Y, cast: bool):
-        net.validate_params(params)
-        self.net = net
-        self.layout, self.theta, self.analytic, self.aside = _layout_and_gradient(params, grads, cast)
-        self.X, self.Y = net.validate_data(X, Y)
-
-
-def _mlp_full(problem: MLPProblem):
-    """The engines' ``full`` on the built-in network: full forward passes, the base states set on first use."""
-    objective = []
-
-    def full(idx, eps):
-        if not objective:
-            objective.append(MLPObjective(problem.net, problem.layout, problem.X, problem.Y))
-            objective[0].base(problem.theta)
-        return reference_engine(objective[0], problem.theta, idx, eps)
-
-    return full
-
-
-def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) -> Engine:
-    """The batched engine (the default) or the reference loop on the built-in network."""
-    net, layout, theta, analytic, X, Y = (problem.net, problem.layout, problem.theta, problem.analytic,
-                                          problem.X, problem.Y)
-    steps, eps = options.steps(theta), options.direction_eps
-    _require_checkable(layout, theta, options)
-    n_threads = require_n_threads(n_threads, options.name("n_threads"))
-    if options.timeout is not None:
-        raise InputError(f"{options.name('timeout')}: limits a user's cost; the built-in network's is fastcheck's own")
-    name = options.engine_or(MLP_ENGINES, MLP_ENGINES[0])
-    params = layout.unflatten(theta)
-    cost = _network_cost(net, params, X, Y)
-    full = _mlp_full(problem)
-    if name == "reference":
-        objective = MLPObjective(net, layout, X, Y)
-        tic = time.perf_counter()
-        value = objective.base(theta)
-        seconds = time.perf_counter() - tic
-
-        def directions(dirs):
-            costs = CostObjective(lambda p: net.cost(p, X, Y), layout)
-            return evaluate_directions(costs, theta, analytic, dirs, eps)
-
-        return with_stencil(Engine(
-            "reference", stencilled(lambda idx, scale: reference_engine(objective, theta, idx, scale * steps),
-                                    options.stencil),
-            directions, lambda n: n * seconds, value, basis=lambda: f"one timed forward pass, {seconds * 1e3:.3g} ms",
-            full=full), options.stencil)
-
-    # lazy: numba loads (and compiles, the first time) only when the batched engine runs
-    from ..engines.mlp.batched import base_pass, batched_engine
-
-    cache, notes = {}, {}  # notes: filled as chunks run, read when the report is built
-
-    def at(idx, scale):  # the base pass is built once, however many chunks are evaluated
-        if "base" not in cache:
-            cache["base"] = base_pass(net, params, X, Y)
-        return batched_engine(net, params, X, Y, idx, scale * steps, max_memory=options.max_memory,
-                              n_threads=n_threads, base=cache["base"], notes=notes)
-
-    def coordinates(idx):  # the estimate times the engine at one step; with_stencil counts two
-        return at(idx, 1)
-
-    def directions(dirs):
-        return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
-                                       max_memory=options.memory)
-
-    timings = []
-
-    def estimate(n_evaluations):
-        # the engine has a fixed set-up cost: time two sample sizes, fit fixed + slope * n
-        if not timings:
-            sample = stratified_subset(layout, n_samples=min(layout.n_params, 8000), seed=0)
-            small = sample[:: 4]
-            coordinates(small[:50])  # compile or load the kernels first
-            for part in (small, sample):
-                tic = time.perf_counter()
-                coordinates(part)
-                timings.append((2 * len(part), time.perf_counter() - tic))
-        (n0, t0), (n1, t1) = timings
-        slope = max((t1 - t0) / (n1 - n0), 0.25 * t1 / n1)
-        return max(t0 - slope * n0, 0.0) + slope * n_evaluations
-
-    kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
-    prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
-    def basis():
-        estimate(0)
-        return (f"the batched engine timed on {timings[0][0] // 2:,} and {timings[1][0] // 2:,} coordinates, "
-                "fitted as set-up + slope x n")
-
-    return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
-                               cost, prior, basis, notes, full=full), options.stencil)
-
-
-def _network_cost(net, params, X, Y) -> float:
-    """J(theta) of the built-in network, or :class:`CostError` where it is not finite (in every engine)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        value = net.cost(params, X, Y)
-    if not np.isfinite(value):
-        largest = max(float(np.abs(X).max()), *(float(np.abs(p).max()) for p in params.values()))
-        raise CostError(f"the network's cost J(theta) is {value} at these parameters and data: its forward pass "
-                        f"overflows (the largest |input| or |parameter| is {largest:.3g}); scale the inputs X or "
-                        "the parameters down")
-    return value
+        full=_full(objective, theta), reason=reason + ("" if in_process else f"; on {workers} worker(s)"),
+        setup=setup, evaluates_cost=True), options.stencil)

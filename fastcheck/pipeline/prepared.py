@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..report import Report, build_report
 from .argument import require_cost_moves
 from .escalation import escalate
+from .kinks import with_kinks_at_theta
 from .noise import noise_report
 from .options import CheckOptions
 from .plan import Plan, fit_budget, make_plan, what_to_check
@@ -54,10 +55,12 @@ class Prepared:
         return replace(self, settings={**self.settings, **settings})
 
     def seconds_per_coordinate(self) -> float:
-        """About how long one coordinate (both signs) takes: the engine's prior, else its estimate."""
+        """About how long one coordinate (both signs) takes: the engine's prior, else its estimate for all of
+        theta, per coordinate (an engine's fixed cost per call, the traced engine's, spread over them)."""
         if self.engine.prior is not None:
             return self.engine.prior
-        return max(self.engine.estimate(2), 1e-9)
+        n = self.layout.n_params
+        return max(self.engine.estimate(2 * n) / n, 1e-9)
 
     def plan(self) -> Plan:
         return make_plan(self.layout, self.engine, self.options)
@@ -77,6 +80,7 @@ class Prepared:
         :data:`~fastcheck.pipeline.sweep.SWEEP_SECONDS`)."""
         elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
         require_cost_moves(evaluations, self.engine.cost, self.analytic, self.options.steps(self.theta))
+        evaluations = with_kinks_at_theta(evaluations, self.engine, self.theta, self.options.steps(self.theta))
 
         def build(noise=None):
             return build_report(self.layout, self.analytic, evaluations, bounds=self.options.bounds,
@@ -84,7 +88,7 @@ class Prepared:
                                 context=self.context, cost=self.engine.cost, steps=self.options.steps(self.theta),
                                 noise=noise)
 
-        report, noise = noise_report(build(), self.engine, self.options, self.theta, build)
+        report, noise = noise_report(build(), self.engine, self.options, self.theta, self.analytic, build)
         if not sweep:
             return report
         return sweep_report(report, self.layout, self.engine, self.options, self.theta, self.analytic, noise)
@@ -107,20 +111,23 @@ class Prepared:
                 self.release()
 
     def _run(self) -> Report:
-        options = self.options
+        options, fit = self.options, None
         if options.budget is not None:
-            options = fit_budget(self.layout, self.engine, options, self.started)
+            options, fit = fit_budget(self.layout, self.engine, options, self.started)
         indices, directions = what_to_check(self.layout, options)
         coords = self.engine.coordinates(indices) if indices is not None else None
         dirs = self.engine.directions(directions) if directions is not None else None
         settings = self._settings(options)
+        if fit is not None:  # what the budget held, by the estimate, and whether even the smallest check fit
+            settings.update(budget_fit=str(fit), budget_estimate=fit.estimated)
         steps = options.steps(self.theta)
 
         last = {}  # what the latest report was built from (escalation merges more coordinates)
 
         def build(coords, escalated=(), noise=None):
-            last.update(coords=coords, escalated=escalated)
             require_cost_moves(coords, self.engine.cost, self.analytic, steps)
+            coords = with_kinks_at_theta(coords, self.engine, self.theta, steps)
+            last.update(coords=coords, escalated=escalated)
             return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
                                 settings=settings, elapsed=time.perf_counter() - self.started,
                                 escalated=escalated, theta=self.theta, context=self.context,
@@ -129,6 +136,10 @@ class Prepared:
         report = build(coords)
         if options.mode != "full" and options.escalate:
             report = escalate(report, self.layout, self.engine, options, coords, dirs, settings, build)
-        report, noise = noise_report(report, self.engine, options, self.theta,
+        report, noise = noise_report(report, self.engine, options, self.theta, self.analytic,
                                      lambda noise: build(last["coords"], last["escalated"], noise))
-        return sweep_report(report, self.layout, self.engine, options, self.theta, self.analytic, noise)
+        report = sweep_report(report, self.layout, self.engine, options, self.theta, self.analytic, noise)
+        # the noise and sweep steps add their own time to a report whose time is fixed (``report``, the
+        # nightly's); here every build read the clock, so the rebuilt report already held the noise time
+        report.elapsed = time.perf_counter() - self.started
+        return report

@@ -29,13 +29,17 @@ from .policy import (
     NOISE_FACTOR,
     ZERO_FACTOR,
     beyond_rounding,
+    cost_rounding,
     entry_relative_errors,
+    larger_step,
     one_sided,
     rounding_scale,
     ties,
+    within_rounding,
     wrong_entries,
     zero_to_rounding,
 )
+from .text import entries
 
 __all__ = ["build_report", "NOISE_FACTOR", "MEDIAN_FACTOR"]
 
@@ -194,7 +198,8 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
             verdict = cheap.verdict
             found.diagnoses[g.name] = (
                 f"its {cheap.checked} directions differ by {cheap.difference:.2e} ({cheap.verdict}), but the "
-                f"{checked:,} of {g.size:,} entries re-checked one by one are right: the wrong ones are "
+                f"{checked:,} of {entries(g.size)} re-checked one by one {'is' if checked == 1 else 'are'} right: "
+                "the wrong ones are "
                 f"among the {g.size - checked:,} not re-checked (check {g.name} in full, or give the "
                 "escalation more time)")
     if noisy and verdict != "pass" and not wrong:
@@ -203,6 +208,8 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
             verdict = "warn"
             found.capped.add(g.name)
             found.note(g.name, _noise_note(cost, e, lo + np.flatnonzero(flagged), found.sigma, labels))
+    if verdict != "pass" and not wrong:
+        verdict = _within_rounding_verdict(g.name, verdict, e, at, use, bounds, found, cost, labels)
     n_ties = int(e.tie[at].sum())
     if n_ties:
         found.note(g.name, _tie_note(lo + np.flatnonzero(e.tie[at]), e, theta, cost, include, labels))
@@ -220,6 +227,21 @@ def _coordinate_row(g, lo: int, hi: int, e: _Entries, dirs: _Directions, found: 
             found.diagnoses[g.name] = sentence
     return GroupRow(g.name, g.shape, g.size, checked, int(e.kinks[at].sum()), d, verdict, wrong, "coordinates",
                     g.name in escalated, n_ties, bool(zero))
+
+
+def _within_rounding_verdict(name, verdict, e: _Entries, at: slice, use, bounds: Bounds, found: _Findings, cost,
+                             labels) -> str:
+    """The verdict of a group that is not ``pass`` and has no wrong entry: ``warn``, with a note, when every
+    entry off by the warn bound is within rounding (:func:`~fastcheck.report.policy.within_rounding`): no bug
+    shown, and no pass (nothing below the rounding was checked). A group that still fails is explained by the
+    text report (:func:`fastcheck.report.text.unwrong_line`)."""
+    flagged = use & (e.rel[at] >= bounds.warn)
+    if name in found.capped or not flagged.any() or not within_rounding(e.abs_error[at][flagged],
+                                                                       e.rounding[at][flagged]).all():
+        return verdict
+    found.capped.add(name)
+    found.note(name, _rounding_note(cost, e, e.idx[at][flagged], e.rounding[at][flagged], labels))
+    return "warn"
 
 
 def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, bounds: Bounds, settings: dict,  # noqa: PLR0913
@@ -271,7 +293,7 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     def labels(positions):
         return [layout.describe(int(i)) for i in positions]
 
-    ulp = abs(cost) * np.finfo(np.float64).eps if cost is not None and np.isfinite(cost) else np.inf
+    ulp = cost_rounding(cost)
     groups, found = [], _Findings(sigma=sigma, noisy={g.name for g in layout.groups
                                                       if (sigma[g.start:g.stop] > ulp).any()})
     bounds_of = np.searchsorted(e.idx, [[g.start, g.start + g.size] for g in layout.groups])  # idx is sorted
@@ -328,16 +350,30 @@ def _zero_note(an, numeric, rounding) -> str:
             "(a bias before a batch norm, or a parameter the cost does not use?)")
 
 
+def _rounding_note(cost, e: _Entries, where: np.ndarray, rounding: np.ndarray, labels) -> str:
+    h = float(np.max(e.eps)) if np.ndim(e.eps) else float(e.eps)
+    shown = ", ".join(labels(where[:3])) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+    larger = larger_step(h)
+    size = f", |J| = {abs(cost):.3g}" if cost is not None and np.isfinite(cost) else ""
+    return (f"rounding, no bug shown: its {entries(len(where))} off by the warn bound ({shown}) "
+            f"{'is' if len(where) == 1 else 'are'} within "
+            f"{ZERO_FACTOR:g} x their rounding scale |J| 2^-52 / eps (up to {rounding.max():.1e}{size}), what "
+            "rounding alone gives: it warns, it cannot pass. A cost large against its changes (a constant added to "
+            f"it?) rounds them away: subtract the constant, or check with a larger eps (at eps = {larger:.0e} the "
+            f"rounding scale is ~{rounding.max() * h / larger:.1e})")
+
+
 def _noise_note(cost: float, e: _Entries, within: np.ndarray, noise: np.ndarray, labels) -> str:
     top = float(noise[e.idx[within]].max())
     h = float(np.max(e.eps)) if np.ndim(e.eps) else float(e.eps)
     shown = ", ".join(labels(e.idx[within[:3]])) + (f" and {len(within) - 3} more" if len(within) > 3 else "")
-    larger = 1e-4 if h < 1e-4 else 10 * h
+    larger = larger_step(h)
     return (f"the cost loses precision: its own noise, measured around theta along its worst entries, is {top:.1e} "
-            f"({top / (abs(cost) * np.finfo(np.float64).eps):.2g}x float64's rounding of |J| = {abs(cost):.3g}); at "
-            f"eps = {h:.0e} its central differences are noisy to ~{top / h:.1e}, and the {len(within)} entries off by "
-            f"the warn bound ({shown}) are within that noise: it warns, it cannot pass (nothing below the noise was "
-            "checked). Compute the cost stably (a log(1 - AL) of a saturated sigmoid: np.log1p(-AL), or from the "
+            f"({top / cost_rounding(cost):.2g}x float64's rounding of |J| = {abs(cost):.3g}); at "
+            f"eps = {h:.0e} its central differences are noisy to ~{top / h:.1e}, and the {entries(len(within))} off by "
+            f"the warn bound ({shown}) {'is' if len(within) == 1 else 'are'} within that noise: it warns, it cannot "
+            "pass (nothing below the noise was checked). Compute the cost stably (a log(1 - AL) of a saturated "
+            "sigmoid: np.log1p(-AL), or from the "
             f"logits) or check with a larger eps (at eps = {larger:.0e} the noise is ~{top / larger:.1e})")
 
 

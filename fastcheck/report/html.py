@@ -22,7 +22,17 @@ import numpy as np
 from ..core.finite import Bounds
 from .plots import BAND, HEAT_CELLS, difference_plot, error_plots, sweep_plot
 from .policy import entry_bands
-from .text import all_kinks, group_rows, guarantee_lines, has_errors, headline, kink_line, note_lines, sweep_lines
+from .text import (
+    all_kinks,
+    group_rows,
+    guarantee_lines,
+    has_errors,
+    headline,
+    kink_line,
+    note_lines,
+    sweep_lines,
+    unwrong_line,
+)
 
 __all__ = ["report_html", "index_html", "default_title", "HEAT_CELLS"]
 
@@ -79,6 +89,8 @@ def report_html(report, title: str | None = None) -> str:
         body.append(f"<p>{escape(kink_line(report))}</p>")
     if report.failing_groups:
         body.append(f"<p><strong>wrong: {escape(', '.join(report.failing_groups))}</strong></p>")
+    if unwrong_line(report):
+        body.append(f'<p class="note">{escape(unwrong_line(report))}</p>')
     body += ["<h2>Groups</h2>", _groups_table(report)]
     for heading, lines in (("Diagnosis", [f"<code>{escape(name)}</code>: {escape(text)}"
                                           for name, text in report.diagnoses.items()]),

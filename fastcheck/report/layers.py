@@ -44,7 +44,8 @@ def where_error_enters(rows, all_zero=()) -> str | None:
     failing group, every group above layer l passes and every group below it fails (except
     groups whose gradient is zero to rounding, such as a bias before a batch norm, which no
     error reaches). Layer l itself may have right groups: those its backward computes
-    before the error (a batch norm's dgamma, dbeta before its dx). Not said when every
+    before the error (a batch norm's dgamma, dbeta before its dx). Not said when a right
+    group differs as much as a wrong one (the sentence would contradict its numbers), nor when every
     failing group's analytic gradient is all zeros (named in ``all_zero``): nothing was
     computed, no error entered anywhere.
     """
@@ -60,6 +61,8 @@ def where_error_enters(rows, all_zero=()) -> str | None:
         return None
     above = [g for n, g in layered if n > top]
     before = [g for n, g in layered if n == top and g.verdict != "fail"]  # right in the layer the error enters
+    if (above or before) and max(g.difference for g in above + before) >= min(g.difference for g in failing):
+        return None  # the "right" groups differ as much as the "wrong" ones: the verdicts are not a layer's error
     evidence = f"the wrong groups differ by {min(g.difference for g in failing):.1e} or more"
     if above or before:
         evidence += f", the right ones by {max(g.difference for g in above + before):.1e} or less"

@@ -224,8 +224,8 @@ class Report:
                         rounding if np.isfinite(rounding) else None, bool(self._tie[p]))
 
     def worst(self, k: int = 10) -> list[EntryRow]:
-        """The k coordinates with the largest relative error (kinks left out when excluded);
-        NaN entries (never a silent verdict) come first.
+        """The k coordinates with the largest relative error (kinks left out when excluded, and the
+        entries of a group zero to rounding); NaN entries (never a silent verdict) come first.
 
         In directions mode only escalated groups have coordinates; see :meth:`worst_directions`.
         """
@@ -239,6 +239,10 @@ class Report:
         candidates = np.arange(len(self._index))
         if self.settings.get("kinks") != "include":
             candidates = candidates[~self._kink | np.isnan(self._rel)]
+        # a group zero to rounding passes whatever its entries' relative errors (rounding over rounding, ~1): none
+        # of them is an error worth a row (its note says why it passes)
+        zero = np.array([g.zero_to_rounding for g in self.groups] + [False], dtype=bool)
+        candidates = candidates[~zero[np.searchsorted(self._starts, self._index[candidates], side="right") - 1]]
         rel = np.nan_to_num(self._rel[candidates], nan=np.inf)
         if 0 < k < len(rel):  # only the top k matter: keep all >= the k-th largest (ties included)
             cut = np.partition(rel, len(rel) - k)[len(rel) - k]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.finite import Bounds
 from .policy import ZERO_FACTOR
-from .text import group_rows
+from .text import entries, group_rows
 
 __all__ = ["difference_plot", "error_plots", "sweep_plot", "HEAT_CELLS", "LOWEST", "BAND"]
 
@@ -107,29 +107,34 @@ def _short(name: str, n: int = 16) -> str:
 # ---------------------------------------------------------------------- plots
 def difference_plot(report, bounds) -> str:
     """One row per group: its difference as a dot on a log axis over the verdict bands."""
-    rows = [(g.name, g.difference, g.verdict) for g in group_rows(report)]
-    rows.append(("overall", report.difference, report.verdict))
-    positive = [d for _, d, _ in rows if d > 0 and math.isfinite(d)]
+    rows = [(g.name, g.difference, g.verdict, g.zero_to_rounding) for g in group_rows(report)]
+    rows.append(("overall", report.difference, report.verdict, False))
+    positive = [d for _, d, _, _ in rows if d > 0 and math.isfinite(d)]
     lo = max(min([LOWEST] + [math.floor(math.log10(d)) for d in positive]), -20)
     left, width, row_h, top = 120, 460, 18, 18
     axis = _LogAxis(lo, 0, left, left + width)
     bottom = top + row_h * len(rows)
     parts = axis.bands(top, bottom, bounds) + axis.ticks(top, bottom)
     parts += [_text((a + b) / 2, top - 5, band, "middle") for band, a, b in axis.edges(bounds) if b - a > 24]
-    for k, (name, d, verdict) in enumerate(rows):
+    for k, (name, d, verdict, zero) in enumerate(rows):
         y = top + row_h * (k + 0.5)
         if k == len(rows) - 1:
             parts.append(f'<line x1="0" y1="{y - row_h / 2:.1f}" x2="{left + width + 80}" y2="{y - row_h / 2:.1f}" '
                          'stroke="#888" stroke-dasharray="3 3"/>')
         parts.append(_text(left - 8, y + 3.5, _short(name), "end"))
+        # a gradient zero to rounding passes whatever its difference (rounding over rounding): say so, not the number
+        title = (f"{name}: {verdict} (zero): zero to rounding, difference {d:.2e}" if zero
+                 else f"{name}: {d:.2e} ({verdict})")
         parts.append(f'<circle cx="{axis(d):.1f}" cy="{y:.1f}" r="5" fill="{BAND[verdict][2]}" stroke="#fff">'
-                     f"<title>{escape(name)}: {d:.2e} ({verdict})</title></circle>")
-        parts.append(_text(left + width + 8, y + 3.5, f"{d:.2e}"))
+                     f"<title>{escape(title)}</title></circle>")
+        parts.append(_text(left + width + 8, y + 3.5, f"{verdict} (zero)" if zero else f"{d:.2e}"))
     return _svg(left + width + 70, bottom + 20, parts, "difference per group on a log axis", "differences")
 
 
-def _histogram(caption: str, rel: np.ndarray, kink: np.ndarray, noun: str, bounds: Bounds) -> str:
-    """Decade-binned counts of ``rel`` (kinks stacked in their own colour); bar heights on a log scale."""
+def _histogram(caption: str, rel: np.ndarray, kink: np.ndarray, noun: tuple[str, str], bounds: Bounds) -> str:
+    """Decade-binned counts of ``rel`` (kinks stacked in their own colour); bar heights on a log scale.
+
+    ``noun``: what is counted, one and many (``("entry", "entries")``)."""
     with np.errstate(divide="ignore"):
         decade = np.floor(np.log10(np.maximum(rel, 10.0 ** LOWEST)))
     decade = np.nan_to_num(decade, nan=-1.0)  # NaN errors count in the top bin
@@ -152,7 +157,7 @@ def _histogram(caption: str, rel: np.ndarray, kink: np.ndarray, noun: str, bound
                 h = (math.log10(1 + total + count) - math.log10(1 + total)) * scale
                 y -= h
                 total += count
-                parts.append(_rect(x0, y, x1 - x0, h, fill, title=f"{span}: {count:,} {noun}{what}"))
+                parts.append(_rect(x0, y, x1 - x0, h, fill, title=f"{span}: {entries(count, *noun)}{what}"))
         if total:
             parts.append(_text((x0 + x1) / 2, y - 2, f"{total:,}", "middle", ' style="font-size:8px"'))
     return (f"<figure>{_svg(left + width + 16, top + height + 18, parts, caption, 'histogram')}"
@@ -169,14 +174,14 @@ def error_plots(report, bounds) -> list[str]:
         if g.method == "coordinates" and report.has_entries and g.checked:
             positions, rel, kink = report.entry_errors(g.name)
             figures.append(_histogram(f"{g.name}: {g.checked:,} coordinates" + (f", {g.kinks} kinks" if g.kinks
-                                      else ""), rel, kink, "entries", bounds))
+                                      else ""), rel, kink, ("entry", "entries"), bounds))
             if len(g.shape) >= 2 and (g.wrong_entries or g.verdict == "fail"):
                 maps.append(_heat_map(g, positions, rel, np.zeros_like(kink) if include else kink,
                                       report.entry_bands(g.name, bounds), bounds))
         elif by_group.get(g.name):
             rows = by_group[g.name]
             figures.append(_histogram(f"{g.name}: {len(rows)} directions", np.array([d.rel_error for d in rows]),
-                                      np.array([d.kink for d in rows]), "directions", bounds))
+                                      np.array([d.kink for d in rows]), ("direction", "directions"), bounds))
     out = []
     if maps:
         legend = "".join(f'<span class="sw" style="background:{c}"></span>{escape(t)}' for c, t in (
@@ -250,7 +255,7 @@ def _heat_map(g, positions, rel, kink, bands, bounds) -> str:
     step_r, step_c = (max(-(-n // 6), -(-24 // cell)) for n in (nr, nc))
     parts += [_text(left - 3, top + i * cell + min(cell, 10) - 1, str(i * br), "end") for i in range(0, nr, step_r)]
     parts += [_text(left + j * cell, top - 4, str(j * bc)) for j in range(0, nc, step_c)]
-    wrong = f"{g.wrong_entries} wrong entr{'y' if g.wrong_entries == 1 else 'ies'}"
+    wrong = entries(g.wrong_entries, "wrong entry", "wrong entries")
     shape = "x".join(map(str, g.shape)) + (f" as {n_rows}x{n_cols}" if len(g.shape) > 2 else "")
     columns = "columns" if len(g.shape) == 2 else f"columns (axes 1\u2013{len(g.shape) - 1} flattened)"
     caption = (f"{g.name} ({shape}): {g.verdict}, {wrong}; rows 0\u2013{n_rows - 1} \u2193, "

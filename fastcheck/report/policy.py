@@ -19,8 +19,8 @@ import numpy as np
 from ..core.finite import STENCIL_ROUNDING, Bounds, relative_errors
 
 __all__ = ["NOISE_FACTOR", "MEDIAN_FACTOR", "MEASURED_FACTOR", "ZERO_FACTOR", "TIE_MATCH", "rounding_scale",
-           "entry_relative_errors", "beyond_rounding", "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided",
-           "ties"]
+           "entry_relative_errors", "beyond_rounding", "within_rounding", "larger_step", "cost_rounding",
+           "wrong_entries", "entry_bands", "zero_to_rounding", "one_sided", "ties"]
 
 #: An entry is wrong beyond rounding when its absolute error exceeds this many times the
 #: rounding scale of its central difference ...
@@ -57,6 +57,19 @@ def rounding_scale(cost_plus: np.ndarray, cost_minus: np.ndarray, eps, stencil: 
     return scale * STENCIL_ROUNDING[stencil] if stencil != 2 else scale
 
 
+def cost_rounding(cost) -> float:
+    """float64's rounding of J, ``|J| 2**-52``: a measured noise above it is the cost's own (inf for no finite J)."""
+    return abs(cost) * np.finfo(np.float64).eps if cost is not None and np.isfinite(cost) else np.inf
+
+
+def larger_step(eps):
+    """The larger step a report suggests against a cost's rounding or noise, and at which the noise rule
+    confirms it (:mod:`fastcheck.pipeline.noise`): 1e-4, or ten times a step of 1e-4 or more (elementwise)."""
+    eps = np.asarray(eps, dtype=np.float64)
+    larger = np.where(eps < 1e-4, 1e-4, 10 * eps)
+    return float(larger) if larger.ndim == 0 else larger
+
+
 def entry_relative_errors(numeric: np.ndarray, analytic: np.ndarray) -> np.ndarray:
     """``|n - a| / (|n| + |a|)`` per entry (0/0 = 0), NaN where either value is not finite:
     a NaN is never a small error."""
@@ -70,6 +83,13 @@ def beyond_rounding(abs_error: np.ndarray, rounding: np.ndarray) -> np.ndarray:
     """True where ``abs_error`` exceeds ``NOISE_FACTOR`` rounding scales (NaN errors and an
     unknown (NaN) scale count as beyond)."""
     return ~(abs_error <= NOISE_FACTOR * rounding)
+
+
+def within_rounding(abs_error: np.ndarray, rounding: np.ndarray) -> np.ndarray:
+    """True where ``abs_error`` is within ``ZERO_FACTOR`` rounding scales: what rounding alone gives a central
+    difference (the J+ and J- of a cost of 1e5 are rounded to 1.5e-11 each, an error of ~0.3 rounding scale),
+    so such an error is no evidence of a bug, whatever its relative size. A NaN error or scale is not within."""
+    return abs_error <= ZERO_FACTOR * rounding
 
 
 def wrong_entries(rel: np.ndarray, abs_error: np.ndarray, rounding: np.ndarray, bounds: Bounds) -> np.ndarray:
@@ -88,7 +108,7 @@ def entry_bands(rel: np.ndarray, abs_error: np.ndarray, rounding: np.ndarray, bo
     banded by their relative error alone.
     """
     band = np.where(~(rel < bounds.fail), "fail", np.where(rel >= bounds.warn, "warn", "pass"))
-    return np.where(abs_error <= ZERO_FACTOR * rounding, "pass", band)
+    return np.where(within_rounding(abs_error, rounding), "pass", band)
 
 
 def zero_to_rounding(analytic: np.ndarray, numeric: np.ndarray, rounding: np.ndarray) -> np.ndarray:

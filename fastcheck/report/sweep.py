@@ -148,10 +148,12 @@ def classify(label: str, steps, errors, numeric, analytic: float, rounding, eps:
         if not _within_noise(errors[own], noise, steps[own]):
             return "bug", f"{label}: {flat}: a real bug"
     if _within_noise(errors[own], noise, steps[own]):
+        least = errors[best] / (abs(numeric[best]) + abs(analytic))
         return "rounding", (f"{label}: at eps = {_eps(steps[own])} the error ({errors[own]:.1e}) is within the cost's "
                             f"own noise, measured at {noise:.1e} (~{noise / steps[own]:.1e} in a central difference "
-                            f"there); no step makes it small ({gives}): the cost's rounding, no bug shown (compute "
-                            "the cost stably, or check with a larger eps)")
+                            f"there); no swept step brings its relative error below the warn bound (the least, "
+                            f"{gives}, is {least:.1e} relative): the cost's rounding, no bug shown (compute the cost "
+                            "stably, or check with a larger eps)")
     return "unresolved", (f"{label}: the error is never small (least {errors[best]:.1e}, at eps = "
                           f"{_eps(steps[best])}) and not flat: truncation and rounding overlap (try stencil=4), or a "
                           "bug of that size")

@@ -9,8 +9,10 @@ benchmark table).
 
 from __future__ import annotations
 
-__all__ = ["text_table", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines", "note_lines",
-           "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines"]
+from .policy import MEDIAN_FACTOR, NOISE_FACTOR
+
+__all__ = ["text_table", "entries", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines",
+           "note_lines", "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines", "unwrong_line"]
 
 #: The verdict as the headline says it.
 HEADLINES = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}
@@ -19,6 +21,11 @@ WORST_ROWS = 5
 #: Kink coordinates named in the kink line.
 KINKS_SHOWN = 5
 
+
+
+def entries(n: int, one: str = "entry", many: str = "entries") -> str:
+    """``'1 entry'``, ``'3 entries'`` (``one``/``many``: another noun's two forms)."""
+    return f"{n:,} {one if n == 1 else many}"
 
 def text_table(rows, align: str | None = None, indent: str = "  ") -> list[str]:
     """Rows of cells (strings; the first row is the header) as lines of a table.
@@ -85,7 +92,22 @@ def report_text(report) -> str:
         lines += ["", f"wrong: {', '.join(report.failing_groups)}"]
     if any(g.wrong_entries for g in report.groups):
         lines.append("  ('wrong' counts entries off by more than the fail bound and far beyond rounding)")
+    unwrong = unwrong_line(report)
+    if unwrong:
+        lines.append(f"  {unwrong}")
     return "\n".join(lines)
+
+
+def unwrong_line(report) -> str | None:
+    """Why groups fail with no entry counted wrong (a verdict and a count that seem to disagree), or None."""
+    names = [g.name for g in report.groups if g.verdict == "fail" and not g.wrong_entries and g.method == "coordinates"
+             and g.checked and g.name not in report.diagnoses]
+    if not names:
+        return None
+    return (f"({', '.join(names)}: failed by the difference, with no entry counted wrong: entries off by the fail "
+            f"bound beyond rounding, none by the margin that fails a group alone ({NOISE_FACTOR:g} rounding scales "
+            f"and {MEDIAN_FACTOR:g} x the group's median error): a bug spread over many small entries, or a cost "
+            "noisier than float64's rounding (see the step sweep))")
 
 
 def verdict_cell(row) -> str:
@@ -105,15 +127,22 @@ def has_errors(worst) -> bool:
 
 
 def note_lines(report) -> list[str]:
-    """What the report notes that is not an error: why the traced engine was not used, how a
-    layer check was made, the gradient keys left aside, and per group a gradient zero to
-    rounding or ties in a max."""
+    """What the report notes that is not an error: what a budget held, why the batched or the traced
+    engine was not used, why no worker ran, how a layer check was made, the gradient keys left aside,
+    and per group a gradient zero to rounding or ties in a max."""
     settings = report.settings
     lines = []
     if settings.get("layer"):
         lines.append(f"layer check: {settings['layer']}")
+    if settings.get("batched_not_used"):
+        lines.append(f"batched engine not used: {settings['batched_not_used']}")
+    if settings.get("budget_fit"):
+        lines.append(settings["budget_fit"])
     if settings.get("traced_not_used"):
         lines.append(f"traced engine not used: {settings['traced_not_used']}")
+    if settings.get("in_process"):
+        lines.append(f"workers: none ran, {settings.get('n_jobs', 'several')} asked for: the job ran in this "
+                     f"process ({settings['in_process']})")
     if settings.get("full_passes"):
         lines.append(f"full forward passes: {settings['full_passes']:,} coordinate(s), where the batched engine's "
                      "exact identities overflowed (saturated units), evaluated as the reference engine does")
@@ -162,7 +191,7 @@ def sweep_lines(report) -> list[str]:
     if not report.sweeps or not info:
         return []
     steps = info["steps"]
-    head = (f"step sweep ({info['rule']}: {info['entries']} entr{'y' if info['entries'] == 1 else 'ies'} at eps = "
+    head = (f"step sweep ({info['rule']}: {entries(info['entries'])} at eps = "
             f"{steps[0]:.0e} to {steps[-1]:.0e}, {info['evaluations']:,} cost evaluations; it explains the verdict, "
             "never changes it):")
     return [head] + [f"  {row.sentence}" for row in report.sweeps]
@@ -203,7 +232,7 @@ def guarantee_lines(report) -> list[str]:
     for name, info in report.settings.get("localised", {}).items():
         which = "all" if info["rechecked"] == info["entries"] else f"{info['rechecked']:,} of them at random,"
         lines.append(f"narrowed down: {name} by bisection with random directions ({info['evaluations']:,} cost "
-                     f"evaluations) to {info['entries']:,} entries, {which} re-checked one by one")
+                     f"evaluations) to {entries(info['entries'])}, {which} re-checked one by one")
     if mode == "directions":
         unescalated = [g.name for g in report.groups if g.method == "directions"]
         if unescalated:

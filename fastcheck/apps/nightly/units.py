@@ -21,7 +21,7 @@ from ...core.layout import Layout
 from ...errors import InputError
 from ...mlp.model import MLP
 from ..bugs import buggy_gradient
-from ..problems import call_factory
+from ..problems import call_factory, cost_problem
 from .store import canonical, sha256
 from .suite import Point, Problem, import_factory
 
@@ -82,16 +82,7 @@ def _call_factory(problem: Problem, point: Point):
             raise InputError(f"{spec} does not take a `seed` keyword, but problem {problem.name!r} point "
                              f"{point.name!r} gives one") from cause
         raise
-    if isinstance(result, dict):
-        missing = {"cost", "params", "grads"} - set(result)
-        if missing:
-            raise InputError(f"{spec} returned a dict without {', '.join(sorted(missing))}")
-        cost, params, grads, batch_cost = result["cost"], result["params"], result["grads"], result.get("batch_cost")
-    elif isinstance(result, tuple) and len(result) in (3, 4):
-        cost, params, grads, batch_cost = (*result, None)[:4]
-    else:
-        raise InputError(f"{spec} must return (cost, params, grads[, batch_cost]) or a dict with those keys, "
-                         f"got {type(result).__name__}")
+    cost, params, grads, batch_cost = cost_problem(spec, result)
     try:
         source = Path(inspect.getsourcefile(func) or "").read_bytes()
     except (OSError, TypeError):

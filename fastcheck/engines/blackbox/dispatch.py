@@ -16,8 +16,11 @@ Choices made here, in one place:
   in growing chunks, until :data:`PROBE_SECONDS` have passed. Those results are kept;
   the timing sets the chunk size so that a task takes about :data:`TASK_SECONDS` and
   every worker gets several tasks. A job whose remainder would take less than
-  :data:`MIN_PARALLEL_SECONDS` runs in this process: starting workers would cost more
-  than they save (a ~10 us cost is never slower in parallel than serially).
+  :data:`MIN_PARALLEL_SECONDS` runs in this process, and so does one that would take
+  longer on the workers, counting :data:`WORKER_START_SECONDS` to start them and the
+  pickled cost each task carries (a cost closing over a large array is shipped with
+  every task: such a job gets one task per worker). The report's settings say how many
+  workers ran (``workers``) or why none did (``in_process``).
   Give ``chunk_size`` to force the split onto the workers.
 - **Threads**: the cost (and ``batch_cost``) runs with one BLAS, OpenMP and numba
   thread wherever it runs: in this process for the whole call, in each task of a
@@ -43,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import time
 
 import joblib
@@ -59,10 +63,11 @@ from ...core.settings import require_count, require_max_memory, require_n_jobs, 
 from ...core.threads import single_threaded
 from ...errors import InputError
 from .backends import BACKENDS, backend_config, effective_n_jobs, run_on_dask, run_on_joblib
+from .faults import shipping
 from .workers import check_batch_cost, evaluate_chunk, evaluate_direction_chunk, stack_rows
 
 __all__ = ["blackbox_engine", "blackbox_directions", "TASK_SECONDS", "PROBE_SECONDS", "MIN_PARALLEL_SECONDS",
-           "TASKS_PER_WORKER"]
+           "TASKS_PER_WORKER", "WORKER_START_SECONDS", "SHIP_BYTES_PER_SECOND", "WORKER_GAIN"]
 
 #: Target duration of one task (one chunk of coordinates).
 TASK_SECONDS = 0.25
@@ -70,13 +75,25 @@ TASK_SECONDS = 0.25
 PROBE_SECONDS = 0.05
 #: Below this estimated duration the job runs in this process, without workers.
 MIN_PARALLEL_SECONDS = 1.0
+#: ... on threads (nothing to start or ship: a shorter job pays).
+THREADS_MIN_SECONDS = 0.05
 #: Tasks per worker, at least, so that uneven tasks still balance.
 TASKS_PER_WORKER = 4
+#: About how long worker processes take to start (each a Python importing numpy and fastcheck), counted
+#: against the time they save.
+WORKER_START_SECONDS = 1.0
+#: Each task carries the pickled cost to its worker process (pickled here, sent, unpickled there): about
+#: this many bytes a second.
+SHIP_BYTES_PER_SECOND = 200e6
+#: Workers run only when the estimate says they take at most this share of the time in this process
+#: (the estimate is rough: a saving that small is not worth the risk).
+WORKER_GAIN = 0.8
 
 
 def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs=1, batch_cost=None,  # noqa: PLR0913
                     backend: str | None = None, chunk_size: int | None = None, max_memory: int | None = None,
-                    progress: bool | None = None, timeout: float | None = None) -> Evaluations:
+                    progress: bool | None = None, timeout: float | None = None,
+                    notes: dict | None = None) -> Evaluations:
     """Central differences of a user cost, in chunks on joblib workers or as stacks.
 
     Parameters
@@ -111,6 +128,10 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
         Seconds one evaluation of the cost may take (``batch_cost``: per row of a
         stack), wherever it runs; default: the objective's own (``objective.timeout``,
         None: no limit). See :mod:`fastcheck.core.deadline` for how an overrun ends.
+    notes : dict, optional
+        When workers were asked for, receives ``workers`` (how many ran chunks, over this
+        and earlier calls given the same dict) and, when none did, ``in_process``: why
+        (the job would not pay for starting them and shipping the cost to them).
 
     Returns
     -------
@@ -137,13 +158,15 @@ def blackbox_engine(objective, theta: np.ndarray, indices, eps: float, *, n_jobs
     indices = np.asarray(indices, dtype=np.int64)
     run = _execute(_limited(objective, timeout), theta, indices, eps, n_jobs, batch_cost, backend, chunk_size,
                    max_memory, progress)
+    _note_workers(notes, run, n_jobs, backend)
     return run.result()
 
 
 # the black-box engine's keywords, as the pipeline passes them
 def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, directions: list, eps: float, *,  # noqa: PLR0913
                         n_jobs=1, batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
-                        max_memory: int | None = None, progress: bool | None = None, timeout: float | None = None):
+                        max_memory: int | None = None, progress: bool | None = None, timeout: float | None = None,
+                        notes: dict | None = None):
     """Random-direction central differences of a user cost, on joblib workers or as stacks.
 
     The directions mode of :func:`blackbox_engine`, with the same settings, chunking,
@@ -158,6 +181,7 @@ def blackbox_directions(objective, theta: np.ndarray, analytic: np.ndarray, dire
     directions = list(directions)
     run = _execute(_limited(objective, timeout), theta, directions, eps, n_jobs, batch_cost, backend, chunk_size,
                    max_memory, progress)
+    _note_workers(notes, run, n_jobs, backend)
     cost_plus, cost_minus = run.costs()
     an = np.array([direction_steps(theta, analytic, [d], eps).analytic[0] for d in directions])
     return DirectionEvaluations(directions, an, central_difference(cost_plus, cost_minus, eps),
@@ -197,16 +221,13 @@ def _execute(objective, theta, items, eps, n_jobs, batch_cost, backend, chunk_si
         run.rows = rows
         if chunk_size is None:
             done = run.probe()
-            per_coordinate = run.seconds_per_coordinate
-            remaining = k - done
-            parallel_worth = (n_workers > 1 and remaining > 0
-                              and per_coordinate * remaining > (0.05 if uses_threads else MIN_PARALLEL_SECONDS))
-            chunk = max(1, round(TASK_SECONDS / max(per_coordinate, 1e-9)))
-            if not parallel_worth:
+            chunk = max(1, round(TASK_SECONDS / max(run.seconds_per_coordinate, 1e-9)))
+            on_workers, run.in_process_reason = _worker_chunk(run, k - done, chunk, n_workers, uses_threads)
+            if on_workers is None:
                 run.rows = min(stack_rows(memory, theta.size), 2 * chunk)
                 run.in_process(done, chunk)
                 return run
-            chunk = min(chunk, math.ceil(remaining / (TASKS_PER_WORKER * n_workers)))
+            chunk = on_workers
         else:
             done, chunk = 0, chunk_size
         run.rows = min(rows, 2 * chunk)
@@ -217,7 +238,58 @@ def _execute(objective, theta, items, eps, n_jobs, batch_cost, backend, chunk_si
             run_on_dask(run, active.client, bounds)
         else:
             run_on_joblib(run, bounds, n_workers, active, stack)
+        run.workers = min(n_workers, len(bounds))
     return run
+
+
+def _worker_chunk(run, remaining: int, chunk: int, n_workers: int, uses_threads: bool):
+    """``(chunk, None)``: the items left go to the workers in chunks of ``chunk``; ``(None, why)``: they run
+    in this process, since starting the workers and shipping the cost to them would not pay."""
+    serial = run.seconds_per_coordinate * remaining
+    noun = "coordinates" if run.coordinates else "directions"
+    if n_workers <= 1 or remaining <= 0:
+        return None, "one worker" if n_workers <= 1 else f"every {noun[:-1]} done while timing the cost"
+    floor = THREADS_MIN_SECONDS if uses_threads else MIN_PARALLEL_SECONDS
+    if serial <= floor:
+        return None, f"the {remaining} {noun} left take about {serial:.2g} s here, under the {floor:g} s " \
+                     "that pays for starting workers"
+    chunk = min(chunk, math.ceil(remaining / (TASKS_PER_WORKER * n_workers)))
+    if uses_threads:  # threads share this process's memory: nothing to start or ship
+        return chunk, None
+    size = shipping(run.objective, run.batch_cost)
+    per_task = size / SHIP_BYTES_PER_SECOND  # each task carries the cost (and what it refers to) to its worker
+    if per_task * math.ceil(remaining / chunk) > 0.1 * serial:  # a heavy cost to ship: one task per worker
+        chunk = math.ceil(remaining / n_workers)
+    tasks = math.ceil(remaining / chunk)
+    at_once = min(n_workers, tasks, _idle_cores())
+    parallel = WORKER_START_SECONDS + tasks * per_task + serial / at_once
+    if parallel > WORKER_GAIN * serial:
+        return None, (f"the {remaining} {noun} left take about {serial:.2g} s here, about {parallel:.2g} s on "
+                      f"{n_workers} workers ({WORKER_START_SECONDS:g} s to start them, {size / 2**20:.3g} MiB "
+                      f"of pickled cost shipped with each of {tasks} tasks, {at_once} core(s) idle)")
+    return chunk, None
+
+
+def _idle_cores() -> int:
+    """The cores that other programs leave to this check (the 1-minute load average, this process's share
+    not counted): workers beyond them wait for a core and save nothing."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this system
+        return cores
+    return max(1, min(cores, math.floor(cores - load + 1.5)))
+
+
+def _note_workers(notes: dict | None, run: _Run, n_jobs, backend) -> None:
+    """Record in ``notes`` (the report's settings) how many workers ran, or why none did, when some were asked."""
+    if notes is None or (n_jobs == 1 and backend is None):
+        return
+    notes["workers"] = max(notes.get("workers", 0), run.workers)
+    if notes["workers"]:
+        notes.pop("in_process", None)
+    elif run.in_process_reason and "in_process" not in notes:  # the check's own call, not an escalation's
+        notes["in_process"] = run.in_process_reason
 
 
 class _Run:
@@ -237,6 +309,7 @@ class _Run:
         self.cost_plus, self.cost_minus = np.full(k, np.nan), np.full(k, np.nan)
         self.filled = np.zeros(k, dtype=bool)
         self.seconds_per_coordinate = 0.0
+        self.workers, self.in_process_reason = 0, None  # how many workers ran its chunks, or why none did
         self.progress = ProgressLine(k, progress, noun="coordinates" if self.coordinates else "directions")
 
     def store(self, start, stop, cost_plus, cost_minus):

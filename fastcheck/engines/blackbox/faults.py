@@ -14,7 +14,7 @@ import sys
 from ...core.objective import span
 from ...errors import CostError, WorkerError
 
-__all__ = ["require_picklable", "is_worker_death", "worker_died"]
+__all__ = ["require_picklable", "shipping", "is_worker_death", "worker_died"]
 
 
 class _NullWriter:
@@ -24,8 +24,13 @@ class _NullWriter:
     ``PickleBuffer``, which has no ``len``: the bytes written are its memoryview's.
     """
 
+    def __init__(self):
+        self.written = 0
+
     def write(self, data) -> int:
-        return memoryview(data).nbytes
+        n = memoryview(data).nbytes
+        self.written += n
+        return n
 
 
 def require_picklable(objective, batch_cost) -> None:
@@ -44,6 +49,22 @@ def require_picklable(objective, batch_cost) -> None:
                 "open files, sockets and database connections out of what it refers to; or use "
                 "n_jobs=1, or backend='threading'"
             ) from exc
+
+
+def shipping(objective, batch_cost) -> int:
+    """Bytes of ``cost`` and ``batch_cost`` pickled, as each task to a worker process carries them (what
+    they refer to included: a closure's arrays); 0 when they cannot be pickled (:func:`require_picklable`
+    says so if they must go)."""
+    from joblib.externals.loky.backend.reduction import dump
+
+    writer = _NullWriter()
+    try:
+        for obj in (objective.cost, batch_cost):
+            if obj is not None:
+                dump(obj, writer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - only an estimate: the error, if it matters, is require_picklable's
+        return 0
+    return writer.written
 
 
 def is_worker_death(exc: BaseException) -> bool:

@@ -41,7 +41,7 @@ from ..reference import reference_engine
 from . import kernels, smooth
 from .objective import MLPObjective
 
-__all__ = ["batched_engine", "base_pass", "DEFAULT_MAX_MEMORY"]
+__all__ = ["batched_engine", "base_pass", "warm_kernels", "DEFAULT_MAX_MEMORY"]
 
 
 HIDDEN_CODES = {"relu": kernels.RELU, "leaky_relu": kernels.LEAKY_RELU, "tanh": kernels.TANH,
@@ -217,6 +217,23 @@ def _tasks(rows, cols, max_columns):
     position = np.arange(n) - np.repeat(run_start, np.diff(np.append(run_start, n)))
     starts = np.flatnonzero(new_row | (position % max_columns == 0))
     return kernels.Tasks(rows[starts].copy(), np.append(starts, n).astype(np.int64), cols.copy())
+
+
+#: The kinds of network (hidden, output, depth) whose kernels :func:`warm_kernels` loaded in this process.
+_WARM: set = set()
+
+
+def warm_kernels(net) -> None:
+    """Load (or compile, the first time) the kernels a check of ``net`` calls, on a tiny network of its kinds
+    and depth, so that what is timed next is the engine's work alone (once per kind and process)."""
+    kind = (net.hidden, net.output, net.n_layers)
+    if kind in _WARM:
+        return
+    _WARM.add(kind)
+    tiny = type(net)([min(width, 4) for width in net.layers], hidden=net.hidden, output=net.output, l2=net.l2)
+    params = tiny.init(seed=0)
+    X, Y = tiny.random_data(4, seed=1)
+    batched_engine(tiny, params, X, Y, np.arange(tiny.n_params, dtype=np.int64), 1e-7)
 
 
 def base_pass(net, params, X, Y):

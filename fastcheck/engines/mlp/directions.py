@@ -34,6 +34,13 @@ def _group_views(steps: np.ndarray, rows, groups, start: int) -> dict[str, np.nd
     return out
 
 
+def _copy_rows(draws: np.ndarray, rows: list, start: int, stop: int) -> np.ndarray:
+    """A copy of ``draws[rows, start:stop]`` (a block copy where the rows follow each other: faster than a gather)."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return draws[rows[0]:rows[-1] + 1, start:stop].copy()
+    return draws[rows, start:stop]
+
+
 def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: np.ndarray, directions: list,
                             eps: float, *, max_memory: int = DEFAULT_MAX_MEMORY) -> DirectionEvaluations:
     """Directional central differences of the built-in MLP by stacked change propagation.
@@ -80,7 +87,7 @@ def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: n
             if pairs:
                 rows, members = map(list, zip(*pairs))
                 evaluate(members, direction_steps(theta, analytic, [directions[j] for j in members], eps,
-                                                  draws=draws[rows, g.start:g.stop]), g.start)
+                                                  draws=_copy_rows(draws, rows, g.start, g.stop)), g.start)
                 done[members] = True
         evaluate(chunk, direction_steps(theta, analytic, [directions[j] for j in chunk], eps, draws=draws), 0)
         done[chunk] = True

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux
+from .linear_map import linear_map_applies, linear_map_changes
 
 __all__ = ["BaseState", "cost_changes", "symmetric_cost_changes"]
 
@@ -39,6 +40,25 @@ class BaseState:
         self.out = output_aux(net.output, self.zs[-1], Y)
         self.y_sum = Y.sum(axis=0)
         self.cost = cost_from_logits(net.output, self.zs[-1], Y, net.regularization(params, X.shape[1]))
+        self.derived: dict = {}  # what the paths derive from the base pass, built once: see slopes()
+
+    def slopes(self, layer: int) -> np.ndarray:
+        """Slope of each unit of piecewise-linear hidden ``layer`` in its base state (1, or that below the kink)."""
+        if ("slopes", layer) not in self.derived:
+            below = NEGATIVE_SLOPE.get(self.net.hidden, 1.0)
+            self.derived["slopes", layer] = np.where(self.zs[layer - 1] > 0, 1.0, below)
+        return self.derived["slopes", layer]
+
+    def thresholds(self, layer: int) -> np.ndarray:
+        """The least ``|d|`` for which ``z + d`` or ``z - d`` changes the state of a unit of hidden ``layer``.
+
+        ``z`` for a unit that is on (``z + d <= 0`` when ``d <= -z``), the float above
+        ``-z`` for one that is off (``z + d > 0`` when ``d > -z``).
+        """
+        if ("thresholds", layer) not in self.derived:
+            z = self.zs[layer - 1]
+            self.derived["thresholds", layer] = np.where(z > 0, z, np.nextafter(-z, np.inf))
+        return self.derived["thresholds", layer]
 
 
 def _activation_change(name: str, z: np.ndarray, a: np.ndarray, dz: np.ndarray):
@@ -148,12 +168,15 @@ def symmetric_cost_changes(base: BaseState, steps: dict[str, np.ndarray]) -> tup
 
     The pre-activation change of the first perturbed layer is linear in the step, so the
     one for ``-S`` is the negative of the one for ``+S``, exactly: it is computed once.
-    Through relu-like (and identity) hidden layers that no unit changes state in, and
-    that are not perturbed themselves, activation changes stay odd in the step, so the
-    pair is carried as one stack down to the logits. A perturbed later layer, a smooth
-    activation or a unit changing state ends that: from there both signs are carried
-    (:func:`cost_changes`), and a pair in which a unit changed state is recomputed on
-    its own by the general path.
+    Through relu-like (and identity) hidden layers that no unit changes state in, the
+    pair's changes are ``E + O`` and ``E - O``, with ``O`` odd and ``E`` even in the step,
+    and each maps linearly: a layer carries ``O`` and ``E`` (``E`` is zero until a second
+    perturbed layer adds ``D_W O``), one product each, down to the logits
+    (:func:`_carry_pair`); perturbations of layer ``L - 2`` alone reach the logits through
+    per-example linear maps under a margin certificate (:mod:`fastcheck.engines.mlp.linear_map`).
+    A smooth activation ends that: from there both signs are
+    carried (:func:`cost_changes`), and a pair in which a unit changed state is
+    recomputed on its own by the general path.
 
     Parameters
     ----------
@@ -168,27 +191,9 @@ def symmetric_cost_changes(base: BaseState, steps: dict[str, np.ndarray]) -> tup
     crossed : ndarray of bool, shape (k,)
         Whether either perturbation flipped the state of a relu-like hidden unit.
     """
-    net, params = base.net, base.params
-    first, dz = _first_change(base, steps)
-    k = dz.shape[0]
+    k = next(iter(steps.values())).shape[0]
     crossed = np.zeros(k, dtype=bool)  # a unit changed state while the pair was carried as one
-    layer = first
-    piecewise = net.hidden in PIECEWISE_LINEAR
-    while layer < net.n_layers and piecewise and not any(f"{p}{layer + 1}" in steps for p in "Wb"):
-        if net.hidden != "identity":
-            on = base.zs[layer - 1] > 0
-            crossed |= (((base.zs[layer - 1] + dz) > 0) != on).any(axis=(1, 2))
-            crossed |= (((base.zs[layer - 1] - dz) > 0) != on).any(axis=(1, 2))
-            dz = np.where(on, dz, NEGATIVE_SLOPE[net.hidden] * dz)
-        layer += 1
-        dz = np.matmul(params[f"W{layer}"], dz)
-    if layer < net.n_layers:  # from here on, the two signs part ways
-        flips = np.zeros(2 * k, dtype=bool)
-        later = {name: np.concatenate([s, -s]) for name, s in steps.items() if int(name[1:]) > layer}
-        dz = _propagate(base, later, layer, np.concatenate([dz, -dz]), flips)
-        flips = flips[:k] | flips[k:]
-    else:
-        dz, flips = np.concatenate([dz, -dz]), np.zeros(k, dtype=bool)
+    dz, flips = _pair_logit_changes(base, steps, crossed)
     loss = _loss_change(base, dz).sum(axis=1) / base.X.shape[1]
     odd, even = _l2_changes(base, steps)
     plus, minus = loss[:k] + (odd + even), loss[k:] + (even - odd)
@@ -198,3 +203,70 @@ def symmetric_cost_changes(base: BaseState, steps: dict[str, np.ndarray]) -> tup
         plus[redo], minus[redo] = change[:redo.size], change[redo.size:]
         flips[redo] = again[:redo.size] | again[redo.size:]
     return plus, minus, flips
+
+
+def _pair_logit_changes(base: BaseState, steps: dict[str, np.ndarray],
+                        crossed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The logits' changes (2k, n_L, m) of the pairs ``+S_j``, ``-S_j``, and the flips seen once they part ways.
+
+    ``crossed`` marks the pairs carried as one past a change of state (to be redone).
+    """
+    net = base.net
+    k = next(iter(steps.values())).shape[0]
+    if linear_map_applies(base, steps, k):
+        dz = linear_map_changes(base, steps, crossed)
+        return np.concatenate([dz, -dz]), np.zeros(k, dtype=bool)
+    first, dz = _first_change(base, steps)
+    if net.hidden in PIECEWISE_LINEAR:
+        return _carry_pair(base, steps, first, dz, crossed), np.zeros(k, dtype=bool)
+    if first == net.n_layers:
+        return np.concatenate([dz, -dz]), np.zeros(k, dtype=bool)
+    flips = np.zeros(2 * k, dtype=bool)  # a smooth layer: the two signs part ways at once
+    later = {name: np.concatenate([s, -s]) for name, s in steps.items() if int(name[1:]) > first}
+    dz = _propagate(base, later, first, np.concatenate([dz, -dz]), flips)
+    return dz, flips[:k] | flips[k:]
+
+
+def _carry_pair(base: BaseState, steps: dict[str, np.ndarray], layer: int, odd: np.ndarray,
+                crossed: np.ndarray) -> np.ndarray:
+    """The logits' changes ``[E + O, E - O]`` (2k, n_L, m) of pairs whose first change ``O`` is at ``layer``.
+
+    Relu-like hidden units are assumed to keep their state, and ``crossed`` marks the
+    pairs where one does not (their result is then to be discarded). Through a layer
+    perturbed by ``+-(D_W, D_b)``, the change ``W dA +- D_W (A + dA) +- D_b`` with ``dA = E +- O``
+    splits into the odd part ``W O + D_W (A + E) + D_b`` and the even part ``W E + D_W O``.
+    """
+    net, params = base.net, base.params
+    even = None  # zero until a second perturbed layer
+    while layer < net.n_layers:
+        if net.hidden != "identity":
+            crossed |= _pair_flips(base, layer, odd, even)
+            factor = base.slopes(layer)
+            odd = odd * factor
+            even = None if even is None else even * factor
+        layer += 1
+        W, D, Db = params[f"W{layer}"], steps.get(f"W{layer}"), steps.get(f"b{layer}")
+        new_odd = np.matmul(W, odd)
+        new_even = None if even is None else np.matmul(W, even)
+        if D is not None:
+            new_odd += np.matmul(D, base.acts[layer - 1] if even is None else base.acts[layer - 1] + even)
+            new_even = np.matmul(D, odd) if new_even is None else new_even + np.matmul(D, odd)
+        if Db is not None:
+            new_odd += Db
+        odd, even = new_odd, new_even
+    if even is None:
+        return np.concatenate([odd, -odd])
+    return np.concatenate([even + odd, even - odd])
+
+
+def _pair_flips(base: BaseState, layer: int, odd: np.ndarray, even: np.ndarray | None) -> np.ndarray:
+    """Whether a relu-like unit of ``layer`` changes state under ``E + O`` or ``E - O``, per pair.
+
+    ``z + d > 0`` exactly when ``d > -z`` (rounding keeps the sign of a sum of two floats),
+    so with ``E`` zero the test is ``|O| >= z`` for a unit that is on, ``|O| > -z`` for one
+    that is off (:meth:`BaseState.thresholds`).
+    """
+    if even is None:
+        return (np.abs(odd) >= base.thresholds(layer)).any(axis=(1, 2))
+    z, on = base.zs[layer - 1], base.zs[layer - 1] > 0
+    return ((((z + (even + odd)) > 0) != on) | (((z + (even - odd)) > 0) != on)).any(axis=(1, 2))

@@ -61,19 +61,19 @@ def ufunc_call(tracer, ufunc, method, inputs, kwargs):
         return getattr(ufunc, method)(*(_plain_input(tracer, x, target) for x in inputs), out=out, **kwargs)
     reduction = {"axis": kwargs.pop("axis", 0), "keepdims": kwargs.pop("keepdims", False)} if method == "reduce" else {}
     if kwargs.pop("dtype", None) not in (None, float, np.float64) or kwargs:
-        tracer.fail(f"np.{ufunc.__name__} with {', '.join(map(repr, kwargs)) or 'dtype'}= is not supported")
+        tracer.fail(f"np.{ufunc.__name__} with {', '.join(map(repr, kwargs)) or 'dtype'}= is not supported{at(site())}")
     name = ufunc.__name__
     if method == "reduce" and name in ("add", "maximum", "minimum"):
         handler = {"add": sum_, "maximum": amax, "minimum": amin}[name]
         result = handler(inputs[0], **reduction)
     elif method != "__call__":
-        tracer.fail(f"np.{name}.{method} is not supported")
+        tracer.fail(f"np.{name}.{method} is not supported{at(site())}")
     elif name == "matmul":
         result = matmul(*inputs)
     elif name == "invert" and all(np.asarray(_val(x)).dtype == np.bool_ for x in inputs):
         result = tracer.record("logical_not", inputs, ufunc(*(_val(x) for x in inputs)))
     elif name not in UFUNCS:
-        tracer.fail(f"np.{name} is not supported")
+        tracer.fail(f"np.{name} is not supported{at(site())}")
     else:
         result = tracer.record(name, inputs, ufunc(*(_val(x) for x in inputs)))
     if out is None:
@@ -201,7 +201,9 @@ def reshape(a, shape, order="C", **extra):
     if order != "C":
         t.fail(f"reshape with order={order!r} is not supported")
     value = np.reshape(_val(a), shape)
-    return _view(t.record("reshape", (a,), value, shape=value.shape), a)
+    result = t.record("reshape", (a,), value, shape=value.shape)
+    # numpy copies when the strides cannot be kept (a transpose's reshape): then no memory is shared
+    return _view(result, a) if np.may_share_memory(value, _val(a)) else result
 
 
 def ravel(a, order="C"):

@@ -1,4 +1,5 @@
-"""Change rules of reductions: ``sum``, ``mean`` (linear) and ``max``, ``min`` (a winner per slice).
+"""Change rules of reductions: ``sum``, ``mean`` (linear), ``max``, ``min`` (a winner per slice), and
+``prod``, ``nansum``, ``nanmean`` (their rules last: see each).
 
 A sum of changes is the change of the sum; a window on a reduced axis is summed over,
 one on a kept axis stays. ``max`` and ``min`` open the reduced axes, add the changes to
@@ -18,7 +19,7 @@ import numpy as np
 
 from .changes import Change, gather, widen
 
-__all__ = ["REDUCTIONS", "CERTIFIED", "winners"]
+__all__ = ["REDUCTIONS", "CERTIFIED", "winners", "others_product"]
 
 
 def _kept_windows(change: Change, axes, keepdims: bool) -> dict:
@@ -176,4 +177,75 @@ def _one_entry(ev, node, change: Change, axis: int, keepdims: bool, larger: bool
     return Change(values, _kept_windows(change, (axis,), keepdims), node.value.shape)
 
 
-REDUCTIONS = {"sum": _sum, "mean": _sum, "max": _extreme, "min": _extreme}
+def _opened(ev, node, change: Change, axes):
+    """The change with the windows on ``axes`` opened, its values and the base values in its windows,
+    both of shape ``(K, *window shape)``."""
+    change = widen(change, axes)
+    k, ndim = change.k, len(change.shape)
+    d = np.broadcast_to(change.floats(), (k,) + change.wshape)
+    x = np.broadcast_to(gather(np.asarray(ev.base(node.args[0]), dtype=np.float64), change.windows, k, ndim), d.shape)
+    return change, d, x
+
+
+def others_product(x: np.ndarray, axes: tuple) -> np.ndarray:
+    """Each entry's product of the other entries of its slice along ``axes``, by products before and after it.
+
+    No division: exact where entries are zero (one zero makes every other entry's product 0
+    and its own the product of the rest).
+    """
+    kept = [a for a in range(x.ndim) if a not in axes]
+    order = kept + list(axes)
+    moved = np.transpose(x, order)
+    flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
+    ones = np.ones(flat.shape[:-1] + (1,))
+    before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return np.transpose((before * after).reshape(moved.shape), np.argsort(order))
+
+
+def _prod(ev, node, changes):
+    """``prod``: where each perturbation changes one entry of every slice (its window has length 1 on every
+    reduced axis) the change is ``d`` times the product of the others (:func:`others_product`); else the
+    products of the perturbed slices are recomputed from the inputs, less the base's."""
+    change = changes[0]
+    axes, keepdims = node.kw["axis"], node.kw["keepdims"]
+    if not axes:
+        return Change(change.values, change.windows, node.value.shape)
+    reduced = tuple(a + 1 for a in axes)
+    if all(a in change.windows and change.windows[a][1] == 1 for a in axes):
+        x_full = np.asarray(ev.base(node.args[0]), dtype=np.float64)
+        others = ev.graph.derive(("others", node.id), lambda: others_product(x_full, axes))
+        values = change.floats() * gather(others, change.windows, change.k, len(change.shape))
+        if not keepdims:
+            values = np.squeeze(values, axis=reduced)
+    else:
+        change, d, x = _opened(ev, node, change, axes)
+        with np.errstate(over="ignore", invalid="ignore"):  # not finite: the real cost evaluates it
+            values = np.prod(x + d, axis=reduced, keepdims=keepdims) - np.prod(x, axis=reduced, keepdims=keepdims)
+    return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
+
+
+def _nansum(ev, node, changes):
+    """``nansum`` and ``nanmean``: a sum (a mean over the entries not NaN at theta) where no entry is NaN at
+    theta. An entry NaN at theta that a perturbation reaches with a change other than 0 may have become a
+    number: that perturbation's change is NaN, which hands it to the real cost."""
+    axes, keepdims = node.kw["axis"], node.kw["keepdims"]
+    reduced = tuple(a + 1 for a in axes)
+    x_full = np.asarray(ev.base(node.args[0]), dtype=np.float64)
+    if ev.graph.derive(("nan", node.id), lambda: bool(np.isnan(x_full).any())):
+        change, d, x = _opened(ev, node, changes[0], axes)
+        d = np.where(np.isnan(x), np.where(d == 0, 0.0, np.nan), d)
+    else:
+        change = changes[0]
+        d = np.broadcast_to(change.floats(), (change.k,) + change.wshape)
+    values = d.sum(axis=reduced, keepdims=True)
+    if node.op == "nanmean":
+        kept = {a: w for a, w in change.windows.items() if a not in axes}
+        values = values / gather(node.kw["counts"], kept, change.k, len(change.shape))
+    if not keepdims:
+        values = np.squeeze(values, axis=reduced)
+    return Change(values, _kept_windows(change, axes, keepdims), node.value.shape)
+
+
+REDUCTIONS = {"sum": _sum, "mean": _sum, "max": _extreme, "min": _extreme, "prod": _prod, "nansum": _nansum,
+              "nanmean": _nansum}

@@ -347,6 +347,7 @@ class Traced(NDArrayOperatorsMixin):
     clip = _method("clip", "clip")
     dot = _method("dot", "dot")
     repeat = _method("repeat", "repeat")
+    prod = _method("prod", "prod")
 
     def reshape(self, *shape, order="C"):
         if not self._tracer.active:

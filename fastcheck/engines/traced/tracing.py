@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import user_failure
-from . import functions  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
+from . import (
+    functions,  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
+    nanprod,  # noqa: F401  (adds np.prod, np.nansum, np.nanmean to them)
+)
 from .plaindot import unwrap
 from .sites import mid_graph_reason
 from .trace import Graph, NotTraceable, Ref, Traced, Tracer

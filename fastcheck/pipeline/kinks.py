@@ -1,0 +1,69 @@
+"""Kinks at theta that the engine's evaluations do not show: :func:`with_kinks_at_theta`.
+
+An entry crosses a kink when its perturbation ``theta_i +- eps`` changes which branch of a
+non-smooth operation the cost takes (a mask ``x > 0`` that flips, a max whose winner
+changes): the brute-force definition the tests hold the traced and batched engines to,
+which see the branches. The reference loop and the black-box engine see only values. They
+find a kink the analytic gradient takes one side of by the report's tie test
+(:func:`fastcheck.report.policy.ties`), but not one where the analytic gradient is the
+average of the two sides (``|v|`` at ``v = 0`` with ``sign(0) = 0``), which J(theta) and
+J(theta +- eps) cannot tell from a stationary point of a smooth cost. A second pair of
+evaluations can: at half the step, a kink's one-sided differences stay what
+they were (each side of it a smooth piece), a smooth cost's move by a quarter of their jump
+``eps J''``. So every engine's evaluations are given the same kinks at theta: each entry the
+engine did not flag whose one-sided differences differ by at least half their size
+(:data:`JUMP_SHARE`; the gradient changes sign or triples across the step, which a smooth
+cost does only at its stationary points) and beyond rounding is evaluated at half its step,
+and is a kink when its one-sided differences stay (:data:`KINK_MATCH`). A kink flag never
+hides a wrong entry: the report drops it from an entry wrong beyond rounding that is no tie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..core.finite import step_at
+from ..core.results import Evaluations
+from ..engines.base import Engine
+from ..report.policy import NOISE_FACTOR, one_sided, rounding_scale
+
+__all__ = ["with_kinks_at_theta", "JUMP_SHARE", "KINK_MATCH"]
+
+#: An entry is a candidate when its one-sided differences differ by this share of their sizes' sum ...
+JUMP_SHARE = 0.5
+#: ... and a kink when, at half the step, each moves by at most this share of the jump (a smooth cost's: 0.25).
+KINK_MATCH = 0.1
+
+
+def with_kinks_at_theta(evaluations: Evaluations | None, engine: Engine, theta: np.ndarray,
+                        steps) -> Evaluations | None:
+    """``evaluations`` with the kinks at theta that a second pair at half the step shows (see the module's note).
+
+    ``steps``: the check's nominal steps (a float, or one per coordinate of theta). The evaluations spent
+    are added to ``n_evaluations``; without ``engine.full`` (or a finite J(theta)) they are returned as they are.
+    """
+    if evaluations is None or engine.full is None or not np.isfinite(engine.cost) or not len(evaluations.indices):
+        return evaluations
+    idx = np.asarray(evaluations.indices, dtype=np.int64)
+    kinks = np.asarray(evaluations.kinks, dtype=bool)
+    h = step_at(steps, idx)
+    plus, minus = np.asarray(evaluations.cost_plus), np.asarray(evaluations.cost_minus)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, no candidate
+        forward, backward = one_sided(theta[idx], engine.cost, plus, minus, h)
+        jump = np.abs(forward - backward)
+        candidate = (~kinks & (jump > NOISE_FACTOR * rounding_scale(plus, minus, h))
+                     & (jump >= JUMP_SHARE * (np.abs(forward) + np.abs(backward))))
+    if not candidate.any():
+        return evaluations
+    at = np.flatnonzero(candidate)
+    half = 0.5 * (np.asarray(steps) if np.ndim(steps) else steps)
+    ev = engine.full(idx[at], half)
+    forward, backward = one_sided(theta[idx[at]], engine.cost, ev.cost_plus, ev.cost_minus, step_at(half, idx[at]))
+    kinks = kinks.copy()
+    # each side a line to within KINK_MATCH of the jump: a kink between two smooth pieces (a smooth cost's one-sided
+    # differences move by a quarter of its jump; a noisy cost's, by anything)
+    f, b = one_sided(theta[idx[at]], engine.cost, plus[at], minus[at], h[at] if np.ndim(h) else h)
+    kinks[at] = np.maximum(np.abs(forward - f), np.abs(backward - b)) <= KINK_MATCH * jump[at]
+    return replace(evaluations, kinks=kinks, n_evaluations=evaluations.n_evaluations + ev.n_evaluations)
