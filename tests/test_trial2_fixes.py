@@ -348,3 +348,17 @@ def test_a_one_entry_group_gets_one_direction_which_checks_it_exactly():
     wrong = {**grads, "c": grads["c"] * 1.01}
     report = fc.check(cost, {"W": W, "c": c}, wrong, mode="directions", n_directions=8, escalate=False)
     assert report.group("c").verdict == "fail"
+
+
+def test_a_sampled_group_is_never_called_checked_in_full():
+    """A subset of half of a 4,000-entry group: its guarantee rounds to 100.0%, but it was sampled."""
+    rng = np.random.default_rng(3)
+    params = {"W": rng.normal(size=(40, 100)), "b": rng.normal(size=3)}
+
+    def cost(p):
+        return float(np.sum(p["W"] ** 2) + np.sum(np.sin(p["b"])))
+
+    report = fc.check(cost, params, {"W": 2 * params["W"], "b": np.cos(params["b"])}, mode="subset", fraction=0.5)
+    line = next(line for line in str(report).splitlines() if line.startswith("guarantee:"))
+    W = next(g for g in report.groups if g.name == "W")
+    assert W.checked < W.size and "W > 99.9%" in line and "100.0%" not in line
