@@ -133,8 +133,11 @@ def compile_in_background() -> bool:
             return True
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        # cwd: ``-m`` puts the working directory first on sys.path, and a checkout there (another fastcheck)
+        # would be compiled instead of this one, into cache files this process never reads
         _child = subprocess.Popen([sys.executable, "-m", __name__, lock, str(os.getpid())], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, close_fds=True,
+                                  cwd=package_root)
         atexit.register(_wait_at_exit, _child)
         return True
 
