@@ -321,13 +321,13 @@ def test_an_unsupported_ufunc_names_the_users_line():
     X = np.linspace(-2, 2, 7)
 
     def cost(p):
-        return np.sum(np.logaddexp(0, p["w"] * X))
+        return np.sum(np.arctan(p["w"] * X))
 
     w = np.array(0.3)
-    report = fc.check(cost, {"w": w}, {"w": np.sum(X / (1 + np.exp(-w * X)))})
+    report = fc.check(cost, {"w": w}, {"w": np.sum(X / (1 + (w * X) ** 2))})
     assert report.passed
-    assert report.settings["traced_not_used"].startswith("np.logaddexp is not supported at test_trial2_fixes.py:")
-    assert "np.logaddexp(0, p[\"w\"] * X)" in report.settings["traced_not_used"]
+    assert report.settings["traced_not_used"].startswith("np.arctan is not supported at test_trial2_fixes.py:")
+    assert "np.arctan(p[\"w\"] * X)" in report.settings["traced_not_used"]
 
 
 def test_a_one_entry_group_gets_one_direction_which_checks_it_exactly():
