@@ -17,9 +17,9 @@ import fastcheck as fc
 from fastcheck.api import prepare_mlp
 from fastcheck.apps.bugs import buggy_gradient
 from fastcheck.engines.mlp import warmup
+from fastcheck.engines.mlp.batched import batched_engine
 from fastcheck.engines.traced import NotTraceable
 from fastcheck.pipeline import network
-from fastcheck.engines.mlp.batched import batched_engine
 
 PAIRS = [("relu", "softmax", [5, 4, 6, 3]), ("leaky_relu", "sigmoid", [5, 4, 6, 3]),
          ("tanh", "softmax", [5, 4, 6, 3, 3]), ("identity", "identity", [5, 4, 3]),
