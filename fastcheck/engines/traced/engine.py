@@ -7,7 +7,9 @@ trusted: the traced J(theta) and J(theta +- eps e_i) of a seeded sample of coord
 ``|J_traced - J_cost| <= TOLERANCE_ULPS * 2**-52 * max(|J_traced|, |J_cost|)``. Either
 evaluation rounds like a full pass of the cost; a wrong change rule errs by the size of
 the change itself, orders of magnitude above that. Any disagreement ends with
-:class:`~.trace.NotTraceable` naming the coordinate.
+:class:`~.trace.NotTraceable` naming the coordinate. The sample runs as the first chunk of
+its group (which measures the group's memory; a small group runs whole): once every
+comparison passed, those traced values serve :meth:`TracedEngine.coordinates`, not run again.
 
 Coordinates are evaluated in chunks of one group: the chunk's 2K perturbations (``+s`` and
 ``-s``, with ``s`` the step the reference engine takes, ``fl(theta_i +- eps) - theta_i``)
