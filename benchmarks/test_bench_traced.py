@@ -27,10 +27,12 @@ numbers depend on the machine and its load.
 
 Measured (one run, 2-core AMD EPYC shared with other work, load average 2.0 at the start
 and 2.1 at the end): course MLP 0.24 s against 81 s (339x); CNN 0.62 s against 1,137 s
-(1,824x); RNN 0.23 s against 4.5 s (19x); network M as plain numpy 0.34 s against 0.11 s
-for ``fc.MLP.check`` (3.0x; that figure disturbed, 0.05 s quiet). ``-k "rnn or plain"`` at
-load average 1.3: RNN 0.207 s (21x), M 0.263 s against 0.047 s (5.6x). The README's
-performance section has the table.
+(1,824x); network M as plain numpy 0.34 s against 0.11 s for ``fc.MLP.check`` (3.0x; that
+figure disturbed, 0.05 s quiet); ``-k "rnn or plain"`` at load average 1.3: M 0.263 s
+against 0.047 s (5.6x). RNN (``-k rnn``, load average 3.1 to 3.5): 0.21 s against 4.7 s (23x). At
+that load wall-clock ratios swing by half; one thread's CPU time (``n_threads=1``,
+``time.process_time``, minimum of 7) is steadier: the RNN's full check 0.185 s against
+4.3 s for the black-box loop (23-24x). The README's performance section has the table.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ trusted: the traced J(theta) and J(theta +- eps e_i) of a seeded sample of coord
 ``|J_traced - J_cost| <= TOLERANCE_ULPS * 2**-52 * max(|J_traced|, |J_cost|)``. Either
 evaluation rounds like a full pass of the cost; a wrong change rule errs by the size of
 the change itself, orders of magnitude above that. Any disagreement ends with
-:class:`~.trace.NotTraceable` naming the coordinate.
+:class:`~.trace.NotTraceable` naming the coordinate. The sample runs as the first chunk of
+its group (which measures the group's memory; a small group runs whole): once every
+comparison passed, those traced values serve :meth:`TracedEngine.coordinates`, not run again.
 
 Coordinates are evaluated in chunks of one group: the chunk's 2K perturbations (``+s`` and
 ``-s``, with ``s`` the step the reference engine takes, ``fl(theta_i +- eps) - theta_i``)
@@ -93,6 +95,7 @@ class TracedEngine:
         self.n_threads = max(1, int(n_threads or os.cpu_count() or 1))
         self._plans, self._tables, self._bytes, self._widest, self._seconds = {}, {}, {}, {}, None
         self._starts = {}
+        self._known = None  # (flat indices, dJ+, dJ-, kinks) evaluated while verifying, kept once it passed
 
     # ------------------------------------------------------------------ running
     def _plan(self, positions: tuple):
@@ -145,6 +148,8 @@ class TracedEngine:
     def coordinates(self, indices) -> Evaluations:
         """J(theta +- eps e_i) of ``indices``, exactly, by incremental evaluation.
 
+        Coordinates the verification evaluated (and vouched for) are taken from it, not run again.
+
         Parameters
         ----------
         indices : ndarray of int, shape (k,)
@@ -157,8 +162,28 @@ class TracedEngine:
         """
         indices = np.asarray(indices, dtype=np.int64)
         k = indices.size
+        if self._known is None:
+            d_plus, d_minus, kinks = self._changes(indices)
+        else:
+            known, known_plus, known_minus, known_kinks = self._known
+            at = np.minimum(np.searchsorted(known, indices), known.size - 1)
+            hit = known[at] == indices
+            d_plus, d_minus, kinks = np.zeros(k), np.zeros(k), np.zeros(k, dtype=bool)
+            d_plus[hit], d_minus[hit], kinks[hit] = known_plus[at[hit]], known_minus[at[hit]], known_kinks[at[hit]]
+            rest = np.flatnonzero(~hit)
+            d_plus[rest], d_minus[rest], kinks[rest] = self._changes(indices[rest])
+        cost_plus, cost_minus = self.cost + d_plus, self.cost + d_minus
+        # the steps taken are the rounded ones (fl(theta_i +- eps) - theta_i): divide by them, not by 2 eps
+        numeric = coordinate_gradient(d_plus, d_minus, self.theta[indices], step_at(self.eps, indices))
+        return Evaluations(indices, cost_plus, cost_minus, numeric, kinks, 2 * k)
+
+    def _changes(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """dJ+, dJ- and the kinks of ``indices``, in chunks of one group, on threads."""
+        k = indices.size
         d_plus, d_minus, kinks = np.zeros(k), np.zeros(k), np.zeros(k, dtype=bool)
-        groups = self.layout.group_ids(indices) if k else np.zeros(0, dtype=np.int64)
+        if not k:
+            return d_plus, d_minus, kinks
+        groups = self.layout.group_ids(indices)
         tasks = []
 
         def store(rows, position, local):
@@ -175,7 +200,8 @@ class TracedEngine:
                     rows, local = rows[order], local[order]
                 done = 0
                 if position not in self._bytes:  # a first small chunk measures the memory of one coordinate
-                    done = min(FIRST_CHUNK, rows.size)
+                    # (a small group whose dense changes fit runs whole: a second run would cost more than it saves)
+                    done = rows.size if rows.size <= self._whole_first() else min(FIRST_CHUNK, rows.size)
                     store(rows[:done], position, local[:done])
                 share = max(-(-(rows.size - done) // self.n_threads), MIN_SPLIT)
                 size = max(1, min(self._chunk_size(position), share))
@@ -190,10 +216,15 @@ class TracedEngine:
             else:
                 for task in tasks:
                     store(*task)
-        cost_plus, cost_minus = self.cost + d_plus, self.cost + d_minus
-        # the steps taken are the rounded ones (fl(theta_i +- eps) - theta_i): divide by them, not by 2 eps
-        numeric = coordinate_gradient(d_plus, d_minus, self.theta[indices], step_at(self.eps, indices))
-        return Evaluations(indices, cost_plus, cost_minus, numeric, kinks, 2 * k)
+        return d_plus, d_minus, kinks
+
+    def _whole_first(self) -> int:
+        """Coordinates a group's first chunk may hold before its memory is measured: at most :data:`MIN_SPLIT`
+        (above, the group is split across threads anyway), and as many as fit if every change were dense."""
+        dense = max(self._dense_bytes(), 8)
+        widest = max((node.value.size for node in self.graph.nodes), default=1) * 8
+        return int(min(MIN_SPLIT, self.max_memory / (self.n_threads * 2 * TEMPORARIES * dense),
+                       WIDEST_BYTES / (2 * widest)))
 
     def directions(self, directions: list, analytic: np.ndarray) -> DirectionEvaluations:
         """Directional central differences, each direction a dense change of one group or of all theta."""
@@ -228,23 +259,32 @@ class TracedEngine:
 
     # ------------------------------------------------------------------ trust and time
     def verify(self, seed: int = 0) -> None:
-        """Compare a seeded sample of coordinates with the real cost; raise NotTraceable on disagreement."""
+        """Compare a seeded sample of coordinates with the real cost; raise NotTraceable on disagreement.
+
+        The sample runs as the first chunk of its group (a small group whole, :meth:`_whole_first`): once
+        every comparison passed, those traced values are kept for :meth:`coordinates`; before, none is.
+        """
         rng = np.random.default_rng(seed)
         sample = np.concatenate([g.start + rng.choice(g.size, min(g.size, VERIFY_PER_GROUP), replace=False)
                                  for g in self.layout.groups])
-        ev = self.coordinates(sample)
+        whole = [np.arange(g.start, g.stop) for g in self.layout.groups if g.size <= self._whole_first()]
+        run = np.unique(np.concatenate([sample] + whole))  # sorted, for the lookup in coordinates
+        d_plus, d_minus, kinks = self._changes(run)
+        cost_plus, cost_minus = self.cost + d_plus, self.cost + d_minus
+        row = np.searchsorted(run, sample)
         work = self.theta.copy()
         with single_threaded():  # the real cost runs as in every other path of a check (core.threads)
             self._agree(self.cost, self.objective.evaluate(self.theta), "the unperturbed parameters")
-            for p, i in enumerate(sample):
+            for p, i in zip(row, sample):
                 original = work[i]
-                for sign, traced in ((+1, ev.cost_plus[p]), (-1, ev.cost_minus[p])):
+                for sign, traced in ((+1, cost_plus[p]), (-1, cost_minus[p])):
                     if not np.isfinite(traced):  # not vouched for (a guard changed): the real cost evaluates it
                         continue
                     work[i] = original + sign * step_at(self.eps, i)
                     self._agree(traced, self.objective.evaluate(work, int(i), sign),
                                 perturbation_label(self.layout, int(i), sign))
                 work[i] = original
+        self._known = (run, d_plus, d_minus, kinks)
 
     def _agree(self, traced: float, real: float, where: str) -> None:
         tolerance = TOLERANCE_ULPS * 2.0**-52 * max(abs(traced), abs(real))

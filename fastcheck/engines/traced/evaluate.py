@@ -271,7 +271,7 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
     unvouched = np.zeros(k, dtype=bool)
     changes = dict(leaf_changes)
     held = {i: c.values.nbytes for i, c in changes.items()}
-    peak = widest = sum(held.values())
+    peak = widest = live = sum(held.values())  # live: the sum of held, kept as it changes
     for position, node_id in enumerate(steps.order):
         node = graph.nodes[node_id]
         inputs = [changes.get(a.id) if isinstance(a, Ref) else None for a in node.args]
@@ -283,12 +283,14 @@ def run(graph: Graph, steps: Plan, leaf_changes: dict, tables: dict | None = Non
                     unvouched |= _changed(change, k)
             if change is not None:
                 changes[target] = change
-                held[target] = _nbytes(change)
-                peak, widest = max(peak, sum(held.values())), max(widest, held[target])
+                size = _nbytes(change)
+                live += size - held.get(target, 0)
+                held[target] = size
+                peak, widest = max(peak, live), max(widest, size)
         for a in node.args:
             if isinstance(a, Ref) and steps.last_use.get(a.id) == position and a.id != graph.output:
                 changes.pop(a.id, None)
-                held.pop(a.id, None)
+                live -= held.pop(a.id, 0)
     out = expand(changes.get(graph.output))
     total = np.zeros(k) if out is None else out.stacked().reshape(k, -1).sum(axis=1)
     total[unvouched] = np.nan  # NaN: the caller evaluates these perturbations with the real cost

@@ -83,6 +83,8 @@ def winners(x_full: np.ndarray, axes: tuple, larger: bool):
 
 def _certified(d, lead, axes):
     """Whether no perturbation can change any winner: all changes of a slice below CERTIFIED of its lead."""
+    if d.size and max(d.max(), -d.min()) < CERTIFIED * lead.min():  # (NaN compares false) the largest change
+        return True  # below the smallest lead, so is each slice's: two quick passes, no abs, no inner-axis reduce
     reach = np.abs(d).max(axis=tuple(a + 1 for a in axes), keepdims=True)
     return bool(((reach < CERTIFIED * lead) | (reach == 0)).all())
 
