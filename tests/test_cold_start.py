@@ -110,10 +110,12 @@ KERNELS_CACHED = textwrap.dedent('''
 ''')
 
 
-def _in_fresh_process(cache, *args, script=None, timeout=600):
+def _in_fresh_process(cache, *args, script=None, timeout=600, cwd=None):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
-    command = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "fastcheck.apps.cli", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    # in another folder, isolated (-I): its working directory is not put on sys.path, as for the `fastcheck` command
+    python = [sys.executable] if cwd is None else [sys.executable, "-I"]
+    command = [*python, "-c", script, *args] if script else [*python, "-m", "fastcheck.apps.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def _cached(cache, what="look"):
@@ -155,6 +157,19 @@ def test_the_first_run_fills_the_cache_and_the_next_compiles_nothing(first_demo)
     second = _in_fresh_process(cache, "demo", "--network", "S")
     assert second.returncode == 0 and "batched engine not used" not in second.stdout
     assert "batched engine, mode full" in second.stdout and "the bug was caught in W2" in second.stdout
+
+
+@pytest.mark.slow
+def test_a_run_started_beside_another_fastcheck_fills_this_one_s_cache(tmp_path):
+    """A run from a folder holding another ``fastcheck/`` (a checkout) compiles the installed one's kernels."""
+    decoy = tmp_path / "checkout" / "fastcheck"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('the checkout beside the run, not the package that runs')\n")
+    cache = tmp_path / "numba-cache"
+    done = _in_fresh_process(cache, "demo", "--network", "S", cwd=decoy.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "batched engine not used" in done.stdout
+    assert _cached(cache)["cached"]  # the next run finds its kernels
 
 
 @pytest.mark.slow

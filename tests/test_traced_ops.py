@@ -82,6 +82,8 @@ UNARY = {
     "cube": lambda z: z**3,
     "exp2": lambda z: 2.0**z,
     "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "stable_sigmoid": lambda z: np.exp(-np.logaddexp(0.0, -3 * z)),  # the built-in network's sigmoid
+    "logaddexp_both": lambda z: np.logaddexp(z, 2 * z[::-1]),  # both operands changed
     "log2": lambda z: np.log2(z * z + 1.0),
     "negative": lambda z: -z,
     "relu": lambda z: np.maximum(z, 0),

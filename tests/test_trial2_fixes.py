@@ -321,13 +321,13 @@ def test_an_unsupported_ufunc_names_the_users_line():
     X = np.linspace(-2, 2, 7)
 
     def cost(p):
-        return np.sum(np.logaddexp(0, p["w"] * X))
+        return np.sum(np.arctan(p["w"] * X))
 
     w = np.array(0.3)
-    report = fc.check(cost, {"w": w}, {"w": np.sum(X / (1 + np.exp(-w * X)))})
+    report = fc.check(cost, {"w": w}, {"w": np.sum(X / (1 + (w * X) ** 2))})
     assert report.passed
-    assert report.settings["traced_not_used"].startswith("np.logaddexp is not supported at test_trial2_fixes.py:")
-    assert "np.logaddexp(0, p[\"w\"] * X)" in report.settings["traced_not_used"]
+    assert report.settings["traced_not_used"].startswith("np.arctan is not supported at test_trial2_fixes.py:")
+    assert "np.arctan(p[\"w\"] * X)" in report.settings["traced_not_used"]
 
 
 def test_a_one_entry_group_gets_one_direction_which_checks_it_exactly():
@@ -348,3 +348,17 @@ def test_a_one_entry_group_gets_one_direction_which_checks_it_exactly():
     wrong = {**grads, "c": grads["c"] * 1.01}
     report = fc.check(cost, {"W": W, "c": c}, wrong, mode="directions", n_directions=8, escalate=False)
     assert report.group("c").verdict == "fail"
+
+
+def test_a_sampled_group_is_never_called_checked_in_full():
+    """A subset of half of a 4,000-entry group: its guarantee rounds to 100.0%, but it was sampled."""
+    rng = np.random.default_rng(3)
+    params = {"W": rng.normal(size=(40, 100)), "b": rng.normal(size=3)}
+
+    def cost(p):
+        return float(np.sum(p["W"] ** 2) + np.sum(np.sin(p["b"])))
+
+    report = fc.check(cost, params, {"W": 2 * params["W"], "b": np.cos(params["b"])}, mode="subset", fraction=0.5)
+    line = next(line for line in str(report).splitlines() if line.startswith("guarantee:"))
+    W = next(g for g in report.groups if g.name == "W")
+    assert W.checked < W.size and "W > 99.9%" in line and "100.0%" not in line

@@ -215,6 +215,12 @@ def _coverage(report) -> str:
     return f"{report.n_checked:,} of {report.n_params:,} coordinates ({report.n_checked / report.n_params:.2%})"
 
 
+def _probability(p: float) -> str:
+    """The probability of catching a bug in a sampled group, as a percentage: never 100% (that is a full check)."""
+    shown = f"{p:.1%}"
+    return "> 99.9%" if shown == "100.0%" else shown
+
+
 def guarantee_lines(report) -> list[str]:
     """What a check of less than every coordinate vouches for: the subset guarantee, the
     groups narrowed down by bisection, the groups checked by directions only (none in full mode)."""
@@ -223,9 +229,11 @@ def guarantee_lines(report) -> list[str]:
         return []
     f = report.guarantee_fraction
     lines = []
-    partial = {name: p for name, p in report.guarantee(f).items() if p < 1.0}
+    sizes = {g.name: (g.checked, g.size) for g in report.groups}
+    # a group is "in full" by its count: a probability can round to 1.0 on a group that was sampled
+    partial = {name: p for name, p in report.guarantee(f).items() if sizes[name][0] < sizes[name][1]}
     if partial:
-        shown = "; ".join(f"{name} {p:.1%}" for name, p in partial.items())
+        shown = "; ".join(f"{name} {_probability(p)}" for name, p in partial.items())
         others = "other groups were checked in full" if mode == "subset" else "groups of a random sample of entries"
         lines.append(f"guarantee: a bug making >= {f:.0%} of a group's entries wrong would have been caught "
                      f"with probability at least: {shown} ({others})")

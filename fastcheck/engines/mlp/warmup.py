@@ -100,7 +100,8 @@ def kernels_cached(net) -> bool:
 
 
 def compile_kernels() -> None:
-    """Compile (or load) every kernel of :func:`kernels_needed`, on a tiny relu network of four layers."""
+    """Compile (or load) every kernel of :func:`kernels_needed`, on a tiny relu network of four layers,
+    and the directions' normals kernel (not needed by an exhaustive check, so not waited for)."""
     import numpy as np
 
     from ...mlp.model import MLP
@@ -110,6 +111,12 @@ def compile_kernels() -> None:
     params = net.init(seed=0)
     X, Y = net.random_data(4, seed=1)
     batched_engine(net, params, X, Y, np.arange(net.n_params), 1e-7, n_threads=1)
+    # and the directions' normals of a large network (drawn by numba past NUMBA_DRAWS entries), for later runs
+    from ...core.gaussian import ZIGGURAT
+    from ...core.gaussian_kernel import fill_streams
+
+    one = [np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)]
+    fill_streams(np.empty((1, 1)), np.zeros(1, dtype=np.uint64), *one, ZIGGURAT)
 
 
 def compile_in_background() -> bool:
@@ -133,8 +140,11 @@ def compile_in_background() -> bool:
             return True
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        # cwd: ``-m`` puts the working directory first on sys.path, and a checkout there (another fastcheck)
+        # would be compiled instead of this one, into cache files this process never reads
         _child = subprocess.Popen([sys.executable, "-m", __name__, lock, str(os.getpid())], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, close_fds=True,
+                                  cwd=package_root)
         atexit.register(_wait_at_exit, _child)
         return True
 

@@ -106,6 +106,18 @@ def _exp(c, d):
     return _into(np.multiply, np.expm1(d), c.y())
 
 
+def _logaddexp(c):
+    # log(e^(a+da) + e^(b+db)) - log(e^a + e^b) = log1p(w_a expm1(da) + w_b expm1(db)) with w = e^(x - y), each
+    # input's share of the sum (at most 1): no difference of two logarithms (the softplus of a sigmoid layer)
+    inside = None
+    for i in (0, 1):
+        d = c.d(i)
+        if d is not None:
+            term = np.exp(c.x(i) - c.y()) * np.expm1(d)
+            inside = term if inside is None else inside + term
+    return np.log1p(inside)
+
+
 def _reciprocal(c, d):
     x = c.x(0)
     return -d / (x * (x + d))
@@ -211,6 +223,7 @@ ELEMENTWISE = {
     "log1p": _unary(lambda c, d: np.log1p(d / (1.0 + c.x(0)))),
     "log2": _unary(lambda c, d: np.log1p(d / c.x(0)) / _LN2),
     "log10": _unary(lambda c, d: np.log1p(d / c.x(0)) / _LN10),
+    "logaddexp": _logaddexp,
     "tanh": _unary(_tanh),
     "sin": _unary(lambda c, d: 2.0 * np.cos(c.x(0) + 0.5 * d) * np.sin(0.5 * d)),
     "cos": _unary(lambda c, d: -2.0 * np.sin(c.x(0) + 0.5 * d) * np.sin(0.5 * d)),

@@ -24,7 +24,7 @@ __all__ = ["ufunc_call", "function_call", "UFUNCS"]
 
 #: The ufuncs the incremental rules follow (``np.<name>`` as numpy spells ``ufunc.__name__``).
 UFUNCS = frozenset("""add subtract multiply divide negative positive power square sqrt exp expm1 log log1p
-    log2 log10 tanh sin cos absolute maximum minimum fmax fmin reciprocal sign greater greater_equal less
+    log2 log10 logaddexp tanh sin cos absolute maximum minimum fmax fmin reciprocal sign greater greater_equal less
     less_equal equal not_equal logical_and logical_or logical_xor logical_not""".split())
 
 
