@@ -30,7 +30,6 @@ time, which costs more than the arithmetic on them.
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -68,8 +67,6 @@ WIDEST_BYTES = 4 * 2**20
 _FREED_BLOCK = 30 * 2**20
 #: Temporaries of a rule, as a multiple of the changes it holds.
 TEMPORARIES = 4
-#: Coordinates of a group timed for :meth:`TracedEngine.estimate`, at most.
-TIMED_PER_GROUP = 256
 
 
 class TracedEngine:
@@ -93,7 +90,7 @@ class TracedEngine:
         self.theta, self.eps, self.cost = theta, eps, graph.cost
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
         self.n_threads = max(1, int(n_threads or os.cpu_count() or 1))
-        self._plans, self._tables, self._bytes, self._widest, self._seconds = {}, {}, {}, {}, None
+        self._plans, self._tables, self._bytes, self._widest = {}, {}, {}, {}
         self._starts = {}
         self._known = None  # (flat indices, dJ+, dJ-, kinks) evaluated while verifying, kept once it passed
 
@@ -291,20 +288,6 @@ class TracedEngine:
         if not abs(traced - real) <= tolerance:
             raise NotTraceable(f"the traced evaluation of {where} differs from the cost: "
                                f"{float(traced)!r} vs {float(real)!r}")
-
-    def estimate(self, n_evaluations: int) -> float:
-        """Seconds for ``n_evaluations`` cost evaluations' worth (2 per coordinate), from a timed sample."""
-        if self._seconds is None:
-            rng = np.random.default_rng(0)
-            total = 0.0
-            for g in self.layout.groups:
-                local = rng.choice(g.size, min(g.size, TIMED_PER_GROUP), replace=False)
-                self.coordinates(g.start + local[:FIRST_CHUNK])  # measure the chunk size first
-                tic = time.perf_counter()
-                self.coordinates(g.start + local)
-                total += (time.perf_counter() - tic) * g.size / local.size
-            self._seconds = total / (2 * self.layout.n_params) / self.n_threads
-        return self._seconds * n_evaluations
 
 
 def _cuts(starts, n: int, size: int) -> list:
