@@ -25,14 +25,12 @@ with one BLAS thread, as every engine runs the cost) and the peak of memory allo
 during a full run (``peak_mb``, from tracemalloc, which numpy reports to). Wall-clock
 numbers depend on the machine and its load.
 
-Measured (one run, 2-core AMD EPYC shared with other work, load average 2.0 at the start
-and 2.1 at the end): course MLP 0.24 s against 81 s (339x); CNN 0.62 s against 1,137 s
-(1,824x); network M as plain numpy 0.34 s against 0.11 s for ``fc.MLP.check`` (3.0x; that
-figure disturbed, 0.05 s quiet); ``-k "rnn or plain"`` at load average 1.3: M 0.263 s
-against 0.047 s (5.6x). RNN (``-k rnn``, load average 3.1 to 3.5): 0.21 s against 4.7 s (23x). At
-that load wall-clock ratios swing by half; one thread's CPU time (``n_threads=1``,
-``time.process_time``, minimum of 7) is steadier: the RNN's full check 0.185 s against
-4.3 s for the black-box loop (23-24x). The README's performance section has the table.
+Measured (one run of the ``full`` rows and M, 2-core AMD EPYC, quiet: load average 0.2 at
+the start and 0.5 at the end): course MLP 0.17 s against 82 s (478x); CNN 0.51 s against
+1,226 s (2,394x); RNN 0.18 s against 4.4 s (24x); network M as plain numpy 0.23 s against
+0.045 s for ``fc.MLP.check`` (5.2x). At load 1.6 to 3.5 wall-clock ratios swing (RNN 21-22x,
+M 4.2-5.6x); one thread's CPU time (``n_threads=1``, ``time.process_time``, minimum of 7) is
+steadier: the RNN's full check 0.185 s against 4.3 s for the black-box loop (23-24x). The README's performance section has the table.
 """
 
 from __future__ import annotations
