@@ -118,8 +118,8 @@ def _in_fresh_process(cache, *args, script=None, timeout=600, cwd=None):
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
-def _cached(cache, what="look"):
-    done = _in_fresh_process(cache, what, script=KERNELS_CACHED)
+def _cached(cache, what="look", cwd=None):
+    done = _in_fresh_process(cache, what, script=KERNELS_CACHED, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -169,7 +169,7 @@ def test_a_run_started_beside_another_fastcheck_fills_this_one_s_cache(tmp_path)
     done = _in_fresh_process(cache, "demo", "--network", "S", cwd=decoy.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "batched engine not used" in done.stdout
-    assert _cached(cache)["cached"]  # the next run finds its kernels
+    assert _cached(cache, cwd=decoy.parent)["cached"]  # the next run there finds its kernels
 
 
 @pytest.mark.slow
