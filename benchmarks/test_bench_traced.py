@@ -30,7 +30,8 @@ the start and 0.5 at the end): course MLP 0.17 s against 82 s (478x); CNN 0.51 s
 1,226 s (2,394x); RNN 0.18 s against 4.4 s (24x); network M as plain numpy 0.23 s against
 0.045 s for ``fc.MLP.check`` (5.2x). At load 1.6 to 3.5 wall-clock ratios swing (RNN 21-22x,
 M 4.2-5.6x); one thread's CPU time (``n_threads=1``, ``time.process_time``, minimum of 7) is
-steadier: the RNN's full check 0.185 s against 4.3 s for the black-box loop (23-24x). The README's performance section has the table.
+steadier: the RNN's full check 0.185 s against 4.3 s for the black-box loop (23-24x). The
+README's performance section has the table.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECONDS = re.compile(r"evaluations, [\d.e+-]+ s$", re.M)
+SECONDS = re.compile(r"(evaluations|from the trace|from the base pass), [\d.e+-]+ s$", re.M)
 #: Rounding-level numbers (the noise of a correct gradient) may differ by platform and BLAS.
 NUMBER = re.compile(r"-?\d\.\d+e[+-]\d+")
 
@@ -23,7 +23,7 @@ def normal(text: str) -> str:
             table = False
         if not table:
             kept.append(line)
-    return NUMBER.sub("N", SECONDS.sub("evaluations, T s", "\n".join(kept)))
+    return NUMBER.sub("N", SECONDS.sub(r"\1, T s", "\n".join(kept)))
 
 
 def test_the_example_runs_and_the_readme_shows_its_output():

@@ -269,7 +269,8 @@ def test_plan_counts_evaluations(net_s, quadratic):
     assert dirs.n_directions == 5 * 7 and dirs.n_evaluations == 70
     cost, p, _ = quadratic
     assert fc.plan(cost, p).n_evaluations == 2 * 15
-    assert "cost evaluations, about" in str(full)
+    assert "5,352 perturbed costs computed from the base pass, about" in str(full)
+    assert "30 cost evaluations, 32 calls of the cost" in str(fc.plan(cost, p, engine="reference"))
 
 
 def test_budget_picks_a_subset_when_a_full_check_would_not_fit(quadratic):

@@ -11,6 +11,7 @@ from ..core.directions import draw_directions
 from ..core.layout import Layout
 from ..core.selection import stratified_subset, subset_sizes
 from ..engines.base import Engine, Setup
+from ..report.text import perturbed_costs
 from .options import CheckOptions
 from .timing import report_seconds
 
@@ -86,8 +87,7 @@ class Plan:
         if self.budget is not None:
             mode += f" ({'fitted to' if self.mode == 'subset' else 'within'} the budget of {self.budget:.3g} s)"
         reason = f" ({self.reason})" if self.reason else ""
-        values = (f"{self.n_evaluations:,} perturbed costs computed from the trace" if self.engine == "traced"
-                  else f"{self.n_evaluations:,} cost evaluations")
+        values = perturbed_costs(self.engine, self.n_evaluations)
         calls = (f", {self.n_cost_calls:,} calls of the cost in all ({self.setup})"
                  if self.n_cost_calls is not None else "")
         why = [self.basis] if self.basis else []

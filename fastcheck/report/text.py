@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from .policy import MEDIAN_FACTOR, NOISE_FACTOR
 
-__all__ = ["text_table", "entries", "report_text", "group_rows", "headline", "kink_line", "guarantee_lines",
-           "note_lines", "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines", "unwrong_line"]
+__all__ = ["text_table", "entries", "perturbed_costs", "report_text", "group_rows", "headline", "kink_line",
+           "guarantee_lines", "note_lines", "verdict_cell", "all_kinks", "has_errors", "step_text", "sweep_lines",
+           "unwrong_line"]
 
 #: The verdict as the headline says it.
 HEADLINES = {"pass": "PASSED", "warn": "PASSED with warnings", "fail": "FAILED"}
@@ -26,6 +27,17 @@ KINKS_SHOWN = 5
 def entries(n: int, one: str = "entry", many: str = "entries") -> str:
     """``'1 entry'``, ``'3 entries'`` (``one``/``many``: another noun's two forms)."""
     return f"{n:,} {one if n == 1 else many}"
+
+def perturbed_costs(engine: str, n: int) -> str:
+    """How a report or a plan counts its J(theta +- eps e_i): the fast engines compute them from changes,
+    the others evaluate the cost."""
+    how = INCREMENTAL.get(engine)
+    return f"{n:,} perturbed costs computed {how}" if how else f"{n:,} cost evaluations"
+
+
+#: The engines that compute perturbed costs from the changes of one evaluation, and how they say it.
+INCREMENTAL = {"traced": "from the trace", "batched": "from the base pass"}
+
 
 def text_table(rows, align: str | None = None, indent: str = "  ") -> list[str]:
     """Rows of cells (strings; the first row is the header) as lines of a table.
@@ -158,7 +170,7 @@ def headline(report) -> list[str]:
     return [f"gradient check {HEADLINES[report.verdict]}{_where(report)}: difference {report.difference:.2e} "
             f"(pass < {s['warn']:.0e} <= warn < {s['fail']:.0e} <= fail)",
             f"{s['engine']} engine, mode {s['mode']}, {step_text(s)}: " + _coverage(report)
-            + f", {report.n_evaluations:,} cost evaluations, {report.elapsed:.3g} s"]
+            + f", {perturbed_costs(s['engine'], report.n_evaluations)}, {report.elapsed:.3g} s"]
 
 
 def _where(report) -> str:
