@@ -38,7 +38,7 @@ KINK_MATCH = 0.1
 
 
 def with_kinks_at_theta(evaluations: Evaluations | None, engine: Engine, theta: np.ndarray,
-                        steps) -> Evaluations | None:
+                        steps, decided: dict | None = None) -> Evaluations | None:
     """``evaluations`` with the kinks at theta that a second pair at half the step shows (see the module's note).
 
     ``steps``: the check's nominal steps (a float, or one per coordinate of theta). The evaluations spent
@@ -55,15 +55,22 @@ def with_kinks_at_theta(evaluations: Evaluations | None, engine: Engine, theta: 
         jump = np.abs(forward - backward)
         candidate = (~kinks & (jump > NOISE_FACTOR * rounding_scale(plus, minus, h))
                      & (jump >= JUMP_SHARE * (np.abs(forward) + np.abs(backward))))
+    decided = {} if decided is None else decided  # flat index -> kink or not, kept across a check's rebuilds
+    kinks = kinks.copy()
+    known = np.array([i in decided for i in idx.tolist()], dtype=bool) if decided else np.zeros(idx.size, bool)
+    if (candidate & known).any():  # examined for an earlier report of this check: its decision, not new evaluations
+        again = np.flatnonzero(candidate & known)
+        kinks[again] = [decided[i] for i in idx[again].tolist()]
+        candidate &= ~known
     if not candidate.any():
-        return evaluations
+        return replace(evaluations, kinks=kinks) if known.any() else evaluations
     at = np.flatnonzero(candidate)
     half = 0.5 * (np.asarray(steps) if np.ndim(steps) else steps)
     ev = engine.full(idx[at], half)
     forward, backward = one_sided(theta[idx[at]], engine.cost, ev.cost_plus, ev.cost_minus, step_at(half, idx[at]))
-    kinks = kinks.copy()
     # each side a line to within KINK_MATCH of the jump: a kink between two smooth pieces (a smooth cost's one-sided
     # differences move by a quarter of its jump; a noisy cost's, by anything)
     f, b = one_sided(theta[idx[at]], engine.cost, plus[at], minus[at], h[at] if np.ndim(h) else h)
     kinks[at] = np.maximum(np.abs(forward - f), np.abs(backward - b)) <= KINK_MATCH * jump[at]
+    decided.update(zip(idx[at].tolist(), kinks[at].tolist()))
     return replace(evaluations, kinks=kinks, n_evaluations=evaluations.n_evaluations + ev.n_evaluations)

@@ -123,10 +123,11 @@ class Prepared:
         steps = options.steps(self.theta)
 
         last = {}  # what the latest report was built from (escalation merges more coordinates)
+        kinks_decided = {}  # the kink pass's decisions: a rebuild neither evaluates nor counts them again
 
         def build(coords, escalated=(), noise=None):
             require_cost_moves(coords, self.engine.cost, self.analytic, steps)
-            coords = with_kinks_at_theta(coords, self.engine, self.theta, steps)
+            coords = with_kinks_at_theta(coords, self.engine, self.theta, steps, kinks_decided)
             last.update(coords=coords, escalated=escalated)
             return build_report(self.layout, self.analytic, coords, directions=dirs, bounds=options.bounds,
                                 settings=settings, elapsed=time.perf_counter() - self.started,
