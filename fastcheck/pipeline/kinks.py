@@ -67,10 +67,11 @@ def with_kinks_at_theta(evaluations: Evaluations | None, engine: Engine, theta: 
     at = np.flatnonzero(candidate)
     half = 0.5 * (np.asarray(steps) if np.ndim(steps) else steps)
     ev = engine.full(idx[at], half)
-    forward, backward = one_sided(theta[idx[at]], engine.cost, ev.cost_plus, ev.cost_minus, step_at(half, idx[at]))
+    forward_half, backward_half = one_sided(theta[idx[at]], engine.cost, ev.cost_plus, ev.cost_minus,
+                                            step_at(half, idx[at]))
     # each side a line to within KINK_MATCH of the jump: a kink between two smooth pieces (a smooth cost's one-sided
     # differences move by a quarter of its jump; a noisy cost's, by anything)
-    f, b = one_sided(theta[idx[at]], engine.cost, plus[at], minus[at], h[at] if np.ndim(h) else h)
-    kinks[at] = np.maximum(np.abs(forward - f), np.abs(backward - b)) <= KINK_MATCH * jump[at]
+    kinks[at] = (np.maximum(np.abs(forward_half - forward[at]), np.abs(backward_half - backward[at]))
+                 <= KINK_MATCH * jump[at])
     decided.update(zip(idx[at].tolist(), kinks[at].tolist()))
     return replace(evaluations, kinks=kinks, n_evaluations=evaluations.n_evaluations + ev.n_evaluations)

@@ -124,7 +124,10 @@ def _logaddexp(c):
     for i in (0, 1):
         d = c.d(i)
         if d is not None:
-            term = np.exp(c.x(i) - c.y()) * np.expm1(d)
+            y = c.node.value  # the share comes from base values alone: computed once per node, not per chunk
+            share = c.derived(f"share {i}", lambda i=i, y=y: np.broadcast_to(np.exp(c.ev.base(c.node.args[i]) - y),
+                                                                              y.shape))
+            term = share * np.expm1(d)
             inside = term if inside is None else inside + term
     return np.log1p(inside)
 

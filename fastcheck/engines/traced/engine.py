@@ -297,9 +297,14 @@ def _cuts(starts, n: int, size: int) -> list:
     if starts is None:
         return list(range(0, n, size)) + [n]
     cuts = [0]
-    for i in range(1, n):
-        if i - cuts[-1] >= size or (i - cuts[-1] >= MIN_START_CUT and starts[i] != starts[i - 1]):
-            cuts.append(i)
+    # only where the first step moves on, and every `size` between: no Python loop over the coordinates
+    for moved in (np.flatnonzero(np.asarray(starts[1:n]) != np.asarray(starts[: n - 1])) + 1).tolist():
+        while cuts[-1] + size <= moved:
+            cuts.append(cuts[-1] + size)
+        if moved - cuts[-1] >= MIN_START_CUT:
+            cuts.append(moved)
+    while cuts[-1] + size < n:
+        cuts.append(cuts[-1] + size)
     return cuts + [n] if n else cuts
 
 
