@@ -64,7 +64,7 @@ def _aside(problem) -> dict:
 # the documented keywords of the public API (one CheckOptions is built from them)
 def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode: str = "full",  # noqa: PLR0913
           fraction: float | None = None,
-          n_samples: int | None = None, n_directions: int | None = None,
+          n_samples: int | None = None, n_directions: int | None = None, distribution: str | None = None,
           min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, kinks: str = "exclude", escalate: bool = True,
           escalate_budget: int | None = None, budget: float | None = None, n_jobs: int = 1,
           batch_cost=None, backend: str | None = None, chunk_size: int | None = None,
@@ -123,6 +123,13 @@ def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode
         Size of the subset (mode ``"subset"``).
     n_directions : int, optional
         Directions per group (mode ``"directions"``; default 16).
+    distribution : {"signs", "gaussian"}, optional
+        The random directions (mode ``"directions"``): ``"signs"`` (the default), each
+        group's direction a rank-one pattern of random signs, ``a b^T`` over its first
+        axis and the rest (every entry ``+-h``, a step that is exact in float64); or
+        ``"gaussian"``, standard normals. A group's error E shows in a direction as
+        ``a^T E b``, whose mean square is ``||E||^2`` for both; a single wrong entry moves
+        every sign direction by its whole error.
     seed : int
         Seed of the random modes: same seed, same coordinates and directions.
     kinks : {"exclude", "include"}, default "exclude"
@@ -226,8 +233,9 @@ def _prepare_cost(options: CheckOptions, rest: dict) -> Prepared:
 
 # the documented keywords of the public API
 def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_samples: int | None = None,  # noqa: PLR0913
-         n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
-         kinks: str = "exclude", n_jobs: int = 1, engine: str | None = None, cast: bool = False,
+         n_directions: int | None = None, distribution: str | None = None,
+         min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, kinks: str = "exclude", n_jobs: int = 1,
+         engine: str | None = None, cast: bool = False,
          budget: float | None = None, eps: float | str = DEFAULT_EPS, stencil: int = 2, batch_cost=None,
          backend: str | None = None, chunk_size: int | None = None, options: CheckOptions | None = None) -> Plan:
     """What :func:`check` would do with these settings, which engine would run it, and about how long it would take.
@@ -244,8 +252,8 @@ def plan(cost, params, *, mode: str = "full", fraction: float | None = None, n_s
     ----------
     cost, params :
         As for :func:`check`.
-    mode, fraction, n_samples, n_directions, min_per_group, seed, kinks, n_jobs, engine, cast, budget, eps,
-    stencil, batch_cost, backend, chunk_size :
+    mode, fraction, n_samples, n_directions, distribution, min_per_group, seed, kinks, n_jobs, engine, cast,
+    budget, eps, stencil, batch_cost, backend, chunk_size :
         As for :func:`check`; those that choose the engine (``engine``, ``n_jobs``,
         ``batch_cost``, ``backend``, ``chunk_size``) choose it here too. With ``budget``, the
         plan is that of the subset the check would fit to it.
@@ -339,8 +347,9 @@ def check_layer(forward, inputs, grads=None, *, backward=None, dout=None, seed: 
 # the documented keywords of the public API
 def check_mlp(net, params, grads, X, Y, *, engine: str | None = None, eps: float | str = DEFAULT_EPS,  # noqa: PLR0913
               mode: str = "full", fraction: float | None = None, n_samples: int | None = None,
-              n_directions: int | None = None, min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0,
-              kinks: str = "exclude", escalate: bool = True, escalate_budget: int | None = None,
+              n_directions: int | None = None, distribution: str | None = None,
+              min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, kinks: str = "exclude", escalate: bool = True,
+              escalate_budget: int | None = None,
               budget: float | None = None, max_memory: int | None = None, n_threads: int | None = None,
               warn: float = DEFAULT_WARN, fail: float = DEFAULT_FAIL, cast: bool = False, stencil: int = 2,
               sweep: bool | None = None) -> Report:
@@ -372,7 +381,7 @@ def _prepare_mlp(options: CheckOptions, rest: dict) -> Prepared:
 
 # the documented keywords of the public API
 def plan_mlp(net, params, X, Y, *, engine: str | None = None, mode: str = "full", fraction: float | None = None,  # noqa: PLR0913
-             n_samples: int | None = None, n_directions: int | None = None,
+             n_samples: int | None = None, n_directions: int | None = None, distribution: str | None = None,
              min_per_group: int = DEFAULT_MIN_PER_GROUP, seed: int = 0, options: CheckOptions | None = None) -> Plan:
     """:meth:`fastcheck.MLP.plan`: what :meth:`MLP.check` would do, and about how long it would take.
 

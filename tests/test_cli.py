@@ -204,6 +204,22 @@ def test_min_per_group_on_the_command_line(capsys):
     assert "8 of 53 coordinates" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("distribution, words", [("signs", "rank-one sign"), ("gaussian", "Gaussian")])
+def test_the_distribution_of_directions_on_the_command_line(capsys, tmp_path, distribution, words):
+    assert main(["check", "--layers", "6,5,3", "--mode", "directions", "--directions", "3",
+                 "--distribution", distribution, "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["settings"]["distribution"] == distribution
+    assert main(["check", "--layers", "6,5,3", "--mode", "directions", "--distribution", distribution]) == 0
+    assert f"16 random {words} directions per group" in capsys.readouterr().out
+
+
+def test_a_distribution_without_directions_is_one_line_and_exit_2(capsys):
+    assert main(["check", "--layers", "6,5,3", "--distribution", "gaussian"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--distribution: goes with mode='directions'" in err
+
+
 LAYER = '''
 import numpy as np
 

@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from fastcheck.core.directions import GLOBAL, direction_steps, draw_directions
+from fastcheck.core.directions import GAUSSIAN, GLOBAL, KINDS, SIGNS, direction_steps, draw_directions
 from fastcheck.core.layout import Layout
 from fastcheck.engines.mlp.directions import mlp_evaluate_directions
 from fastcheck.engines.mlp.linear_map import CERTIFIED_FRACTION, _linear_map, linear_map_applies, linear_map_changes
@@ -22,27 +22,35 @@ def _exact(a: float, b: float) -> bool:
     return Fraction(float(np.float64(a) + np.float64(b))) == Fraction(a) + Fraction(b)
 
 
-def test_symmetric_steps_are_exact_or_the_direction_takes_plain_steps():
+def _ideal(d, eps):
+    """The step before rounding: eps v for a Gaussian direction, h times the signs for a sign direction."""
+    return d.step(eps) * d.draw() if d.kind == SIGNS else eps * d.vector()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_symmetric_steps_are_exact_or_the_direction_takes_plain_steps(kind):
     tricky = [0.0, -0.0, 1e-300, -1e-20, 3e-11, 1.0, 2.0, -0.5, np.nextafter(1.0, 0.0), np.nextafter(0.25, 1.0),
               0.125 - 2e-17, 4.0 - 1e-15]
     params = {f"t{i}": np.array([t]) for i, t in enumerate(tricky)}  # one group each: the step is +-eps
     params["normal"] = np.random.default_rng(0).standard_normal(40) * 0.05
     layout, theta = Layout.from_params(params)
-    directions = draw_directions(layout, 3, seed=1, overall=False)
+    directions = draw_directions(layout, 3, seed=1, overall=False, kind=kind)
     steps = [direction_steps(theta, np.zeros_like(theta), [d], 1e-2) for d in directions]  # a big step
     symmetric = [bool(st.symmetric[0]) for st in steps]
     assert any(symmetric) and not all(symmetric)
     for d, st in zip(directions, steps):
         base = theta[d.start:d.stop]
-        exact = all(_exact(t, s) and _exact(t, -s) for t, s in zip(base, st.plus[0]))
+        # a Gaussian step is the rounded one, kept when exact both ways; a sign step is +-h or nothing
+        wanted = _ideal(d, 1e-2) if kind == SIGNS else st.plus[0]
+        exact = all(_exact(t, s) and _exact(t, -s) for t, s in zip(base, wanted))
         assert exact == st.symmetric[0], d
         if st.symmetric[0]:
             assert np.array_equal(st.minus[0], st.plus[0])
         else:  # the plain steps of the rounded perturbed values, fl(theta + eps v) and fl(theta - eps v)
             assert np.array_equal((base + st.plus[0]) - base, st.plus[0])
             assert np.array_equal(base - (base - st.minus[0]), st.minus[0])
-            np.testing.assert_allclose(st.plus[0], 1e-2 * d.vector(), rtol=1e-6, atol=1e-20)
-            np.testing.assert_allclose(st.minus[0], 1e-2 * d.vector(), rtol=1e-6, atol=1e-20)
+            np.testing.assert_allclose(st.plus[0], _ideal(d, 1e-2), rtol=1e-6, atol=1e-20)
+            np.testing.assert_allclose(st.minus[0], _ideal(d, 1e-2), rtol=1e-6, atol=1e-20)
     # one direction per one-entry group: 1e-300 has no exact symmetric step; 0.0 has one
     assert not symmetric[2] and symmetric[0]
 
@@ -51,7 +59,7 @@ def test_steps_follow_the_rounded_perturbation_and_u_is_their_mean():
     params = {"W": np.random.default_rng(2).standard_normal((6, 5))}
     layout, theta = Layout.from_params(params)
     grad = np.random.default_rng(3).standard_normal(theta.size)
-    (d,) = draw_directions(layout, 1, seed=4, overall=False)
+    (d,) = draw_directions(layout, 1, seed=4, overall=False, kind=GAUSSIAN)
     steps = direction_steps(theta, grad, [d], EPS)
     assert steps.symmetric[0]
     v = d.vector()
@@ -59,10 +67,30 @@ def test_steps_follow_the_rounded_perturbation_and_u_is_their_mean():
     assert steps.analytic[0] == (steps.plus[0] @ grad + steps.minus[0] @ grad) / (2 * EPS)
 
 
-def test_global_directions_share_the_groups_draws():
+def test_a_sign_step_is_h_times_a_rank_one_pattern_of_signs():
+    params = {"W": np.random.default_rng(2).standard_normal((6, 5)), "b": np.random.default_rng(5).standard_normal(4)}
+    layout, theta = Layout.from_params(params)
+    grad = np.random.default_rng(3).standard_normal(theta.size)
+    for d in draw_directions(layout, 3, seed=4):
+        steps = direction_steps(theta, grad, [d], EPS)
+        assert steps.symmetric[0]
+        h = d.step(EPS)
+        assert np.array_equal(steps.plus[0], h * d.draw()) and set(np.abs(steps.plus[0]).tolist()) == {h}
+        assert abs(np.linalg.norm(steps.plus[0]) / EPS - 1) <= 1 / 16
+        for start, stop, a, b in d.factors():  # each group's part is the outer product of two sign vectors
+            assert np.array_equal(d.draw()[start - d.start:stop - d.start], np.outer(a, b).ravel())
+            assert (a.size, b.size) == ((6, 5) if stop - start == 30 else (4, 1))
+        base = theta[d.start:d.stop]
+        assert np.array_equal((base + steps.plus[0]) - base, steps.plus[0])  # exact both ways
+        assert np.array_equal(base - (base - steps.plus[0]), steps.plus[0])
+        np.testing.assert_allclose(steps.analytic[0], steps.plus[0] @ grad[d.start:d.stop] / EPS, rtol=1e-13)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_global_directions_share_the_groups_draws(kind):
     net = MLP([5, 4, 3])
     layout, _ = Layout.from_params(net.init(seed=0))
-    directions = draw_directions(layout, 3, seed=7)
+    directions = draw_directions(layout, 3, seed=7, kind=kind)
     by_key = {(d.group, d.number): d for d in directions}
     for j in range(3):
         whole = by_key[GLOBAL, j].draw()
@@ -162,13 +190,14 @@ def _evaluate(net, params, X, Y, directions, **kw):
     return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, directions, EPS, **kw)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("hidden", ["relu", "tanh"])
-def test_results_do_not_depend_on_chunks_or_on_which_directions_come_along(hidden):
+def test_results_do_not_depend_on_chunks_or_on_which_directions_come_along(hidden, kind):
     net = MLP([12, 8, 6, 4], hidden=hidden, output="softmax", l2=0.1)
     params = net.init(seed=3)
     X, Y = net.random_data(10, seed=4)
     layout, _ = Layout.from_params(params)
-    directions = draw_directions(layout, 5, seed=9)
+    directions = draw_directions(layout, 5, seed=9, kind=kind)
     full = _evaluate(net, params, X, Y, directions)
     tiny = _evaluate(net, params, X, Y, directions, max_memory=1)  # one direction per chunk
     alone = [_evaluate(net, params, X, Y, [d]) for d in directions]
@@ -183,19 +212,25 @@ def test_results_do_not_depend_on_chunks_or_on_which_directions_come_along(hidde
     assert rel.max() < 1e-7  # a correct gradient
 
 
-def test_tiny_parameters_take_plain_steps_and_still_check():
+@pytest.mark.parametrize("kind", KINDS)
+def test_tiny_parameters_take_plain_steps_and_still_check(kind):
     net = MLP([6, 5, 3], hidden="tanh", output="softmax", l2=0.1)
     params = net.init(seed=0)
     params["b1"] = np.full((5, 1), 1e-20)  # far smaller than a step: no exact symmetric step exists
+    params["W2"][1, 2] = 3e-25  # and one entry of a weight matrix: its sign directions take dense plain steps
     X, Y = net.random_data(8, seed=1)
     layout, theta = Layout.from_params(params)
-    b1 = [d for d in draw_directions(layout, 4, seed=0, overall=False) if d.group == "b1"]
-    assert not direction_steps(theta, np.zeros_like(theta), b1, EPS).symmetric.any()
-    report = net.check(params, net.gradient(params, X, Y), X, Y, mode="directions", n_directions=4)
-    assert report.passed and report.group("b1").verdict == "pass"
-    wrong = net.gradient(params, X, Y)
-    wrong["db1"] = wrong["db1"] * 1.1
-    assert net.check(params, wrong, X, Y, mode="directions", n_directions=4).failing_groups == ["b1"]
+    drawn = draw_directions(layout, 4, seed=0, overall=False, kind=kind)
+    for name in ("b1", "W2"):
+        tiny = [d for d in drawn if d.group == name]
+        assert not direction_steps(theta, np.zeros_like(theta), tiny, EPS).symmetric.any()
+    options = {"mode": "directions", "n_directions": 4, "distribution": kind}
+    report = net.check(params, net.gradient(params, X, Y), X, Y, **options)
+    assert report.passed and report.group("b1").verdict == "pass" and report.group("W2").verdict == "pass"
+    for name, factor in (("b1", 1.1), ("W2", 1.01)):
+        wrong = net.gradient(params, X, Y)
+        wrong[f"d{name}"] = wrong[f"d{name}"] * factor
+        assert net.check(params, wrong, X, Y, **options).failing_groups == [name]
 
 
 def test_the_numpy_steps_are_the_kernel_steps_bit_for_bit():
@@ -215,16 +250,18 @@ def test_the_numpy_steps_are_the_kernel_steps_bit_for_bit():
     assert (count_k > 0).any()  # the tiny entries make some directions inexact
 
 
-def test_directions_on_a_mid_sized_network_equal_full_evaluations():
-    """Network M: drawn by the numba kernel, W1 and b1 through the linear maps, the directions over all of
-    theta as odd and even parts; each against the reference engine's full cost evaluations."""
+@pytest.mark.parametrize("kind", KINDS)
+def test_directions_on_a_mid_sized_network_equal_full_evaluations(kind):
+    """Network M: Gaussian draws by the numba kernel, sign steps factored, W1 and b1 through the linear maps,
+    the directions over all of theta as odd and even parts; each against the reference engine's full cost
+    evaluations."""
     from fastcheck.apps.networks import network
 
     net, params, X, Y = network("M")
     grads = net.gradient(params, X, Y)
-    fast = net.check(params, grads, X, Y, mode="directions", n_directions=10, seed=3, escalate=False)
-    slow = net.check(params, grads, X, Y, mode="directions", n_directions=10, seed=3, escalate=False,
-                     engine="reference")
+    options = {"mode": "directions", "n_directions": 10, "seed": 3, "escalate": False, "distribution": kind}
+    fast = net.check(params, grads, X, Y, **options)
+    slow = net.check(params, grads, X, Y, engine="reference", **options)
     noise = 50 * np.spacing(net.cost(params, X, Y)) / EPS  # the reference's rounding, of order ulp(J) / eps
     assert len(fast.directions) == 70
     for f, s in zip(fast.directions, slow.directions):

@@ -238,13 +238,16 @@ def test_escalation_by_default_rechecks_whole_groups_that_fit_in_its_time(net_s,
     assert report.group("W1").checked == 300
 
 
-def test_directions_report_round_trips_and_reads(net_s):
+@pytest.mark.parametrize("distribution, words", [(None, "rank-one sign"), ("signs", "rank-one sign"),
+                                                 ("gaussian", "Gaussian")])
+def test_directions_report_round_trips_and_reads(net_s, distribution, words):
     net, params, X, Y, _ = net_s
     report = net.check(params, buggy_gradient(net, "scaled", params, X, Y), X, Y, mode="directions",
-                       n_directions=4)
+                       n_directions=4, distribution=distribution)
     assert report.overall_directions.name == GLOBAL
     assert len(report.directions) == 4 * 7
-    assert "4 random directions per group and 4 over all of theta" in str(report)
+    assert report.settings["distribution"] == (distribution or "signs")
+    assert f"4 random {words} directions per group and 4 over all of theta" in str(report)
     assert report.worst_directions(1)[0].group in ("W2", GLOBAL)
     assert fc.Report.from_json(report.to_json()).to_json() == report.to_json()
 
@@ -292,6 +295,9 @@ def test_budget_picks_a_subset_when_a_full_check_would_not_fit(quadratic):
     ({"fraction": 0.1}, "`fraction`: goes with mode='subset'"),
     ({"mode": "full", "n_directions": 3}, "goes with mode='directions'"),
     ({"mode": "directions", "n_directions": 0}, "`n_directions`: expected a positive integer"),
+    ({"distribution": "gaussian"}, "`distribution`: goes with mode='directions', not mode='full'"),
+    ({"mode": "directions", "distribution": "normal"},
+     "`distribution`: expected 'signs' (rank-one random signs, the default) or 'gaussian'"),
     ({"mode": "subset", "fraction": 0.5, "budget": 1.0}, "use it with mode='full'"),
     ({"budget": -1}, "`budget`: expected a positive number of seconds"),
 ])

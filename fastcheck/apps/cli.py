@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from .. import __version__
 from ..api import Plan, check_layer, plan, plan_mlp, prepare_check, prepare_mlp
+from ..core.directions import KINDS
 from ..core.finite import AUTO, DEFAULT_EPS, DEFAULT_FAIL, DEFAULT_WARN, STENCILS
 from ..core.selection import DEFAULT_MIN_PER_GROUP
 from ..errors import InputError
@@ -111,6 +112,9 @@ def get_parser() -> argparse.ArgumentParser:
     modes.add_argument("--samples", type=int, help="subset: number of coordinates instead of --fraction")
     modes.add_argument("--directions", type=int,
                        help=f"directions: directions per group (default {DEFAULT_DIRECTIONS})")
+    modes.add_argument("--distribution", choices=KINDS,
+                       help=f"directions: {KINDS[0]} (default: each group's direction a rank-one pattern of random "
+                            f"signs) or {KINDS[1]} (standard normals)")
     modes.add_argument("--min-per-group", type=int, default=DEFAULT_MIN_PER_GROUP,
                        help=f"subset: entries of every group at the least (default {DEFAULT_MIN_PER_GROUP})")
     modes.add_argument("--seed", type=int, default=0, help="seed of the random modes (default 0)")
@@ -286,7 +290,8 @@ def _options(args, **more) -> CheckOptions:
     """The CheckOptions of ``fastcheck check``'s flags (their rules are CheckOptions', named as flags)."""
     return CheckOptions(eps=args.eps, warn=args.warn, fail=args.fail, mode=args.mode, seed=args.seed,
                         fraction=args.fraction, n_samples=args.samples, n_directions=args.directions,
-                        min_per_group=args.min_per_group, escalate=args.escalate, budget=args.budget,
+                        distribution=args.distribution, min_per_group=args.min_per_group, escalate=args.escalate,
+                        budget=args.budget,
                         timeout=args.timeout, stencil=args.stencil, sweep=args.sweep, name=cli_name,
                         kinks="include" if args.include_kinks else "exclude", **more)
 

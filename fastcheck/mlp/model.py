@@ -252,7 +252,7 @@ class MLP:
             the traced engine (numpy, exact) while they compile in the background, and
             ``report.settings["batched_not_used"]`` says so; given, it forces the engine.
         **options
-            ``eps``, ``mode``, ``fraction``, ``n_samples``, ``n_directions``,
+            ``eps``, ``mode``, ``fraction``, ``n_samples``, ``n_directions``, ``distribution``,
             ``min_per_group``, ``seed``, ``escalate``, ``escalate_budget``, ``budget``,
             ``warn``, ``fail``, ``cast``, ``stencil``, ``sweep``: as in :func:`fastcheck.check`; ``kinks``
             ("exclude", the default, or "include"); ``max_memory`` (bytes per chunk)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.directions import Direction
+from ..core.directions import SIGNS, Direction
 from ..core.finite import relative_errors
 from ..core.layout import Layout
 from ..core.results import Evaluations, merge_evaluations
@@ -115,7 +115,8 @@ def _localise(layout: Layout, group, engine: Engine, options: CheckOptions) -> t
         for lo, hi in halves:
             for _ in range(LOCALISE_DIRECTIONS):
                 tests.append(Direction(group.name, number, lo, hi,
-                                       ((lo, hi, (options.seed, 10_000 + position, number)),)))
+                                       ((lo, hi, (options.seed, 10_000 + position, number), hi - lo),),
+                                       options.distribution or SIGNS))
                 number += 1
         if engine.estimate(spent + 2 * len(tests)) > defaults.ESCALATE_SECONDS:
             break

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from ..core.directions import KINDS
 from ..core.finite import (
     AUTO,
     AUTO_RELATIVE,
@@ -72,6 +73,7 @@ class CheckOptions:
     fraction: float | None = None
     n_samples: int | None = None
     n_directions: int | None = None
+    distribution: str | None = None
     min_per_group: int = DEFAULT_MIN_PER_GROUP
     seed: int = 0
     kinks: str = "exclude"
@@ -140,19 +142,30 @@ class CheckOptions:
             else:
                 expect(is_int(self.n_samples) and self.n_samples >= 1, n("n_samples"), "a positive integer",
                        self.n_samples)
-        if mode != "directions" and self.n_directions is not None:
-            raise InputError(f"{n('n_directions')}: goes with mode='directions', not mode={mode!r}")
-        if mode == "directions":
-            if self.n_directions is None:
-                object.__setattr__(self, "n_directions", DEFAULT_DIRECTIONS)
-            expect(is_int(self.n_directions) and self.n_directions >= 1, n("n_directions"),
-                   "a positive integer (e.g. 16)", self.n_directions)
+        self._directions_rules()
         if self.budget is not None:
             if mode != "full":
                 raise InputError(f"{n('budget')}: picks the widest subset that fits: use it with mode='full' "
                                  "(the default)")
             expect(is_number(self.budget) and self.budget > 0, n("budget"), "a positive number of seconds",
                    self.budget)
+
+    def _directions_rules(self) -> None:
+        n, mode = self.name, self.mode
+        for key in ("n_directions", "distribution"):
+            if mode != "directions" and getattr(self, key) is not None:
+                raise InputError(f"{n(key)}: goes with mode='directions', not mode={mode!r}")
+        if mode != "directions":
+            return
+        if self.n_directions is None:
+            object.__setattr__(self, "n_directions", DEFAULT_DIRECTIONS)
+        expect(is_int(self.n_directions) and self.n_directions >= 1, n("n_directions"),
+               "a positive integer (e.g. 16)", self.n_directions)
+        if self.distribution is None:
+            object.__setattr__(self, "distribution", KINDS[0])
+        expect(self.distribution in KINDS, n("distribution"),
+               f"{KINDS[0]!r} (rank-one random signs, the default) or {KINDS[1]!r} (standard normals)",
+               self.distribution)
 
     @classmethod
     def from_mapping(cls, values: Mapping, name: Callable[[str], str] = python_name) -> CheckOptions:
@@ -203,7 +216,7 @@ class CheckOptions:
             out.update(fraction=self.fraction, n_samples=self.n_samples, min_per_group=self.min_per_group,
                        guarantee_fraction=GUARANTEE_FRACTION)
         if self.mode == "directions":
-            out["n_directions"] = self.n_directions
+            out.update(n_directions=self.n_directions, distribution=self.distribution)
         if self.mode != "full":
             out["escalate"] = self.escalate
         if self.budget is not None:

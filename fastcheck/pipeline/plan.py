@@ -105,7 +105,7 @@ def what_to_check(layout: Layout, options: CheckOptions):
     if options.mode == "subset":
         return stratified_subset(layout, fraction=options.fraction, n_samples=options.n_samples,
                                  min_per_group=options.min_per_group, seed=options.seed), None
-    return None, draw_directions(layout, options.n_directions, options.seed)
+    return None, draw_directions(layout, options.n_directions, options.seed, kind=options.distribution)
 
 
 def running_seconds(engine: Engine, n_evaluations: int, directions: bool = False) -> float:

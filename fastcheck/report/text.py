@@ -218,11 +218,15 @@ def kink_line(report) -> str:
     return f"{report.n_kinks} coordinate(s) crossed a kink ({policy} the verdict): {shown}{more}{ties}"
 
 
+#: How the coverage line names each distribution of directions (a report without one predates the choice: Gaussian).
+DIRECTION_KINDS = {"signs": "random rank-one sign", "gaussian": "random Gaussian"}
+
+
 def _coverage(report) -> str:
     s = report.settings
     if s["mode"] == "directions":
-        n = s["n_directions"]
-        text = f"{n} random directions per group and {n} over all of theta"
+        n, kind = s["n_directions"], DIRECTION_KINDS.get(s.get("distribution", "gaussian"), "random")
+        text = f"{n} {kind} directions per group and {n} over all of theta"
         return text + (f", then {report.n_checked:,} coordinates" if report.n_checked else "")
     return f"{report.n_checked:,} of {report.n_params:,} coordinates ({report.n_checked / report.n_params:.2%})"
 

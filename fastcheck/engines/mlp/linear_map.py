@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...mlp.functions import PIECEWISE_LINEAR
+from .rankone import RankOne
 
 __all__ = ["linear_map_applies", "linear_map_changes"]
 
@@ -76,7 +77,9 @@ def linear_map_changes(base, steps: dict[str, np.ndarray], crossed: np.ndarray) 
     m = base.X.shape[1]
     # the first change, laid out per example: (m, k, n_l), from A^T D^T (the same products as D A)
     if D is not None:
-        odd = np.matmul(base.acts[layer - 1].T, D.reshape(-1, D.shape[-1]).T).reshape(m, k, -1)
+        A = base.acts[layer - 1]
+        odd = (D.inputs_times(A) if isinstance(D, RankOne)
+               else np.matmul(A.T, D.reshape(-1, D.shape[-1]).T).reshape(m, k, -1))
         if Db is not None:
             odd += Db[:, :, 0]
     else:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ...mlp.functions import NEGATIVE_SLOPE, PIECEWISE_LINEAR, cost_from_logits, output_aux
 from .linear_map import linear_map_applies, linear_map_changes
+from .rankone import both_signs, l2_parts
 
 __all__ = ["BaseState", "cost_changes", "symmetric_cost_changes"]
 
@@ -104,9 +105,9 @@ def _l2_changes(base: BaseState, deltas: dict[str, np.ndarray]) -> tuple[np.ndar
         scale = net.l2 / (2.0 * m)
         for name, d in deltas.items():
             if name.startswith("W"):
-                flat = d.reshape(k, -1)
-                odd += scale * (flat @ (2.0 * base.params[name]).ravel())
-                even += scale * np.einsum("ij,ij->i", flat, flat)
+                cross, square = l2_parts(d, 2.0 * base.params[name])
+                odd += scale * cross
+                even += scale * square
     return odd, even
 
 
@@ -120,7 +121,7 @@ def _propagate(base: BaseState, deltas: dict[str, np.ndarray], layer: int, dz: n
         layer += 1
         dz = np.matmul(params[f"W{layer}"], da)
         if f"W{layer}" in deltas:
-            dz += np.matmul(deltas[f"W{layer}"], base.acts[layer - 1] + da)
+            dz += deltas[f"W{layer}"] @ (base.acts[layer - 1] + da)
         if f"b{layer}" in deltas:
             dz += deltas[f"b{layer}"]
     return dz
@@ -131,7 +132,7 @@ def _first_change(base: BaseState, deltas: dict[str, np.ndarray]) -> tuple[int, 
     first = min(int(name[1:]) for name in deltas)
     k = next(iter(deltas.values())).shape[0]
     if f"W{first}" in deltas:
-        dz = np.matmul(deltas[f"W{first}"], base.acts[first - 1])
+        dz = deltas[f"W{first}"] @ base.acts[first - 1]
     else:
         dz = np.zeros((k, base.params[f"W{first}"].shape[0], base.X.shape[1]))
     if f"b{first}" in deltas:
@@ -199,7 +200,7 @@ def symmetric_cost_changes(base: BaseState, steps: dict[str, np.ndarray]) -> tup
     plus, minus = loss[:k] + (odd + even), loss[k:] + (even - odd)
     if crossed.any():  # carried as one past a change of state, which breaks the symmetry: redo those
         redo = np.flatnonzero(crossed)
-        change, again = cost_changes(base, {name: np.concatenate([s[redo], -s[redo]]) for name, s in steps.items()})
+        change, again = cost_changes(base, {name: both_signs(s[redo]) for name, s in steps.items()})
         plus[redo], minus[redo] = change[:redo.size], change[redo.size:]
         flips[redo] = again[:redo.size] | again[redo.size:]
     return plus, minus, flips
@@ -222,7 +223,7 @@ def _pair_logit_changes(base: BaseState, steps: dict[str, np.ndarray],
     if first == net.n_layers:
         return np.concatenate([dz, -dz]), np.zeros(k, dtype=bool)
     flips = np.zeros(2 * k, dtype=bool)  # a smooth layer: the two signs part ways at once
-    later = {name: np.concatenate([s, -s]) for name, s in steps.items() if int(name[1:]) > first}
+    later = {name: both_signs(s) for name, s in steps.items() if int(name[1:]) > first}
     dz = _propagate(base, later, first, np.concatenate([dz, -dz]), flips)
     return dz, flips[:k] | flips[k:]
 
@@ -249,8 +250,8 @@ def _carry_pair(base: BaseState, steps: dict[str, np.ndarray], layer: int, odd: 
         new_odd = np.matmul(W, odd)
         new_even = None if even is None else np.matmul(W, even)
         if D is not None:
-            new_odd += np.matmul(D, base.acts[layer - 1] if even is None else base.acts[layer - 1] + even)
-            new_even = np.matmul(D, odd) if new_even is None else new_even + np.matmul(D, odd)
+            new_odd += D @ (base.acts[layer - 1] if even is None else base.acts[layer - 1] + even)
+            new_even = D @ odd if new_even is None else new_even + D @ odd
         if Db is not None:
             new_odd += Db
         odd, even = new_odd, new_even
