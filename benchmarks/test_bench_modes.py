@@ -1,16 +1,17 @@
 """The cheap modes on network L beside the exhaustive check (issue targets: a 1% subset in
-<= 0.1 s, 32 directions per group in <= 0.2 s; the latter is bounded by the dense products
-of Gaussian directions, about 11 GFLOP for the 224 directions: see the README).
+<= 0.1 s, 32 directions per group in <= 0.2 s). Directions are drawn both ways in one run:
+rank-one sign patterns (the default, whose weight steps the batched engine carries factored)
+and Gaussian ones (dense products, about 11 GFLOP for the 224 directions: see the README).
 
 Run ``pytest benchmarks/test_bench_modes.py --benchmark-columns=median,rounds``. With
 ``--baseline CHECKOUT`` (another checkout of fastcheck), each row's check also runs on that
 code in a subprocess, one of its rounds before each round here (the same machine load),
 and ``extra_info`` gets ``baseline_median`` and ``ratio_to_baseline``. Groups:
 
-- ``L-modes``: relu L, exhaustive (batched), 1% stratified subset, 4 and 32 directions
-  per group (each count also over all of theta: 28 and 224 directions);
+- ``L-modes``: relu L, exhaustive (batched), 1% stratified subset, 4 and 32 sign directions
+  per group (each count also over all of theta: 28 and 224 directions), 32 Gaussian ones;
 - ``L-tanh-modes``: tanh L, whose exhaustive check goes through the smooth shortcut
-  (certified Taylor polynomials), against 32 directions per group.
+  (certified Taylor polynomials), against 32 sign and 32 Gaussian directions per group.
 
 ``extra_info`` holds what was checked (coordinates or directions) and, on each cheap
 row, ``ratio_to_exhaustive`` (its median over the exhaustive median of the same group
@@ -34,6 +35,7 @@ MODES = {
     "subset 1%": {"mode": "subset", "fraction": 0.01},
     "directions 4": {"mode": "directions", "n_directions": 4},
     "directions 32": {"mode": "directions", "n_directions": 32},
+    "directions 32 gaussian": {"mode": "directions", "n_directions": 32, "distribution": "gaussian"},
 }
 
 
@@ -75,7 +77,9 @@ def _bench(benchmark, problem, hidden, label, rounds, checkout=None):
         return net.check(params, grads, X, Y, **options)
 
     report = check()  # JIT warm-up
-    process, baseline = _baseline(checkout, hidden, options) if checkout else (None, None)
+    # a checkout from before the choice of distributions draws Gaussian directions and knows no `distribution`
+    before_options = {k: v for k, v in options.items() if k != "distribution"}
+    process, baseline = _baseline(checkout, hidden, before_options) if checkout else (None, None)
     before = []
     try:
         result = benchmark.pedantic(check, rounds=rounds, iterations=1,
@@ -109,6 +113,6 @@ def test_modes_L(benchmark, problem, label, request):
 
 @pytest.mark.network_L
 @pytest.mark.benchmark(group="L-tanh-modes")
-@pytest.mark.parametrize("label", ["full", "directions 32"])
+@pytest.mark.parametrize("label", ["full", "directions 32", "directions 32 gaussian"])
 def test_modes_L_tanh(benchmark, problem, label, request):
     _bench(benchmark, problem, "tanh", label, rounds=5, checkout=request.config.getoption("--baseline"))
