@@ -5,6 +5,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from full_passes import full_change as _full_change
 
 from fastcheck.core.directions import GAUSSIAN, GLOBAL, KINDS, SIGNS, direction_steps, draw_directions
 from fastcheck.core.layout import Layout
@@ -97,11 +98,6 @@ def test_global_directions_share_the_groups_draws(kind):
         for g in layout.groups:
             assert np.array_equal(whole[g.start:g.stop], by_key[g.name, j].draw())
     assert not np.array_equal(by_key["W1", 0].draw(), by_key["W1", 1].draw())
-
-
-def _full_change(net, params, X, Y, steps, sign):
-    perturbed = {k: v + sign * steps[k] if k in steps else v for k, v in params.items()}
-    return net.cost(perturbed, X, Y) - net.cost(params, X, Y)
 
 
 @pytest.mark.parametrize("output", sorted(OUTPUTS))

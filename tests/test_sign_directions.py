@@ -4,6 +4,7 @@ plain steps where theta +- h would round."""
 
 import numpy as np
 import pytest
+from full_passes import full_change as _full_change
 
 from fastcheck.core.directions import GLOBAL, SIGNS, direction_steps, draw_directions, sign_steps
 from fastcheck.core.layout import Layout
@@ -53,11 +54,6 @@ def test_rank_one_steps_act_as_their_dense_matrices():
     np.testing.assert_allclose(both_signs(step) @ A, both_signs(dense) @ A, rtol=1e-13, atol=1e-20)
     for got, want in zip(l2_parts(step, W), l2_parts(dense, W)):
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-24)
-
-
-def _full_change(net, params, X, Y, steps, sign):
-    perturbed = {k: v + sign * steps[k] if k in steps else v for k, v in params.items()}
-    return net.cost(perturbed, X, Y) - net.cost(params, X, Y)
 
 
 @pytest.mark.parametrize("output", sorted(OUTPUTS))
