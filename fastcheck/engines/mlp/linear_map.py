@@ -47,7 +47,10 @@ class _LinearMap:
         net, params = base.net, base.params
         s_first, s_next = base.slopes(layer), base.slopes(layer + 1)  # (n_l, m), (n_{L-1}, m)
         W_next, W_out = params[f"W{layer + 1}"], params[f"W{layer + 2}"]
-        per_example = np.matmul(W_out[None, :, :] * s_next.T[:, None, :], W_next)  # (m, n_L, n_l)
+        m, (n_out, n_next) = s_first.shape[1], W_out.shape
+        # the m examples' rows stacked, one product with W_next (many small ones cost twice as much)
+        rows = (W_out[None, :, :] * s_next.T[:, None, :]).reshape(m * n_out, n_next)
+        per_example = (rows @ W_next).reshape(m, n_out, -1)  # (m, n_L, n_l)
         self.maps = np.ascontiguousarray((per_example * s_first.T[:, None, :]).transpose(0, 2, 1))  # (m, n_l, n_L)
         self.kinked = net.hidden != "identity"
         if self.kinked:
