@@ -107,11 +107,8 @@ class CostProblem:
         self.timing = CostTiming(self)
 
 
-def _traced(problem: CostProblem, options: CheckOptions, kinks=None) -> Engine:
-    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used.
-
-    ``kinks(evaluations, scale)``, given, may revise the kinks of each chunk's evaluations in place.
-    """
+def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
+    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used."""
     from ..engines.traced import TracedEngine, traced_engine
 
     objective, theta, analytic = problem.objective, problem.theta, problem.analytic
@@ -134,8 +131,6 @@ def _traced(problem: CostProblem, options: CheckOptions, kinks=None) -> Engine:
             for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
                 getattr(ev, name)[bad] = getattr(redo, name)
             ev.n_evaluations += redo.n_evaluations
-        if kinks is not None:
-            kinks(ev, scale)
         return ev
 
     def directions(dirs):
