@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import time
@@ -63,7 +64,7 @@ from ...core.settings import require_count, require_max_memory, require_n_jobs, 
 from ...core.threads import single_threaded
 from ...errors import InputError
 from .backends import BACKENDS, backend_config, effective_n_jobs, run_on_dask, run_on_joblib
-from .faults import shipping
+from .faults import Pickled, pickled
 from .workers import check_batch_cost, evaluate_chunk, evaluate_direction_chunk, stack_rows
 
 __all__ = ["blackbox_engine", "blackbox_directions", "TASK_SECONDS", "PROBE_SECONDS", "MIN_PARALLEL_SECONDS",
@@ -256,7 +257,7 @@ def _worker_chunk(run, remaining: int, chunk: int, n_workers: int, uses_threads:
     chunk = min(chunk, math.ceil(remaining / (TASKS_PER_WORKER * n_workers)))
     if uses_threads:  # threads share this process's memory: nothing to start or ship
         return chunk, None
-    size = shipping(run.objective, run.batch_cost)
+    size = run.pickled.size
     per_task = size / SHIP_BYTES_PER_SECOND  # each task carries the cost (and what it refers to) to its worker
     if per_task * math.ceil(remaining / chunk) > 0.1 * serial:  # a heavy cost to ship: one task per worker
         chunk = math.ceil(remaining / n_workers)
@@ -311,6 +312,12 @@ class _Run:
         self.seconds_per_coordinate = 0.0
         self.workers, self.in_process_reason = 0, None  # how many workers ran its chunks, or why none did
         self.progress = ProgressLine(k, progress, noun="coordinates" if self.coordinates else "directions")
+
+    @functools.cached_property
+    def pickled(self) -> Pickled:
+        """The cost and ``batch_cost`` pickled once: the chunk sizing reads its size, a backend of worker
+        processes its refusal."""
+        return pickled(self.objective, self.batch_cost)
 
     def store(self, start, stop, cost_plus, cost_minus):
         """The costs of items ``start:stop``, from this process or a worker."""
