@@ -172,7 +172,7 @@ def _reason(options: CheckOptions, blackbox_settings: bool, name: str) -> str:
 
 def _and(setup: Setup, seconds: float, calls: int, what: str) -> Setup:
     """``setup`` and then ``calls`` calls of the cost in ``seconds``, for ``what``."""
-    return Setup(setup.seconds + seconds, setup.cost_calls + calls, f"{setup.what}, {calls} {what}")
+    return setup.then(Setup(seconds, calls, f"{calls} {what}"))
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,

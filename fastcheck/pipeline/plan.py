@@ -122,11 +122,7 @@ def running_seconds(engine: Engine, n_evaluations: int, directions: bool = False
 def engine_setup(engine: Engine) -> Setup:
     """What a check on ``engine`` spends before its first coordinate: its ``setup`` and, done now if not yet,
     its ``lazy_setup``."""
-    if engine.lazy_setup is None:
-        return engine.setup
-    more, setup = engine.lazy_setup(), engine.setup
-    what = ", ".join(part for part in (setup.what, more.what) if part)
-    return Setup(setup.seconds + more.seconds, setup.cost_calls + more.cost_calls, what)
+    return engine.setup if engine.lazy_setup is None else engine.setup.then(engine.lazy_setup())
 
 
 def make_plan(layout: Layout, engine: Engine, options: CheckOptions) -> Plan:
