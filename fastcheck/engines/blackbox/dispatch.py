@@ -246,8 +246,7 @@ def _execute(objective, theta, items, eps, n_jobs, batch_cost, backend, chunk_si
 def _worker_chunk(run, remaining: int, chunk: int, n_workers: int, uses_threads: bool):
     """``(chunk, None)``: the items left go to the workers in chunks of ``chunk``; ``(None, why)``: they run
     in this process, since starting the workers and shipping the cost to them would not pay."""
-    serial = run.seconds_per_coordinate * remaining
-    noun = "coordinates" if run.coordinates else "directions"
+    serial, noun = run.seconds_per_coordinate * remaining, run.noun
     if n_workers <= 1 or remaining <= 0:
         return None, "one worker" if n_workers <= 1 else f"every {noun[:-1]} done while timing the cost"
     floor = THREADS_MIN_SECONDS if uses_threads else MIN_PARALLEL_SECONDS
@@ -305,13 +304,14 @@ class _Run:
         self.objective, self.theta, self.items, self.eps = objective, theta, items, eps
         self.batch_cost, self.rows = batch_cost, 2
         self.coordinates = isinstance(items, np.ndarray)
+        self.noun = "coordinates" if self.coordinates else "directions"  # what the progress line and notes count
         self.evaluate = evaluate_chunk if self.coordinates else evaluate_direction_chunk
         k = len(items)
         self.cost_plus, self.cost_minus = np.full(k, np.nan), np.full(k, np.nan)
         self.filled = np.zeros(k, dtype=bool)
         self.seconds_per_coordinate = 0.0
         self.workers, self.in_process_reason = 0, None  # how many workers ran its chunks, or why none did
-        self.progress = ProgressLine(k, progress, noun="coordinates" if self.coordinates else "directions")
+        self.progress = ProgressLine(k, progress, noun=self.noun)
 
     @functools.cached_property
     def pickled(self) -> Pickled:
