@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from ...core.series import SERIES_BELOW  # expm1's series below it: its terms past x^5/5! below 2**-80 |x|
 from .changes import Change, gather, lift
 from .contract import STACK, contract
 from .factored import TABLE_ENTRIES, Factored, expand, lifted, row_runs
@@ -35,8 +36,6 @@ from .trace import Node
 
 __all__ = ["Terms", "weighted_sum", "exp_sum", "picked", "SERIES_BELOW"]
 
-#: expm1's series is used for arguments below this (its terms past x^5/5! are then below 2**-80 |x|).
-SERIES_BELOW = 2.0**-16
 #: The series is cut where the next term is below this fraction of the first.
 _SERIES_CUT = 2.0**-60
 _DEGREE = 5
