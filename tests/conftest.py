@@ -36,6 +36,19 @@ def quadratic():
     return cost, params, grads
 
 
+@pytest.fixture
+def fixed_timing(monkeypatch):
+    """The engines' timing (:func:`fastcheck.engines.timing.coordinate_timing`) replaced by a fixed one: 2 s per
+    call and 10 ms per coordinate. Plans and budget fits then read no clock but their set-ups'; how near the
+    machine's own estimates come to their runs is ``benchmarks/test_bench_estimates.py``'s."""
+    import fastcheck.engines.timing as engine_timing
+    from fastcheck.engines.timing import Timing
+
+    points = [(20, 2.2), (80, 2.8)]
+    monkeypatch.setattr(engine_timing, "coordinate_timing", lambda *args, **kwargs: Timing(list(points)))
+    return points
+
+
 @pytest.fixture(scope="module")
 def dask_client():
     """A client of a local Dask cluster of two one-thread worker processes (free dashboard port)."""

@@ -243,6 +243,28 @@ def test_an_unpicklable_cost_is_refused_with_advice():
                  reference_engine(objective, theta, indices, EPS))
 
 
+def test_the_cost_is_pickled_once_for_the_chunk_sizing_and_the_workers(monkeypatch, reference):
+    from fastcheck.engines.blackbox import dispatch
+
+    calls = []
+
+    def counted(objective, batch_cost):
+        calls.append(objective)
+        return pickled(objective, batch_cost)
+
+    pickled = dispatch.pickled
+    monkeypatch.setattr(dispatch, "pickled", counted)
+    # a job the timing sends to the workers: the size of the pickled cost is weighed, then the cost shipped
+    monkeypatch.setattr(dispatch, "PROBE_SECONDS", 0.0)
+    monkeypatch.setattr(dispatch, "MIN_PARALLEL_SECONDS", -1.0)
+    monkeypatch.setattr(dispatch, "WORKER_START_SECONDS", 0.0)
+    monkeypatch.setattr(dispatch, "WORKER_GAIN", np.inf)
+    notes = {}
+    objective, theta, indices = _objective()
+    _assert_same(_engine(objective, theta, indices, notes=notes), reference)
+    assert notes["workers"] >= 1 and len(calls) == 1
+
+
 @pytest.mark.parametrize("backend", [None, "threading"])
 def test_a_cost_raising_in_a_worker_names_the_coordinate(backend):
     objective, theta, indices = _objective(raising_cost)

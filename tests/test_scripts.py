@@ -77,11 +77,13 @@ def test_a_main_module_cost_over_megabytes_of_data_runs_on_workers(request, tmp_
 
 def test_a_closure_over_a_large_array_passes_the_pickling_probe():
     """The probe in this process: pickled by value, a closure writes its array as one large buffer."""
-    from fastcheck.engines.blackbox.faults import require_picklable
+    from fastcheck.engines.blackbox.faults import pickled
 
     data = np.random.default_rng(0).standard_normal(200_000)  # 1.6 MB
 
     def cost(p):
         return float(np.sum(data[:3] * p["w"] ** 2))
 
-    require_picklable(CostObjective(cost, Layout.from_params({"w": np.ones(3)})[0]), None)
+    probe = pickled(CostObjective(cost, Layout.from_params({"w": np.ones(3)})[0]), None)
+    probe.require()
+    assert probe.size > data.nbytes

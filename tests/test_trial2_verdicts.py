@@ -11,7 +11,7 @@ import pytest
 
 import fastcheck as fc
 from fastcheck.report.layers import where_error_enters
-from fastcheck.report.model import GroupRow
+from fastcheck.report.rows import GroupRow
 
 ENGINES = [pytest.param(None, id="default"), pytest.param("reference", id="reference"),
            pytest.param("blackbox", id="blackbox")]

@@ -18,7 +18,7 @@ from fastcheck.core.results import Evaluations
 from fastcheck.pipeline.options import CheckOptions
 from fastcheck.report import LAYERS, build_report
 from fastcheck.report.layers import layer_number, where_error_enters
-from fastcheck.report.model import GroupRow
+from fastcheck.report.rows import GroupRow
 
 RNG = np.random.default_rng(0)
 X_CONV, W_CONV, B_CONV = RNG.standard_normal((2, 3, 5, 5)), RNG.standard_normal((4, 3, 3, 3)), RNG.standard_normal(4)

@@ -172,6 +172,37 @@ def test_a_correct_gradient_of_a_noisy_cost_warns_and_says_why(eps):
     assert not any(row.kind == "unresolved" for row in report.sweeps)
 
 
+def test_the_noise_counts_the_evaluations_it_ran(monkeypatch):
+    from dataclasses import replace
+
+    from fastcheck.api import prepare_check
+    from fastcheck.pipeline import prepared as prepared_module
+
+    cost, params, grads = _saturated_bce()
+    check = prepare_check(cost, params, grads, engine="reference")
+    ran, measuring = [], []
+    real_full, real_noise = check.engine.full, prepared_module.noise_report
+
+    def full(idx, eps):  # full evaluations that spend one more per coordinate (a check of their own, say)
+        ev = real_full(idx, eps)
+        ev = replace(ev, n_evaluations=ev.n_evaluations + len(idx))
+        if measuring:
+            ran.append(ev.n_evaluations)
+        return ev
+
+    def noise_report(*args):
+        measuring.append(True)
+        try:
+            return real_noise(*args)
+        finally:
+            measuring.clear()
+
+    monkeypatch.setattr(prepared_module, "noise_report", noise_report)
+    check = replace(check, engine=replace(check.engine, full=full))
+    report = check.report(check.evaluate(check.indices()))
+    assert report.settings["noise"]["evaluations"] == sum(ran) > 0
+
+
 def test_a_bug_well_above_the_noise_of_a_noisy_cost_fails():
     cost, params, grads = _saturated_bce()
     # at eps = 1e-4 the cost's noise in a central difference is ~6e-5: a 10% bug of W1[2, 3] is ~5e-3

@@ -31,6 +31,11 @@ class Setup:
     cost_calls: int = 0
     what: str = ""
 
+    def then(self, other: Setup) -> Setup:
+        """This set-up and then ``other``: their seconds and calls added, their phrases in a list."""
+        what = ", ".join(part for part in (self.what, other.what) if part)
+        return Setup(self.seconds + other.seconds, self.cost_calls + other.cost_calls, what)
+
 
 @dataclass
 class Engine:

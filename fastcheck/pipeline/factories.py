@@ -107,11 +107,8 @@ class CostProblem:
         self.timing = CostTiming(self)
 
 
-def _traced(problem: CostProblem, options: CheckOptions, kinks=None) -> Engine:
-    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used.
-
-    ``kinks(evaluations, scale)``, given, may revise the kinks of each chunk's evaluations in place.
-    """
+def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
+    """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used."""
     from ..engines.traced import TracedEngine, traced_engine
 
     objective, theta, analytic = problem.objective, problem.theta, problem.analytic
@@ -134,8 +131,6 @@ def _traced(problem: CostProblem, options: CheckOptions, kinks=None) -> Engine:
             for name in ("cost_plus", "cost_minus", "numeric", "kinks"):
                 getattr(ev, name)[bad] = getattr(redo, name)
             ev.n_evaluations += redo.n_evaluations
-        if kinks is not None:
-            kinks(ev, scale)
         return ev
 
     def directions(dirs):
@@ -177,7 +172,7 @@ def _reason(options: CheckOptions, blackbox_settings: bool, name: str) -> str:
 
 def _and(setup: Setup, seconds: float, calls: int, what: str) -> Setup:
     """``setup`` and then ``calls`` calls of the cost in ``seconds``, for ``what``."""
-    return Setup(setup.seconds + seconds, setup.cost_calls + calls, f"{setup.what}, {calls} {what}")
+    return setup.then(Setup(seconds, calls, f"{calls} {what}"))
 
 
 def cost_engine(problem: CostProblem, options: CheckOptions, *, n_jobs=1, batch_cost=None, backend=None,

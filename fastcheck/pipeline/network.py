@@ -74,7 +74,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
         return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
                                        max_memory=options.memory)
 
-    if (cold := _while_compiling(problem, options, directions, full)) is not None:  # the default, on a fresh cache
+    if (cold := _while_compiling(problem, options, directions)) is not None:  # the default, on a fresh cache
         return cold
 
     # lazy: numba loads (and compiles, the first time) only when the batched engine runs
@@ -125,17 +125,17 @@ COMPILING = ("its numba kernels are not compiled yet (a fresh install or an empt
              "were checked with the traced engine (numpy, exact) while they compile in the background for later runs")
 
 
-def _while_compiling(problem: MLPProblem, options: CheckOptions, directions, full) -> Engine | None:
+def _while_compiling(problem: MLPProblem, options: CheckOptions, directions) -> Engine | None:
     """The traced engine on the network's own cost (:meth:`fastcheck.MLP.objective`, J bit for bit) when the
     batched engine was not asked for by name and its kernels are not in numba's cache (they compile meanwhile in
     another process); None when the batched engine should run (asked for, kernels cached, a cache that cannot be
     written, a cost the traced engine cannot follow).
 
-    Directions take the batched engine's own path (``directions``, numpy). The traced engine calls a
-    perturbation a kink where any max or abs of the cost flips, the softmax's shift and the softplus of the
-    stable losses included; the batched engine only where a hidden unit changes state. The coordinates it
-    flags are looked at again by full forward passes (``full``, which tell the hidden units' states apart), so
-    that both engines leave the same entries out of the verdict.
+    Directions take the batched engine's own path (``directions``, numpy). The traced engine flags a
+    perturbation where any max or abs of the cost flips, the softmax's shift and the softplus of the stable
+    losses included; the batched engine only where a hidden unit changes state. Neither engine's flags reach
+    the report as they are (:mod:`fastcheck.pipeline.kinks` decides every entry from its values), so both
+    leave the same entries out of the verdict.
     """
     from ..engines.mlp.warmup import compile_in_background, kernels_cached
     from ..engines.traced import NotTraceable
@@ -143,21 +143,13 @@ def _while_compiling(problem: MLPProblem, options: CheckOptions, directions, ful
     net, X, Y, layout = problem.net, problem.X, problem.Y, problem.layout
     if options.engine is not None or kernels_cached(net):
         return None
-    steps = options.steps(problem.theta)
-
-    def hidden_kinks(ev, scale):
-        flagged = np.flatnonzero(ev.kinks)
-        if flagged.size:
-            again = full(np.asarray(ev.indices)[flagged], scale * steps)
-            ev.kinks[flagged] = again.kinks
-            ev.n_evaluations += again.n_evaluations
 
     tic = time.perf_counter()
     cost = CostProblem(lambda p: net.objective(p, X, Y), layout.unflatten(problem.theta),
                        layout.unflatten(problem.analytic), cast=False)
     try:
         with counted_calls(cost.objective) as counter:
-            engine = _traced(cost, options, hidden_kinks)
+            engine = _traced(cost, options)
     except NotTraceable:
         return None
     if not compile_in_background():  # first the trace: a cost it cannot follow starts no compile

@@ -98,35 +98,38 @@ def _spread(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(best / (x.size - 5)))
 
 
-def _spreads(engine: Engine, theta: np.ndarray, indices: np.ndarray, steps, span: float) -> np.ndarray:
+def _spreads(engine: Engine, theta: np.ndarray, indices: np.ndarray, steps,
+             span: float) -> tuple[np.ndarray, int]:
     """The spread of J about a cubic with one kink along each of ``indices``, over ``span`` times each
-    one's step on either side of theta (``2 NOISE_POINTS + 1`` points)."""
-    values, offsets = [np.full(indices.size, engine.cost)], [np.zeros(indices.size)]
+    one's step on either side of theta (``2 NOISE_POINTS + 1`` points), and the evaluations spent."""
+    values, offsets, spent = [np.full(indices.size, engine.cost)], [np.zeros(indices.size)], 0
     for k in range(1, NOISE_POINTS + 1):
         scaled = (span * k / NOISE_POINTS) * (np.asarray(steps) if np.ndim(steps) else steps)
         ev = engine.full(indices, scaled)
+        spent += ev.n_evaluations
         h = step_at(scaled, indices)
         values = [ev.cost_minus] + values + [ev.cost_plus]
         offsets = [(theta[indices] - h) - theta[indices]] + offsets + [(theta[indices] + h) - theta[indices]]
     x = np.array(offsets).T / (step_at(steps, indices) * np.ones(indices.size))[:, None]  # about -span .. span
     y = np.array(values).T - engine.cost
-    return np.array([_spread(x[p] * (NOISE_POINTS / span), y[p]) for p in range(indices.size)])
+    return np.array([_spread(x[p] * (NOISE_POINTS / span), y[p]) for p in range(indices.size)]), spent
 
 
-def measure_noise(engine: Engine, theta: np.ndarray, indices: np.ndarray, steps) -> np.ndarray:
+def measure_noise(engine: Engine, theta: np.ndarray, indices: np.ndarray, steps) -> tuple[np.ndarray, int]:
     """The noise ``sigma`` of J along each of ``indices`` (see the module's note), by ``engine.full``.
 
     ``steps``: the check's nominal steps (a float, or one per coordinate of theta).
-    Returns sigma per index, shape ``(len(indices),)``; 0 where the spread is truncation.
+    Returns sigma per index, shape ``(len(indices),)`` (0 where the spread is truncation), and the
+    evaluations of the cost spent.
     """
-    sigma = np.zeros(indices.size)
+    sigma, spent = np.zeros(indices.size), 0
     for span in SPANS:
-        own = _spreads(engine, theta, indices, steps, span)
-        wide = _spreads(engine, theta, indices, steps, 2 * span)
+        (own, n_own), (wide, n_wide) = (_spreads(engine, theta, indices, steps, s) for s in (span, 2 * span))
+        spent += n_own + n_wide
         # rounding does not grow with the span (or grows as its jumps get more frequent, ~ the span); what a cubic
         # leaves of a smooth cost (a coarse step) grows as span^4: that is no noise
         sigma = np.maximum(sigma, np.where(wide <= own / TRUNCATION_RATIO, own, 0.0))
-    return sigma
+    return sigma, spent
 
 
 def _confirmed(engine: Engine, theta: np.ndarray, analytic: np.ndarray, flagged: np.ndarray, steps,
@@ -140,7 +143,7 @@ def _confirmed(engine: Engine, theta: np.ndarray, analytic: np.ndarray, flagged:
     near, far = engine.full(sample, larger), engine.full(sample, 2 * larger)
     numeric = stencil_gradient(near.numeric, far.numeric)
     median = float(np.median(entry_relative_errors(numeric, analytic[sample])))  # NaN: not confirmed
-    return bool(median < options.fail), median, 4 * sample.size
+    return bool(median < options.fail), median, near.n_evaluations + far.n_evaluations
 
 
 def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: np.ndarray, analytic: np.ndarray,
@@ -163,9 +166,9 @@ def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: n
     steps = options.steps(theta)
     noise, measured, evaluations, refuted = np.zeros(theta.size), 0, 0, []
     for name, flagged, sample in chosen:  # a slow cost: the groups that fit, worst first
-        sigma = measure_noise(engine, theta, sample, steps)
+        sigma, spent = measure_noise(engine, theta, sample, steps)
         measured += sample.size
-        evaluations += 4 * NOISE_POINTS * len(SPANS) * sample.size
+        evaluations += spent
         ok = True
         if sigma.max() > cost_rounding(engine.cost):  # only a noise above J's rounding widens any scale
             ok, median, spent = _confirmed(engine, theta, analytic, flagged, steps, options)

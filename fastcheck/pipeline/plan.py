@@ -122,11 +122,7 @@ def running_seconds(engine: Engine, n_evaluations: int, directions: bool = False
 def engine_setup(engine: Engine) -> Setup:
     """What a check on ``engine`` spends before its first coordinate: its ``setup`` and, done now if not yet,
     its ``lazy_setup``."""
-    if engine.lazy_setup is None:
-        return engine.setup
-    more, setup = engine.lazy_setup(), engine.setup
-    what = ", ".join(part for part in (setup.what, more.what) if part)
-    return Setup(setup.seconds + more.seconds, setup.cost_calls + more.cost_calls, what)
+    return engine.setup if engine.lazy_setup is None else engine.setup.then(engine.lazy_setup())
 
 
 def make_plan(layout: Layout, engine: Engine, options: CheckOptions) -> Plan:
@@ -145,9 +141,9 @@ def make_plan(layout: Layout, engine: Engine, options: CheckOptions) -> Plan:
         counts = np.bincount(layout.group_ids(indices), minlength=len(layout.groups))
         per_group = {g.name: int(c) for g, c in zip(layout.groups, counts)}
         n_evaluations, n_coordinates = 2 * len(indices), len(indices)
-    seconds = setup.seconds + running_seconds(engine, n_evaluations, directions is not None)
-    if fit is not None:  # what the check spends before its fit (the engine timed) is in the fit's estimate
-        seconds = fit.estimated
+    # with a fit, what the check spends before it (the engine timed) is in the fit's estimate
+    seconds = (fit.estimated if fit is not None
+               else setup.seconds + running_seconds(engine, n_evaluations, directions is not None))
     if n_coordinates:
         n_evaluations = options.stencil * n_coordinates  # the 4-point stencil evaluates 4 points
     calls = None

@@ -28,8 +28,8 @@ from ..core.finite import step_at
 from ..core.layout import Layout
 from ..engines.base import Engine
 from ..report import Report
-from ..report.model import SweepRow
 from ..report.policy import one_sided, rounding_scale, ties
+from ..report.rows import SweepRow
 from ..report.sweep import SWEEP_STEPS, classify
 from .options import SWEPT, CheckOptions
 

@@ -23,7 +23,7 @@ from ..core.finite import Bounds, relative_difference, relative_errors, step_at,
 from ..core.layout import Layout
 from .diagnose import diagnose_group
 from .layers import LAYERS, neighbour_gradient, where_error_enters
-from .model import DirectionRow, GroupRow, Report
+from .model import Report
 from .policy import (
     MEDIAN_FACTOR,
     NOISE_FACTOR,
@@ -39,6 +39,7 @@ from .policy import (
     wrong_entries,
     zero_to_rounding,
 )
+from .rows import DirectionRow, GroupRow
 from .text import entries
 
 __all__ = ["build_report", "NOISE_FACTOR", "MEDIAN_FACTOR"]

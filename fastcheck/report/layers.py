@@ -38,7 +38,7 @@ def _names(rows) -> str:
 def where_error_enters(rows, all_zero=()) -> str | None:
     """The sentence naming the layer where the error enters, or None.
 
-    ``rows`` are the report's coordinate :class:`~fastcheck.report.model.GroupRow` s. Said
+    ``rows`` are the report's coordinate :class:`~fastcheck.report.rows.GroupRow` s. Said
     when the groups have at least two numbered layers, at least two groups fail, and the
     failing groups are a contiguous block from the bottom: with l the highest layer with a
     failing group, every group above layer l passes and every group below it fails (except

@@ -1,15 +1,15 @@
 """The report: overall and per-group differences, verdicts, worst entries, kinks,
 directions, coverage and the guarantee of a subset check; its JSON round trip.
 
-The rows and :class:`Report` hold results; :mod:`fastcheck.report.build` makes them from an
-engine's evaluations (and decides the verdicts), :mod:`fastcheck.report.text` and
-:mod:`fastcheck.report.html` draw them.
+:class:`Report` holds the rows (:mod:`fastcheck.report.rows`) and the checked entries, and answers
+questions across them; :mod:`fastcheck.report.build` makes it from an engine's evaluations (and
+decides the verdicts), :mod:`fastcheck.report.text` and :mod:`fastcheck.report.html` draw it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,10 @@ from ..core.selection import escape_probability
 from .html import report_html
 from .layers import LAYERS
 from .policy import entry_bands, entry_relative_errors
+from .rows import DirectionRow, EntryRow, GroupRow, SweepRow
 from .text import report_text
 
-__all__ = ["Report", "GroupRow", "EntryRow", "DirectionRow", "SweepRow", "GUARANTEE_FRACTION", "JSON_WORST",
-           "JSON_KINKS", "LAYERS"]
+__all__ = ["Report", "GUARANTEE_FRACTION", "JSON_WORST", "JSON_KINKS", "LAYERS"]
 
 #: How many worst entries ``to_json`` keeps.
 JSON_WORST = 20
@@ -30,98 +30,6 @@ JSON_WORST = 20
 JSON_KINKS = 1000
 #: The corrupted fraction the subset guarantee is stated for, by default.
 GUARANTEE_FRACTION = 0.01
-
-
-@dataclass(frozen=True)
-class GroupRow:
-    """One parameter group's result.
-
-    ``method`` is ``"coordinates"`` (``checked`` coordinates compared one by one) or
-    ``"directions"`` (``checked`` random directions supported on the group);
-    ``escalated`` says the group was re-checked coordinate by coordinate after a cheap
-    mode flagged it. ``kinks`` counts the coordinates (or directions) whose
-    perturbation crossed a kink; ``difference`` leaves them out unless kinks were
-    included. ``wrong_entries`` counts entries wrong beyond any rounding (see
-    :func:`fastcheck.report.build.build_report`); one is enough for ``verdict`` to be ``"fail"``.
-    ``ties`` counts the kinks found from the one-sided differences, where the analytic
-    gradient is one side's derivative (see :func:`fastcheck.report.policy.ties`);
-    ``zero_to_rounding`` says every entry, analytic and numeric, is zero to within
-    rounding (the group passes whatever its difference).
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    size: int
-    checked: int
-    kinks: int
-    difference: float
-    verdict: str
-    wrong_entries: int = 0
-    method: str = "coordinates"
-    escalated: bool = False
-    ties: int = 0
-    zero_to_rounding: bool = False
-
-
-@dataclass(frozen=True)
-class EntryRow:
-    """One coordinate: where it is, the two gradients and how far apart they are.
-
-    ``rounding`` is the rounding scale of its central difference (None when unknown: a
-    report read from an older JSON); ``tie`` says its kink was found from the one-sided
-    differences, the analytic gradient being one side's derivative.
-    """
-
-    group: str
-    index: tuple[int, ...]
-    flat_index: int
-    analytic: float
-    numeric: float
-    abs_error: float
-    rel_error: float
-    kink: bool
-    rounding: float | None = None
-    tie: bool = False
-
-    @property
-    def label(self) -> str:
-        return f"{self.group}[{', '.join(map(str, self.index))}]"
-
-
-@dataclass(frozen=True)
-class DirectionRow:
-    """One random direction: its group (or ``"(all)"``), number, ``u . grad`` and the central difference."""
-
-    group: str
-    number: int
-    analytic: float
-    numeric: float
-    abs_error: float
-    rel_error: float
-    kink: bool
-
-
-@dataclass(frozen=True)
-class SweepRow:
-    """One flagged entry re-evaluated at the steps of a sweep (see :mod:`fastcheck.report.sweep`).
-
-    ``steps`` run from large to small; at each, ``numeric`` is the central difference by
-    full evaluations of the cost, ``errors`` its distance to ``analytic`` and ``rounding``
-    its rounding scale (NaN where the step is lost in rounding at this coordinate);
-    ``eps`` is the check's own step at this entry. ``kind`` is ``"bug"``, ``"rounding"``,
-    ``"truncation"``, ``"unresolved"`` or ``"kink"``, and ``sentence`` says it with its numbers.
-    """
-
-    label: str
-    flat_index: int
-    analytic: float
-    steps: tuple[float, ...]
-    numeric: tuple[float, ...]
-    errors: tuple[float, ...]
-    rounding: tuple[float, ...]
-    eps: float
-    kind: str
-    sentence: str
 
 
 def _sweep_row(data: dict) -> SweepRow:

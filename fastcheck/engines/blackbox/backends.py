@@ -16,7 +16,7 @@ import warnings
 import joblib
 
 from ...errors import CostTimeoutError, InputError
-from .faults import is_worker_death, require_picklable, worker_died
+from .faults import is_worker_death, worker_died
 from .lifetime import WatchParent, stop_workers_on_sigterm
 from .workers import run_task
 
@@ -66,7 +66,7 @@ def run_on_joblib(run, bounds, n_workers, active, stack) -> None:
     """
     uses_threads = bool(getattr(active, "uses_threads", False))
     if not uses_threads:
-        require_picklable(run.objective, run.batch_cost)
+        run.pickled.require()
     if getattr(active, "supports_inner_max_num_threads", False):  # worker processes start with one thread
         watch = {}
         if name_of(active) == "loky":  # and watch this process: they exit when it is gone
@@ -129,7 +129,7 @@ def run_on_dask(run, client, bounds) -> None:
     """
     from distributed import as_completed
 
-    require_picklable(run.objective, run.batch_cost)
+    run.pickled.require()
     objective, theta, batch_cost = run.objective, run.theta, run.batch_cost
     if len(client.scheduler_info().get("workers", {})) > 1:
         objective, theta, batch_cost = _scatter(client, [objective, theta, batch_cost])

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import time
@@ -63,7 +64,7 @@ from ...core.settings import require_count, require_max_memory, require_n_jobs, 
 from ...core.threads import single_threaded
 from ...errors import InputError
 from .backends import BACKENDS, backend_config, effective_n_jobs, run_on_dask, run_on_joblib
-from .faults import shipping
+from .faults import Pickled, pickled
 from .workers import check_batch_cost, evaluate_chunk, evaluate_direction_chunk, stack_rows
 
 __all__ = ["blackbox_engine", "blackbox_directions", "TASK_SECONDS", "PROBE_SECONDS", "MIN_PARALLEL_SECONDS",
@@ -245,8 +246,7 @@ def _execute(objective, theta, items, eps, n_jobs, batch_cost, backend, chunk_si
 def _worker_chunk(run, remaining: int, chunk: int, n_workers: int, uses_threads: bool):
     """``(chunk, None)``: the items left go to the workers in chunks of ``chunk``; ``(None, why)``: they run
     in this process, since starting the workers and shipping the cost to them would not pay."""
-    serial = run.seconds_per_coordinate * remaining
-    noun = "coordinates" if run.coordinates else "directions"
+    serial, noun = run.seconds_per_coordinate * remaining, run.noun
     if n_workers <= 1 or remaining <= 0:
         return None, "one worker" if n_workers <= 1 else f"every {noun[:-1]} done while timing the cost"
     floor = THREADS_MIN_SECONDS if uses_threads else MIN_PARALLEL_SECONDS
@@ -256,7 +256,7 @@ def _worker_chunk(run, remaining: int, chunk: int, n_workers: int, uses_threads:
     chunk = min(chunk, math.ceil(remaining / (TASKS_PER_WORKER * n_workers)))
     if uses_threads:  # threads share this process's memory: nothing to start or ship
         return chunk, None
-    size = shipping(run.objective, run.batch_cost)
+    size = run.pickled.size
     per_task = size / SHIP_BYTES_PER_SECOND  # each task carries the cost (and what it refers to) to its worker
     if per_task * math.ceil(remaining / chunk) > 0.1 * serial:  # a heavy cost to ship: one task per worker
         chunk = math.ceil(remaining / n_workers)
@@ -304,13 +304,20 @@ class _Run:
         self.objective, self.theta, self.items, self.eps = objective, theta, items, eps
         self.batch_cost, self.rows = batch_cost, 2
         self.coordinates = isinstance(items, np.ndarray)
+        self.noun = "coordinates" if self.coordinates else "directions"  # what the progress line and notes count
         self.evaluate = evaluate_chunk if self.coordinates else evaluate_direction_chunk
         k = len(items)
         self.cost_plus, self.cost_minus = np.full(k, np.nan), np.full(k, np.nan)
         self.filled = np.zeros(k, dtype=bool)
         self.seconds_per_coordinate = 0.0
         self.workers, self.in_process_reason = 0, None  # how many workers ran its chunks, or why none did
-        self.progress = ProgressLine(k, progress, noun="coordinates" if self.coordinates else "directions")
+        self.progress = ProgressLine(k, progress, noun=self.noun)
+
+    @functools.cached_property
+    def pickled(self) -> Pickled:
+        """The cost and ``batch_cost`` pickled once: the chunk sizing reads its size, a backend of worker
+        processes its refusal."""
+        return pickled(self.objective, self.batch_cost)
 
     def store(self, start, stop, cost_plus, cost_minus):
         """The costs of items ``start:stop``, from this process or a worker."""

@@ -1,8 +1,8 @@
 """What goes wrong in the black-box engine, and how it is named.
 
-The probe that a cost can be sent to worker processes, the recognition of a worker that
-died under a task (loky's broken pool, Dask's killed worker), the error that names the
-chunk it was evaluating (labelled as every message of a check labels chunks:
+The probe that a cost can be sent to worker processes (pickled once: its size sizes the chunks),
+the recognition of a worker that died under a task (loky's broken pool, Dask's killed worker),
+the error that names the chunk it was evaluating (labelled as every message of a check labels chunks:
 :func:`~fastcheck.core.objective.span`).
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pickle
 import sys
+from dataclasses import dataclass
 
 from ...core.objective import span
 from ...errors import CostError, WorkerError
 
-__all__ = ["require_picklable", "shipping", "is_worker_death", "worker_died"]
+__all__ = ["Pickled", "pickled", "is_worker_death", "worker_died"]
 
 
 class _NullWriter:
@@ -33,38 +34,43 @@ class _NullWriter:
         return n
 
 
-def require_picklable(objective, batch_cost) -> None:
-    """Raise :class:`CostError` with advice if ``cost`` or ``batch_cost`` cannot go to worker processes."""
+@dataclass(frozen=True)
+class Pickled:
+    """``cost`` and ``batch_cost`` pickled, as each task to a worker process carries them, once per run.
+
+    ``size``: their bytes, what they refer to included (a closure's arrays); 0 when they cannot be
+    pickled, and then ``failure`` says which (``"cost"`` or ``"batch_cost"``) and why.
+    """
+
+    size: int
+    failure: tuple[str, Exception] | None = None
+
+    def require(self) -> None:
+        """Raise :class:`CostError` with advice if they cannot go to worker processes."""
+        if self.failure is None:
+            return
+        what, exc = self.failure
+        raise CostError(
+            f"the `{what}` cannot be sent to worker processes: it cannot be pickled "
+            f"({type(exc).__name__}: {exc}). Define it as a module-level function and keep locks, "
+            "open files, sockets and database connections out of what it refers to; or use "
+            "n_jobs=1, or backend='threading'"
+        ) from exc
+
+
+def pickled(objective, batch_cost) -> Pickled:
+    """Pickle ``objective.cost`` and ``batch_cost`` as loky does (cloudpickle), keeping only the size."""
     from joblib.externals.loky.backend.reduction import dump  # loky's pickler (cloudpickle)
 
+    writer = _NullWriter()
     for what, obj in (("cost", objective.cost), ("batch_cost", batch_cost)):
         if obj is None:
             continue
         try:
-            dump(obj, _NullWriter(), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise CostError(
-                f"the `{what}` cannot be sent to worker processes: it cannot be pickled "
-                f"({type(exc).__name__}: {exc}). Define it as a module-level function and keep locks, "
-                "open files, sockets and database connections out of what it refers to; or use "
-                "n_jobs=1, or backend='threading'"
-            ) from exc
-
-
-def shipping(objective, batch_cost) -> int:
-    """Bytes of ``cost`` and ``batch_cost`` pickled, as each task to a worker process carries them (what
-    they refer to included: a closure's arrays); 0 when they cannot be pickled (:func:`require_picklable`
-    says so if they must go)."""
-    from joblib.externals.loky.backend.reduction import dump
-
-    writer = _NullWriter()
-    try:
-        for obj in (objective.cost, batch_cost):
-            if obj is not None:
-                dump(obj, writer, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - only an estimate: the error, if it matters, is require_picklable's
-        return 0
-    return writer.written
+            dump(obj, writer, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - kept, raised by Pickled.require where the cost must go
+            return Pickled(0, (what, exc))
+    return Pickled(writer.written)
 
 
 def is_worker_death(exc: BaseException) -> bool:

@@ -41,6 +41,7 @@ import numba
 import numpy as np
 
 from ...core.jit import JIT_OPTIONS
+from ...core.series import SERIES_BELOW as SMALL  # below it, expm1/log1p/tanh by their series; a compiled constant
 from ...mlp.functions import LEAKY_SLOPE as LEAKY  # one source; numba compiles the global in as a constant
 
 __all__ = [
@@ -56,8 +57,6 @@ RELU, LEAKY_RELU, TANH, SIGMOID, IDENTITY = 0, 1, 2, 3, 4
 # output activation + loss codes
 SOFTMAX_CE, SIGMOID_BCE, IDENTITY_MSE = 0, 1, 2
 
-#: Below this |argument|, expm1/log1p/tanh are evaluated by their truncated series.
-SMALL = 2.0**-16
 #: Output changes larger than this use the direct (two-sided) formula.
 LARGE = 1.0
 # LEAKY (imported above) is frozen into the compiled kernels, and numba's on-disk cache is keyed on

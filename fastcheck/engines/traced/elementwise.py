@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...core.series import SERIES_BELOW
+
 __all__ = ["ELEMENTWISE", "BRANCHING"]
 
 _LN2, _LN10 = np.log(2.0), np.log(10.0)
@@ -97,8 +99,8 @@ def _into(ufunc, fresh: np.ndarray, other) -> np.ndarray:
 
 
 #: Below this |d|, 1 / tanh(d) = 1/d + d/3 - d^3/45 + ... is 1/d + d/3 to far below rounding: the first term
-#: left out is d^4/45 of the first, under 2**-69.
-COTH_SERIES = 2.0**-16
+#: left out is d^4/45 of the first, under 2**-69 (the package's one series bound).
+COTH_SERIES = SERIES_BELOW
 
 
 def _tanh(c, d):

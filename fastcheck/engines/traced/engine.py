@@ -29,6 +29,7 @@ time, which costs more than the arithmetic on them.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -198,7 +199,7 @@ class TracedEngine:
                 done = 0
                 if position not in self._bytes:  # a first small chunk measures the memory of one coordinate
                     # (a small group whose dense changes fit runs whole: a second run would cost more than it saves)
-                    done = rows.size if rows.size <= self._whole_first() else min(FIRST_CHUNK, rows.size)
+                    done = rows.size if rows.size <= self._whole_first else min(FIRST_CHUNK, rows.size)
                     store(rows[:done], position, local[:done])
                 share = max(-(-(rows.size - done) // self.n_threads), MIN_SPLIT)
                 size = max(1, min(self._chunk_size(position), share))
@@ -215,10 +216,12 @@ class TracedEngine:
                     store(*task)
         return d_plus, d_minus, kinks
 
+    @functools.cached_property
     def _whole_first(self) -> int:
         """Coordinates a group's first chunk may hold before its memory is measured: at most :data:`MIN_SPLIT`
-        (above, the group is split across threads anyway), and as many as fit if every change were dense."""
-        dense = max(self._dense_bytes(), 8)
+        (above, the group is split across threads anyway), and as many as fit if every change were dense.
+        Worked out from the graph once, for every group."""
+        dense = max(self._dense_bytes, 8)
         widest = max((node.value.size for node in self.graph.nodes), default=1) * 8
         return int(min(MIN_SPLIT, self.max_memory / (self.n_threads * 2 * TEMPORARIES * dense),
                        WIDEST_BYTES / (2 * widest)))
@@ -234,7 +237,7 @@ class TracedEngine:
         with blas_limited():
             for (start, stop), rows in spans.items():
                 positions = tuple(p for p, g in enumerate(self.layout.groups) if g.start < stop and g.stop > start)
-                size = max(1, int(self.max_memory / (TEMPORARIES * 16 * max(1, self._dense_bytes()))))
+                size = max(1, int(self.max_memory / (TEMPORARIES * 16 * max(1, self._dense_bytes))))
                 for lo in range(0, len(rows), size):
                     part = rows[lo:lo + size]
                     steps = direction_steps(self.theta, analytic, [directions[j] for j in part], self.eps)
@@ -250,6 +253,7 @@ class TracedEngine:
                     values[part], kinks[part] = steps.analytic, flips[:n] | flips[n:]
         return DirectionEvaluations(list(directions), values, numeric, kinks, 2 * k)
 
+    @functools.cached_property
     def _dense_bytes(self) -> int:
         """Bytes of every node's value: what one dense perturbation can hold at most."""
         return sum(node.value.size for node in self.graph.nodes) * 8
@@ -258,13 +262,13 @@ class TracedEngine:
     def verify(self, seed: int = 0) -> None:
         """Compare a seeded sample of coordinates with the real cost; raise NotTraceable on disagreement.
 
-        The sample runs as the first chunk of its group (a small group whole, :meth:`_whole_first`): once
+        The sample runs as the first chunk of its group (a small group whole, :attr:`_whole_first`): once
         every comparison passed, those traced values are kept for :meth:`coordinates`; before, none is.
         """
         rng = np.random.default_rng(seed)
         sample = np.concatenate([g.start + rng.choice(g.size, min(g.size, VERIFY_PER_GROUP), replace=False)
                                  for g in self.layout.groups])
-        whole = [np.arange(g.start, g.stop) for g in self.layout.groups if g.size <= self._whole_first()]
+        whole = [np.arange(g.start, g.stop) for g in self.layout.groups if g.size <= self._whole_first]
         run = np.unique(np.concatenate([sample] + whole))  # sorted, for the lookup in coordinates
         d_plus, d_minus, kinks = self._changes(run)
         cost_plus, cost_minus = self.cost + d_plus, self.cost + d_minus

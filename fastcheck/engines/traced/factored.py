@@ -36,7 +36,7 @@ from .changes import Change
 from .contract import contract
 from .reductions import CERTIFIED, winners
 
-__all__ = ["Factored", "expand", "lifted", "FACTORED", "make_factored", "SAFETY", "TABLE_ENTRIES"]
+__all__ = ["Factored", "expand", "row_runs", "lifted", "FACTORED", "make_factored", "SAFETY", "TABLE_ENTRIES"]
 
 #: Certified changes stay below this fraction of the distance to a kink.
 SAFETY = 0.5
@@ -64,6 +64,16 @@ class Factored:
 RUNS = 8
 
 
+def row_runs(rows: np.ndarray, most: int | None = None):
+    """``(start, stop, row)`` of each run of equal ``rows`` (a chunk's coordinates are consecutive: few runs);
+    None when there are more than ``most``."""
+    starts = np.flatnonzero(np.diff(rows)) + 1
+    if most is not None and starts.size >= most:
+        return None
+    bounds = np.concatenate([[0], starts, [len(rows)]])
+    return [(int(lo), int(hi), int(rows[lo])) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
 def expand(change):
     """A plain dense :class:`Change` (changes that are not factored pass through).
 
@@ -73,13 +83,13 @@ def expand(change):
     if not isinstance(change, Factored):
         return change
     table, rows, factor = change.table, change.rows, change.factor
-    starts = np.flatnonzero(np.diff(rows)) + 1
-    if starts.size >= RUNS:
+    runs = row_runs(rows, RUNS)
+    if runs is None:
         return Change(table[rows] * factor, {}, change.shape)
     shape = np.broadcast_shapes(table.shape[1:], factor.shape[1:])
     values = np.empty((len(rows),) + shape, dtype=np.result_type(table, factor))
-    for lo, hi in zip(np.concatenate([[0], starts]), np.concatenate([starts, [len(rows)]])):
-        np.multiply(table[rows[lo]], factor[lo:hi], out=values[lo:hi])
+    for lo, hi, row in runs:
+        np.multiply(table[row], factor[lo:hi], out=values[lo:hi])
     return Change(values, {}, change.shape)
 
 

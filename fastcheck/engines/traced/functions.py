@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view as _swv
 
+from .elementwise import ELEMENTWISE
 from .indexing import getitem, setitem
 from .products import dot, inner, matmul, outer, tensordot
 from .sites import at, site
@@ -22,10 +23,8 @@ from .trace import HANDLERS, Traced
 
 __all__ = ["ufunc_call", "function_call", "UFUNCS"]
 
-#: The ufuncs the incremental rules follow (``np.<name>`` as numpy spells ``ufunc.__name__``).
-UFUNCS = frozenset("""add subtract multiply divide negative positive power square sqrt exp expm1 log log1p
-    log2 log10 logaddexp tanh sin cos absolute maximum minimum fmax fmin reciprocal sign greater greater_equal less
-    less_equal equal not_equal logical_and logical_or logical_xor logical_not""".split())
+#: The ufuncs the incremental rules follow: the elementwise rules named as numpy names a ufunc (``ufunc.__name__``).
+UFUNCS = frozenset(name for name in ELEMENTWISE if isinstance(getattr(np, name, None), np.ufunc))
 
 
 def _val(x):

@@ -28,15 +28,14 @@ import math
 
 import numpy as np
 
+from ...core.series import SERIES_BELOW  # expm1's series below it: its terms past x^5/5! below 2**-80 |x|
 from .changes import Change, gather, lift
 from .contract import STACK, contract
-from .factored import TABLE_ENTRIES, Factored, expand, lifted
+from .factored import TABLE_ENTRIES, Factored, expand, lifted, row_runs
 from .trace import Node
 
 __all__ = ["Terms", "weighted_sum", "exp_sum", "picked", "SERIES_BELOW"]
 
-#: expm1's series is used for arguments below this (its terms past x^5/5! are then below 2**-80 |x|).
-SERIES_BELOW = 2.0**-16
 #: The series is cut where the next term is below this fraction of the first.
 _SERIES_CUT = 2.0**-60
 _DEGREE = 5
@@ -123,15 +122,9 @@ def _factored_sum(ev, node, f: Factored, weights: np.ndarray):
         table = ev.tables[key] = (np.broadcast_to(t, t.shape[:1] + shape) * weights).sum(axis=constant, keepdims=True)
     factor = np.broadcast_to(factor, factor.shape[:1] + table.shape[1:])
     out = np.empty(f.k)
-    for lo, hi, row in _runs(f.rows):
+    for lo, hi, row in row_runs(f.rows):
         out[lo:hi] = factor[lo:hi].reshape(hi - lo, -1) @ table[row].reshape(-1)
     return out
-
-
-def _runs(rows: np.ndarray):
-    """(start, stop, row) of each run of equal rows (a chunk's coordinates are consecutive: few runs)."""
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(rows)) + 1, [len(rows)]])
-    return [(int(lo), int(hi), int(rows[lo])) for lo, hi in zip(starts[:-1], starts[1:])]
 
 
 def exp_sum(ev, node, reader, f: Factored):
@@ -157,7 +150,7 @@ def exp_sum(ev, node, reader, f: Factored):
     degree = next(p for p in range(1, _DEGREE + 1) if p == _DEGREE or largest**p / math.factorial(p + 1) < _SERIES_CUT)
     s = f.factor
     values = np.empty((f.k,) + np.broadcast_shapes(sums.shape[2:], s.shape[1:]))
-    for lo, hi, row in _runs(f.rows):
+    for lo, hi, row in row_runs(f.rows):
         acc = sums[row, degree - 1] * s[lo:hi]
         for p in range(degree - 2, -1, -1):  # Horner: ((c_d s + c_{d-1}) s + ...) s
             acc += sums[row, p]
