@@ -138,3 +138,10 @@ def test_a_step_lost_in_rounding_is_refused_naming_the_entry():
     with pytest.raises(fc.InputError, match=r"`eps`: 1e-07 is lost in rounding at W\[0, 1\] = 3e\+12.*eps >= 0.00049"):
         fc.check(lambda p: float(np.sum(p["W"] ** 2)), params, {"W": 2 * params["W"]})
     fc.check(lambda p: float(np.sum(p["W"] ** 2)), params, {"W": 2 * params["W"]}, eps=1e-3)  # representable
+
+
+def test_relative_difference_of_subnormal_values_neither_overflows_nor_loses_them():
+    tiny = np.array([2.22507386e-313, 5e-320])
+    assert fc.relative_difference(np.zeros(2), tiny) == 1.0
+    assert fc.relative_difference(tiny, tiny) == 0.0
+    assert abs(fc.relative_difference(tiny, 2 * tiny) - 1 / 3) < 1e-6  # 5e-320 has few digits left

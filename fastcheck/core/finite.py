@@ -281,8 +281,9 @@ def relative_difference(numeric: np.ndarray, analytic: np.ndarray) -> float:
     if 0.0 < largest < np.inf:
         # scaled by a power of two (exact) near 1: the squares inside the norms neither underflow (1e-160 squared
         # is subnormal, its digits lost) nor overflow; in between, the figure is bit for bit the unscaled one
-        scale = np.ldexp(1.0, -int(np.frexp(largest)[1]))
-        numeric, analytic = numeric * scale, analytic * scale
+        # (ldexp on the values, not a product with 2**-e: 2**-e itself overflows for a largest value that is subnormal)
+        shift = -int(np.frexp(largest)[1])
+        numeric, analytic = np.ldexp(numeric, shift), np.ldexp(analytic, shift)
     denominator = np.linalg.norm(numeric) + np.linalg.norm(analytic)
     if denominator == 0.0:
         return 0.0

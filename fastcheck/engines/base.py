@@ -81,6 +81,11 @@ class Engine:
         ``setup`` (the batched engine: the base pass and each layer's tables): done now
         if not yet, timed, and returned. A plan adds it to its estimate (the check's own
         engine does it again); a budget charges it as time spent.
+    at : callable ``(indices, scale) -> Evaluations``, optional
+        The engine's own central differences of ``indices`` at ``scale`` times the
+        check's steps (each exact at any step), for an engine that computes its values
+        another way than by calls of the cost (the traced and batched engines): the
+        noise's check at a larger step takes them instead of full evaluations.
     """
 
     name: str
@@ -98,3 +103,4 @@ class Engine:
     direction_estimate: Callable[[int], float] | None = None
     direction_basis: Callable[[], str] | None = None
     lazy_setup: Callable[[], Setup] | None = None
+    at: Callable[[np.ndarray, float], Evaluations] | None = None

@@ -109,19 +109,34 @@ class CostProblem:
 
 def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
     """The traced engine of the problem's cost; NotTraceable (with its reason) when it cannot be used."""
-    from ..engines.traced import TracedEngine, traced_engine
+    from ..engines.traced import NotTraceable, TracedEngine, traced_engine
 
     objective, theta, analytic = problem.objective, problem.theta, problem.analytic
     steps, eps = options.steps(theta), options.direction_eps
     engine = traced_engine(objective, problem.layout, theta, steps, max_memory=options.max_memory,
                            seed=options.seed)
     engines = {1: engine}
-    if options.stencil == 4:  # the same trace at twice the steps, verified there too
-        engines[2] = TracedEngine(engine.graph, objective, problem.layout, theta, 2 * steps,
-                                  max_memory=engine.max_memory, n_threads=engine.n_threads)
-        engines[2].verify(options.seed)
+
+    def verified(scale):  # the same trace at scale times the steps, verified there too
+        other = TracedEngine(engine.graph, objective, problem.layout, theta, scale * steps,
+                             max_memory=engine.max_memory, n_threads=engine.n_threads)
+        other.verify(options.seed)
+        return other
+
+    if options.stencil == 4:  # the stencil's second step: the check's own, so a trace that fails there is not used
+        engines[2] = verified(2)
+
+    def at_scale(scale):  # another step (the noise's larger one): None where the trace does not hold there
+        if scale not in engines:
+            try:
+                engines[scale] = verified(scale)
+            except NotTraceable:
+                engines[scale] = None
+        return engines[scale]
 
     def at(idx, scale):
+        if at_scale(scale) is None:  # a larger step than the trace holds at: the real cost
+            return reference_engine(objective, theta, idx, scale * steps)
         ev = engines[scale].coordinates(idx)
         # where the traced changes are not finite (an identity that overflowed, a log1p below -1 next to a
         # saturated unit), the engine cannot vouch: those coordinates take full evaluations of the real cost
@@ -145,7 +160,7 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
     estimate, basis = traced_estimate(engine, options.budget)
     # a direction is a dense change of its group or of theta: about one evaluation of the cost per sign
     return Engine("traced", stencilled(at, options.stencil), directions, estimate, objective.cost_at_theta,
-                  basis=basis, full=_full(objective, theta),
+                  basis=basis, full=_full(objective, theta), at=at,
                   direction_estimate=lambda n: n * problem.timing.seconds(),
                   direction_basis=lambda: f"about one evaluation of the cost per direction and sign: "
                                           f"{problem.timing.basis()}")

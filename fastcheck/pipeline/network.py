@@ -95,7 +95,8 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     kind = "piecewise" if net.hidden in PIECEWISE_LINEAR else "smooth"
     prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
     return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
-                               cost, prior, basis, notes, full=full, reason=reason, lazy_setup=lazy_setup),
+                               cost, prior, basis, notes, full=full, reason=reason, lazy_setup=lazy_setup,
+                               at=at),
                         options.stencil)
 
 
