@@ -336,3 +336,13 @@ def test_cheap_modes_escalate_by_default_in_the_python_api(net_s):
 
     with pytest.raises(AssertionError, match=r"W1\[5, 9\]"):
         fc.assert_gradient(cost, params, bad, mode="directions", n_directions=4)
+
+
+def test_a_group_of_one_entry_is_checked_by_one_dir_not_1_dirs():
+    from fastcheck.report.html import report_html
+
+    report = fc.check(lambda p: float(np.sum(p["w"] ** 2) + p["c"][0] ** 3), {"w": np.ones(3), "c": np.ones(1)},
+                      {"w": 2 * np.ones(3), "c": 3 * np.ones(1)}, mode="directions", n_directions=4)
+    text = str(report)
+    assert " 1 dir " in text and "1 dirs" not in text and " 4 dirs " in text
+    assert "1 dirs" not in report_html(report)

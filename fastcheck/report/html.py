@@ -24,6 +24,7 @@ from .plots import BAND, HEAT_CELLS, difference_plot, error_plots, sweep_plot
 from .policy import entry_bands
 from .text import (
     all_kinks,
+    entries,
     group_rows,
     guarantee_lines,
     has_errors,
@@ -139,7 +140,7 @@ def _table(header, rows, classes=None) -> str:
 def _groups_table(report) -> str:
     rows, classes = [], []
     for g in group_rows(report):
-        checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked:,}/{g.size:,}"
+        checked = entries(g.checked, "dir", "dirs") if g.method == "directions" else f"{g.checked:,}/{g.size:,}"
         method = g.method + (", escalated" if g.escalated else "")
         unjudged = all_kinks(report, g)
         verdict = g.verdict + (" (zero to rounding)" if g.zero_to_rounding else "") + (

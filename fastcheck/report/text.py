@@ -73,7 +73,7 @@ def report_text(report) -> str:
     lines = [head, "  " + coverage]
     rows = [("group", "shape", "checked", "kinks", "wrong", "difference", "verdict")]
     for g in group_rows(report):
-        checked = f"{g.checked} dirs" if g.method == "directions" else f"{g.checked}/{g.size}"
+        checked = entries(g.checked, "dir", "dirs") if g.method == "directions" else f"{g.checked}/{g.size}"
         unjudged = all_kinks(report, g)
         rows.append((g.name, "x".join(map(str, g.shape)) or "()", checked, str(g.kinks),
                      str(g.wrong_entries), "-" if unjudged else f"{g.difference:.2e}",
