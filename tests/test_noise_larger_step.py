@@ -4,17 +4,12 @@ traced check of a slow cost with a wrong gradient stays about as fast as a passi
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from test_user_verdicts import _saturated_bce
+from traced_models import course_mlp
 
 import fastcheck as fc
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from traced_models import course_mlp  # noqa: E402
-from test_user_verdicts import _saturated_bce  # noqa: E402
 
 
 def _counted(cost):
