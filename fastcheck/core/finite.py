@@ -280,10 +280,9 @@ def relative_difference(numeric: np.ndarray, analytic: np.ndarray) -> float:
     largest = max(float(np.max(np.abs(numeric), initial=0.0)), float(np.max(np.abs(analytic), initial=0.0)))
     if 0.0 < largest < np.inf:
         # scaled by a power of two (exact) near 1: the squares inside the norms neither underflow (1e-160 squared
-        # is subnormal, its digits lost) nor overflow; in between, the figure is bit for bit the unscaled one.
-        # ldexp of the entries, not a product with 2**-e: that power overflows for a subnormal largest entry
-        exponent = -int(np.frexp(largest)[1])
-        numeric, analytic = np.ldexp(numeric, exponent), np.ldexp(analytic, exponent)
+        # is subnormal, its digits lost) nor overflow; in between, the figure is bit for bit the unscaled one
+        scale = np.ldexp(1.0, -int(np.frexp(largest)[1]))
+        numeric, analytic = numeric * scale, analytic * scale
     denominator = np.linalg.norm(numeric) + np.linalg.norm(analytic)
     if denominator == 0.0:
         return 0.0
