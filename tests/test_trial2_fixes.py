@@ -267,11 +267,11 @@ def test_the_report_says_how_many_workers_ran():
 def test_workers_start_only_when_their_start_and_the_cost_they_ship_pay(monkeypatch):
     from fastcheck.engines.blackbox import dispatch
 
-    class Run:  # a job of 500 coordinates at 8 ms each (4 s here), its cost closing over `data`
-        coordinates, seconds_per_coordinate, batch_cost = True, 0.008, None
-
-        def __init__(self, data):
-            self.objective = type("Objective", (), {"cost": staticmethod(lambda theta: float(data.sum()))})()
+    def Run(data):  # noqa: N802 -- a job of 500 coordinates at 8 ms each (4 s here), its cost closing over `data`
+        objective = type("Objective", (), {"cost": staticmethod(lambda theta: float(data.sum()))})()
+        run = dispatch._Run(objective, np.zeros(500), np.arange(500), 1e-7, None, False)
+        run.seconds_per_coordinate = 0.008
+        return run
 
     monkeypatch.setattr(dispatch.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle machine
     monkeypatch.setattr(dispatch.os, "cpu_count", lambda: 2)

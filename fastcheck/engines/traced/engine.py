@@ -7,7 +7,7 @@ trusted: the traced J(theta) and J(theta +- eps e_i) of a seeded sample of coord
 ``|J_traced - J_cost| <= TOLERANCE_ULPS * 2**-52 * max(|J_traced|, |J_cost|)``. Either
 evaluation rounds like a full pass of the cost; a wrong change rule errs by the size of
 the change itself, orders of magnitude above that. Any disagreement ends with
-:class:`~.trace.NotTraceable` naming the coordinate. The sample runs as the first chunk of
+:class:`~.graph.NotTraceable` naming the coordinate. The sample runs as the first chunk of
 its group (which measures the group's memory; a small group runs whole): once every
 comparison passed, those traced values serve :meth:`TracedEngine.coordinates`, not run again.
 
@@ -43,7 +43,7 @@ from ...core.results import DirectionEvaluations, Evaluations
 from ...core.threads import blas_limited, single_threaded
 from .changes import Change
 from .evaluate import PROBED_READERS, first_changes, leaf_readers, plan, point_changes, run
-from .trace import NotTraceable
+from .graph import NotTraceable
 from .tracing import trace
 
 __all__ = ["traced_engine", "TracedEngine", "DEFAULT_MAX_MEMORY", "TOLERANCE_ULPS", "VERIFY_PER_GROUP"]

@@ -16,9 +16,9 @@ from .contraction import CONTRACTIONS
 from .elementwise import BRANCHING, ELEMENTWISE
 from .factored import FACTORED, Factored, expand
 from .fused import Terms, exp_sum, picked, weighted_sum
+from .graph import Graph, Ref
 from .reductions import REDUCTIONS
 from .shapes import SHAPES
-from .trace import Graph, Ref
 
 __all__ = ["RULES", "Plan", "plan", "run", "point_changes", "first_changes", "leaf_readers", "PROBED_READERS",
            "Evaluation", "Memory"]

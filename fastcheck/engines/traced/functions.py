@@ -1,12 +1,16 @@
-"""What each numpy operation on a traced array records.
+"""What each numpy operation on a traced array records: the protocols that route it, and the reductions.
 
-Every handler computes the value with the numpy call the user wrote (so the traced values
-are the user's own, bit for bit) and records one node whose op the incremental rules know
-(:mod:`fastcheck.engines.traced.rules`). A few operations are recorded as compositions of
-others: ``var``/``std`` as means of squares, ``clip`` as ``maximum``/``minimum``, ``dot``,
-``matmul``, ``tensordot``, ``outer`` and ``einsum`` as one einsum node (or a chain of
-two-operand ones) with explicit letters. On values of a finished trace (a cache the cost
-kept) every handler is plain numpy.
+``__array_ufunc__`` and ``__array_function__`` of a traced array (:mod:`~.trace`) reach
+:func:`ufunc_call` and :func:`function_call`, which look the operation up in the tables below: the
+elementwise ufuncs the rules follow, the reductions written here, the functions that move and join
+arrays (:mod:`~.arrays`), products (:mod:`~.products`, :mod:`~.subscripts`) and indexing
+(:mod:`~.indexing`); anything else ends the trace with its reason. Every handler computes the value
+with the numpy call the user wrote (so the traced values are the user's own, bit for bit) and
+records one node whose op the incremental rules know (:mod:`~.evaluate`). A few operations are
+recorded as compositions of others: ``var``/``std`` as means of squares, ``clip`` as
+``maximum``/``minimum``, ``dot``, ``matmul``, ``tensordot``, ``outer`` and ``einsum`` as one einsum
+node (or a chain of two-operand ones) with explicit letters. On values of a finished trace (a cache
+the cost kept) every handler is plain numpy.
 """
 
 from __future__ import annotations
@@ -14,25 +18,46 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view as _swv
 
+from .arrays import (
+    astype,
+    atleast_1d,
+    atleast_2d,
+    broadcast_arrays,
+    broadcast_to,
+    clip,
+    concatenate,
+    copy,
+    expand_dims,
+    full_like,
+    hstack,
+    moveaxis,
+    pad,
+    ravel,
+    repeat,
+    reshape,
+    shape_only,
+    sliding_window_view,
+    squeeze,
+    stack,
+    swapaxes,
+    take,
+    transpose,
+    vstack,
+    where,
+)
 from .elementwise import ELEMENTWISE
 from .indexing import getitem, setitem
 from .products import dot, inner, matmul, outer, tensordot
 from .sites import at, site
 from .subscripts import einsum, trace_
 from .trace import HANDLERS, Traced
+from .trace import tracer_of as _tracer
+from .trace import value_of as _val
 
 __all__ = ["ufunc_call", "function_call", "UFUNCS"]
 
 #: The ufuncs the incremental rules follow: the elementwise rules named as numpy names a ufunc (``ufunc.__name__``).
 UFUNCS = frozenset(name for name in ELEMENTWISE if isinstance(getattr(np, name, None), np.ufunc))
-
-
-def _val(x):
-    return x._value if isinstance(x, Traced) else x
-
-
-def _tracer(*args):
-    return Traced._live(args)
 
 
 def _name(func) -> str:
@@ -104,12 +129,6 @@ def function_call(tracer, func, args, kwargs):
     return handler(*args, **kwargs)
 
 
-def _check_extra(tracer, what, **extra):
-    bad = [k for k, v in extra.items() if v is not None and v is not False]
-    if bad:
-        tracer.fail(f"{what} with {', '.join(bad)}= is not supported")
-
-
 def _axes(axis, ndim) -> tuple:
     if axis is None:
         return tuple(range(ndim))
@@ -122,14 +141,14 @@ def sum_(a, axis=None, dtype=None, out=None, keepdims=False, **extra):
     t = _tracer(a)
     if dtype not in (None, float, np.float64):
         t.fail("sum with dtype= is not supported")
-    _check_extra(t, "sum", out=out, **extra)
+    t.refuse_extra("sum", out=out, **extra)
     axes = _axes(axis, np.ndim(_val(a)))
     return t.record("sum", (a,), np.sum(_val(a), axis=axes, keepdims=keepdims), axis=axes, keepdims=keepdims)
 
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, **extra):
     t = _tracer(a)
-    _check_extra(t, "mean", out=out, **extra)
+    t.refuse_extra("mean", out=out, **extra)
     axes = _axes(axis, np.ndim(_val(a)))
     count = int(np.prod([np.shape(_val(a))[i] for i in axes]))
     return t.record("mean", (a,), np.mean(_val(a), axis=axes, keepdims=keepdims), axis=axes, keepdims=keepdims,
@@ -139,7 +158,7 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, **extra):
 def _extreme(op):
     def handler(a, axis=None, out=None, keepdims=False, **extra):
         t = _tracer(a)
-        _check_extra(t, f"np.{op}", out=out, **extra)
+        t.refuse_extra(f"np.{op}", out=out, **extra)
         if np.size(_val(a)) == 0:
             t.fail(f"np.{op} of an empty traced array")
         axes = _axes(axis, np.ndim(_val(a)))
@@ -160,19 +179,19 @@ def _mask_count(a, axis, keepdims):
 
 def any_(a, axis=None, out=None, keepdims=False, **extra):
     """``any``: a count of true entries, not zero (a mask of masks, piecewise constant like them)."""
-    _check_extra(_tracer(a), "any", out=out, **extra)
+    _tracer(a).refuse_extra("any", out=out, **extra)
     return np.not_equal(_mask_count(a, axis, keepdims)[0], 0)
 
 
 def all_(a, axis=None, out=None, keepdims=False, **extra):
-    _check_extra(_tracer(a), "all", out=out, **extra)
+    _tracer(a).refuse_extra("all", out=out, **extra)
     count, size = _mask_count(a, axis, keepdims)
     return np.equal(count, size)
 
 
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **extra):
     t = _tracer(a)
-    _check_extra(t, "var", out=out, **extra)
+    t.refuse_extra("var", out=out, **extra)
     axes = _axes(axis, np.ndim(_val(a)))
     count = int(np.prod([np.shape(_val(a))[i] for i in axes]))
     centred = a - mean(a, axis=axes, keepdims=True)
@@ -190,195 +209,6 @@ def norm(x, ord=None, axis=None, keepdims=False):
     return np.sqrt(sum_(np.square(x), axis=axis, keepdims=keepdims))
 
 
-# ---------------------------------------------------------------------- shapes
-def _view(result, a):
-    return result._as_view_of(a) if isinstance(a, Traced) else result
-
-
-def reshape(a, shape, order="C", **extra):
-    t = _tracer(a)
-    if order != "C":
-        t.fail(f"reshape with order={order!r} is not supported")
-    value = np.reshape(_val(a), shape)
-    result = t.record("reshape", (a,), value, shape=value.shape)
-    # numpy copies when the strides cannot be kept (a transpose's reshape): then no memory is shared
-    return _view(result, a) if np.may_share_memory(value, _val(a)) else result
-
-
-def ravel(a, order="C"):
-    return reshape(a, (-1,), order=order)
-
-
-def expand_dims(a, axis):
-    return reshape(a, np.expand_dims(_val(a), axis).shape)
-
-
-def squeeze(a, axis=None):
-    return reshape(a, np.squeeze(_val(a), axis).shape)
-
-
-def atleast_1d(*arrays):
-    out = [reshape(a, np.atleast_1d(_val(a)).shape) if isinstance(a, Traced) else np.atleast_1d(a) for a in arrays]
-    return out[0] if len(out) == 1 else out
-
-
-def atleast_2d(*arrays):
-    out = [reshape(a, np.atleast_2d(_val(a)).shape) if isinstance(a, Traced) else np.atleast_2d(a) for a in arrays]
-    return out[0] if len(out) == 1 else out
-
-
-def transpose(a, axes=None):
-    t = _tracer(a)
-    ndim = np.ndim(_val(a))
-    axes = tuple(range(ndim)[::-1]) if axes is None else tuple(int(x) % ndim for x in axes)
-    return _view(t.record("transpose", (a,), np.transpose(_val(a), axes), axes=axes), a)
-
-
-def swapaxes(a, axis1, axis2):
-    perm = list(range(np.ndim(_val(a))))
-    perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
-    return transpose(a, perm)
-
-
-def moveaxis(a, source, destination):
-    ndim = np.ndim(_val(a))
-    src = [s % ndim for s in np.atleast_1d(source)]
-    dst = [d % ndim for d in np.atleast_1d(destination)]
-    order = [n for n in range(ndim) if n not in src]
-    for d, s in sorted(zip(dst, src)):
-        order.insert(d, s)
-    return transpose(a, order)
-
-
-def broadcast_to(array, shape, subok=False):
-    t = _tracer(array)
-    value = np.broadcast_to(_val(array), shape)
-    return _view(t.record("broadcast_to", (array,), value, shape=value.shape), array)
-
-
-def broadcast_arrays(*args, subok=False):
-    shape = np.broadcast_shapes(*(np.shape(_val(a)) for a in args))
-    out = [broadcast_to(a, shape) if isinstance(a, Traced) else np.broadcast_to(a, shape) for a in args]
-    return type(np.broadcast_arrays(np.zeros(1)))(out)
-
-
-def astype(a, dtype, copy=True, **extra):
-    t = _tracer(a)
-    dtype = np.dtype(dtype)
-    if dtype == np.float64:
-        if a.dtype == np.float64:
-            return _copy(a)
-        return t.record("cast", (a,), _val(a).astype(np.float64))
-    if dtype == np.bool_:
-        return np.not_equal(a, 0)
-    t.fail(f"astype({dtype}) of a traced value is not supported (the engine follows float64 only)")
-
-
-def _copy(a, order="K", subok=False):
-    return Traced(a._tracer, a._node, a._value) if isinstance(a, Traced) else np.copy(a)
-
-
-def copy(a, order="K"):
-    return _copy(a)
-
-
-def clip(a, a_min=None, a_max=None, out=None, **extra):
-    _check_extra(_tracer(a), "clip", out=out)
-    a_min, a_max = extra.pop("min", a_min), extra.pop("max", a_max)
-    if a_min is not None:
-        a = np.maximum(a, a_min)
-    if a_max is not None:
-        a = np.minimum(a, a_max)
-    return a
-
-
-def repeat(a, repeats, axis=None):
-    t = _tracer(a, repeats)
-    if isinstance(repeats, Traced) or np.ndim(repeats) != 0:
-        t.fail("np.repeat with per-entry repeats is not supported")
-    if axis is None:
-        a, axis = ravel(a), 0
-    axis = int(axis) % np.ndim(_val(a))
-    return t.record("repeat", (a,), np.repeat(_val(a), int(repeats), axis=axis), repeats=int(repeats), axis=axis)
-
-
-def concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
-    arrays = list(arrays)
-    t = _tracer(*arrays)
-    _check_extra(t, "np.concatenate", out=out, dtype=dtype)
-    if axis is None:
-        arrays, axis = [np.ravel(a) for a in arrays], 0
-    axis = int(axis) % np.ndim(_val(arrays[0]))
-    value = np.concatenate([_val(a) for a in arrays], axis=axis)
-    return t.record("concatenate", tuple(arrays), value, axis=axis)
-
-
-def stack(arrays, axis=0, out=None, **extra):
-    arrays = list(arrays)
-    axis = int(axis) % (np.ndim(_val(arrays[0])) + 1)
-    return concatenate([np.expand_dims(a, axis) for a in arrays], axis=axis, out=out)
-
-
-def hstack(tup, **extra):
-    arrays = [np.atleast_1d(a) for a in tup]
-    return concatenate(arrays, axis=0 if np.ndim(_val(arrays[0])) == 1 else 1)
-
-
-def vstack(tup, **extra):
-    return concatenate([np.atleast_2d(a) for a in tup], axis=0)
-
-
-def pad(array, pad_width, mode="constant", **kwargs):
-    t = _tracer(array)
-    if mode != "constant" or isinstance(kwargs.get("constant_values"), Traced) or set(kwargs) - {"constant_values"}:
-        t.fail(f"np.pad with mode={mode!r} is not supported (only constant padding)")
-    ndim = np.ndim(_val(array))
-    widths = tuple(tuple(int(w) for w in row) for row in np.broadcast_to(np.asarray(pad_width), (ndim, 2)))
-    value = np.pad(_val(array), widths, mode="constant", **kwargs)
-    return t.record("pad", (array,), value, widths=widths)
-
-
-def sliding_window_view(x, window_shape, axis=None, *, subok=False, writeable=False):
-    t = _tracer(x)
-    if writeable:
-        t.fail("sliding_window_view with writeable=True is not supported")
-    ndim = np.ndim(_val(x))
-    window_shape = tuple(np.atleast_1d(window_shape).tolist())
-    axis = tuple(range(ndim)) if axis is None else tuple(int(a) % ndim for a in np.atleast_1d(axis))
-    value = _swv(_val(x), window_shape, axis=axis)
-    return _view(t.record("swv", (x,), value, window_shape=window_shape, axis=axis), x)
-
-
-def where(condition, x=None, y=None):
-    t = _tracer(condition, x, y)
-    if x is None or y is None:
-        t.fail("np.where with one argument (positions that depend on the parameters) is not supported")
-    return t.record("where", (condition, x, y), np.where(_val(condition), _val(x), _val(y)))
-
-
-def take(a, indices, axis=None, out=None, mode="raise"):
-    if isinstance(indices, Traced):
-        _tracer(a, indices).fail("np.take with indices that depend on the parameters is not supported")
-    if axis is None:
-        return getitem(ravel(a), np.asarray(indices))
-    axis = int(axis) % np.ndim(_val(a))
-    return getitem(a, (slice(None),) * axis + (np.asarray(indices),))
-
-
-def _shape_only(func):
-    def handler(a, *args, **kwargs):
-        return func(_val(a), *(_val(x) for x in args), **kwargs)
-
-    return handler
-
-
-def full_like(a, fill_value, *args, **kwargs):
-    if isinstance(fill_value, Traced):
-        _tracer(a, fill_value).fail("np.full_like with a traced fill value is not supported")
-    return np.full_like(_val(a), fill_value, *args, **kwargs)
-
-
-
 _HANDLERS = {
     np.sum: sum_, np.mean: mean, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin, np.var: var,
     np.std: std, np.any: any_, np.all: all_, np.linalg.norm: norm, np.reshape: reshape, np.ravel: ravel,
@@ -387,9 +217,9 @@ _HANDLERS = {
     np.broadcast_arrays: broadcast_arrays, np.copy: copy, np.clip: clip, np.repeat: repeat,
     np.concatenate: concatenate, np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.pad: pad,
     _swv: sliding_window_view, np.where: where, np.take: take, np.dot: dot, np.tensordot: tensordot,
-    np.einsum: einsum, np.trace: trace_, np.outer: outer, np.inner: inner, np.zeros_like: _shape_only(np.zeros_like),
-    np.ones_like: _shape_only(np.ones_like), np.empty_like: _shape_only(np.zeros_like), np.full_like: full_like,
-    np.shape: _shape_only(np.shape), np.ndim: _shape_only(np.ndim), np.size: _shape_only(np.size),
+    np.einsum: einsum, np.trace: trace_, np.outer: outer, np.inner: inner, np.zeros_like: shape_only(np.zeros_like),
+    np.ones_like: shape_only(np.ones_like), np.empty_like: shape_only(np.zeros_like), np.full_like: full_like,
+    np.shape: shape_only(np.shape), np.ndim: shape_only(np.ndim), np.size: shape_only(np.size),
 }
 
 _REASONS = {name: "of a traced value is not supported (its result depends on the parameters discretely)"

@@ -32,7 +32,7 @@ from ...core.series import SERIES_BELOW  # expm1's series below it: its terms pa
 from .changes import Change, gather, lift
 from .contract import STACK, contract
 from .factored import TABLE_ENTRIES, Factored, expand, lifted, row_runs
-from .trace import Node
+from .graph import Node
 
 __all__ = ["Terms", "weighted_sum", "exp_sum", "picked", "SERIES_BELOW"]
 

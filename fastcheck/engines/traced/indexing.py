@@ -11,12 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .trace import Traced
+from .trace import tracer_of as _tracer
 
 __all__ = ["getitem", "setitem", "normalize_index", "index_layout"]
-
-
-def _tracer(*args):
-    return Traced._live(args)
 
 
 # numpy's index forms (ints, slices, None, Ellipsis, arrays, masks) one at a time

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functions import _HANDLERS, _axes, _check_extra, _tracer, _val
+from .functions import _HANDLERS, _axes
 from .trace import HANDLERS
+from .trace import tracer_of as _tracer
+from .trace import value_of as _val
 
 __all__ = ["prod", "nansum", "nanmean"]
 
@@ -20,7 +22,7 @@ def _reduction(what, a, axis, dtype, out, extra):
     t = _tracer(a)
     if dtype not in (None, float, np.float64):
         t.fail(f"{what} with dtype= is not supported")
-    _check_extra(t, what, out=out, **extra)
+    t.refuse_extra(what, out=out, **extra)
     return t, _axes(axis, np.ndim(_val(a)))
 
 

@@ -6,7 +6,7 @@ of the graph node that produced it; numpy's dispatch protocols (``__array_ufunc_
 ``__array_function__``) and the operators route every operation on it to
 :mod:`fastcheck.engines.traced.functions`, which computes the value with the very numpy call
 the user wrote and records a node. Data the cost closes over stays plain numpy: constants of
-the graph.
+the graph (the graph itself, its nodes and :class:`~.graph.NotTraceable`: :mod:`~.graph`).
 
 What plain code reads of a mask or a count (``np.asarray(z > 0)``, ``dx[margins > 0] = 1``,
 ``if margin > 0:``) is a *guard* (:meth:`Tracer.guard`): those values are constant between
@@ -23,73 +23,19 @@ cannot hide it.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from . import plaindot
+from .graph import Node, NotTraceable, Ref
 from .sites import at, mid_graph_reason, plain_array_reason, site
 
-__all__ = ["NotTraceable", "Traced", "Tracer", "Graph", "Node", "Ref", "HANDLERS"]
+__all__ = ["Traced", "Tracer", "HANDLERS", "value_of", "tracer_of"]
 
 #: What traced arrays call for each operation, filled in by :mod:`~.functions` (which builds on this
 #: module, so it cannot be imported from here): ``ufunc_call``, ``function_call``, ``getitem``, ...
 HANDLERS: dict = {}
-
-
-class NotTraceable(Exception):
-    """The traced engine cannot vouch for this cost; ``reason`` says why in one sentence."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Ref:
-    """An argument of a node that is another node's value."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, node_id: int):
-        self.id = node_id
-
-    def __repr__(self) -> str:
-        return f"Ref({self.id})"
-
-
-@dataclass(eq=False)
-class Node:
-    """One recorded operation: ``op`` on ``args`` (Refs or constants) with settings ``kw``; its value."""
-
-    op: str
-    args: tuple
-    kw: dict
-    value: np.ndarray
-    id: int = -1
-
-
-@dataclass
-class Graph:
-    """The recorded cost: nodes in execution order, the node of each parameter group, the output."""
-
-    nodes: list
-    params: list
-    output: int
-    cost: float
-    guards: tuple = ()  # nodes of masks and counts the cost read as plain values (see Tracer.guard)
-    derived: dict = field(default_factory=dict)  # arrays rules derive from base values, once per node
-
-    def derive(self, key, compute):
-        """``compute()``, kept under ``key`` for every later chunk (a race only computes it twice)."""
-        value = self.derived.get(key)
-        if value is None:
-            value = self.derived[key] = compute()
-        return value
-
-    def value(self, arg):
-        """The base value of an argument (a Ref's node value, or the constant itself)."""
-        return self.nodes[arg.id].value if isinstance(arg, Ref) else arg
 
 
 _DTYPES = ("f", "b", "i", "u")
@@ -143,6 +89,12 @@ class Tracer:
         if self.failure is None:
             self.failure = reason
         raise NotTraceable(self.failure)
+
+    def refuse_extra(self, what: str, **extra) -> None:
+        """End the trace where a handler of ``what`` was given settings it does not follow (``out=``, ...)."""
+        bad = [k for k, v in extra.items() if v is not None and v is not False]
+        if bad:
+            self.fail(f"{what} with {', '.join(bad)}= is not supported")
 
     def ref(self, x):
         """A Ref for a Traced of this trace, the constant itself otherwise."""
@@ -402,6 +354,16 @@ class Traced(NDArrayOperatorsMixin):
         self._view_of, self._view_index = base, index
         base._views.append(weakref.ref(self))
         return self
+
+
+def value_of(x):
+    """The value of a traced array (what the user's code would see), or ``x`` itself."""
+    return x._value if isinstance(x, Traced) else x
+
+
+def tracer_of(*args) -> Tracer | None:
+    """The tracer recording a call on ``args``; None for values of finished traces and plain arrays."""
+    return Traced._live(args)
 
 
 def _same_index(a, b) -> bool:

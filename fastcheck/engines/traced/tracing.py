@@ -9,9 +9,10 @@ from . import (
     functions,  # noqa: F401  (fills trace.HANDLERS: what traced arrays call)
     nanprod,  # noqa: F401  (adds np.prod, np.nansum, np.nanmean to them)
 )
+from .graph import Graph, NotTraceable, Ref
 from .plaindot import unwrap
 from .sites import mid_graph_reason
-from .trace import Graph, NotTraceable, Ref, Traced, Tracer
+from .trace import Traced, Tracer
 
 __all__ = ["trace"]
 
