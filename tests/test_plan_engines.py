@@ -176,3 +176,24 @@ def test_dry_run_names_the_engine_and_why(tmp_path, monkeypatch, capsys):
     assert "blackbox engine (the settings given" in capsys.readouterr().out
     assert main(["check", "planproblems:mlp", "--dry-run", "--engine", "reference", "--budget", "0.005"]) == 0
     assert "mode subset (fitted to the budget of 0.005 s), reference engine" in capsys.readouterr().out
+
+
+def test_a_plan_of_the_built_in_network_s_directions_times_directions(monkeypatch):
+    """Timed at two counts per group on a clock the directions advance (10 ms + 1 ms per direction), the
+    estimate is that fixed part and slope, not the coordinates' timing."""
+    from fastcheck.apps.networks import network
+    from fastcheck.pipeline import timing
+
+    net, params, X, Y = network("S")
+    plan = net.plan(params, X, Y, mode="directions", n_directions=8)
+    assert "the directions timed at" in str(plan) and "per coordinate" not in str(plan)
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def evaluate(directions):
+        clock[0] += 0.010 + 0.001 * len(directions)
+
+    layout, _ = fc.Layout.from_params(params)
+    estimate, basis = timing.directions_estimate(evaluate, layout, "signs")
+    assert math.isclose(estimate(2 * 100), 0.010 + 0.100, rel_tol=1e-9)  # 100 directions, both signs each
+    assert "10 ms + 1 ms per direction" in basis()

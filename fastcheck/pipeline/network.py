@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..core.directions import SIGNS
 from ..core.objective import CostObjective
 from ..core.settings import require_n_threads
 from ..engines.base import Engine
@@ -20,7 +21,7 @@ from ..mlp.functions import PIECEWISE_LINEAR
 from .factories import CostProblem, _and, _layout_and_gradient, _require_checkable, _traced
 from .options import MLP_ENGINES, CheckOptions
 from .stepping import stencilled, with_stencil
-from .timing import batched_estimate, counted_calls
+from .timing import batched_estimate, counted_calls, directions_estimate
 
 __all__ = ["MLPProblem", "mlp_engine", "COMPILING"]
 
@@ -74,7 +75,9 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
         return mlp_evaluate_directions(BaseState(net, params, X, Y), layout, theta, analytic, dirs, eps,
                                        max_memory=options.memory)
 
-    if (cold := _while_compiling(problem, options, directions)) is not None:  # the default, on a fresh cache
+    # plans of directions time them as a check runs them (the same numpy on either engine below)
+    timed_directions = directions_estimate(directions, layout, options.distribution or SIGNS)
+    if (cold := _while_compiling(problem, options, directions, timed_directions)) is not None:  # a fresh cache
         return cold
 
     # lazy: numba loads (and compiles, the first time) only when the batched engine runs
@@ -96,7 +99,7 @@ def mlp_engine(problem: MLPProblem, options: CheckOptions, *, n_threads=None) ->
     prior = BATCHED_PRIOR[kind] * max(1.0, X.shape[1] / 64)
     return with_stencil(Engine("batched", stencilled(at, options.stencil), directions, estimate,
                                cost, prior, basis, notes, full=full, reason=reason, lazy_setup=lazy_setup,
-                               at=at),
+                               at=at, direction_estimate=timed_directions[0], direction_basis=timed_directions[1]),
                         options.stencil)
 
 
@@ -126,7 +129,7 @@ COMPILING = ("its numba kernels are not compiled yet (a fresh install or an empt
              "were checked with the traced engine (numpy, exact) while they compile in the background for later runs")
 
 
-def _while_compiling(problem: MLPProblem, options: CheckOptions, directions) -> Engine | None:
+def _while_compiling(problem: MLPProblem, options: CheckOptions, directions, timed_directions) -> Engine | None:
     """The traced engine on the network's own cost (:meth:`fastcheck.MLP.objective`, J bit for bit) when the
     batched engine was not asked for by name and its kernels are not in numba's cache (they compile meanwhile in
     another process); None when the batched engine should run (asked for, kernels cached, a cache that cannot be
@@ -160,7 +163,8 @@ def _while_compiling(problem: MLPProblem, options: CheckOptions, directions) -> 
     return with_stencil(replace(engine, directions=directions, notes={"batched_not_used": COMPILING},
                                 reason="the batched engine's kernels are not compiled yet: the traced engine while "
                                        "they compile in the background", setup=setup,
-                                direction_estimate=None, direction_basis=None), options.stencil)
+                                direction_estimate=timed_directions[0], direction_basis=timed_directions[1]),
+                        options.stencil)
 
 
 def _network_cost(net, params, X, Y) -> float:

@@ -11,10 +11,12 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..core.directions import draw_directions
 from ..core.selection import stratified_subset
 from ..engines.base import Setup
 
-__all__ = ["CostTiming", "counted_calls", "traced_estimate", "batched_estimate", "timing_seconds", "TIMING_SECONDS",
+__all__ = ["CostTiming", "counted_calls", "traced_estimate", "batched_estimate", "directions_estimate",
+           "timing_seconds", "TIMING_SECONDS", "DIRECTION_TIMING",
            "TIMING_EVALUATIONS", "BUDGET_SHARE", "report_seconds"]
 
 #: A cost is timed on perturbed evaluations until this many seconds have gone by (the traced
@@ -24,6 +26,11 @@ TIMING_SECONDS = 0.25
 TIMING_EVALUATIONS = 32
 #: Within a budget, the timing of an engine takes at most this share of it.
 BUDGET_SHARE = 0.5
+#: Directions per group (and over all of theta) that the built-in network's directions are timed at: a fixed
+#: part (the base pass, the linear maps) and a slope per direction between the two.
+DIRECTION_TIMING = (2, 8)
+#: ... each timed this many times, the least taken.
+DIRECTION_RUNS = 2
 
 
 class CostTiming:
@@ -161,6 +168,48 @@ def batched_estimate(net, layout, coordinates, budget: float | None = None):
                 f"{points[0][0]:,} to {points[-1][0]:,} coordinates: {_line(timing())}")
 
     return lambda n: timing().seconds(n / 2), basis, lazy_setup
+
+
+def directions_estimate(evaluate, layout, kind: str):
+    """``(estimate, basis)`` of the built-in network's directions, timed on first use.
+
+    ``evaluate(directions)`` runs them as a check does (its base pass included); it is
+    timed at :data:`DIRECTION_TIMING` directions per group, drawn as ``kind``, after one
+    untimed run of the first (what a process does once: loading a kernel, numpy's first
+    calls), the least of :data:`DIRECTION_RUNS` runs each (another process's burst on the
+    cores is no part of the check), and read as a fixed part and a slope per direction; ``estimate(n_evaluations)``
+    is the seconds of ``n_evaluations / 2`` directions.
+    """
+    timed: dict = {}
+
+    def fit() -> dict:
+        if not timed:
+            points = []
+            evaluate(draw_directions(layout, DIRECTION_TIMING[0], seed=0, kind=kind))
+            for per_group in DIRECTION_TIMING:
+                directions = draw_directions(layout, per_group, seed=0, kind=kind)
+                runs = []
+                for _ in range(DIRECTION_RUNS):
+                    tic = time.perf_counter()
+                    evaluate(directions)
+                    runs.append(time.perf_counter() - tic)
+                points.append((len(directions), min(runs)))
+            (n_few, few), (n_many, many) = points
+            slope = max((many - few) / (n_many - n_few), 0.0)
+            timed.update(points=points, slope=slope, fixed=max(few - slope * n_few, 0.0))
+        return timed
+
+    def estimate(n_evaluations: int) -> float:
+        t = fit()
+        return t["fixed"] + t["slope"] * n_evaluations / 2
+
+    def basis() -> str:
+        t = fit()
+        (n_few, few), (n_many, many) = t["points"]
+        return (f"the directions timed at {n_few} and {n_many} ({few * 1e3:.3g} and {many * 1e3:.3g} ms): "
+                f"{t['fixed'] * 1e3:.3g} ms + {t['slope'] * 1e3:.3g} ms per direction")
+
+    return estimate, basis
 
 
 def _line(timing) -> str:
