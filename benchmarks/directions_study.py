@@ -337,12 +337,12 @@ def main(argv=None) -> int:
           f"{seeds} per network, activation and distribution, the user models {user_seeds}.\n")
     patterns = sorted({key[2].split(":")[2] for key in out["exhaustive"] if key[2].startswith("spread:")})
     for title, lines in [
-        ("Correct gradients: verdicts of 32 directions per group, 7 groups (S, M)", table_correct(out)),
+        ("Correct gradients: verdicts of 32 directions per group, 6 groups and (all) (S, M)", table_correct(out)),
         ("Bugs of fastcheck.apps.bugs: rate of seeds where every origin group fails; where a group the bug does "
          "not touch warns or fails", table_bugs(out, nets)),
         ("One wrong entry (W1 and b2, 3 positions each, relu and tanh pooled): fail / warn rates",
          table_entries(out, nets)),
-        ("Errors spread over a group: the directions' relative difference over the exhaustive one, k=16",
+        ("Errors spread over a group: the directions' relative difference over the exhaustive one, k=4 and k=16",
          table_spread(out, patterns)),
         ("Errors spread over a group: verdicts that differ from the band of the exhaustive difference; from the "
          "full check's verdict (milder: the directions pass or warn where it warns or fails), k=16",
