@@ -8,7 +8,7 @@ import pytest
 import fastcheck as fc
 from fastcheck.apps.bugs import BUGS, buggy_gradient
 from fastcheck.apps.networks import network
-from fastcheck.core.directions import GLOBAL
+from fastcheck.core.directions import GLOBAL, KINDS
 from fastcheck.core.layout import Layout
 from fastcheck.core.selection import escape_probability, stratified_subset, subset_sizes
 
@@ -61,10 +61,12 @@ def test_same_seed_same_result_different_seed_differs(net_s, mode):
     assert a.difference != c.difference
 
 
+@pytest.mark.parametrize("distribution", KINDS)
 @pytest.mark.parametrize("bug", sorted(BUGS))
-def test_directions_mode_fails_every_bug_in_the_right_groups(net_s, bug):
+def test_directions_mode_fails_every_bug_in_the_right_groups(net_s, bug, distribution):
     net, params, X, Y, _ = net_s
-    report = net.check(params, buggy_gradient(net, bug, params, X, Y), X, Y, mode="directions", n_directions=8)
+    report = net.check(params, buggy_gradient(net, bug, params, X, Y), X, Y, mode="directions", n_directions=8,
+                       distribution=distribution)
     assert not report.passed
     assert set(BUGS[bug].origin(net)) <= set(report.failing_groups) <= set(BUGS[bug].touches(net))
 
@@ -82,13 +84,15 @@ def test_directions_agree_between_engines(net_s):
         assert abs(f.numeric - s.numeric) < noise
 
 
-def test_small_group_bug_is_missed_by_a_global_projection_but_not_per_group():
+@pytest.mark.parametrize("distribution", KINDS)
+def test_small_group_bug_is_missed_by_a_global_projection_but_not_per_group(distribution):
     net, params, X, Y = network("M")
     grads = net.gradient(params, X, Y)
     grads["db2"] = grads["db2"] * 1.02  # only b2 is wrong, and only by 2%
     global_fails = 0
     for seed in range(6):
-        report = net.check(params, grads, X, Y, mode="directions", n_directions=8, seed=seed)
+        report = net.check(params, grads, X, Y, mode="directions", n_directions=8, seed=seed,
+                           distribution=distribution)
         assert report.group("b2").verdict == "fail"
         assert report.failing_groups == ["b2"]
         global_fails += report.overall_directions.verdict == "fail"
@@ -130,12 +134,14 @@ def test_subset_report_states_coverage_and_guarantee(net_s):
     assert fc.Report.from_json(report.to_json()).to_json() == report.to_json()
 
 
-@pytest.mark.parametrize("mode", ["subset", "directions"])
+@pytest.mark.parametrize("mode", ["subset", "directions", "gaussian directions"])
 def test_escalation_names_the_wrong_entry(net_s, mode):
     net, params, X, Y, grads = net_s
     bad = {k: v.copy() for k, v in grads.items()}
     bad["dW2"][3, 7] *= 1.1
     kw = {"fraction": 0.5} if mode == "subset" else {"n_directions": 8}
+    if mode == "gaussian directions":
+        mode, kw = "directions", {**kw, "distribution": "gaussian"}
     seed = 0
     if mode == "subset":  # a seed whose subset holds the wrong entry (a subset may miss it)
         layout, _ = Layout.from_params(params)
@@ -150,7 +156,8 @@ def test_escalation_names_the_wrong_entry(net_s, mode):
     assert report.settings["escalated"] == ["W2"]
 
 
-def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict(net_s, monkeypatch):
+@pytest.mark.parametrize("distribution", KINDS)
+def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict(net_s, monkeypatch, distribution):
     """W2[3, 7] off by 10%: its directions flag W2; a re-check of 100 other entries finds them right."""
     from fastcheck.pipeline import escalation
 
@@ -163,11 +170,11 @@ def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict
     seed = next(s for s in range(100)  # a seed whose 100 re-checked entries miss W2[3, 7]
                 if target not in np.random.default_rng([s, 1]).choice(np.arange(layout.group("W2").start,
                                                                                 layout.group("W2").stop), 100, False))
-    flagged = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed,
+    flagged = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed, distribution=distribution,
                         escalate=False).group("W2").verdict
     assert flagged != "pass"
     report = net.check(params, bad, X, Y, mode="directions", n_directions=8, seed=seed, escalate=True,
-                       escalate_budget=100)
+                       escalate_budget=100, distribution=distribution)
     row = report.group("W2")
     assert row.escalated and row.checked == 100 and row.wrong_entries == 0
     assert row.verdict == flagged and not report.verdict == "pass"
@@ -175,13 +182,15 @@ def test_a_partial_escalation_that_misses_the_entry_keeps_the_directions_verdict
     assert "the wrong ones are among" in str(report)
 
 
+@pytest.mark.parametrize("distribution", KINDS)
 @pytest.mark.parametrize("where", [(0, 0), (100, 500), (127, 783)])
-def test_bisection_names_a_single_wrong_entry_with_few_evaluations(where):
+def test_bisection_names_a_single_wrong_entry_with_few_evaluations(where, distribution):
     """A 10% error in one entry of M's W1 (100,352 entries), escalation limited to 200 entries."""
     net, params, X, Y = network("M")
     grads = net.gradient(params, X, Y)
     grads["dW1"][where] *= 1.1
-    report = net.check(params, grads, X, Y, mode="directions", n_directions=8, escalate=True, escalate_budget=200)
+    report = net.check(params, grads, X, Y, mode="directions", n_directions=8, escalate=True, escalate_budget=200,
+                       distribution=distribution)
     assert report.failing_groups == ["W1"] and report.worst(1)[0].index == where
     info = report.settings["localised"]["W1"]
     assert info["evaluations"] <= 4 * 2 * 13 and info["entries"] <= 32  # about 4 log2(n / 16) evaluations
@@ -214,27 +223,30 @@ def test_bisection_on_a_user_cost_on_workers():
     assert report.group("W").checked == 100 and report.settings["localised"]["W"]["evaluations"] < 150
 
 
-def test_bisection_of_a_spread_out_bug_samples_where_the_error_is(net_s):
+@pytest.mark.parametrize("distribution", KINDS)
+def test_bisection_of_a_spread_out_bug_samples_where_the_error_is(net_s, distribution):
     net, params, X, Y, grads = net_s
     bad = buggy_gradient(net, "scaled", params, X, Y)  # every entry of dW2 wrong
-    report = net.check(params, bad, X, Y, mode="directions", n_directions=4, escalate=True, escalate_budget=50)
+    report = net.check(params, bad, X, Y, mode="directions", n_directions=4, escalate=True, escalate_budget=50,
+                       distribution=distribution)
     assert report.failing_groups == ["W2"] and report.group("W2").wrong_entries == 50
     info = report.settings["localised"]["W2"]
     assert info["entries"] == 512 and info["rechecked"] == 50  # 16 wrong blocks of 32 are too many: 8 of 64 kept
     assert "50 of them at random" in str(report)
 
 
-def test_escalation_by_default_rechecks_whole_groups_that_fit_in_its_time(net_s, monkeypatch):
+@pytest.mark.parametrize("distribution", KINDS)
+def test_escalation_by_default_rechecks_whole_groups_that_fit_in_its_time(net_s, monkeypatch, distribution):
     from fastcheck.pipeline import options
 
     net, params, X, Y, grads = net_s
     bad = {k: v.copy() for k, v in grads.items()}
     bad["dW1"][5, 9] *= 1.1
-    report = net.check(params, bad, X, Y, mode="directions", n_directions=8, escalate=True)
+    report = net.check(params, bad, X, Y, mode="directions", n_directions=8, escalate=True, distribution=distribution)
     assert report.group("W1").checked == 2048 and report.worst(1)[0].label == "W1[5, 9]"
     monkeypatch.setattr(options, "ESCALATE_SECONDS", 1e-9)  # nothing fits: the floor of entries per group
     monkeypatch.setattr(options, "ESCALATE_MIN", 300)
-    report = net.check(params, bad, X, Y, mode="directions", n_directions=8, escalate=True)
+    report = net.check(params, bad, X, Y, mode="directions", n_directions=8, escalate=True, distribution=distribution)
     assert report.group("W1").checked == 300
 
 
