@@ -12,9 +12,9 @@ import pytest
 
 from fastcheck.apps.bugs import BUGS, buggy_gradient
 from fastcheck.apps.networks import network
-from fastcheck.core.directions import KINDS
+from fastcheck.core.directions import KINDS, draw_directions
 from fastcheck.core.finite import DEFAULT_EPS
-from fastcheck.core.signs import sign_step
+from fastcheck.core.layout import Layout
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,9 @@ def test_a_single_wrong_entry_is_flagged(net_s, kind, name, where):
 
 
 def test_a_sign_direction_sees_a_single_wrong_entry_whole(net_s):
-    """Every sign direction of the group moves by the entry's whole error times h / eps; a Gaussian one by v_i."""
-    *_, grads = net_s
+    """Every sign direction of the group moves by the entry's error times h a_i b_j / eps (|a_i b_j| in [1, 4):
+    never a small fraction of it); a Gaussian one by v_i, which can be near 0."""
+    net, params, X, Y, grads = net_s
     delta = 1e-3
     error = np.zeros_like(grads["dW1"])
     error[5, 9] = delta
@@ -83,9 +84,24 @@ def test_a_sign_direction_sees_a_single_wrong_entry_whole(net_s):
         good, bad = (_directions(net_s, g, kind, 3) for g in (grads, _planted(grads, "W1", error)))
         moved[kind] = np.array([b.analytic - a.analytic for a, b in zip(good.directions, bad.directions)
                                 if a.group == "W1"])
-    step = sign_step(DEFAULT_EPS, grads["dW1"].size) / DEFAULT_EPS
-    np.testing.assert_allclose(np.abs(moved["signs"]), step * delta, rtol=1e-6)
+    layout, _ = Layout.from_params(params)
+    drawn = [d for d in draw_directions(layout, 16, seed=3) if d.group == "W1"]
+    expected = [d.step(DEFAULT_EPS) * d.factors()[0][2][5] * d.factors()[0][3][9] * delta / DEFAULT_EPS
+                for d in drawn]
+    np.testing.assert_allclose(moved["signs"], expected, rtol=1e-6)
+    lowest = min(d.step(DEFAULT_EPS) for d in drawn) * delta / DEFAULT_EPS
+    assert np.abs(moved["signs"]).min() >= lowest * (1 - 1e-9)
     assert np.abs(moved["gaussian"]).min() < 0.5 * np.abs(moved["gaussian"]).max()  # a Gaussian entry varies
+
+
+def test_two_swapped_entries_are_not_cancelled_by_sign_directions(net_s):
+    """Signs alone cancel a swap one time in two per direction (13 of 200 seeds passed with 4 directions); with
+    the magnitudes a direction cancels it only when sign and magnitude both agree, one time in 32."""
+    *_, grads = net_s
+    bad = {k: v.copy() for k, v in grads.items()}
+    bad["db3"][[0, 3]] = bad["db3"][[3, 0]]
+    for seed in range(200):
+        assert _directions(net_s, bad, "signs", seed, n=4).group("b3").verdict == "fail", seed
 
 
 def _spread_patterns(G, rng):
@@ -113,9 +129,9 @@ def test_an_error_spread_over_a_group_gets_the_band_of_its_exhaustive_difference
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", ["W3", "b3"])
 def test_errors_a_sign_pattern_can_cancel_fail_with_16_directions(net_s, kind, name):
-    """Two entries swapped, two entries off by the same amount, a stray constant: a sign direction sees each as
-    exactly 0 with probability 1/2 (the constant: (sum a)(sum b)), so 16 directions all miss it with
-    probability 2^-16 or less; on these seeds each fails."""
+    """Two entries swapped, two entries off by the same amount, a stray constant: signs alone would see each as
+    exactly 0 with probability 1/2 (the constant: (sum a)(sum b)); with the magnitudes far less often, and 16
+    directions all miss it with a probability below 2^-16; on these seeds each fails."""
     *_, grads = net_s
     G = grads[f"d{name}"]
     i, j = np.unravel_index(0, G.shape), np.unravel_index(G.size - 1, G.shape)

@@ -41,10 +41,11 @@ def test_symmetric_steps_are_exact_or_the_direction_takes_plain_steps(kind):
     assert any(symmetric) and not all(symmetric)
     for d, st in zip(directions, steps):
         base = theta[d.start:d.stop]
-        # a Gaussian step is the rounded one, kept when exact both ways; a sign step is +-h or nothing
+        # a Gaussian step is the rounded one, kept exactly when exact both ways; a sign step is h a b^T, kept
+        # where a sufficient rule vouches for it (never where a sum would round)
         wanted = _ideal(d, 1e-2) if kind == SIGNS else st.plus[0]
         exact = all(_exact(t, s) and _exact(t, -s) for t, s in zip(base, wanted))
-        assert exact == st.symmetric[0], d
+        assert (exact == st.symmetric[0]) if kind == GAUSSIAN else (exact or not st.symmetric[0]), d
         if st.symmetric[0]:
             assert np.array_equal(st.minus[0], st.plus[0])
         else:  # the plain steps of the rounded perturbed values, fl(theta + eps v) and fl(theta - eps v)
@@ -76,7 +77,8 @@ def test_a_sign_step_is_h_times_a_rank_one_pattern_of_signs():
         steps = direction_steps(theta, grad, [d], EPS)
         assert steps.symmetric[0]
         h = d.step(EPS)
-        assert np.array_equal(steps.plus[0], h * d.draw()) and set(np.abs(steps.plus[0]).tolist()) == {h}
+        assert np.array_equal(steps.plus[0], h * d.draw())
+        assert (np.abs(steps.plus[0]) >= h).all() and (np.abs(steps.plus[0]) < 4 * h).all()
         assert abs(np.linalg.norm(steps.plus[0]) / EPS - 1) <= 1 / 16
         for start, stop, a, b in d.factors():  # each group's part is the outer product of two sign vectors
             assert np.array_equal(d.draw()[start - d.start:stop - d.start], np.outer(a, b).ravel())

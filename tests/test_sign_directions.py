@@ -2,13 +2,23 @@
 the built-in network (against dense steps and full forward passes), and the fallback to dense
 plain steps where theta +- h would round."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from full_passes import full_change as _full_change
 
 from fastcheck.core.directions import GLOBAL, SIGNS, direction_steps, draw_directions, sign_steps
 from fastcheck.core.layout import Layout
-from fastcheck.core.signs import STEP_BITS, sign_factors, sign_step, signs
+from fastcheck.core.signs import (
+    MAGNITUDES,
+    STEP_BITS,
+    exactly_shifted,
+    sign_entries,
+    sign_factors,
+    sign_step,
+    step_binade,
+)
 from fastcheck.engines.mlp.directions import _factored_views, _group_views
 from fastcheck.engines.mlp.rankone import RankOne, both_signs, l2_parts
 from fastcheck.engines.mlp.stacked import BaseState, symmetric_cost_changes
@@ -18,26 +28,51 @@ from fastcheck.mlp.model import MLP
 EPS = 1e-7
 
 
-def test_a_stream_of_signs_is_balanced_and_each_entry_depends_on_its_index_only():
-    s = signs(12345, 200_000)
-    assert set(np.unique(s).tolist()) == {-1.0, 1.0}
-    assert abs(s.mean()) < 5 / np.sqrt(s.size)
-    assert abs(np.mean(s[1:] * s[:-1])) < 5 / np.sqrt(s.size)  # neighbours uncorrelated
-    assert np.array_equal(signs(12345, 1000), s[:1000])
+def test_a_stream_of_signed_magnitudes_is_balanced_and_each_entry_depends_on_its_index_only():
+    s = sign_entries(12345, 200_000)
+    assert set(np.unique(np.abs(s)).tolist()) == set(MAGNITUDES.tolist())
+    assert abs(np.mean(np.sign(s))) < 5 / np.sqrt(s.size)
+    counts = np.unique(np.abs(s), return_counts=True)[1]
+    assert counts.min() > 0.9 * s.size / 16 and counts.max() < 1.1 * s.size / 16  # the magnitudes uniform
+    assert abs(np.mean(s[1:] * s[:-1])) < 5 * 2.25 / np.sqrt(s.size)  # neighbours uncorrelated
+    assert np.array_equal(sign_entries(12345, 1000), s[:1000])
     a, b = sign_factors(12345, 30, 7)
     assert np.array_equal(np.concatenate([a, b]), s[:37])
-    assert not np.array_equal(signs(12346, 1000), s[:1000])
+    assert not np.array_equal(sign_entries(12346, 1000), s[:1000])
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100, 401_408, 10**9])
-def test_the_step_has_few_bits_and_a_norm_near_eps(n):
-    h = sign_step(EPS, n)
+def test_the_step_has_few_bits_and_a_norm_near_eps_and_shifts_typical_weights_exactly(n):
+    a, b = sign_factors(n, min(n, 1000), 1)
+    norm = float(np.linalg.norm(a)) * np.sqrt(n / a.size)
+    h = sign_step(EPS, norm)
     mantissa, _ = np.frexp(h)
     assert (mantissa * 2 ** STEP_BITS) == int(mantissa * 2 ** STEP_BITS)  # STEP_BITS significant bits
-    assert abs(h * np.sqrt(n) / EPS - 1) <= 1 / 16
-    weights = np.random.default_rng(n % 97).standard_normal(10_000) * 0.05  # typical weights: exact both ways
-    assert np.array_equal((weights + h) - weights, np.full_like(weights, h))
-    assert np.array_equal(weights - (weights - h), np.full_like(weights, h))
+    assert abs(h * norm / EPS - 1) <= 1 / 16
+    weights = np.random.default_rng(n % 97).standard_normal(10_000) * 0.05
+    assert exactly_shifted(weights, step_binade(h))
+    for m in (MAGNITUDES[0] ** 2, MAGNITUDES[7] * MAGNITUDES[11], MAGNITUDES[-1] ** 2):  # typical weights: exact
+        s = np.full_like(weights, h * m)
+        assert np.array_equal((weights + s) - weights, s) and np.array_equal(weights - (weights - s), s)
+
+
+def test_exactly_shifted_is_never_wrong_when_it_says_exact():
+    """Its rule is sufficient: on values of every kind, each sum it vouches for is exact in rational arithmetic."""
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.standard_normal(200) * 0.05, rng.standard_normal(50) * 300, [0.0, -0.0, 1e-30,
+                             3e-12, 1.0, 2.0, np.nextafter(2.0, 0.0), 255.99999999, 511.0, -1024.0]])
+    for h in (sign_step(EPS, 633.0), sign_step(EPS, 3.0), sign_step(1e-2, 7.0)):  # steps of STEP_BITS bits
+        a, b = sign_factors(7, values.size, 1)
+        steps = h * a * b[0]
+        for t, s in zip(values, steps):
+            if exactly_shifted(np.array([t]), step_binade(h)):
+                assert Fraction(float(t + s)) == Fraction(float(t)) + Fraction(float(s))
+                assert Fraction(float(t - s)) == Fraction(float(t)) - Fraction(float(s))
+    h = sign_step(EPS, 633.0)
+    assert not exactly_shifted(np.array([1e-30]), step_binade(h))  # far below the step
+    assert not exactly_shifted(np.array([5e3]), step_binade(h))  # too large for the step's finest bit
+    assert not exactly_shifted(np.array([np.nextafter(0.0625, 0.0)]), step_binade(h))  # its last bit at the top
+    assert exactly_shifted(np.array([0.0625 - 2 ** -40, 0.0, -0.0]), step_binade(h))
 
 
 def test_rank_one_steps_act_as_their_dense_matrices():
@@ -91,7 +126,7 @@ def test_factored_sign_steps_equal_dense_steps_and_full_forward_passes(hidden, o
             assert abs(minus[j] - _full_change(net, params, X, Y, one, -1)) <= scale
 
 
-def test_a_weight_where_theta_plus_h_rounds_sends_its_directions_to_dense_plain_steps():
+def test_a_weight_where_theta_plus_a_step_may_round_sends_its_directions_to_dense_plain_steps():
     net = MLP([6, 5, 3], hidden="relu", output="softmax")
     params = net.init(seed=0)
     params["W1"][2, 3] = 1e-30  # theta + h needs more than 53 bits

@@ -10,8 +10,9 @@ or in which chunk. Escalation's bisection draws directions on blocks of a group 
 way, from streams of their own.
 
 Two distributions (``kind``): :data:`SIGNS`, the default, a rank-one pattern of random
-signs per group (:mod:`fastcheck.core.signs`: ``h a b^T`` over the group's rows and the
-rest of its axes, every entry ``+-h``), and :data:`GAUSSIAN`, standard normals
+signed magnitudes per group (:mod:`fastcheck.core.signs`: ``h a b^T`` over the group's
+rows and the rest of its axes, every entry of a and b a random sign times 1 to 2 in
+sixteenths), and :data:`GAUSSIAN`, standard normals
 (:mod:`fastcheck.core.gaussian`), isotropic over the group.
 
 Steps are symmetric and exact. The step of an entry is the one its rounded perturbed
@@ -27,6 +28,7 @@ its step) takes the plain rounded steps instead, ``fl(theta + eps v) - theta`` a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +37,7 @@ from ..errors import InputError
 from .gaussian import fill_streams, standard_normal, stream_key
 from .layout import Layout
 from .limits import available_memory
-from .signs import sign_factors, sign_step
+from .signs import exactly_shifted, sign_factors, sign_step, step_binade
 
 __all__ = ["Direction", "Steps", "direction_steps", "draw_directions", "require_directions_fit", "GLOBAL",
            "DIRECTION_BYTES", "PART_BYTES", "SIGNS", "GAUSSIAN", "KINDS", "part_rows", "SignSteps", "sign_steps"]
@@ -98,8 +100,8 @@ class Direction:
                 for start, stop, seed, rows in self.parts]
 
     def step(self, eps: float) -> float:
-        """The step of every entry of a :data:`SIGNS` direction (:func:`fastcheck.core.signs.sign_step`)."""
-        return sign_step(eps, self.stop - self.start)
+        """The ``h`` of a :data:`SIGNS` direction, its steps ``h a b^T`` (:func:`fastcheck.core.signs.sign_step`)."""
+        return sign_step(eps, math.sqrt(sum((a @ a) * (b @ b) for _, _, a, b in self.factors())))
 
     def vector(self) -> np.ndarray:
         """The unit direction (the draw over its norm)."""
@@ -155,17 +157,19 @@ def _exact_steps(base: np.ndarray, directions: list, steps: np.ndarray,
 
     Returns which rows have them, and each draw's scale.
 
-    A sign direction's step is ``h`` times its pattern, exact where ``theta +- h`` is at
-    every entry (:func:`_exact_shifts`, decided once per step size). A Gaussian one's is
+    A sign direction's step is ``h`` times its pattern, exact where ``theta +-`` any such
+    step is at every entry (:func:`~fastcheck.core.signs.exactly_shifted`, decided once per
+    binade of ``h``). A Gaussian one's is
     the rounded step ``fl(theta + eps v) - theta``, kept where TwoSum shows ``theta +- s``
     exact (the numba kernel for large draws, its numpy twin for small ones).
     """
     k = len(directions)
     if all(d.kind == SIGNS for d in directions):
         scales = np.array([d.step(eps) for d in directions])
-        exact = {h: _exact_shifts(base, h) for h in set(scales.tolist())}
-        steps *= scales[:, None]  # +-h: exact products
-        return np.array([exact[h] for h in scales.tolist()], dtype=bool), scales
+        binades = [step_binade(h) for h in scales.tolist()]
+        exact = {b: exactly_shifted(base, b) for b in set(binades)}
+        steps *= scales[:, None]  # h a_i b_j: products of a few bits, exact
+        return np.array([exact[b] for b in binades], dtype=bool), scales
     if any(d.kind == SIGNS for d in directions):
         raise ValueError("direction_steps takes directions of one kind at a time")
     # row by row, as u . grad below: a stack's einsum may sum a row in another order than the row's own
@@ -233,23 +237,13 @@ class SignSteps:
     analytic: np.ndarray
 
 
-def _exact_shifts(base: np.ndarray, h: float) -> bool:
-    """Whether ``base + h`` and ``base - h`` are exact in float64 at every entry (TwoSum's error is zero)."""
-    for s in (h, -h):
-        p = base + s
-        p_b = p - base
-        if ((base - (p - p_b)) + (s - p_b)).any():
-            return False
-    return True
-
-
 def sign_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: float,
                exact: dict | None = None) -> SignSteps | None:
     """The factored exact steps of :data:`SIGNS` ``directions`` (on one span), or None where they are not exact.
 
-    ``theta +- h`` is checked once per part's span and step (``exact``, a dict kept by
-    the caller across calls, remembers it); a part with an entry where either sum
-    rounds sends the caller to :func:`direction_steps` (plain rounded steps). ``u .
+    ``theta +- h a_i b_j`` is checked once per part's span and binade of ``h`` (``exact``, a
+    dict kept by the caller across calls, remembers it); a part with an entry where a sum
+    may round sends the caller to :func:`direction_steps` (plain rounded steps). ``u .
     grad`` is summed part by part as ``h a^T G b``, G the part's gradient as a matrix.
     """
     exact = {} if exact is None else exact
@@ -257,9 +251,10 @@ def sign_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: float
     factors = [d.factors() for d in directions]
     for h, parts in zip(steps, factors):
         for start, stop, _, _ in parts:
-            if (start, stop, h) not in exact:
-                exact[start, stop, h] = _exact_shifts(theta[start:stop], h)
-            if not exact[start, stop, h]:
+            key = (start, stop, step_binade(h))
+            if key not in exact:
+                exact[key] = exactly_shifted(theta[start:stop], key[2])
+            if not exact[key]:
                 return None
     analytic = np.array([_sign_analytic(h, parts, grad, eps) for h, parts in zip(steps, factors)])
     return SignSteps(steps, factors, analytic)
