@@ -125,11 +125,12 @@ def check(cost, params, grads=FROM_COST, *, eps: float | str = DEFAULT_EPS, mode
         Directions per group (mode ``"directions"``; default 16).
     distribution : {"signs", "gaussian"}, optional
         The random directions (mode ``"directions"``): ``"signs"`` (the default), each
-        group's direction a rank-one pattern of random signs, ``a b^T`` over its first
-        axis and the rest (every entry ``+-h``, a step that is exact in float64); or
-        ``"gaussian"``, standard normals. A group's error E shows in a direction as
-        ``a^T E b``, whose mean square is ``||E||^2`` for both; a single wrong entry moves
-        every sign direction by its whole error.
+        group's direction a rank-one pattern ``h a b^T`` over its first axis and the rest,
+        each entry of ``a`` and ``b`` a random sign times a magnitude of 1 to 2 (a step
+        exact in float64, and fast for the built-in network); or ``"gaussian"``, standard
+        normals. A group's error E shows in a direction as ``h a^T E b``, whose mean square
+        is proportional to ``||E||^2`` for both; a single wrong entry moves every sign
+        direction by 1 to 4 times ``h`` times its error (docs/directions.md compares them).
     seed : int
         Seed of the random modes: same seed, same coordinates and directions.
     kinks : {"exclude", "include"}, default "exclude"

@@ -114,7 +114,7 @@ def get_parser() -> argparse.ArgumentParser:
                        help=f"directions: directions per group (default {DEFAULT_DIRECTIONS})")
     modes.add_argument("--distribution", choices=KINDS,
                        help=f"directions: {KINDS[0]} (default: each group's direction a rank-one pattern of random "
-                            f"signs) or {KINDS[1]} (standard normals)")
+                            f"signed magnitudes) or {KINDS[1]} (standard normals)")
     modes.add_argument("--min-per-group", type=int, default=DEFAULT_MIN_PER_GROUP,
                        help=f"subset: entries of every group at the least (default {DEFAULT_MIN_PER_GROUP})")
     modes.add_argument("--seed", type=int, default=0, help="seed of the random modes (default 0)")
