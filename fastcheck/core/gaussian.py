@@ -16,6 +16,7 @@ A stream's key is its seed (a tuple of integers) hashed by numpy's ``SeedSequenc
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -50,8 +51,9 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 ZIGGURAT = (*_tables(), _R, 1.0 / _R)
 
 
+@functools.lru_cache(maxsize=65536)
 def stream_key(seed) -> int:
-    """The 64-bit key of the stream seeded by ``seed`` (an integer or a tuple of them)."""
+    """The 64-bit key of the stream seeded by ``seed`` (an integer or a tuple of them; kept: hashing is slow)."""
     return int(np.random.SeedSequence(list(np.atleast_1d(seed))).generate_state(1, np.uint64)[0])
 
 

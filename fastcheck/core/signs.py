@@ -26,6 +26,7 @@ they cancel when sign and magnitude both agree, one time in 32.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -53,9 +54,15 @@ def sign_entries(key: int, n: int) -> np.ndarray:
     return sign * MAGNITUDES[((words >> np.uint64(59)) & np.uint64(15)).astype(np.intp)]
 
 
+@functools.lru_cache(maxsize=4096)
 def sign_factors(key: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(a, b)``: the two vectors of the rank-one pattern ``a b^T`` of the stream ``key``."""
+    """``(a, b)``: the two vectors of the rank-one pattern ``a b^T`` of the stream ``key`` (read-only).
+
+    Kept for later calls: a direction over all of theta is made of the groups' patterns
+    of the same number, and a check asks for a pattern's norm, steps and analytic side.
+    """
     both = sign_entries(key, rows + cols)
+    both.setflags(write=False)
     return both[:rows], both[rows:]
 
 
