@@ -16,6 +16,7 @@ from ...core.directions import GLOBAL, SIGNS, SignSteps, Steps, _draw_all, direc
 from ...core.layout import Layout
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import DirectionEvaluations
+from ...core.threads import blas_limited
 from .rankone import RankOne
 from .stacked import cost_changes, symmetric_cost_changes
 
@@ -111,21 +112,31 @@ class _Run:
         self.done[members] = True
 
     def signs(self) -> None:
-        """The sign directions over whole groups, factored where ``theta +- h`` is exact."""
-        exact: dict = {}  # theta +- h exact on a span, decided once
+        """The sign directions over whole groups, factored where ``theta +- h a b^T`` is exact.
+
+        With one BLAS thread: the products are a few MB each, which a second thread
+        speeds up by a fifth on an idle machine and slows down several times on a loaded
+        one (its threads wait spinning), and one thread makes the numbers the same on
+        every machine.
+        """
+        exact: dict = {}  # theta +- h a b^T exact on a span, decided once per binade of h
         by_span: dict[tuple[int, int], list[int]] = {}
         for j, d in enumerate(self.directions):
             if _whole_groups(d, self.layout):
                 by_span.setdefault((d.start, d.stop), []).append(j)
-        for members in by_span.values():
-            for chunk in self.chunks(members, 0):
-                factored = sign_steps(self.theta, self.grad, [self.directions[j] for j in chunk], self.eps, exact)
-                if factored is None:  # a sum that rounds: the plain steps, dense
-                    self.dense(chunk, self.steps(chunk), self.directions[chunk[0]].start)
-                    continue
-                self.an[chunk] = factored.analytic
-                self.pairs(np.asarray(chunk), _factored_views(factored, self.layout))
-                self.done[chunk] = True
+        with blas_limited(1):
+            for members in by_span.values():
+                for chunk in self.chunks(members, 0):
+                    self._signs(chunk, exact)
+
+    def _signs(self, chunk: list, exact: dict) -> None:
+        factored = sign_steps(self.theta, self.grad, [self.directions[j] for j in chunk], self.eps, exact)
+        if factored is None:  # a sum that may round: the plain steps, dense
+            self.dense(chunk, self.steps(chunk), self.directions[chunk[0]].start)
+            return
+        self.an[chunk] = factored.analytic
+        self.pairs(np.asarray(chunk), _factored_views(factored, self.layout))
+        self.done[chunk] = True
 
     def shared_draws(self) -> None:
         """Gaussian global directions, drawn once, and the groups' directions drawn from the same numbers."""
@@ -160,8 +171,9 @@ def mlp_evaluate_directions(base, layout: Layout, theta: np.ndarray, analytic: n
     Directions are evaluated in chunks of at most about ``max_memory`` bytes of steps and
     stacked changes, each pair of signs as one perturbation where the steps are
     symmetric (see :mod:`fastcheck.engines.mlp.stacked`). Sign directions over whole
-    groups keep their weight steps factored; the Gaussian draws of global directions
-    are made once and also serve the groups' directions of the same numbers.
+    groups keep their weight steps factored (one BLAS thread); the Gaussian draws of
+    global directions are made once and also serve the groups' directions of the same
+    numbers.
     """
     run = _Run(base, layout, theta, analytic, directions, eps, max_memory)
     run.signs()
