@@ -8,7 +8,6 @@ group's exhaustive relative difference is about ``target``, or at its ``natural`
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import fastcheck as fc
 from fastcheck.core.directions import KINDS
 from fastcheck.core.layout import Layout
 from fastcheck.core.objective import CostObjective
+from fastcheck.core.signs import MAGNITUDES
 from fastcheck.engines.reference import reference_engine
 
 #: Directions drawn per group and over theta; the counts the verdicts are read for (first k of them).
@@ -89,30 +89,52 @@ def spread_errors(case, quick: bool) -> list:
     return out
 
 
-def _half(n: int) -> float:
-    """P(a sum of n random signs is 0): C(n, n/2) / 2^n for n even, 0 for n odd."""
-    return math.comb(n, n // 2) / 2.0**n if n % 2 == 0 else 0.0
+def _sixteenths() -> np.ndarray:
+    """The magnitudes of a sign pattern's entries in sixteenths (integers 16 to 31)."""
+    return np.rint(16 * MAGNITUDES).astype(np.int64)
+
+
+def _zero_sum(n: int) -> float:
+    """P(a sum of n entries, each a random sign times a random magnitude, is exactly 0), by convolution."""
+    m = _sixteenths()
+    top = int(m.max())
+    one = np.zeros(2 * top + 1)
+    np.add.at(one, top + np.concatenate([m, -m]), 1.0 / (2 * m.size))
+    total = np.ones(1)
+    for _ in range(n):
+        total = np.convolve(total, one)
+    return float(total[total.size // 2])
+
+
+def _equal_products() -> float:
+    """P(a_i b_j = a_k b_l) for four independent entries: the signs agree (1/2) and the magnitudes' products do."""
+    _, counts = np.unique(np.outer(_sixteenths(), _sixteenths()), return_counts=True)
+    return 0.5 * float((counts / counts.sum()) @ (counts / counts.sum()))
 
 
 def cancel_errors(case) -> list:
     """Errors that a sign direction can see as exactly zero, on the small groups, at a difference of about 1e-2.
 
     Returns ``(label, E, p0)``: ``p0`` the chance that one sign direction's ``a^T E b`` is 0
-    (a stray constant: ``(sum a)(sum b)``; two entries swapped or both off by the same
-    amount: ``+-1 +-1``).
+    (a stray constant: ``(sum a)(sum b)``, a sum of signed magnitudes exactly 0; two entries
+    swapped or both off by the same amount, the first and the last: ``a_i b_j -+ a_k b_l``,
+    0 when sign and magnitude agree, 1/32 on a vector, where ``b`` is one entry, and
+    about 1/243 on a matrix, where rows and columns differ and products of two magnitudes
+    must agree).
     """
     out = []
     for name in ("b2", "W3", "b3"):
         g = case.layout.group(name)
         G = case.G[g.slice].reshape(g.shape)
         rows, cols = (g.shape[0], 1) if min(g.shape) == 1 else g.shape
-        constant = 1.0 - (1.0 - _half(rows)) * (1.0 - _half(cols))
+        constant = 1.0 - (1.0 - _zero_sum(rows)) * (1.0 - _zero_sum(cols))
+        equal = 1.0 / (2 * MAGNITUDES.size) if cols == 1 else _equal_products()
         flat = G.ravel()
         i, j = 0, g.size - 1
         swap, pair = np.zeros(g.size), np.zeros(g.size)
         swap[i], swap[j] = flat[j] - flat[i], flat[i] - flat[j]
         pair[i] = pair[j] = 1.0
-        patterns = (("constant", np.ones(g.size), constant), ("swap", swap, 0.5), ("two entries", pair, 0.5))
+        patterns = (("constant", np.ones(g.size), constant), ("swap", swap, equal), ("two entries", pair, equal))
         for pattern, P, p0 in patterns:
             e = np.zeros_like(case.G)
             e[g.slice] = 2e-2 * np.linalg.norm(G) / np.linalg.norm(P) * P
