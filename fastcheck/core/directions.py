@@ -40,7 +40,8 @@ from .limits import available_memory
 from .signs import exactly_shifted, sign_factors, sign_step, step_binade
 
 __all__ = ["Direction", "Steps", "direction_steps", "draw_directions", "require_directions_fit", "GLOBAL",
-           "DIRECTION_BYTES", "PART_BYTES", "SIGNS", "GAUSSIAN", "KINDS", "part_rows", "SignSteps", "sign_steps"]
+           "DIRECTION_BYTES", "PART_BYTES", "SIGNS", "GAUSSIAN", "KINDS", "part_rows", "SignSteps", "sign_steps",
+           "vouch_for_spans"]
 
 #: Name of the pseudo-group of directions over all of theta.
 GLOBAL = "(all)"
@@ -167,7 +168,10 @@ def _exact_steps(base: np.ndarray, directions: list, steps: np.ndarray,
     if all(d.kind == SIGNS for d in directions):
         scales = np.array([d.step(eps) for d in directions])
         binades = [step_binade(h) for h in scales.tolist()]
-        exact = {b: exactly_shifted(base, b) for b in set(binades)}
+        if exactly_shifted(base, min(binades), max(binades)):  # one pass for them all, the usual case
+            exact = dict.fromkeys(binades, True)
+        else:
+            exact = {b: exactly_shifted(base, b) for b in set(binades)}
         steps *= scales[:, None]  # h a_i b_j: products of a few bits, exact
         return np.array([exact[b] for b in binades], dtype=bool), scales
     if any(d.kind == SIGNS for d in directions):
@@ -235,6 +239,20 @@ class SignSteps:
     steps: np.ndarray
     factors: list
     analytic: np.ndarray
+
+
+def vouch_for_spans(theta: np.ndarray, directions: list, eps: float, exact: dict) -> None:
+    """Fill ``exact`` (as :func:`sign_steps` keeps it) for the parts of :data:`SIGNS` ``directions``, one pass over
+    each part's span for all the binades of the steps that reach it; a span that pass cannot vouch for is left to
+    be decided binade by binade."""
+    binades: dict[tuple[int, int], set] = {}
+    for d in directions:
+        b = step_binade(d.step(eps))
+        for start, stop, _, _ in d.parts:
+            binades.setdefault((start, stop), set()).add(b)
+    for (start, stop), found in binades.items():
+        if exactly_shifted(theta[start:stop], min(found), max(found)):
+            exact.update({(start, stop, b): True for b in found})
 
 
 def sign_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: float,

@@ -81,9 +81,10 @@ def step_binade(h: float) -> int:
     return math.frexp(h)[1]
 
 
-def exactly_shifted(base: np.ndarray, binade: int) -> bool:
+def exactly_shifted(base: np.ndarray, binade: int, top: int | None = None) -> bool:
     """Whether ``base + s`` and ``base - s`` are exact in float64 for every step ``s = h a_i b_j`` of every
-    pattern, for any step ``h`` of :data:`STEP_BITS` bits below ``2**binade``.
+    pattern, for any step ``h`` of :data:`STEP_BITS` bits in the binades ``binade`` to ``top`` (default:
+    ``binade`` alone), below ``2**top``.
 
     Decided from ``base`` and the binade alone (whatever the patterns and steps): a
     nonzero entry ``t`` is an integer times its ``u = spacing(t)``; a step whose finest bit
@@ -94,8 +95,9 @@ def exactly_shifted(base: np.ndarray, binade: int) -> bool:
     entry shifts exactly by any step; an entry far smaller than the step (whose finest bit
     is finer than the step's) is not vouched for.
     """
-    finest = math.ldexp(_PATTERN_LOW, binade - STEP_BITS)  # the finest bit of any h a_i b_j with h < 2**binade
-    largest = math.ldexp(_PATTERN_HIGH, binade)  # and a bound on its magnitude
+    top = binade if top is None else top
+    finest = math.ldexp(_PATTERN_LOW, binade - STEP_BITS)  # the finest bit of any h a_i b_j with h >= 2**(binade-1)
+    largest = math.ldexp(_PATTERN_HIGH, top)  # and a bound on its magnitude, h < 2**top
     magnitude = np.abs(base)
     if np.any(magnitude >= math.ldexp(finest, 53)):  # spacing(t) > finest: t is coarser than the step
         return False
@@ -108,7 +110,7 @@ def exactly_shifted(base: np.ndarray, binade: int) -> bool:
     if near_top.sum() > _NEAR_TOP_CHECKED:
         return False
     t = base[near_top][:, None]
-    s = _binade_steps(binade)[None, :]
+    s = np.concatenate([_binade_steps(b) for b in range(binade, top + 1)])[None, :]
     return all(not (((t - ((t + v) - ((t + v) - t))) + (v - ((t + v) - t))) != 0.0).any() for v in (s, -s))
 
 

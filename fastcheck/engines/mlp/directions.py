@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.directions import GLOBAL, SIGNS, SignSteps, Steps, _draw_all, direction_steps, part_rows, sign_steps
+from ...core.directions import (
+    GLOBAL,
+    SIGNS,
+    SignSteps,
+    Steps,
+    _draw_all,
+    direction_steps,
+    part_rows,
+    sign_steps,
+    vouch_for_spans,
+)
 from ...core.layout import Layout
 from ...core.limits import DEFAULT_MAX_MEMORY
 from ...core.results import DirectionEvaluations
@@ -119,11 +129,13 @@ class _Run:
         one (its threads wait spinning), and one thread makes the numbers the same on
         every machine.
         """
-        exact: dict = {}  # theta +- h a b^T exact on a span, decided once per binade of h
+        exact: dict = {}  # theta +- h a b^T exact on a span, decided once for every binade of h
         by_span: dict[tuple[int, int], list[int]] = {}
         for j, d in enumerate(self.directions):
             if _whole_groups(d, self.layout):
                 by_span.setdefault((d.start, d.stop), []).append(j)
+        vouch_for_spans(self.theta, [self.directions[j] for members in by_span.values() for j in members], self.eps,
+                        exact)
         with blas_limited(1):
             for members in by_span.values():
                 for chunk in self.chunks(members, 0):
