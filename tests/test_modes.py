@@ -358,3 +358,28 @@ def test_a_group_of_one_entry_is_checked_by_one_dir_not_1_dirs():
     text = str(report)
     assert " 1 dir " in text and "1 dirs" not in text and " 4 dirs " in text
     assert "1 dirs" not in report_html(report)
+
+
+@pytest.mark.parametrize("shape", [(40,), (40, 1)])
+@pytest.mark.parametrize("distribution", ["signs", "gaussian"])
+def test_a_flat_theta_s_directions_are_its_group_s_and_a_bug_is_escalated_and_named(shape, distribution):
+    """A theta of one array has no per-group directions (they would be the global ones): its row takes the
+    global directions' difference, so a wrong entry fails the group, is escalated and named."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((30, 40))
+
+    def cost(t):
+        return float(np.sum(np.tanh(A @ t.ravel()) ** 2))
+
+    theta = rng.standard_normal(40) * 0.1
+    t = np.tanh(A @ theta)
+    grad = A.T @ (2 * t * (1 - t ** 2))
+    bad = grad.copy()
+    bad[7] *= 1.5
+    options = {"mode": "directions", "n_directions": 8, "distribution": distribution}
+    assert fc.check(cost, theta.reshape(shape), grad.reshape(shape), **options).verdict == "pass"
+    report = fc.check(cost, theta.reshape(shape), bad.reshape(shape), **options)
+    assert report.failing_groups == ["theta"] and report.group("theta").escalated
+    assert report.worst(1)[0].label.startswith("theta[7")
+    quick = fc.check(cost, theta.reshape(shape), bad.reshape(shape), escalate=False, **options)
+    assert quick.group("theta").verdict == "fail" and quick.group("theta").checked == 8

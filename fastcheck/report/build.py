@@ -141,8 +141,12 @@ class _Directions:
     def has(self, name: str) -> bool:
         return self.results is not None and bool((self.groups == name).any())
 
-    def row(self, name, shape, size, bounds: Bounds) -> GroupRow:
+    def row(self, name, shape, size, bounds: Bounds, whole: bool = False) -> GroupRow:
+        """The row of group ``name`` from its directions; a group that is ``whole`` of theta (a flat theta)
+        and has none of its own takes those over all of theta, which are its own."""
         mine = self.groups == name
+        if whole and not mine.any():
+            mine = self.groups == GLOBAL
         use = mine & self.counted
         d = relative_difference(self.results.numeric[use], self.results.analytic[use])
         return GroupRow(name, shape, size, int(mine.sum()), int((mine & self.results.kinks).sum()), d,
@@ -300,7 +304,7 @@ def build_report(layout: Layout, analytic: np.ndarray, evaluations=None, *, boun
     bounds_of = np.searchsorted(e.idx, [[g.start, g.start + g.size] for g in layout.groups])  # idx is sorted
     for g, (lo, hi) in zip(layout.groups, bounds_of):
         if hi == lo and directions is not None:
-            groups.append(dirs.row(g.name, g.shape, g.size, bounds))
+            groups.append(dirs.row(g.name, g.shape, g.size, bounds, whole=g.size == layout.n_params))
         else:
             groups.append(_coordinate_row(g, lo, hi, e, dirs, found, labels, bounds, include, escalated, theta, cost,
                                           context))
