@@ -383,3 +383,14 @@ def test_a_flat_theta_s_directions_are_its_group_s_and_a_bug_is_escalated_and_na
     assert report.worst(1)[0].label.startswith("theta[7")
     quick = fc.check(cost, theta.reshape(shape), bad.reshape(shape), escalate=False, **options)
     assert quick.group("theta").verdict == "fail" and quick.group("theta").checked == 8
+
+
+def test_directions_mode_takes_the_groups_its_directions_found_right_as_evidence_of_where_an_error_enters():
+    """missing_l2 wrongs every W and no b: the b groups, right by their directions, rule out "every layer is
+    wrong from the top down"; a wrong activation derivative of layer 2 still gets its layer named."""
+    net, params, X, Y = network("S")
+    for bug, layers in (("missing_l2", False), ("activation_derivative", True)):
+        grads = buggy_gradient(net, bug, params, X, Y)
+        report = net.check(params, grads, X, Y, mode="directions", n_directions=8)
+        full = net.check(params, grads, X, Y)
+        assert ("(layers)" in report.diagnoses) == layers == ("(layers)" in full.diagnoses), bug

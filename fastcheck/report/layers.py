@@ -38,7 +38,8 @@ def _names(rows) -> str:
 def where_error_enters(rows, all_zero=()) -> str | None:
     """The sentence naming the layer where the error enters, or None.
 
-    ``rows`` are the report's coordinate :class:`~fastcheck.report.rows.GroupRow` s. Said
+    ``rows`` are the report's :class:`~fastcheck.report.rows.GroupRow` s that checked something
+    (coordinates, or directions: a group a cheap mode found right is evidence too). Said
     when the groups have at least two numbered layers, at least two groups fail, and the
     failing groups are a contiguous block from the bottom: with l the highest layer with a
     failing group, every group above layer l passes and every group below it fails (except
@@ -49,7 +50,7 @@ def where_error_enters(rows, all_zero=()) -> str | None:
     failing group's analytic gradient is all zeros (named in ``all_zero``): nothing was
     computed, no error entered anywhere.
     """
-    layered = [(layer_number(g.name), g) for g in rows if g.method == "coordinates"]
+    layered = [(layer_number(g.name), g) for g in rows if g.checked]
     layered = [(n, g) for n, g in layered if n is not None]
     numbers = sorted({n for n, _ in layered})
     failing = [g for _, g in layered if g.verdict == "fail"]
