@@ -126,18 +126,25 @@ def _traced(problem: CostProblem, options: CheckOptions) -> Engine:
     if options.stencil == 4:  # the stencil's second step: the check's own, so a trace that fails there is not used
         engines[2] = verified(2)
 
+    verifying = {}  # calls of the cost that verified the trace at another step, counted once by the next `at`
+
     def at_scale(scale):  # another step (the noise's larger one): None where the trace does not hold there
         if scale not in engines:
-            try:
-                engines[scale] = verified(scale)
-            except NotTraceable:
-                engines[scale] = None
+            with counted_calls(objective) as counter:
+                try:
+                    engines[scale] = verified(scale)
+                except NotTraceable:
+                    engines[scale] = None
+            verifying[scale] = counter.calls
         return engines[scale]
 
     def at(idx, scale):
         if at_scale(scale) is None:  # a larger step than the trace holds at: the real cost
-            return reference_engine(objective, theta, idx, scale * steps)
+            ev = reference_engine(objective, theta, idx, scale * steps)
+            ev.n_evaluations += verifying.pop(scale, 0)
+            return ev
         ev = engines[scale].coordinates(idx)
+        ev.n_evaluations += verifying.pop(scale, 0)
         # where the traced changes are not finite (an identity that overflowed, a log1p below -1 next to a
         # saturated unit), the engine cannot vouch: those coordinates take full evaluations of the real cost
         bad = ~(np.isfinite(ev.numeric) & np.isfinite(ev.cost_plus) & np.isfinite(ev.cost_minus))

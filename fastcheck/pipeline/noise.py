@@ -136,21 +136,28 @@ def measure_noise(engine: Engine, theta: np.ndarray, indices: np.ndarray, steps)
     return sigma, spent
 
 
+def _own_values(engine: Engine, steps) -> bool:
+    """Whether the larger step is taken by the engine's own values (``Engine.at``, exact at any step): an engine
+    that computes them otherwise than by calls of the cost, with one step for all of theta."""
+    return engine.at is not None and np.ndim(steps) == 0
+
+
 def _confirmed(engine: Engine, theta: np.ndarray, analytic: np.ndarray, flagged: np.ndarray, steps,
                options: CheckOptions) -> tuple[bool, float, int]:
     """Whether a group's errors are the noise: at the larger step (:func:`~fastcheck.report.policy.larger_step`,
     where the noise is 10x to 1000x smaller) and the 4-point stencil, the median relative error of up to
     :data:`CONFIRM_ENTRIES` of its flagged entries is below the fail bound. A wrong gradient stays wrong at every
-    step (a 10% bug: 5e-2); noise falls as 1/eps. Returns the answer, that median and the evaluations of the cost
-    spent (none where the engine's own values were used: ``Engine.at``)."""
+    step (a 10% bug: 5e-2); noise falls as 1/eps. Returns the answer, that median and the evaluations spent (by
+    the engine's own values, ``Engine.at``, where it has them: its perturbed costs, with the calls of the cost
+    that verified a trace at that step)."""
     sample = flagged[np.unique(np.linspace(0, flagged.size - 1, min(flagged.size, CONFIRM_ENTRIES)).astype(int))]
     larger = larger_step(steps)
-    own = engine.at is not None and np.ndim(steps) == 0  # the engine's own values, exact at any step
+    own = _own_values(engine, steps)
     near, far = ((engine.at(sample, larger / steps), engine.at(sample, 2 * larger / steps)) if own
                  else (engine.full(sample, larger), engine.full(sample, 2 * larger)))
     numeric = stencil_gradient(near.numeric, far.numeric)
     median = float(np.median(entry_relative_errors(numeric, analytic[sample])))  # NaN: not confirmed
-    return bool(median < options.fail), median, 0 if own else near.n_evaluations + far.n_evaluations
+    return bool(median < options.fail), median, near.n_evaluations + far.n_evaluations
 
 
 def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: np.ndarray, analytic: np.ndarray,
@@ -160,9 +167,10 @@ def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: n
 
     ``analytic`` (flat, all of theta): a group's noise is kept only where the larger step confirms it
     (:func:`_confirmed`); a group it refutes keeps the rounding of ``|J|`` alone, and its wrong entries.
-    The settings gain ``noise``: the entries measured, the cost evaluations spent, the largest noise found
-    and the groups refuted; the report stays as it was when nothing was flagged or the cost has no ``full``
-    evaluation.
+    The settings gain ``noise``: the entries measured, the evaluations spent (the measure's and the larger
+    step's), the largest noise found, the groups refuted, and what took the larger step and what it spent
+    (``larger_step``); the
+    report stays as it was when nothing was flagged or the cost has no ``full`` evaluation.
     """
     if engine.full is None or not report.has_entries or not np.isfinite(engine.cost):
         return report, None
@@ -172,8 +180,10 @@ def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: n
     started = time.perf_counter()
     steps = options.steps(theta)
     noise, measured, evaluations, refuted = np.zeros(theta.size), 0, 0, []
+    larger = 0  # what the larger step spent (the engine's own values, or full evaluations)
     for name, flagged, sample in chosen:  # a slow cost: the groups that fit, worst first
         ok, median, spent = _confirmed(engine, theta, analytic, flagged, steps, options)
+        larger += spent
         evaluations += spent
         if not ok:  # the errors stay at the larger step: no noise of the cost explains them
             refuted.append({"group": name, "median_rel_error_at_larger_step": median})
@@ -188,7 +198,9 @@ def noise_report(report: Report, engine: Engine, options: CheckOptions, theta: n
             break
     elapsed = time.perf_counter() - started
     rebuilt = rebuild(noise)
+    by = engine.name if _own_values(engine, steps) else "full evaluations"
     rebuilt.settings["noise"] = {"entries": measured, "evaluations": evaluations, "largest": float(noise.max()),
-                                 "points": 2 * NOISE_POINTS + 1, "refuted": refuted}
+                                 "points": 2 * NOISE_POINTS + 1, "refuted": refuted,
+                                 "larger_step": {"by": by, "evaluations": larger}}
     rebuilt.elapsed += elapsed
     return rebuilt, noise
