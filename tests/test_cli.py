@@ -217,7 +217,7 @@ def test_the_distribution_of_directions_on_the_command_line(capsys, tmp_path, di
 def test_a_distribution_without_directions_is_one_line_and_exit_2(capsys):
     assert main(["check", "--layers", "6,5,3", "--distribution", "gaussian"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--distribution: goes with mode='directions'" in err
+    assert err.count("\n") == 0 and "--distribution: goes with --mode directions, not --mode full" in err
 
 
 LAYER = '''

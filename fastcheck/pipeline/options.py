@@ -131,7 +131,7 @@ class CheckOptions:
         n, mode = self.name, self.mode
         for key in ("fraction", "n_samples"):
             if mode != "subset" and getattr(self, key) is not None:
-                raise InputError(f"{n(key)}: goes with mode='subset', not mode={mode!r}")
+                raise InputError(f"{n(key)}: goes with {self._mode_is('subset')}, not {self._mode_is(mode)}")
         if mode == "subset":
             if (self.fraction is None) == (self.n_samples is None):
                 raise InputError(f"{n('mode')}: 'subset' needs exactly one of {n('fraction')} (in (0, 1]) or "
@@ -150,11 +150,16 @@ class CheckOptions:
             expect(is_number(self.budget) and self.budget > 0, n("budget"), "a positive number of seconds",
                    self.budget)
 
+    def _mode_is(self, mode: str) -> str:
+        """``mode='subset'`` as this front door writes it: ``--mode subset`` on the command line."""
+        flag = self.name("mode")
+        return f"{flag} {mode}" if flag.startswith("--") else f"mode={mode!r}"
+
     def _directions_rules(self) -> None:
         n, mode = self.name, self.mode
         for key in ("n_directions", "distribution"):
             if mode != "directions" and getattr(self, key) is not None:
-                raise InputError(f"{n(key)}: goes with mode='directions', not mode={mode!r}")
+                raise InputError(f"{n(key)}: goes with {self._mode_is('directions')}, not {self._mode_is(mode)}")
         if mode != "directions":
             return
         if self.n_directions is None:
