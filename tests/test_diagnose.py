@@ -60,3 +60,13 @@ def test_a_whole_factor_of_a_user_cost_names_its_likely_batch_division(factor, s
     report = fc.check(lambda t: float(np.sum(np.cos(t) * x)), np.ones(8), factor * (-np.sin(np.ones(8)) * x))
     assert says in report.diagnoses["theta"]
     assert ("once too often" in report.diagnoses["theta"]) == (abs(factor) < 1 / 3)
+
+
+def test_an_error_constant_over_a_whole_matrix_is_the_same_in_every_entry_not_along_one_axis():
+    from fastcheck.apps.networks import network
+
+    net, params, X, Y = network("S")
+    grads = net.gradient(params, X, Y)
+    grads["dW2"] = grads["dW2"] + 0.01
+    sentence = net.check(params, grads, X, Y).diagnoses["W2"]
+    assert "the same in every entry (1.000e-02)" in sentence and "along axis" not in sentence

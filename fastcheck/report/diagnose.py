@@ -193,9 +193,10 @@ def _constant_along(shape, analytic, numeric) -> str | None:
     residual, k = best
     if residual > EXPLAINED:
         return None
-    if sum(n > 1 for n in shape) == 1:
-        return (f"the error is the same in every entry ({float(error.mean()):.3e}){_fit(residual)}: a missing "
-                "constant term (a mean or a sum)?")
+    everywhere = float(np.linalg.norm(error - error.mean()) / np.linalg.norm(error))
+    if sum(n > 1 for n in shape) == 1 or everywhere <= EXPLAINED:  # constant along every axis, not just one
+        return (f"the error is the same in every entry ({float(error.mean()):.3e}){_fit(max(residual, everywhere))}: "
+                "a missing constant term (a mean or a sum)?")
     return (f"the error is constant along axis {k} (length {shape[k]}){_fit(residual)}: a missing mean or sum over "
             "that axis (a centering term, like batch norm's -mean(dxhat))?")
 
