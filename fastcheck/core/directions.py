@@ -168,10 +168,7 @@ def _exact_steps(base: np.ndarray, directions: list, steps: np.ndarray,
     if all(d.kind == SIGNS for d in directions):
         scales = np.array([d.step(eps) for d in directions])
         binades = [step_binade(h) for h in scales.tolist()]
-        if exactly_shifted(base, min(binades), max(binades)):  # one pass for them all, the usual case
-            exact = dict.fromkeys(binades, True)
-        else:
-            exact = {b: exactly_shifted(base, b) for b in set(binades)}
+        exact = _exact_binades(base, set(binades))
         steps *= scales[:, None]  # h a_i b_j: products of a few bits, exact
         return np.array([exact[b] for b in binades], dtype=bool), scales
     if any(d.kind == SIGNS for d in directions):
@@ -241,18 +238,24 @@ class SignSteps:
     analytic: np.ndarray
 
 
+def _exact_binades(base: np.ndarray, binades: set) -> dict:
+    """Per binade of a step, whether ``base`` shifts exactly by every sign step of it: one pass for them all (the
+    usual case), else one per binade."""
+    if exactly_shifted(base, min(binades), max(binades)):
+        return dict.fromkeys(binades, True)
+    return {b: exactly_shifted(base, b) for b in binades}
+
+
 def vouch_for_spans(theta: np.ndarray, directions: list, eps: float, exact: dict) -> None:
-    """Fill ``exact`` (as :func:`sign_steps` keeps it) for the parts of :data:`SIGNS` ``directions``, one pass over
-    each part's span for all the binades of the steps that reach it; a span that pass cannot vouch for is left to
-    be decided binade by binade."""
+    """Fill ``exact`` (as :func:`sign_steps` keeps it) for the parts of :data:`SIGNS` ``directions``: each part's
+    span decided for all the binades of the steps that reach it at once (:func:`_exact_binades`)."""
     binades: dict[tuple[int, int], set] = {}
     for d in directions:
         b = step_binade(d.step(eps))
         for start, stop, _, _ in d.parts:
             binades.setdefault((start, stop), set()).add(b)
     for (start, stop), found in binades.items():
-        if exactly_shifted(theta[start:stop], min(found), max(found)):
-            exact.update({(start, stop, b): True for b in found})
+        exact.update({(start, stop, b): ok for b, ok in _exact_binades(theta[start:stop], found).items()})
 
 
 def sign_steps(theta: np.ndarray, grad: np.ndarray, directions: list, eps: float,
