@@ -57,9 +57,9 @@ def _copy_rows(draws: np.ndarray, rows: list, start: int, stop: int) -> np.ndarr
     return draws[rows, start:stop]
 
 
-def _whole_groups(direction, layout: Layout) -> bool:
-    """Whether each part of a sign ``direction`` is a whole group's rank-one pattern (not a block of one)."""
-    spans = {(g.start, g.stop): part_rows(g.shape) for g in layout.groups}
+def _whole_groups(direction, spans: dict) -> bool:
+    """Whether each part of a sign ``direction`` is a whole group's rank-one pattern (not a block of one);
+    ``spans`` maps each group's ``(start, stop)`` to its pattern's rows."""
     return direction.kind == SIGNS and all(spans.get((start, stop)) == rows for start, stop, _, rows in direction.parts)
 
 
@@ -69,7 +69,7 @@ def _factored_views(steps: SignSteps, layout: Layout) -> dict:
     out = {}
     for p, (start, *_) in enumerate(steps.factors[0]):
         g = by_start[start]
-        left = steps.steps[:, None] * np.stack([parts[p][2] for parts in steps.factors])  # +-h: exact
+        left = steps.steps[:, None] * np.stack([parts[p][2] for parts in steps.factors])  # h a: a few bits, exact
         right = np.stack([parts[p][3] for parts in steps.factors])
         if right.shape[1] > 1 and left.shape[1] > 1:
             out[g.name] = RankOne(left, right)
@@ -131,8 +131,9 @@ class _Run:
         """
         exact: dict = {}  # theta +- h a b^T exact on a span, decided once for every binade of h
         by_span: dict[tuple[int, int], list[int]] = {}
+        spans = {(g.start, g.stop): part_rows(g.shape) for g in self.layout.groups}
         for j, d in enumerate(self.directions):
-            if _whole_groups(d, self.layout):
+            if _whole_groups(d, spans):
                 by_span.setdefault((d.start, d.stop), []).append(j)
         vouch_for_spans(self.theta, [self.directions[j] for members in by_span.values() for j in members], self.eps,
                         exact)
